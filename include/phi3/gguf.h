@@ -215,6 +215,16 @@ P3Status	p3_gguf_writer_add_array(P3GGUFWriter *w, const char *key, P3GGUFType e
 /* Arrays of strings: strs[i] with byte length lens[i] (lens NULL: NUL-terminated). */
 P3Status	p3_gguf_writer_add_string_array(P3GGUFWriter *w, const char *key, const char *const *strs,
 											const uint64_t *lens, uint64_t count, P3Error *err);
+/*
+ * Any metadata value, e.g. the scalar types without a helper above (uint8,
+ * int8, uint16, int16, int64, float64): scalars are taken from v.u64 /
+ * v.i64 / v.f64 according to value->type (P3_ERR_INVALID_ARG if the value
+ * does not fit the type), strings from v.str, arrays from v.arr with the
+ * elements packed as in a file (what p3_gguf_parse returns; arrays of
+ * strings as u64 length + bytes each).
+ */
+P3Status	p3_gguf_writer_add_value(P3GGUFWriter *w, const char *key, const P3GGUFValue *value,
+									 P3Error *err);
 /* Copy every metadata entry of src whose key starts with prefix ("" = all). */
 P3Status	p3_gguf_writer_copy_kv(P3GGUFWriter *w, const P3GGUF *src, const char *prefix, P3Error *err);
 /* Add a tensor; data is nbytes = row_size(type, ne[0]) * ne[1] * ne[2] * ne[3] bytes. */
