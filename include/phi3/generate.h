@@ -88,18 +88,12 @@ typedef struct P3GenerateParams
 	void	   *user;
 	/* Each piece of generated text as complete UTF-8; return false to stop. */
 	bool		(*on_text) (void *user, const char *text, size_t len);
-	/*
-	 * Each evaluated position's logits, prompt positions first (only when
-	 * want_all_logits), then each generated token's: pos, the token that
-	 * was chosen after it (-1 for prompt positions but the last), logits.
-	 * Return false to stop.
-	 */
-	bool		(*on_logits) (void *user, int32_t pos, int32_t next_token, const float *logits);
-	bool		want_all_logits;	/* compute logits of every prompt position */
+	/* Drop one leading space of the reply (chat answers); keep it for raw completions. */
+	bool		strip_leading_space;
 	P3MaskFn	mask_fn;		/* optional constraint on the next token */
 } P3GenerateParams;
 
-/* max_tokens 256, default sampling, stop_at_eog, reuse_prefix, no callbacks */
+/* max_tokens 256, default sampling, stop_at_eog, reuse_prefix, strip_leading_space, no callbacks */
 P3GenerateParams p3_generate_default_params(void);
 
 typedef struct P3GenerateStats

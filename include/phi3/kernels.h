@@ -1,0 +1,118 @@
+/*
+ * phi3/kernels.h — the compute kernels of the forward pass and how the
+ * engine picks them.
+ *
+ * A P3KernelSet is a table of function pointers per weight type.  The
+ * reference set wraps the scalar code of phi3/quant.h and is always
+ * available; faster sets (AVX2, AVX-512 / VNNI) are chosen once from the
+ * CPU's features by p3_kernels_best().  Every entry of a fast set has the
+ * exact contract of its reference counterpart and is tested against it
+ * (test/engine/test_kernels.c); an entry a fast set does not provide is
+ * the reference one, so every set is complete.
+ *
+ * The matrix product p3_matmul computes y = x · Wᵀ for a chunk of tokens:
+ *     W: n_out rows of n_in elements of its stored type (a view into the mapping)
+ *     x: (n_tok, n_in) f32, row stride ldx
+ *     y: (n_tok, n_out) f32, row stride ldy
+ * Output rows are split among the pool's workers; each output element is
+ * computed by exactly one worker in a fixed order, so results do not
+ * depend on the thread count.  Each worker walks its weight rows once per
+ * chunk and applies each row to all n_tok tokens, so a prompt chunk costs
+ * one pass over the weights (prefill as matrix-matrix product).
+ */
+#ifndef PHI3_KERNELS_H
+#define PHI3_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "phi3/context.h"
+#include "phi3/model.h"
+#include "phi3/quant.h"
+#include "phi3/threadpool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Same contracts as the *_ref functions of phi3/quant.h, for one type. */
+typedef void (*P3DequantFn) (const void *src, float *dst, int64_t n);
+typedef void (*P3QuantizeFn) (const float *src, void *dst, int64_t n);
+typedef float (*P3DotF32Fn) (const void *w, const float *x, int64_t n);
+typedef float (*P3VecDotFn) (const void *w, const void *a, int64_t n);
+
+typedef struct P3KernelSet
+{
+	const char *name;			/* "reference", "avx2", "avx512", "avx512-vnni" */
+	P3DequantFn dequant[P3_TYPE_COUNT];		/* weight row -> f32 */
+	P3DotF32Fn	dot_f32[P3_TYPE_COUNT];		/* weight row · f32 activations */
+	P3VecDotFn	vec_dot[P3_TYPE_COUNT];		/* weight row · activations in vec_dot_type */
+	P3QuantizeFn quantize[P3_TYPE_COUNT];	/* f32 -> Q8_0 / Q8_1 / Q8_K activations */
+	float		(*dot_f32_f32) (const float *a, const float *b, int64_t n);
+} P3KernelSet;
+
+const P3KernelSet *p3_kernels_reference(void);
+/* The fastest set this CPU supports (cpuid, once; thread-safe). */
+const P3KernelSet *p3_kernels_best(void);
+
+/* ---- element-wise operations (f32, scalar, deterministic) ---- */
+
+/* out = x / sqrt(mean(x²) + eps) ⊙ w; squares summed in double. out may alias x. */
+void		p3_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
+
+/* In place: x -= max; x = exp(x); x /= sum.  n >= 1. */
+void		p3_softmax(float *x, int64_t n);
+
+/* silu(z) = z / (1 + exp(-z)) */
+float		p3_silu(float z);
+
+/*
+ * NeoX rotary embedding of one head vector in place: for i < n_rot/2,
+ * (x[i], x[i + n_rot/2]) rotated by cs[2i] = cos θ_i, cs[2i+1] = sin θ_i
+ * (both already multiplied by the attention factor).  Dims >= n_rot are
+ * left unchanged.
+ */
+void		p3_rope_neox(float *x, int32_t n_rot, const float *cs);
+
+/*
+ * Fill cs[2i], cs[2i+1] (i < n_rot/2) for position pos:
+ *     θ_i = pos · base^(-2i/n_rot) / factors[i]   (factors NULL: 1)
+ *     cs  = (cos θ_i · mscale, sin θ_i · mscale)
+ * computed in double and rounded once.
+ */
+void		p3_rope_table(float *cs, int32_t pos, int32_t n_rot, float base,
+						  const float *factors, float mscale);
+
+/* ---- matrix product ---- */
+
+/* Scratch a worker needs for p3_matmul with a weight of n_in columns. */
+size_t		p3_matmul_scratch_per_thread(int64_t n_in);
+/* Shared scratch for quantized activations: n_tok rows of n_in in vec_dot_type of wtype. */
+size_t		p3_matmul_act_bytes(uint32_t wtype, int64_t n_in, int32_t n_tok);
+
+typedef struct P3MatmulArgs
+{
+	const P3KernelSet *kernels;
+	P3ActPrecision act;
+	const P3Weight *w;
+	int64_t		row_begin;		/* compute output rows [row_begin, row_end) of W */
+	int64_t		row_end;
+	const float *x;				/* (n_tok, w->n_in), row stride ldx */
+	int64_t		ldx;
+	int32_t		n_tok;
+	float	   *y;				/* (n_tok, row_end - row_begin), row stride ldy */
+	int64_t		ldy;
+	void	   *act_buf;		/* p3_matmul_act_bytes(...) bytes (used with P3_ACT_Q8) */
+	float	   *thread_scratch; /* n_threads * p3_matmul_scratch_per_thread(n_in) bytes */
+	size_t		thread_scratch_floats;	/* floats per thread */
+} P3MatmulArgs;
+
+/* y = x · W[row_begin:row_end]ᵀ, parallel over the pool (pool may be NULL). */
+void		p3_matmul(P3ThreadPool *pool, const P3MatmulArgs *args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* PHI3_KERNELS_H */

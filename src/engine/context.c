@@ -1,0 +1,839 @@
+/*
+ * context.c — per-user engine state and the Phi-3 forward pass.
+ *
+ * Forward pass for a chunk of T tokens (spec section 3.4), shapes per token:
+ *     x        = token_embd[token]                              (n_embd)
+ *     per layer:
+ *       xn     = rmsnorm(x) ⊙ attn_norm                         (n_embd)
+ *       qkv    = W_qkv · xn        → Q (n_embd) | K (n_embd_kv) | V (n_embd_kv)
+ *       Q, K   = NeoX RoPE at the token's position (LongRoPE factors if chosen)
+ *       cache[pos] = K, V             (f16 or f32)
+ *       attn_h = Σ_j softmax_j(Q_h · K_j,g / sqrt(head_dim)) V_j,g   j ≤ pos, g = kv head of h
+ *       x     += W_o · attn                                     (n_embd)
+ *       xn     = rmsnorm(x) ⊙ ffn_norm
+ *       gu     = W_up · xn         → gate (n_ff) | up (n_ff)
+ *       x     += W_down · (silu(gate) ⊙ up)
+ *     logits   = W_out · (rmsnorm(x) ⊙ output_norm)              (n_vocab)
+ * Matrix products run once per layer over all T tokens (p3_matmul);
+ * attention runs in parallel over (token, head) pairs.  Each output value
+ * is computed by one worker in a fixed order, so results do not depend on
+ * the thread count.
+ *
+ * KV cache: per sequence and layer, K and V arrays of cap positions ×
+ * n_embd_kv values.  cap grows in steps of KV_GROW_STEP positions as the
+ * sequence grows (realloc of large blocks is an mremap, not a copy), never
+ * beyond n_ctx.  A sequence also records its token ids and, per position,
+ * whether the long LongRoPE factors rotated it, so callers can reuse a
+ * prefix only when it was computed the same way.
+ *
+ * Errors leave every sequence as it was: lengths are committed only after
+ * the whole batch succeeded; positions written by a failed call lie beyond
+ * the committed length and are simply overwritten later.
+ */
+#include "phi3/context.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "phi3/kernels.h"
+#include "phi3/threadpool.h"
+
+#define KV_GROW_STEP	256
+#define MAX_BATCH		4096
+
+typedef struct P3Sequence
+{
+	int32_t		len;			/* committed positions */
+	int32_t		cap;			/* positions allocated */
+	int32_t		rope_len_hint;	/* p3_seq_set_rope_len */
+	int32_t    *tokens;			/* (cap) token at each position */
+	uint8_t    *is_long;		/* (cap) position rotated with the long factors */
+	void	  **k;				/* (n_layer) each (cap, n_embd_kv) of kv type */
+	void	  **v;				/* (n_layer) each (cap, n_embd_kv) */
+} P3Sequence;
+
+struct P3Context
+{
+	const P3Model *model;
+	P3ContextParams params;
+	const P3KernelSet *kernels;
+	P3ThreadPool *pool;
+	int			n_threads;
+	size_t		kv_elem;		/* bytes per cached value */
+
+	P3AbortFn	abort_fn;
+	void	   *abort_user;
+
+	P3Sequence *seqs;			/* (n_seq) */
+
+	/* scratch for one chunk of up to n_batch tokens */
+	int32_t		n_qkv;			/* n_embd + 2 * n_embd_kv */
+	float	   *x;				/* (n_batch, n_embd) residual stream */
+	float	   *xn;				/* (n_batch, n_embd) normed block input */
+	float	   *qkv;			/* (n_batch, n_qkv) */
+	float	   *attn;			/* (n_batch, n_embd) attention output, heads concatenated */
+	float	   *proj;			/* (n_batch, n_embd) output of W_o and W_down */
+	float	   *gate_up;		/* (n_batch, 2 * n_ff) */
+	float	   *act;			/* (n_batch, n_ff) silu(gate) ⊙ up */
+	float	   *rope_cs;		/* (n_batch, n_rot) cos/sin pairs per token */
+	float	   *att_scratch;	/* (n_threads, n_ctx + 2 * head_dim) scores, k/v row, accumulator */
+	size_t		att_scratch_floats;
+	float	   *mm_scratch;		/* (n_threads, mm_scratch_floats) decoded weight rows */
+	size_t		mm_scratch_floats;
+	void	   *act_q;			/* quantized activations of a chunk */
+	size_t		act_q_bytes;
+	size_t		scratch_bytes;	/* total of the above, for p3_context_memory */
+
+	/* per-chunk bookkeeping */
+	int32_t    *chunk_pos;		/* (n_batch) position of each token */
+	int32_t    *chunk_seq;		/* (n_batch) sequence of each token */
+	int32_t    *chunk_out;		/* (n_batch) indices of tokens whose logits are kept */
+
+	/* outputs of the last p3_eval */
+	float	   *logits;			/* (logits_cap, n_vocab) */
+	int32_t		logits_cap;
+	int32_t		n_outputs;
+};
+
+P3ContextParams
+p3_context_default_params(void)
+{
+	P3ContextParams p;
+
+	memset(&p, 0, sizeof(p));
+	p.n_ctx = 2048;
+	p.n_seq = 1;
+	p.n_batch = 64;
+	p.n_threads = 0;
+	p.kv_type = P3_KV_F16;
+	p.matmul = P3_MATMUL_AUTO;
+	p.act = P3_ACT_F32;
+	return p;
+}
+
+/* malloc that records its size in the scratch total; NULL on failure. */
+static void *
+scratch_alloc(P3Context *ctx, size_t count, size_t size)
+{
+	size_t		bytes;
+	void	   *p;
+
+	if (__builtin_mul_overflow(count, size, &bytes))
+		return NULL;
+	p = malloc(bytes ? bytes : 1);
+	if (p)
+		ctx->scratch_bytes += bytes;
+	return p;
+}
+
+/* Largest activation buffer any product of the model needs for n_batch tokens. */
+static size_t
+max_act_bytes(const P3Model *model, int32_t n_batch)
+{
+	size_t		best = 0;
+
+#define CONSIDER(W) do { \
+		size_t b_ = p3_matmul_act_bytes((W).type, (W).n_in, n_batch); \
+		if (b_ > best) best = b_; \
+	} while (0)
+
+	CONSIDER(model->output);
+	for (int32_t l = 0; l < model->hp.n_layer; l++)
+	{
+		const P3Layer *L = &model->layers[l];
+
+		if (L->fused_qkv)
+			CONSIDER(L->attn_qkv);
+		else
+		{
+			CONSIDER(L->attn_q);
+			CONSIDER(L->attn_k);
+			CONSIDER(L->attn_v);
+		}
+		CONSIDER(L->attn_output);
+		CONSIDER(L->ffn_up);
+		CONSIDER(L->ffn_down);
+	}
+#undef CONSIDER
+	return best;
+}
+
+P3Status
+p3_context_new(const P3Model *model, const P3ContextParams *params,
+			   P3Context **out, P3Error *err)
+{
+	const P3HParams *hp = &model->hp;
+	P3ContextParams p = *params;
+	P3Context  *ctx;
+	P3Status	st;
+	int64_t		max_n_in;
+	int32_t		B;
+
+	*out = NULL;
+	if (p.n_ctx == 0)
+		p.n_ctx = hp->n_ctx_train;
+	if (p.n_ctx < 1 || p.n_ctx > hp->n_ctx_train)
+		return p3_error(err, P3_ERR_INVALID_ARG,
+						"context size %d is out of range (1 to %d, the model's training context)",
+						(int) p.n_ctx, (int) hp->n_ctx_train);
+	if (p.n_seq < 1 || p.n_seq > 1024)
+		return p3_error(err, P3_ERR_INVALID_ARG, "sequence count %d is out of range (1 to 1024)", (int) p.n_seq);
+	if (p.n_batch < 1 || p.n_batch > MAX_BATCH)
+		return p3_error(err, P3_ERR_INVALID_ARG, "batch size %d is out of range (1 to %d)", (int) p.n_batch, MAX_BATCH);
+	if (p.n_threads < 0 || p.n_threads > P3_MAX_THREADS)
+		return p3_error(err, P3_ERR_INVALID_ARG, "thread count %d is out of range (0 to %d)",
+						(int) p.n_threads, P3_MAX_THREADS);
+	if (p.kv_type != P3_KV_F16 && p.kv_type != P3_KV_F32)
+		return p3_error(err, P3_ERR_INVALID_ARG, "unknown KV cache type %d", (int) p.kv_type);
+	if (p.matmul != P3_MATMUL_AUTO && p.matmul != P3_MATMUL_REFERENCE)
+		return p3_error(err, P3_ERR_INVALID_ARG, "unknown matmul mode %d", (int) p.matmul);
+	if (p.act != P3_ACT_F32 && p.act != P3_ACT_Q8)
+		return p3_error(err, P3_ERR_INVALID_ARG, "unknown activation precision %d", (int) p.act);
+	if (p.n_batch > p.n_ctx)
+		p.n_batch = p.n_ctx;
+	if (p.n_threads == 0)
+		p.n_threads = p3_cpu_count();
+
+	ctx = calloc(1, sizeof(P3Context));
+	if (ctx == NULL)
+		return p3_error(err, P3_ERR_NOMEM, "out of memory allocating a context");
+	ctx->model = model;
+	ctx->params = p;
+	ctx->n_threads = p.n_threads;
+	ctx->kernels = p.matmul == P3_MATMUL_REFERENCE ? p3_kernels_reference() : p3_kernels_best();
+	ctx->kv_elem = p.kv_type == P3_KV_F16 ? 2 : 4;
+	ctx->n_qkv = hp->n_embd + 2 * hp->n_embd_kv;
+	B = p.n_batch;
+
+	ctx->seqs = calloc((size_t) p.n_seq, sizeof(P3Sequence));
+	if (ctx->seqs == NULL)
+		goto nomem;
+	for (int32_t s = 0; s < p.n_seq; s++)
+	{
+		ctx->seqs[s].k = calloc((size_t) hp->n_layer, sizeof(void *));
+		ctx->seqs[s].v = calloc((size_t) hp->n_layer, sizeof(void *));
+		if (ctx->seqs[s].k == NULL || ctx->seqs[s].v == NULL)
+			goto nomem;
+	}
+
+	max_n_in = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+	ctx->mm_scratch_floats = p3_matmul_scratch_per_thread(max_n_in);
+	ctx->att_scratch_floats = (size_t) p.n_ctx + 2 * (size_t) hp->head_dim + 16;
+	ctx->act_q_bytes = max_act_bytes(model, B);
+
+	ctx->x = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
+	ctx->xn = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
+	ctx->qkv = scratch_alloc(ctx, (size_t) B * ctx->n_qkv, sizeof(float));
+	ctx->attn = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
+	ctx->proj = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
+	ctx->gate_up = scratch_alloc(ctx, (size_t) B * 2 * hp->n_ff, sizeof(float));
+	ctx->act = scratch_alloc(ctx, (size_t) B * hp->n_ff, sizeof(float));
+	ctx->rope_cs = scratch_alloc(ctx, (size_t) B * hp->n_rot, sizeof(float));
+	ctx->att_scratch = scratch_alloc(ctx, (size_t) ctx->n_threads * ctx->att_scratch_floats, sizeof(float));
+	ctx->mm_scratch = scratch_alloc(ctx, (size_t) ctx->n_threads * ctx->mm_scratch_floats, sizeof(float));
+	ctx->act_q = scratch_alloc(ctx, ctx->act_q_bytes, 1);
+	ctx->chunk_pos = scratch_alloc(ctx, (size_t) B, sizeof(int32_t));
+	ctx->chunk_seq = scratch_alloc(ctx, (size_t) B, sizeof(int32_t));
+	ctx->chunk_out = scratch_alloc(ctx, (size_t) B, sizeof(int32_t));
+	if (!ctx->x || !ctx->xn || !ctx->qkv || !ctx->attn || !ctx->proj || !ctx->gate_up ||
+		!ctx->act || !ctx->rope_cs || !ctx->att_scratch || !ctx->mm_scratch || !ctx->act_q ||
+		!ctx->chunk_pos || !ctx->chunk_seq || !ctx->chunk_out)
+		goto nomem;
+
+	if ((st = p3_threadpool_new(ctx->n_threads, &ctx->pool, err)))
+	{
+		p3_context_free(ctx);
+		return st;
+	}
+	*out = ctx;
+	return P3_OK;
+
+nomem:
+	p3_context_free(ctx);
+	return p3_error(err, P3_ERR_NOMEM, "out of memory allocating the context's buffers (batch %d, context %d)",
+					(int) p.n_batch, (int) p.n_ctx);
+}
+
+static void
+free_sequence(P3Sequence *s, int32_t n_layer)
+{
+	if (s->k)
+		for (int32_t l = 0; l < n_layer; l++)
+			free(s->k[l]);
+	if (s->v)
+		for (int32_t l = 0; l < n_layer; l++)
+			free(s->v[l]);
+	free(s->k);
+	free(s->v);
+	free(s->tokens);
+	free(s->is_long);
+	memset(s, 0, sizeof(*s));
+}
+
+void
+p3_context_free(P3Context *ctx)
+{
+	if (ctx == NULL)
+		return;
+	p3_threadpool_free(ctx->pool);
+	if (ctx->seqs)
+		for (int32_t s = 0; s < ctx->params.n_seq; s++)
+			free_sequence(&ctx->seqs[s], ctx->model->hp.n_layer);
+	free(ctx->seqs);
+	free(ctx->x);
+	free(ctx->xn);
+	free(ctx->qkv);
+	free(ctx->attn);
+	free(ctx->proj);
+	free(ctx->gate_up);
+	free(ctx->act);
+	free(ctx->rope_cs);
+	free(ctx->att_scratch);
+	free(ctx->mm_scratch);
+	free(ctx->act_q);
+	free(ctx->chunk_pos);
+	free(ctx->chunk_seq);
+	free(ctx->chunk_out);
+	free(ctx->logits);
+	free(ctx);
+}
+
+const P3Model *
+p3_context_model(const P3Context *ctx)
+{
+	return ctx->model;
+}
+
+const P3ContextParams *
+p3_context_params(const P3Context *ctx)
+{
+	return &ctx->params;
+}
+
+void
+p3_context_set_abort(P3Context *ctx, P3AbortFn fn, void *user)
+{
+	ctx->abort_fn = fn;
+	ctx->abort_user = user;
+}
+
+const char *
+p3_context_kernel_name(const P3Context *ctx)
+{
+	return ctx->kernels->name;
+}
+
+/* ---- sequences and the KV cache ---- */
+
+/* Make room for `need` positions in sequence s (keeps its contents). */
+static P3Status
+seq_reserve(P3Context *ctx, P3Sequence *s, int32_t need, P3Error *err)
+{
+	const P3HParams *hp = &ctx->model->hp;
+	int32_t		cap;
+	size_t		row = (size_t) hp->n_embd_kv * ctx->kv_elem;
+
+	if (need <= s->cap)
+		return P3_OK;
+	cap = ((need + KV_GROW_STEP - 1) / KV_GROW_STEP) * KV_GROW_STEP;
+	if (cap > ctx->params.n_ctx)
+		cap = ctx->params.n_ctx;
+
+	/* grow each array to cap; a failure leaves the arrays valid (some larger) */
+	{
+		int32_t    *tokens = realloc(s->tokens, (size_t) cap * sizeof(int32_t));
+
+		if (tokens == NULL)
+			goto nomem;
+		s->tokens = tokens;
+	}
+	{
+		uint8_t    *is_long = realloc(s->is_long, (size_t) cap);
+
+		if (is_long == NULL)
+			goto nomem;
+		s->is_long = is_long;
+	}
+	for (int32_t l = 0; l < hp->n_layer; l++)
+	{
+		void	   *k = realloc(s->k[l], (size_t) cap * row);
+
+		if (k == NULL)
+			goto nomem;
+		s->k[l] = k;
+		{
+			void	   *v = realloc(s->v[l], (size_t) cap * row);
+
+			if (v == NULL)
+				goto nomem;
+			s->v[l] = v;
+		}
+	}
+	s->cap = cap;
+	return P3_OK;
+
+nomem:
+	return p3_error(err, P3_ERR_NOMEM, "out of memory growing the KV cache to %d positions (%zu bytes)",
+					(int) cap, (size_t) cap * row * 2 * (size_t) hp->n_layer);
+}
+
+static bool
+seq_ok(const P3Context *ctx, int32_t seq)
+{
+	return seq >= 0 && seq < ctx->params.n_seq;
+}
+
+int32_t
+p3_kv_seq_len(const P3Context *ctx, int32_t seq)
+{
+	return seq_ok(ctx, seq) ? ctx->seqs[seq].len : 0;
+}
+
+const int32_t *
+p3_kv_seq_tokens(const P3Context *ctx, int32_t seq)
+{
+	return seq_ok(ctx, seq) ? ctx->seqs[seq].tokens : NULL;
+}
+
+bool
+p3_kv_seq_pos_is_long(const P3Context *ctx, int32_t seq, int32_t pos)
+{
+	if (!seq_ok(ctx, seq) || pos < 0 || pos >= ctx->seqs[seq].len)
+		return false;
+	return ctx->seqs[seq].is_long[pos] != 0;
+}
+
+void
+p3_kv_seq_clear(P3Context *ctx, int32_t seq)
+{
+	if (!seq_ok(ctx, seq))
+		return;
+	ctx->seqs[seq].len = 0;
+	ctx->seqs[seq].rope_len_hint = 0;
+}
+
+void
+p3_kv_seq_truncate(P3Context *ctx, int32_t seq, int32_t len)
+{
+	if (!seq_ok(ctx, seq) || len < 0)
+		return;
+	if (len < ctx->seqs[seq].len)
+		ctx->seqs[seq].len = len;
+}
+
+void
+p3_seq_set_rope_len(P3Context *ctx, int32_t seq, int32_t len)
+{
+	if (seq_ok(ctx, seq))
+		ctx->seqs[seq].rope_len_hint = len > 0 ? len : 0;
+}
+
+P3Status
+p3_kv_seq_copy(P3Context *ctx, int32_t src, int32_t dst, int32_t len, P3Error *err)
+{
+	const P3HParams *hp = &ctx->model->hp;
+	P3Sequence *s;
+	P3Sequence *d;
+	size_t		row = (size_t) hp->n_embd_kv * ctx->kv_elem;
+	P3Status	st;
+
+	if (!seq_ok(ctx, src) || !seq_ok(ctx, dst))
+		return p3_error(err, P3_ERR_INVALID_ARG, "sequence id out of range (%d, %d; context has %d)",
+						(int) src, (int) dst, (int) ctx->params.n_seq);
+	s = &ctx->seqs[src];
+	d = &ctx->seqs[dst];
+	if (len < 0 || len > s->len)
+		return p3_error(err, P3_ERR_INVALID_ARG, "cannot copy %d positions of a sequence of %d",
+						(int) len, (int) s->len);
+	if (src == dst)
+	{
+		d->len = len;
+		return P3_OK;
+	}
+	if ((st = seq_reserve(ctx, d, len, err)))
+		return st;
+	if (len > 0)
+	{
+		memcpy(d->tokens, s->tokens, (size_t) len * sizeof(int32_t));
+		memcpy(d->is_long, s->is_long, (size_t) len);
+		for (int32_t l = 0; l < hp->n_layer; l++)
+		{
+			memcpy(d->k[l], s->k[l], (size_t) len * row);
+			memcpy(d->v[l], s->v[l], (size_t) len * row);
+		}
+	}
+	d->len = len;
+	return P3_OK;
+}
+
+size_t
+p3_context_memory(const P3Context *ctx)
+{
+	const P3HParams *hp = &ctx->model->hp;
+	size_t		total = sizeof(*ctx) + ctx->scratch_bytes;
+
+	for (int32_t s = 0; s < ctx->params.n_seq; s++)
+		total += (size_t) ctx->seqs[s].cap *
+			(2 * (size_t) hp->n_layer * (size_t) hp->n_embd_kv * ctx->kv_elem + sizeof(int32_t) + 1);
+	total += (size_t) ctx->logits_cap * (size_t) hp->n_vocab * sizeof(float);
+	return total;
+}
+
+int32_t
+p3_n_outputs(const P3Context *ctx)
+{
+	return ctx->n_outputs;
+}
+
+const float *
+p3_logits(const P3Context *ctx, int32_t i)
+{
+	if (i < 0 || i >= ctx->n_outputs)
+		return NULL;
+	return ctx->logits + (size_t) i * (size_t) ctx->model->hp.n_vocab;
+}
+
+/* ---- forward pass ---- */
+
+/* y = x · W[row_begin:row_end]ᵀ for the chunk's n tokens. */
+static void
+matmul(P3Context *ctx, const P3Weight *w, const float *x, int64_t ldx, int32_t n,
+	   float *y, int64_t ldy)
+{
+	P3MatmulArgs a;
+
+	a.kernels = ctx->kernels;
+	a.act = ctx->params.act;
+	a.w = w;
+	a.row_begin = 0;
+	a.row_end = w->n_out;
+	a.x = x;
+	a.ldx = ldx;
+	a.n_tok = n;
+	a.y = y;
+	a.ldy = ldy;
+	a.act_buf = ctx->act_q;
+	a.thread_scratch = ctx->mm_scratch;
+	a.thread_scratch_floats = ctx->mm_scratch_floats;
+	p3_matmul(ctx->pool, &a);
+}
+
+typedef struct AttentionJob
+{
+	P3Context  *ctx;
+	int32_t		layer;
+	int32_t		n;				/* tokens in the chunk */
+} AttentionJob;
+
+/*
+ * Worker: causal attention for its share of the (token, head) pairs.
+ * Scores and the output accumulate in f32; K and V rows are converted from
+ * the cache's type one row at a time.
+ */
+static void
+attention_task(void *arg, int ith, int nth)
+{
+	const AttentionJob *job = arg;
+	P3Context  *ctx = job->ctx;
+	const P3HParams *hp = &ctx->model->hp;
+	const P3KernelSet *k = ctx->kernels;
+	int32_t		hd = hp->head_dim;
+	int32_t		group = hp->n_head / hp->n_head_kv;
+	float		scale = 1.0f / sqrtf((float) hd);
+	float	   *scores = ctx->att_scratch + (size_t) ith * ctx->att_scratch_floats;
+	float	   *row = scores + ctx->params.n_ctx;	/* (head_dim) one K or V row in f32 */
+	float	   *acc = row + hd;		/* (head_dim) output accumulator */
+	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
+	int64_t		p0,
+				p1;
+
+	p3_split_range((int64_t) job->n * hp->n_head, ith, nth, &p0, &p1);
+	for (int64_t pair = p0; pair < p1; pair++)
+	{
+		int32_t		i = (int32_t) (pair / hp->n_head);
+		int32_t		h = (int32_t) (pair % hp->n_head);
+		int32_t		g = h / group;
+		int32_t		pos = ctx->chunk_pos[i];
+		const P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
+		const uint8_t *kbase = (const uint8_t *) s->k[job->layer] + (size_t) g * hd * ctx->kv_elem;
+		const uint8_t *vbase = (const uint8_t *) s->v[job->layer] + (size_t) g * hd * ctx->kv_elem;
+		const float *q = ctx->qkv + (size_t) i * ctx->n_qkv + (size_t) h * hd;
+		float	   *out = ctx->attn + (size_t) i * hp->n_embd + (size_t) h * hd;
+
+		for (int32_t j = 0; j <= pos; j++)
+		{
+			const void *kr = kbase + (size_t) j * kv_row;
+
+			if (ctx->kv_elem == 4)
+				scores[j] = k->dot_f32_f32(q, kr, hd) * scale;
+			else
+			{
+				k->dequant[P3_TYPE_F16](kr, row, hd);
+				scores[j] = k->dot_f32_f32(q, row, hd) * scale;
+			}
+		}
+		p3_softmax(scores, pos + 1);
+
+		for (int32_t d = 0; d < hd; d++)
+			acc[d] = 0.0f;
+		for (int32_t j = 0; j <= pos; j++)
+		{
+			const void *vr = vbase + (size_t) j * kv_row;
+			const float *vf = vr;
+			float		w = scores[j];
+
+			if (ctx->kv_elem == 2)
+			{
+				k->dequant[P3_TYPE_F16](vr, row, hd);
+				vf = row;
+			}
+			for (int32_t d = 0; d < hd; d++)
+				acc[d] += w * vf[d];
+		}
+		memcpy(out, acc, (size_t) hd * sizeof(float));
+	}
+}
+
+static bool
+should_abort(P3Context *ctx)
+{
+	return ctx->abort_fn != NULL && ctx->abort_fn(ctx->abort_user);
+}
+
+/* One layer over the chunk's n tokens (positions and sequences in chunk_pos/chunk_seq). */
+static void
+forward_layer(P3Context *ctx, int32_t l, int32_t n)
+{
+	const P3Model *model = ctx->model;
+	const P3HParams *hp = &model->hp;
+	const P3Layer *L = &model->layers[l];
+	int32_t		E = hp->n_embd;
+	int32_t		hd = hp->head_dim;
+	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
+	AttentionJob job;
+
+	/* attention block */
+	for (int32_t i = 0; i < n; i++)
+		p3_rmsnorm(ctx->xn + (size_t) i * E, ctx->x + (size_t) i * E, L->attn_norm, E, hp->rms_eps);
+	if (L->fused_qkv)
+		matmul(ctx, &L->attn_qkv, ctx->xn, E, n, ctx->qkv, ctx->n_qkv);
+	else
+	{
+		matmul(ctx, &L->attn_q, ctx->xn, E, n, ctx->qkv, ctx->n_qkv);
+		matmul(ctx, &L->attn_k, ctx->xn, E, n, ctx->qkv + E, ctx->n_qkv);
+		matmul(ctx, &L->attn_v, ctx->xn, E, n, ctx->qkv + E + hp->n_embd_kv, ctx->n_qkv);
+	}
+	for (int32_t i = 0; i < n; i++)
+	{
+		float	   *q = ctx->qkv + (size_t) i * ctx->n_qkv;
+		float	   *kk = q + E;
+		float	   *vv = kk + hp->n_embd_kv;
+		const float *cs = ctx->rope_cs + (size_t) i * hp->n_rot;
+		P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
+		uint8_t    *kdst = (uint8_t *) s->k[l] + (size_t) ctx->chunk_pos[i] * kv_row;
+		uint8_t    *vdst = (uint8_t *) s->v[l] + (size_t) ctx->chunk_pos[i] * kv_row;
+
+		for (int32_t h = 0; h < hp->n_head; h++)
+			p3_rope_neox(q + (size_t) h * hd, hp->n_rot, cs);
+		for (int32_t h = 0; h < hp->n_head_kv; h++)
+			p3_rope_neox(kk + (size_t) h * hd, hp->n_rot, cs);
+		if (ctx->kv_elem == 2)
+		{
+			ctx->kernels->quantize[P3_TYPE_F16](kk, kdst, hp->n_embd_kv);
+			ctx->kernels->quantize[P3_TYPE_F16](vv, vdst, hp->n_embd_kv);
+		}
+		else
+		{
+			memcpy(kdst, kk, kv_row);
+			memcpy(vdst, vv, kv_row);
+		}
+	}
+	job.ctx = ctx;
+	job.layer = l;
+	job.n = n;
+	p3_threadpool_run(ctx->pool, attention_task, &job);
+	matmul(ctx, &L->attn_output, ctx->attn, E, n, ctx->proj, E);
+	for (size_t i = 0; i < (size_t) n * E; i++)
+		ctx->x[i] += ctx->proj[i];
+
+	/* feed-forward block */
+	for (int32_t i = 0; i < n; i++)
+		p3_rmsnorm(ctx->xn + (size_t) i * E, ctx->x + (size_t) i * E, L->ffn_norm, E, hp->rms_eps);
+	matmul(ctx, &L->ffn_up, ctx->xn, E, n, ctx->gate_up, 2 * (int64_t) hp->n_ff);
+	for (int32_t i = 0; i < n; i++)
+	{
+		const float *gate = ctx->gate_up + (size_t) i * 2 * hp->n_ff;
+		const float *up = gate + hp->n_ff;
+		float	   *act = ctx->act + (size_t) i * hp->n_ff;
+
+		for (int32_t j = 0; j < hp->n_ff; j++)
+			act[j] = p3_silu(gate[j]) * up[j];
+	}
+	matmul(ctx, &L->ffn_down, ctx->act, hp->n_ff, n, ctx->proj, E);
+	for (size_t i = 0; i < (size_t) n * E; i++)
+		ctx->x[i] += ctx->proj[i];
+}
+
+/*
+ * Run the chunk tokens[0..n) whose positions and sequences are already in
+ * chunk_pos / chunk_seq; keep logits of the n_out tokens listed in
+ * chunk_out, written from logits row out_base on.
+ */
+static P3Status
+forward_chunk(P3Context *ctx, const int32_t *tokens, int32_t n, const bool *seq_long,
+			  int32_t n_out, int32_t out_base, P3Error *err)
+{
+	const P3Model *model = ctx->model;
+	const P3HParams *hp = &model->hp;
+	int32_t		E = hp->n_embd;
+
+	for (int32_t i = 0; i < n; i++)
+	{
+		P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
+		bool		is_long = seq_long[ctx->chunk_seq[i]];
+		const float *factors = NULL;
+
+		ctx->kernels->dequant[model->token_embd.type](model->token_embd.data +
+													  (size_t) tokens[i] * model->token_embd.row_bytes,
+													  ctx->x + (size_t) i * E, E);
+		if (hp->has_longrope)
+			factors = is_long ? model->rope_factors_long : model->rope_factors_short;
+		p3_rope_table(ctx->rope_cs + (size_t) i * hp->n_rot, ctx->chunk_pos[i], hp->n_rot,
+					  hp->rope_freq_base, factors, hp->rope_attn_factor);
+		s->tokens[ctx->chunk_pos[i]] = tokens[i];
+		s->is_long[ctx->chunk_pos[i]] = is_long ? 1 : 0;
+	}
+
+	for (int32_t l = 0; l < hp->n_layer; l++)
+	{
+		if (should_abort(ctx))
+			return p3_error(err, P3_ERR_ABORTED, "evaluation was aborted by the caller");
+		forward_layer(ctx, l, n);
+	}
+
+	if (n_out > 0)
+	{
+		/* gather the kept tokens' normed states into xn, then one product */
+		for (int32_t o = 0; o < n_out; o++)
+			p3_rmsnorm(ctx->xn + (size_t) o * E, ctx->x + (size_t) ctx->chunk_out[o] * E,
+					   model->output_norm, E, hp->rms_eps);
+		matmul(ctx, &model->output, ctx->xn, E, n_out,
+			   ctx->logits + (size_t) out_base * hp->n_vocab, hp->n_vocab);
+	}
+	return P3_OK;
+}
+
+P3Status
+p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
+{
+	const P3HParams *hp = &ctx->model->hp;
+	int32_t		n = batch->n_tokens;
+	int32_t		n_seq = ctx->params.n_seq;
+	int32_t    *new_len = NULL;
+	bool	   *seq_long = NULL;
+	int32_t		n_out = 0;
+	int32_t		out_done = 0;
+	P3Status	st = P3_OK;
+
+	ctx->n_outputs = 0;
+	if (n < 1)
+		return p3_error(err, P3_ERR_INVALID_ARG, "batch has no tokens");
+	for (int32_t i = 0; i < n; i++)
+	{
+		int32_t		s = batch->seq ? batch->seq[i] : 0;
+
+		if (batch->tokens[i] < 0 || batch->tokens[i] >= hp->n_vocab)
+			return p3_error(err, P3_ERR_INVALID_ARG, "token id %d at batch index %d is out of range (0 to %d)",
+							(int) batch->tokens[i], (int) i, (int) hp->n_vocab - 1);
+		if (s < 0 || s >= n_seq)
+			return p3_error(err, P3_ERR_INVALID_ARG, "sequence id %d at batch index %d is out of range (0 to %d)",
+							(int) s, (int) i, (int) n_seq - 1);
+		if (batch->want_logits ? batch->want_logits[i] != 0 : i == n - 1)
+			n_out++;
+	}
+
+	new_len = malloc((size_t) n_seq * sizeof(int32_t));
+	seq_long = malloc((size_t) n_seq * sizeof(bool));
+	if (new_len == NULL || seq_long == NULL)
+	{
+		st = p3_error(err, P3_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	for (int32_t s = 0; s < n_seq; s++)
+		new_len[s] = ctx->seqs[s].len;
+	for (int32_t i = 0; i < n; i++)
+		new_len[batch->seq ? batch->seq[i] : 0]++;
+
+	for (int32_t s = 0; s < n_seq; s++)
+	{
+		P3Sequence *seq = &ctx->seqs[s];
+		int32_t		seen;
+
+		if (new_len[s] > ctx->params.n_ctx)
+		{
+			st = p3_error(err, P3_ERR_CONTEXT_FULL,
+						  "sequence %d would hold %d positions (%d cached + %d new) but the context holds %d",
+						  (int) s, (int) new_len[s], (int) seq->len, (int) (new_len[s] - seq->len),
+						  (int) ctx->params.n_ctx);
+			goto done;
+		}
+		if (new_len[s] > seq->len && (st = seq_reserve(ctx, seq, new_len[s], err)))
+			goto done;
+		/* LongRoPE: the length this pass sees (or the caller's hint) decides the factor list */
+		seen = new_len[s] > seq->rope_len_hint ? new_len[s] : seq->rope_len_hint;
+		seq_long[s] = hp->has_longrope && seen > hp->n_ctx_orig;
+	}
+
+	if (n_out > ctx->logits_cap)
+	{
+		float	   *grown = realloc(ctx->logits, (size_t) n_out * (size_t) hp->n_vocab * sizeof(float));
+
+		if (grown == NULL)
+		{
+			st = p3_error(err, P3_ERR_NOMEM, "out of memory allocating logits for %d positions", (int) n_out);
+			goto done;
+		}
+		ctx->logits = grown;
+		ctx->logits_cap = n_out;
+	}
+
+	/* positions: restart the per-sequence counters at the committed lengths */
+	for (int32_t s = 0; s < n_seq; s++)
+		new_len[s] = ctx->seqs[s].len;
+
+	for (int32_t start = 0; start < n; start += ctx->params.n_batch)
+	{
+		int32_t		m = n - start < ctx->params.n_batch ? n - start : ctx->params.n_batch;
+		int32_t		m_out = 0;
+
+		if (should_abort(ctx))
+		{
+			st = p3_error(err, P3_ERR_ABORTED, "evaluation was aborted by the caller");
+			goto done;
+		}
+		for (int32_t i = 0; i < m; i++)
+		{
+			int32_t		bi = start + i;
+			int32_t		s = batch->seq ? batch->seq[bi] : 0;
+
+			ctx->chunk_seq[i] = s;
+			ctx->chunk_pos[i] = new_len[s]++;
+			if (batch->want_logits ? batch->want_logits[bi] != 0 : bi == n - 1)
+				ctx->chunk_out[m_out++] = i;
+		}
+		if ((st = forward_chunk(ctx, batch->tokens + start, m, seq_long, m_out, out_done, err)))
+			goto done;
+		out_done += m_out;
+	}
+
+	/* commit */
+	for (int32_t s = 0; s < n_seq; s++)
+		ctx->seqs[s].len = new_len[s];
+	ctx->n_outputs = n_out;
+
+done:
+	free(new_len);
+	free(seq_long);
+	return st;
+}

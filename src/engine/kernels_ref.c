@@ -1,0 +1,189 @@
+/*
+ * kernels_ref.c — the reference kernel set, the element-wise operations of
+ * the forward pass, and the choice of kernel set for this CPU.
+ *
+ * The reference set binds each weight type to the scalar functions of
+ * quant_ref.c.  The element-wise operations (RMSNorm, softmax, SiLU, RoPE)
+ * are plain scalar code: they are a tiny share of the work and being exact
+ * and deterministic matters more than their speed.
+ */
+#include "phi3/kernels.h"
+
+#include <math.h>
+
+/* Per-type wrappers binding the type argument of the quant.h functions. */
+#define REF_WRAPPERS(T) \
+	static void dequant_##T(const void *src, float *dst, int64_t n) \
+	{ p3_dequantize_row_ref(P3_TYPE_##T, src, dst, n); } \
+	static void quantize_##T(const float *src, void *dst, int64_t n) \
+	{ p3_quantize_row_ref(P3_TYPE_##T, src, dst, n); } \
+	static float dot_f32_##T(const void *w, const float *x, int64_t n) \
+	{ return p3_dot_f32_ref(P3_TYPE_##T, w, x, n); } \
+	static float vec_dot_##T(const void *w, const void *a, int64_t n) \
+	{ return p3_vec_dot_ref(P3_TYPE_##T, w, a, n); }
+
+REF_WRAPPERS(F32)
+REF_WRAPPERS(F16)
+REF_WRAPPERS(BF16)
+REF_WRAPPERS(Q4_0)
+REF_WRAPPERS(Q4_1)
+REF_WRAPPERS(Q5_0)
+REF_WRAPPERS(Q5_1)
+REF_WRAPPERS(Q8_0)
+REF_WRAPPERS(Q8_1)
+REF_WRAPPERS(Q2_K)
+REF_WRAPPERS(Q3_K)
+REF_WRAPPERS(Q4_K)
+REF_WRAPPERS(Q5_K)
+REF_WRAPPERS(Q6_K)
+REF_WRAPPERS(Q8_K)
+REF_WRAPPERS(IQ4_NL)
+REF_WRAPPERS(IQ4_XS)
+
+/* Plain f32 dot product, summed in element order (the reference order). */
+static float
+dot_f32_f32_ref(const float *a, const float *b, int64_t n)
+{
+	float		sum = 0.0f;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += a[i] * b[i];
+	return sum;
+}
+
+static const P3KernelSet reference_set = {
+	.name = "reference",
+	.dequant = {
+		[P3_TYPE_F32] = dequant_F32, [P3_TYPE_F16] = dequant_F16, [P3_TYPE_BF16] = dequant_BF16,
+		[P3_TYPE_Q4_0] = dequant_Q4_0, [P3_TYPE_Q4_1] = dequant_Q4_1, [P3_TYPE_Q5_0] = dequant_Q5_0,
+		[P3_TYPE_Q5_1] = dequant_Q5_1, [P3_TYPE_Q8_0] = dequant_Q8_0, [P3_TYPE_Q8_1] = dequant_Q8_1,
+		[P3_TYPE_Q2_K] = dequant_Q2_K, [P3_TYPE_Q3_K] = dequant_Q3_K, [P3_TYPE_Q4_K] = dequant_Q4_K,
+		[P3_TYPE_Q5_K] = dequant_Q5_K, [P3_TYPE_Q6_K] = dequant_Q6_K, [P3_TYPE_Q8_K] = dequant_Q8_K,
+		[P3_TYPE_IQ4_NL] = dequant_IQ4_NL, [P3_TYPE_IQ4_XS] = dequant_IQ4_XS,
+	},
+	.dot_f32 = {
+		[P3_TYPE_F32] = dot_f32_F32, [P3_TYPE_F16] = dot_f32_F16, [P3_TYPE_BF16] = dot_f32_BF16,
+		[P3_TYPE_Q4_0] = dot_f32_Q4_0, [P3_TYPE_Q4_1] = dot_f32_Q4_1, [P3_TYPE_Q5_0] = dot_f32_Q5_0,
+		[P3_TYPE_Q5_1] = dot_f32_Q5_1, [P3_TYPE_Q8_0] = dot_f32_Q8_0, [P3_TYPE_Q8_1] = dot_f32_Q8_1,
+		[P3_TYPE_Q2_K] = dot_f32_Q2_K, [P3_TYPE_Q3_K] = dot_f32_Q3_K, [P3_TYPE_Q4_K] = dot_f32_Q4_K,
+		[P3_TYPE_Q5_K] = dot_f32_Q5_K, [P3_TYPE_Q6_K] = dot_f32_Q6_K, [P3_TYPE_Q8_K] = dot_f32_Q8_K,
+		[P3_TYPE_IQ4_NL] = dot_f32_IQ4_NL, [P3_TYPE_IQ4_XS] = dot_f32_IQ4_XS,
+	},
+	.vec_dot = {
+		[P3_TYPE_F32] = vec_dot_F32, [P3_TYPE_F16] = vec_dot_F16, [P3_TYPE_BF16] = vec_dot_BF16,
+		[P3_TYPE_Q4_0] = vec_dot_Q4_0, [P3_TYPE_Q4_1] = vec_dot_Q4_1, [P3_TYPE_Q5_0] = vec_dot_Q5_0,
+		[P3_TYPE_Q5_1] = vec_dot_Q5_1, [P3_TYPE_Q8_0] = vec_dot_Q8_0, [P3_TYPE_Q8_1] = vec_dot_Q8_1,
+		[P3_TYPE_Q2_K] = vec_dot_Q2_K, [P3_TYPE_Q3_K] = vec_dot_Q3_K, [P3_TYPE_Q4_K] = vec_dot_Q4_K,
+		[P3_TYPE_Q5_K] = vec_dot_Q5_K, [P3_TYPE_Q6_K] = vec_dot_Q6_K, [P3_TYPE_Q8_K] = vec_dot_Q8_K,
+		[P3_TYPE_IQ4_NL] = vec_dot_IQ4_NL, [P3_TYPE_IQ4_XS] = vec_dot_IQ4_XS,
+	},
+	.quantize = {
+		[P3_TYPE_F32] = quantize_F32, [P3_TYPE_F16] = quantize_F16, [P3_TYPE_BF16] = quantize_BF16,
+		[P3_TYPE_Q4_0] = quantize_Q4_0, [P3_TYPE_Q4_1] = quantize_Q4_1, [P3_TYPE_Q5_0] = quantize_Q5_0,
+		[P3_TYPE_Q5_1] = quantize_Q5_1, [P3_TYPE_Q8_0] = quantize_Q8_0, [P3_TYPE_Q8_1] = quantize_Q8_1,
+		[P3_TYPE_Q2_K] = quantize_Q2_K, [P3_TYPE_Q3_K] = quantize_Q3_K, [P3_TYPE_Q4_K] = quantize_Q4_K,
+		[P3_TYPE_Q5_K] = quantize_Q5_K, [P3_TYPE_Q6_K] = quantize_Q6_K, [P3_TYPE_Q8_K] = quantize_Q8_K,
+		[P3_TYPE_IQ4_NL] = quantize_IQ4_NL, [P3_TYPE_IQ4_XS] = quantize_IQ4_XS,
+	},
+	.dot_f32_f32 = dot_f32_f32_ref,
+};
+
+const P3KernelSet *
+p3_kernels_reference(void)
+{
+	return &reference_set;
+}
+
+/*
+ * Fast sets register themselves here (kernels_x86.c).  Until one exists
+ * for this CPU, the reference set is the best.
+ */
+const P3KernelSet *p3_kernels_x86_best(void) __attribute__((weak));
+
+const P3KernelSet *
+p3_kernels_best(void)
+{
+	const P3KernelSet *best = NULL;
+
+	if (p3_kernels_x86_best)
+		best = p3_kernels_x86_best();
+	return best ? best : &reference_set;
+}
+
+/* ---- element-wise operations ---- */
+
+void
+p3_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+	double		sum = 0.0;
+	float		mean;
+	float		scale;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += (double) x[i] * (double) x[i];
+	mean = (float) (sum / (double) n);
+	scale = 1.0f / sqrtf(mean + eps);
+	for (int64_t i = 0; i < n; i++)
+		out[i] = (x[i] * scale) * w[i];
+}
+
+void
+p3_softmax(float *x, int64_t n)
+{
+	float		max = x[0];
+	double		sum = 0.0;
+	float		inv;
+
+	for (int64_t i = 1; i < n; i++)
+		if (x[i] > max)
+			max = x[i];
+	for (int64_t i = 0; i < n; i++)
+	{
+		x[i] = expf(x[i] - max);
+		sum += x[i];
+	}
+	inv = (float) (1.0 / sum);
+	for (int64_t i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+float
+p3_silu(float z)
+{
+	return z / (1.0f + expf(-z));
+}
+
+void
+p3_rope_table(float *cs, int32_t pos, int32_t n_rot, float base,
+			  const float *factors, float mscale)
+{
+	int32_t		half = n_rot / 2;
+
+	for (int32_t i = 0; i < half; i++)
+	{
+		double		inv_freq = pow((double) base, -2.0 * (double) i / (double) n_rot);
+		double		theta = (double) pos * inv_freq;
+
+		if (factors)
+			theta /= (double) factors[i];
+		cs[2 * i] = (float) (cos(theta) * (double) mscale);
+		cs[2 * i + 1] = (float) (sin(theta) * (double) mscale);
+	}
+}
+
+void
+p3_rope_neox(float *x, int32_t n_rot, const float *cs)
+{
+	int32_t		half = n_rot / 2;
+
+	for (int32_t i = 0; i < half; i++)
+	{
+		float		c = cs[2 * i];
+		float		s = cs[2 * i + 1];
+		float		x0 = x[i];
+		float		x1 = x[i + half];
+
+		x[i] = x0 * c - x1 * s;
+		x[i + half] = x0 * s + x1 * c;
+	}
+}
