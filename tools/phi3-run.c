@@ -6,6 +6,7 @@
  * This is a tool, not library code: it may print and exit.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,14 +62,18 @@ usage(FILE *out)
 		  out);
 }
 
-static void die(const char *fmt, const char *arg) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
 static void die_err(const char *what, const P3Error *err) __attribute__((noreturn));
 
 static void
-die(const char *fmt, const char *arg)
+die(const char *fmt,...)
 {
+	va_list		ap;
+
 	fprintf(stderr, "phi3-run: ");
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fputc('\n', stderr);
 	exit(1);
 }
