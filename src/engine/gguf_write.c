@@ -764,6 +764,7 @@ fill_tensor(const WriterTensor *t, void *dst, P3Error *err)
 	P3Status	st;
 
 	memset(dst, 0, (size_t) t->nbytes);
+	p3_error_clear(err);
 	st = t->fill(t->user, t->name, dst, (size_t) t->nbytes, err);
 	if (st != P3_OK && err != NULL && err->status == P3_OK)
 		p3_error(err, st, "filling tensor \"%s\" failed", t->name);
