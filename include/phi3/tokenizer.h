@@ -5,9 +5,10 @@
  * Encoding (llama.cpp's llm_tokenizer_spm semantics, which match
  * SentencePiece BPE on ordinary text):
  *   1. With P3_TOKENIZE_SPECIAL, control / user-defined special-token text
- *      (<|user|>, <|end|>, ...) is split out first, longest first; Phi-3's
- *      added tokens swallow the whitespace that follows them (rstrip),
- *      except <unk>, <s> and <|endoftext|>.  Without the flag, only
+ *      (<|user|>, <|end|>, ...; and UNKNOWN-type entries such as the
+ *      [PAD32011] fillers, as llama.cpp does) is split out first, longest
+ *      first; Phi-3's added tokens swallow the whitespace that follows them
+ *      (rstrip), except <unk>, <s> and <|endoftext|>.  Without the flag, only
  *      USER_DEFINED tokens are matched (as llama.cpp does, e.g. "</s>" in
  *      this vocabulary).  Chat markers of the form <|...|> are always
  *      treated as CONTROL whatever type the file stores (older Phi-3 files
@@ -79,6 +80,28 @@ void		p3_tokens_free(P3Tokens *list);
  * on the GGUF staying mapped.
  */
 P3Status	p3_tokenizer_from_gguf(const P3GGUF *gguf, P3Tokenizer **out, P3Error *err);
+
+/*
+ * The same from plain arrays (p3_tokenizer_from_gguf is a thin layer over
+ * this; tests and tools use it directly).  Everything is copied.  Missing
+ * scores default to 0, missing types to NORMAL; an id of -1 means "none"
+ * (without a BOS id, BOS is never added).
+ */
+typedef struct P3TokenizerVocab
+{
+	int32_t		n_tokens;
+	const char *const *texts;	/* n_tokens token texts */
+	const size_t *lengths;		/* their byte lengths; NULL: NUL-terminated */
+	const float *scores;		/* NULL: all 0 */
+	const int32_t *types;		/* P3TokenType values; NULL: all NORMAL */
+	int32_t		bos_id;
+	int32_t		eos_id;
+	int32_t		unk_id;
+	bool		add_bos;		/* tokenizer.ggml.add_bos_token */
+	bool		add_space_prefix;	/* tokenizer.ggml.add_space_prefix */
+} P3TokenizerVocab;
+
+P3Status	p3_tokenizer_from_vocab(const P3TokenizerVocab *vocab, P3Tokenizer **out, P3Error *err);
 void		p3_tokenizer_free(P3Tokenizer *tok);
 
 /*
