@@ -1,0 +1,1979 @@
+/*
+ * quant_ref.c — scalar reference of every tensor format the engine computes
+ * with: dequantization, quantization (the encoders a converter would use and
+ * the activation quantizers of llama.cpp), the f32 dot product over
+ * dequantized weights and llama.cpp's integer dot products.
+ *
+ * Dequantization reproduces ggml's dequantize_row_* bit for bit: the scale
+ * is read as f16, and the f32 products are formed in ggml's order (for Q4_K
+ * value = (d*sc)*q - (dmin*m)).  The integer dot products mirror ggml's
+ * generic CPU kernels (ggml_vec_dot_*_generic), including where ggml folds
+ * the per-block floats into eight lane accumulators, so that their results
+ * match llama.cpp's scalar code bit for bit for finite inputs.
+ *
+ * Encoders:
+ *   - Q8_0 / Q8_1 / Q8_K, Q4_0 / Q4_1 / Q5_0 / Q5_1 and IQ4_NL follow
+ *     ggml's *_ref quantizers exactly for finite, in-range input.
+ *   - The K-quants and IQ4_XS are our own: per sub-block a weighted
+ *     least-squares fit of scale (and min) over a grid of candidate
+ *     quantization steps, then the sub-block scales are quantized to 4/6/8
+ *     bits against the super-block scale, and the values re-quantized with
+ *     the final, quantized scales.  They are not bit-identical to ggml's but
+ *     of similar quality (test_quant.c holds the error bounds).
+ *   - Deviation from ggml, for robustness only: scales that do not fit in f16
+ *     are saturated to +-65504 (ggml stores inf, which dequantizes to NaN),
+ *     and every float -> integer conversion is clamped (NaN gives 0), so no
+ *     input can produce undefined behaviour or a non-finite stored scale.
+ *
+ * Contract violations (a type without a reference, n < 0 or not a multiple
+ * of the block size) cannot be reported through these void functions: only
+ * whole blocks are processed, unsupported types leave the output zeroed
+ * (dequantize) or untouched (quantize), and the dot products return 0.
+ */
+#include "phi3/quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "quant_blocks.h"
+
+#define P3_F16_MAX 65504.0f
+
+/* ---------------------------------------------------------------------
+ * small numeric helpers
+ * --------------------------------------------------------------------- */
+
+static inline float
+half(uint16_t h)
+{
+	return p3_fp16_to_fp32(h);
+}
+
+/* f32 -> f16 for a stored scale: round to nearest even, but saturate at the
+ * largest finite half and map NaN to 0, so a stored scale is always finite. */
+static inline uint16_t
+half_sat(float f)
+{
+	if (f != f)
+		return 0;
+	if (f > P3_F16_MAX)
+		f = P3_F16_MAX;
+	else if (f < -P3_F16_MAX)
+		f = -P3_F16_MAX;
+	return p3_fp32_to_fp16(f);
+}
+
+/*
+ * Round to nearest, ties to even, as ggml's nearest_int (the 1.5 * 2^23
+ * trick), for |v| <= 2^22 - 1; larger magnitudes saturate there and NaN
+ * gives 0 instead of being undefined.
+ */
+static inline int
+nearest_int(float v)
+{
+	float		t;
+	int32_t		i;
+
+	if (!(v >= -4194303.0f))
+		return (v != v) ? 0 : -4194303;
+	if (v > 4194303.0f)
+		return 4194303;
+	t = v + 12582912.0f;
+	memcpy(&i, &t, sizeof i);
+	return (i & 0x007FFFFF) - 0x00400000;
+}
+
+/*
+ * The same rounding without the range checks, for the hot loops of the
+ * encoders where |v| < 2^22 is known (NaN yields some bounded integer,
+ * which the callers clamp).
+ */
+static inline int
+nearest_int_unchecked(float v)
+{
+	float		t = v + 12582912.0f;
+	int32_t		i;
+
+	memcpy(&i, &t, sizeof i);
+	return (i & 0x007FFFFF) - 0x00400000;
+}
+
+static inline int
+clamp_int(int v, int lo, int hi)
+{
+	return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Truncate toward zero like a C cast, but clamped to [lo, hi] (NaN -> lo). */
+static inline int
+trunc_clamp(float v, int lo, int hi)
+{
+	if (!(v >= (float) lo))
+		return lo;
+	if (v >= (float) hi)
+		return hi;
+	return (int) v;
+}
+
+/* roundf (ties away from zero), clamped to [lo, hi]; NaN gives 0. */
+static inline int
+round_clamp(float v, int lo, int hi)
+{
+	if (v != v)
+		return 0;
+	if (v <= (float) lo)
+		return lo;
+	if (v >= (float) hi)
+		return hi;
+	return (int) roundf(v);
+}
+
+/*
+ * Index of the IQ4_NL code-book value nearest to v, ties going to the
+ * larger value (as ggml's best_index_int8, whose binary search this
+ * replaces).  The result is the number of midpoints between consecutive
+ * codes that are <= v.  No two midpoints are closer than 8, so v's bucket
+ * [-128 + 8b, -120 + 8b) holds at most one: iq4_bucket_base[b] counts the
+ * midpoints below the bucket, and one comparison settles the last.
+ */
+static const float iq4_midpoints[16] = {
+	-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+	7.0f, 19.0f, 31.5f, 45.5f, 61.0f, 79.0f, 101.0f, 3.0e38f
+};
+static const uint8_t iq4_bucket_base[31] = {
+	0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7,
+	8, 9, 9, 10, 11, 11, 12, 12, 13, 13, 14, 14, 14, 15, 15
+};
+
+static inline int
+iq4_best_index(float v)
+{
+	int			base;
+
+	if (!(v > -127.0f))			/* also NaN */
+		return 0;
+	if (v >= 113.0f)
+		return 15;
+	base = iq4_bucket_base[(int) (v + 128.0f) >> 3];
+	return base + (v >= iq4_midpoints[base]);
+}
+
+/* 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (spec 2.3). */
+static inline void
+k4_scale_min(int j, const uint8_t *scales, int *sc, int *m)
+{
+	if (j < 4)
+	{
+		*sc = scales[j] & 63;
+		*m = scales[j + 4] & 63;
+	}
+	else
+	{
+		*sc = (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4);
+		*m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+	}
+}
+
+/* Inverse of k4_scale_min: pack eight 6-bit scales and mins into 12 bytes. */
+static void
+k4_pack_scales(const uint8_t *ls, const uint8_t *lm, uint8_t *scales)
+{
+	memset(scales, 0, 12);
+	for (int j = 0; j < 8; j++)
+	{
+		if (j < 4)
+		{
+			scales[j] = ls[j];
+			scales[j + 4] = lm[j];
+		}
+		else
+		{
+			scales[j + 4] = (uint8_t) ((ls[j] & 15) | ((lm[j] & 15) << 4));
+			scales[j - 4] |= (uint8_t) ((ls[j] >> 4) << 6);
+			scales[j] |= (uint8_t) ((lm[j] >> 4) << 6);
+		}
+	}
+}
+
+/* The sixteen signed 6-bit scales of a Q3_K block (stored value - 32). */
+static void
+q3k_unpack_scales(const uint8_t *scales, int *out)
+{
+	for (int j = 0; j < 16; j++)
+	{
+		int			low4 = j < 8 ? (scales[j] & 15) : (scales[j - 8] >> 4);
+		int			high2 = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+
+		out[j] = (low4 | (high2 << 4)) - 32;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * dequantization, nb blocks at a time (ggml's dequantize_row_* semantics)
+ * --------------------------------------------------------------------- */
+
+static void
+dequant_q4_0(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ4_0 *x = src;
+
+	for (int64_t i = 0; i < nb; i++, y += P3_QK4_0)
+	{
+		const float d = half(x[i].d);
+
+		for (int j = 0; j < 16; j++)
+		{
+			y[j] = (float) ((x[i].qs[j] & 15) - 8) * d;
+			y[j + 16] = (float) ((x[i].qs[j] >> 4) - 8) * d;
+		}
+	}
+}
+
+static void
+dequant_q4_1(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ4_1 *x = src;
+
+	for (int64_t i = 0; i < nb; i++, y += P3_QK4_1)
+	{
+		const float d = half(x[i].d);
+		const float m = half(x[i].m);
+
+		for (int j = 0; j < 16; j++)
+		{
+			y[j] = (float) (x[i].qs[j] & 15) * d + m;
+			y[j + 16] = (float) (x[i].qs[j] >> 4) * d + m;
+		}
+	}
+}
+
+static inline uint32_t
+read_u32le(const uint8_t *p)
+{
+	return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
+}
+
+static void
+dequant_q5_0(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ5_0 *x = src;
+
+	for (int64_t i = 0; i < nb; i++, y += P3_QK5_0)
+	{
+		const float d = half(x[i].d);
+		const uint32_t qh = read_u32le(x[i].qh);
+
+		for (int j = 0; j < 16; j++)
+		{
+			int			q0 = (x[i].qs[j] & 15) | (int) (((qh >> j) & 1) << 4);
+			int			q1 = (x[i].qs[j] >> 4) | (int) (((qh >> (j + 16)) & 1) << 4);
+
+			y[j] = (float) (q0 - 16) * d;
+			y[j + 16] = (float) (q1 - 16) * d;
+		}
+	}
+}
+
+static void
+dequant_q5_1(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ5_1 *x = src;
+
+	for (int64_t i = 0; i < nb; i++, y += P3_QK5_1)
+	{
+		const float d = half(x[i].d);
+		const float m = half(x[i].m);
+		const uint32_t qh = read_u32le(x[i].qh);
+
+		for (int j = 0; j < 16; j++)
+		{
+			int			q0 = (x[i].qs[j] & 15) | (int) (((qh >> j) & 1) << 4);
+			int			q1 = (x[i].qs[j] >> 4) | (int) (((qh >> (j + 16)) & 1) << 4);
+
+			y[j] = (float) q0 * d + m;
+			y[j + 16] = (float) q1 * d + m;
+		}
+	}
+}
+
+static void
+dequant_q8_0(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ8_0 *x = src;
+
+	for (int64_t i = 0; i < nb; i++, y += P3_QK8_0)
+	{
+		const float d = half(x[i].d);
+
+		for (int j = 0; j < P3_QK8_0; j++)
+			y[j] = (float) x[i].qs[j] * d;
+	}
+}
+
+static void
+dequant_q8_1(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ8_1 *x = src;
+
+	for (int64_t i = 0; i < nb; i++, y += P3_QK8_1)
+	{
+		const float d = half(x[i].d);
+
+		for (int j = 0; j < P3_QK8_1; j++)
+			y[j] = (float) x[i].qs[j] * d;
+	}
+}
+
+static void
+dequant_q2_k(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ2_K *x = src;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const float d = half(x[i].d);
+		const float dmin = half(x[i].dmin);
+		int			g = 0;
+
+		for (int h = 0; h < 2; h++)
+		{
+			const uint8_t *q = x[i].qs + 32 * h;
+
+			for (int shift = 0; shift < 8; shift += 2)
+			{
+				for (int half16 = 0; half16 < 2; half16++, g++)
+				{
+					const float dl = d * (float) (x[i].scales[g] & 15);
+					const float ml = dmin * (float) (x[i].scales[g] >> 4);
+
+					for (int l = 16 * half16; l < 16 * half16 + 16; l++)
+						*y++ = dl * (float) ((q[l] >> shift) & 3) - ml;
+				}
+			}
+		}
+	}
+}
+
+static void
+dequant_q3_k(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ3_K *x = src;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const float d = half(x[i].d);
+		int			sc[16];
+		int			g = 0;
+		int			bit = 0;
+
+		q3k_unpack_scales(x[i].scales, sc);
+		for (int h = 0; h < 2; h++)
+		{
+			const uint8_t *q = x[i].qs + 32 * h;
+
+			for (int shift = 0; shift < 8; shift += 2, bit++)
+			{
+				for (int half16 = 0; half16 < 2; half16++, g++)
+				{
+					const float dl = d * (float) sc[g];
+
+					for (int l = 16 * half16; l < 16 * half16 + 16; l++)
+					{
+						int			v = ((q[l] >> shift) & 3) - (((x[i].hmask[l] >> bit) & 1) ? 0 : 4);
+
+						*y++ = dl * (float) v;
+					}
+				}
+			}
+		}
+	}
+}
+
+static void
+dequant_q4_k(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ4_K *x = src;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const float d = half(x[i].d);
+		const float dmin = half(x[i].dmin);
+
+		for (int c = 0; c < 4; c++)
+		{
+			const uint8_t *q = x[i].qs + 32 * c;
+			int			sc,
+						m;
+			float		d1,
+						m1,
+						d2,
+						m2;
+
+			k4_scale_min(2 * c, x[i].scales, &sc, &m);
+			d1 = d * (float) sc;
+			m1 = dmin * (float) m;
+			k4_scale_min(2 * c + 1, x[i].scales, &sc, &m);
+			d2 = d * (float) sc;
+			m2 = dmin * (float) m;
+			for (int l = 0; l < 32; l++)
+				*y++ = d1 * (float) (q[l] & 15) - m1;
+			for (int l = 0; l < 32; l++)
+				*y++ = d2 * (float) (q[l] >> 4) - m2;
+		}
+	}
+}
+
+static void
+dequant_q5_k(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ5_K *x = src;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const float d = half(x[i].d);
+		const float dmin = half(x[i].dmin);
+
+		for (int c = 0; c < 4; c++)
+		{
+			const uint8_t *q = x[i].qs + 32 * c;
+			const uint8_t *qh = x[i].qh;
+			int			sc,
+						m;
+			float		d1,
+						m1,
+						d2,
+						m2;
+
+			k4_scale_min(2 * c, x[i].scales, &sc, &m);
+			d1 = d * (float) sc;
+			m1 = dmin * (float) m;
+			k4_scale_min(2 * c + 1, x[i].scales, &sc, &m);
+			d2 = d * (float) sc;
+			m2 = dmin * (float) m;
+			for (int l = 0; l < 32; l++)
+				*y++ = d1 * (float) ((q[l] & 15) + (((qh[l] >> (2 * c)) & 1) << 4)) - m1;
+			for (int l = 0; l < 32; l++)
+				*y++ = d2 * (float) ((q[l] >> 4) + (((qh[l] >> (2 * c + 1)) & 1) << 4)) - m2;
+		}
+	}
+}
+
+static void
+dequant_q6_k(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ6_K *x = src;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const float d = half(x[i].d);
+
+		for (int h = 0; h < 2; h++, y += 128)
+		{
+			const uint8_t *ql = x[i].ql + 64 * h;
+			const uint8_t *qh = x[i].qh + 32 * h;
+			const int8_t *sc = x[i].scales + 8 * h;
+
+			for (int l = 0; l < 32; l++)
+			{
+				int			is = l / 16;
+				int			q1 = ((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4)) - 32;
+				int			q2 = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32;
+				int			q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+				int			q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+
+				y[l] = d * (float) sc[is] * (float) q1;
+				y[l + 32] = d * (float) sc[is + 2] * (float) q2;
+				y[l + 64] = d * (float) sc[is + 4] * (float) q3;
+				y[l + 96] = d * (float) sc[is + 6] * (float) q4;
+			}
+		}
+	}
+}
+
+static void
+dequant_q8_k(const void *src, float *y, int64_t nb)
+{
+	const P3BlockQ8_K *x = src;
+
+	for (int64_t i = 0; i < nb; i++, y += P3_QK_K)
+		for (int j = 0; j < P3_QK_K; j++)
+			y[j] = x[i].d * (float) x[i].qs[j];
+}
+
+static void
+dequant_iq4_nl(const void *src, float *y, int64_t nb)
+{
+	const P3BlockIQ4_NL *x = src;
+
+	for (int64_t i = 0; i < nb; i++, y += P3_QK4_NL)
+	{
+		const float d = half(x[i].d);
+
+		for (int j = 0; j < 16; j++)
+		{
+			y[j] = d * (float) p3_iq4nl_values[x[i].qs[j] & 15];
+			y[j + 16] = d * (float) p3_iq4nl_values[x[i].qs[j] >> 4];
+		}
+	}
+}
+
+static void
+dequant_iq4_xs(const void *src, float *y, int64_t nb)
+{
+	const P3BlockIQ4_XS *x = src;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const float d = half(x[i].d);
+
+		for (int ib = 0; ib < 8; ib++, y += 32)
+		{
+			const uint8_t *qs = x[i].qs + 16 * ib;
+			int			ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 15) |
+				(((x[i].scales_h >> (2 * ib)) & 3) << 4);
+			const float dl = d * (float) (ls - 32);
+
+			for (int j = 0; j < 16; j++)
+			{
+				y[j] = dl * (float) p3_iq4nl_values[qs[j] & 15];
+				y[j + 16] = dl * (float) p3_iq4nl_values[qs[j] >> 4];
+			}
+		}
+	}
+}
+
+static void
+dequant_f32(const void *src, float *y, int64_t n)
+{
+	memcpy(y, src, (size_t) n * sizeof(float));
+}
+
+static void
+dequant_f16(const void *src, float *y, int64_t n)
+{
+	const uint16_t *x = src;
+
+	for (int64_t i = 0; i < n; i++)
+		y[i] = p3_fp16_to_fp32(x[i]);
+}
+
+static void
+dequant_bf16(const void *src, float *y, int64_t n)
+{
+	const uint16_t *x = src;
+
+	for (int64_t i = 0; i < n; i++)
+		y[i] = p3_bf16_to_fp32(x[i]);
+}
+
+/* ---------------------------------------------------------------------
+ * quantization of the 32-element formats: ggml's reference quantizers
+ * --------------------------------------------------------------------- */
+
+/* Signed value of largest magnitude (the first one on ties), and its |.|. */
+static inline float
+signed_absmax(const float *x, int n, float *amax_out)
+{
+	float		amax = 0.0f;
+	float		max = 0.0f;
+
+	for (int j = 0; j < n; j++)
+	{
+		if (amax < fabsf(x[j]))
+		{
+			amax = fabsf(x[j]);
+			max = x[j];
+		}
+	}
+	*amax_out = amax;
+	return max;
+}
+
+static void
+quant_q4_0(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ4_0 *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK4_0)
+	{
+		float		amax;
+		const float max = signed_absmax(x, P3_QK4_0, &amax);
+		const float d = max / -8;
+		const float id = d != 0.0f ? 1.0f / d : 0.0f;
+
+		y[i].d = half_sat(d);
+		for (int j = 0; j < 16; j++)
+		{
+			int			q0 = trunc_clamp(x[j] * id + 8.5f, 0, 15);
+			int			q1 = trunc_clamp(x[j + 16] * id + 8.5f, 0, 15);
+
+			y[i].qs[j] = (uint8_t) (q0 | (q1 << 4));
+		}
+	}
+}
+
+/* Smallest and largest value of a block (min starts at +FLT_MAX as ggml). */
+static inline void
+block_min_max(const float *x, int n, float *min_out, float *max_out)
+{
+	float		min = 3.40282347e+38f;
+	float		max = -3.40282347e+38f;
+
+	for (int j = 0; j < n; j++)
+	{
+		if (x[j] < min)
+			min = x[j];
+		if (x[j] > max)
+			max = x[j];
+	}
+	*min_out = min;
+	*max_out = max;
+}
+
+static void
+quant_q4_1(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ4_1 *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK4_1)
+	{
+		float		min,
+					max;
+
+		block_min_max(x, P3_QK4_1, &min, &max);
+
+		const float d = (max - min) / 15;
+		const float id = d != 0.0f ? 1.0f / d : 0.0f;
+
+		y[i].d = half_sat(d);
+		y[i].m = half_sat(min);
+		for (int j = 0; j < 16; j++)
+		{
+			int			q0 = trunc_clamp((x[j] - min) * id + 0.5f, 0, 15);
+			int			q1 = trunc_clamp((x[j + 16] - min) * id + 0.5f, 0, 15);
+
+			y[i].qs[j] = (uint8_t) (q0 | (q1 << 4));
+		}
+	}
+}
+
+static void
+quant_q5_0(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ5_0 *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK5_0)
+	{
+		float		amax;
+		const float max = signed_absmax(x, P3_QK5_0, &amax);
+		const float d = max / -16;
+		const float id = d != 0.0f ? 1.0f / d : 0.0f;
+		uint32_t	qh = 0;
+
+		y[i].d = half_sat(d);
+		for (int j = 0; j < 16; j++)
+		{
+			int			q0 = trunc_clamp(x[j] * id + 16.5f, 0, 31);
+			int			q1 = trunc_clamp(x[j + 16] * id + 16.5f, 0, 31);
+
+			y[i].qs[j] = (uint8_t) ((q0 & 15) | ((q1 & 15) << 4));
+			qh |= (uint32_t) (q0 >> 4) << j;
+			qh |= (uint32_t) (q1 >> 4) << (j + 16);
+		}
+		for (int b = 0; b < 4; b++)
+			y[i].qh[b] = (uint8_t) (qh >> (8 * b));
+	}
+}
+
+static void
+quant_q5_1(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ5_1 *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK5_1)
+	{
+		float		min,
+					max;
+		uint32_t	qh = 0;
+
+		block_min_max(x, P3_QK5_1, &min, &max);
+
+		const float d = (max - min) / 31;
+		const float id = d != 0.0f ? 1.0f / d : 0.0f;
+
+		y[i].d = half_sat(d);
+		y[i].m = half_sat(min);
+		for (int j = 0; j < 16; j++)
+		{
+			int			q0 = trunc_clamp((x[j] - min) * id + 0.5f, 0, 31);
+			int			q1 = trunc_clamp((x[j + 16] - min) * id + 0.5f, 0, 31);
+
+			y[i].qs[j] = (uint8_t) ((q0 & 15) | ((q1 & 15) << 4));
+			qh |= (uint32_t) (q0 >> 4) << j;
+			qh |= (uint32_t) (q1 >> 4) << (j + 16);
+		}
+		for (int b = 0; b < 4; b++)
+			y[i].qh[b] = (uint8_t) (qh >> (8 * b));
+	}
+}
+
+/* Largest |x| of a block, as ggml's MAX(amax, fabsf(v)) loop for finite x. */
+static inline float
+block_amax(const float *x, int n)
+{
+	float		amax = 0.0f;
+
+	for (int j = 0; j < n; j++)
+		if (fabsf(x[j]) > amax)
+			amax = fabsf(x[j]);
+	return amax;
+}
+
+/* Q8_0 (spec 2.4): d = amax/127 stored as f16, q = roundf(x / d) using the unrounded 1/d. */
+static void
+quant_q8_0(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ8_0 *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK8_0)
+	{
+		const float d = block_amax(x, P3_QK8_0) / 127;
+		const float id = d != 0.0f ? 1.0f / d : 0.0f;
+
+		y[i].d = half_sat(d);
+		for (int j = 0; j < P3_QK8_0; j++)
+			y[i].qs[j] = (int8_t) round_clamp(x[j] * id, -127, 127);
+	}
+}
+
+/* Q8_1: as Q8_0, plus s = d * sum(q) (unrounded d) stored as f16. */
+static void
+quant_q8_1(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ8_1 *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK8_1)
+	{
+		const float d = block_amax(x, P3_QK8_1) / 127;
+		const float id = d != 0.0f ? 1.0f / d : 0.0f;
+		int			sum = 0;
+
+		y[i].d = half_sat(d);
+		for (int j = 0; j < P3_QK8_1; j++)
+		{
+			y[i].qs[j] = (int8_t) round_clamp(x[j] * id, -127, 127);
+			sum += y[i].qs[j];
+		}
+		y[i].s = half_sat((float) sum * d);
+	}
+}
+
+/*
+ * Q8_K (spec 2.4): iscale = -127 / (signed value of largest magnitude),
+ * q = nearest_int(iscale * x) capped at 127, d = 1 / iscale as f32, and the
+ * sums of every 16 quants.  An all-zero block gets d = 0, q = 0, bsums = 0
+ * (ggml leaves bsums unwritten there).
+ */
+static void
+quant_q8_k(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ8_K *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK_K)
+	{
+		float		amax;
+		const float max = signed_absmax(x, P3_QK_K, &amax);
+
+		if (amax == 0.0f)
+		{
+			memset(&y[i], 0, sizeof(P3BlockQ8_K));
+			continue;
+		}
+
+		const float iscale = -127.0f / max;
+
+		for (int j = 0; j < P3_QK_K; j++)
+			y[i].qs[j] = (int8_t) clamp_int(nearest_int(iscale * x[j]), -128, 127);
+		for (int g = 0; g < P3_QK_K / 16; g++)
+		{
+			int			sum = 0;
+
+			for (int l = 0; l < 16; l++)
+				sum += y[i].qs[16 * g + l];
+			y[i].bsums[g] = (int16_t) sum;
+		}
+		y[i].d = 1.0f / iscale;
+	}
+}
+
+/*
+ * IQ4_NL as ggml's quantize_row_iq4_nl_ref: map the value of largest
+ * magnitude to the code book's end (-127), pick the nearest code of every
+ * element, then refit d by least squares weighted with x^2.
+ */
+static void
+quant_iq4_nl(const float *x, void *dst, int64_t nb)
+{
+	P3BlockIQ4_NL *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK4_NL)
+	{
+		float		amax;
+		const float max = signed_absmax(x, P3_QK4_NL, &amax);
+		uint8_t		L[P3_QK4_NL];
+		float		d = 0.0f;
+
+		memset(L, 0, sizeof L);
+		if (amax >= 1e-15f)
+		{
+			const float id = 1.0f / (max / (float) p3_iq4nl_values[0]);
+			float		sumqx = 0.0f;
+			float		sumq2 = 0.0f;
+
+			for (int j = 0; j < P3_QK4_NL; j++)
+			{
+				const float w = x[j] * x[j];
+				float		q;
+
+				L[j] = (uint8_t) iq4_best_index(id * x[j]);
+				q = (float) p3_iq4nl_values[L[j]];
+				sumqx += w * q * x[j];
+				sumq2 += w * q * q;
+			}
+			d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
+		}
+		y[i].d = half_sat(d);
+		for (int j = 0; j < 16; j++)
+			y[i].qs[j] = (uint8_t) (L[j] | (L[j + 16] << 4));
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * K-quant and IQ4_XS encoders (our own; see the file comment)
+ * --------------------------------------------------------------------- */
+
+/*
+ * Fit x[i] ~= scale * L[i] - mn with L[i] in 0..nmax, scale >= 0, mn >= 0,
+ * minimizing sum w[i] * err[i]^2.  For each candidate step
+ * (xmax - xmin) / (nmax + off), off = off_lo + k * off_step, the codes are
+ * rounded from the range, then scale and offset are solved in closed form
+ * (2x2 normal equations, the offset clamped to <= 0); the candidate that
+ * removes the most weighted error wins.  Returns scale; *mn_out gets mn.
+ */
+static float
+fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L,
+		   float *mn_out, float off_lo, float off_step, int nstep)
+{
+	float		xmin = x[0];
+	float		xmax = x[0];
+	double		sw = 0.0;
+	double		swx = 0.0;
+	double		best_gain = -1.0;
+	double		best_s = 0.0;
+	double		best_m = 0.0;
+	uint8_t		Lt[32];
+
+	for (int i = 0; i < n; i++)
+	{
+		if (x[i] < xmin)
+			xmin = x[i];
+		if (x[i] > xmax)
+			xmax = x[i];
+		sw += w[i];
+		swx += (double) w[i] * x[i];
+	}
+	if (xmin > 0.0f)
+		xmin = 0.0f;
+	memset(L, 0, (size_t) n);
+	if (!(xmax > xmin) || !(xmax - xmin < 3.0e38f))
+	{
+		/* constant block (or no usable range): all codes 0, value -mn */
+		*mn_out = (xmin == xmin) ? -xmin : 0.0f;
+		return 0.0f;
+	}
+	for (int k = 0; k <= nstep; k++)
+	{
+		const float iscale = ((float) nmax + off_lo + off_step * (float) k) / (xmax - xmin);
+		float		sl = 0.0f;
+		float		sl2 = 0.0f;
+		float		slx = 0.0f;
+		double		s,
+					m,
+					det,
+					gain;
+
+		/* iscale * (x - xmin) lies in [0, nmax + 1]: no range check needed */
+		for (int i = 0; i < n; i++)
+		{
+			int			l = clamp_int(nearest_int_unchecked(iscale * (x[i] - xmin)), 0, nmax);
+			float		wl = w[i] * (float) l;
+
+			Lt[i] = (uint8_t) l;
+			sl += wl;
+			sl2 += wl * (float) l;
+			slx += wl * x[i];
+		}
+		det = sw * sl2 - (double) sl * sl;
+		if (det > 0.0)
+		{
+			s = (sw * slx - swx * sl) / det;
+			m = ((double) sl2 * swx - (double) sl * slx) / det;
+			if (m > 0.0)
+			{
+				m = 0.0;
+				s = (double) slx / sl2;
+			}
+		}
+		else if (sl2 > 0.0f)
+		{
+			m = 0.0;
+			s = (double) slx / sl2;
+		}
+		else
+			continue;
+		if (!(s >= 0.0))
+			continue;
+		/* at the optimum, sum w (x - s l - m)^2 = sum w x^2 - gain */
+		gain = s * slx + m * swx;
+		if (gain > best_gain)
+		{
+			best_gain = gain;
+			best_s = s;
+			best_m = m;
+			memcpy(L, Lt, (size_t) n);
+		}
+	}
+	if (best_gain < 0.0)
+	{
+		*mn_out = -xmin;
+		return 0.0f;
+	}
+	*mn_out = (float) -best_m;
+	return (float) best_s;
+}
+
+/*
+ * Fit x[i] ~= scale * L[i] with L[i] in -nmax..nmax-1 (scale signed),
+ * minimizing sum w[i] * err[i]^2: candidate steps map the value of largest
+ * magnitude to -(nmax + 0.1 * t), t in -ntry..ntry, and the least-squares
+ * scale of the best codes is kept; with `refine`, a few rounds of
+ * coordinate descent then move single codes while that lowers the error.
+ */
+static float
+fit_symmetric(int n, int nmax, const float *x, const float *w, int8_t *L, int ntry, bool refine)
+{
+	float		amax;
+	const float max = signed_absmax(x, n, &amax);
+	double		best_slx = 0.0;
+	double		best_sl2 = 0.0;
+	int8_t		Lt[32];
+
+	memset(L, 0, (size_t) n);
+	if (!(amax >= 1e-30f) || !(amax < 3.0e38f))
+		return 0.0f;
+	for (int t = -ntry; t <= ntry; t++)
+	{
+		const float iscale = -((float) nmax + 0.1f * (float) t) / max;
+		float		slx = 0.0f;
+		float		sl2 = 0.0f;
+
+		/* |iscale * x| <= nmax + 1: no range check needed */
+		for (int i = 0; i < n; i++)
+		{
+			int			l = clamp_int(nearest_int_unchecked(iscale * x[i]), -nmax, nmax - 1);
+			float		wl = w[i] * (float) l;
+
+			Lt[i] = (int8_t) l;
+			slx += wl * x[i];
+			sl2 += wl * (float) l;
+		}
+		/* the error removed by the optimal scale is slx^2 / sl2 */
+		if (sl2 > 0.0f && (best_sl2 == 0.0 || (double) slx * slx * best_sl2 > best_slx * best_slx * sl2))
+		{
+			best_slx = slx;
+			best_sl2 = sl2;
+			memcpy(L, Lt, (size_t) n);
+		}
+	}
+	if (best_sl2 == 0.0)
+		return 0.0f;
+	for (int round = 0; refine && round < 5; round++)
+	{
+		int			changed = 0;
+
+		for (int i = 0; i < n; i++)
+		{
+			const double wi = w[i];
+			const double slx_i = best_slx - wi * x[i] * L[i];
+			const double sl2_i = best_sl2 - wi * L[i] * L[i];
+			int			l;
+			double		slx,
+						sl2;
+
+			if (slx_i == 0.0 || sl2_i <= 0.0)
+				continue;
+			/* best code for x[i] at the scale of all the others */
+			l = clamp_int(nearest_int((float) (x[i] * sl2_i / slx_i)), -nmax, nmax - 1);
+			if (l == L[i])
+				continue;
+			slx = slx_i + wi * x[i] * l;
+			sl2 = sl2_i + wi * l * l;
+			if (sl2 > 0.0 && slx * slx * best_sl2 > best_slx * best_slx * sl2)
+			{
+				L[i] = (int8_t) l;
+				best_slx = slx;
+				best_sl2 = sl2;
+				changed++;
+			}
+		}
+		if (changed == 0)
+			break;
+	}
+	return (float) (best_slx / best_sl2);
+}
+
+/*
+ * Quantize a scale (or min) vector of sub-blocks against one super-block
+ * step: step = max / levels stored as f16 (saturated), codes rounded from
+ * the stored step and clamped to 0..levels.  Returns the stored f16 bits.
+ */
+static uint16_t
+quantize_unsigned_scales(const float *v, int count, int levels, uint8_t *codes)
+{
+	float		max = 0.0f;
+	uint16_t	h;
+	float		step;
+
+	for (int j = 0; j < count; j++)
+		if (v[j] > max)
+			max = v[j];
+	h = half_sat(max / (float) levels);
+	step = half(h);
+	for (int j = 0; j < count; j++)
+		codes[j] = (uint8_t) (step > 0.0f ? clamp_int(nearest_int(v[j] / step), 0, levels) : 0);
+	return h;
+}
+
+/* Codes of a sub-block re-quantized with its final scale de and min me. */
+static void
+requantize_affine(const float *x, int n, int nmax, float de, float me, uint8_t *L)
+{
+	if (de == 0.0f)
+	{
+		memset(L, 0, (size_t) n);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		L[i] = (uint8_t) clamp_int(nearest_int((x[i] + me) / de), 0, nmax);
+}
+
+/*
+ * Weights of the least-squares fits: w = rms(sub-block) + |x|.  Larger
+ * values count more (as in ggml's encoders, which use |x| or x^2), yet
+ * small ones are not ignored, which keeps the plain RMS error low too.
+ */
+static void
+fit_weights(const float *x, int n, float *w)
+{
+	float		sum_x2 = 0.0f;
+	float		av;
+
+	for (int i = 0; i < n; i++)
+		sum_x2 += x[i] * x[i];
+	av = sqrtf(sum_x2 / (float) n);
+	for (int i = 0; i < n; i++)
+		w[i] = av + fabsf(x[i]);
+}
+
+/*
+ * The common part of Q4_K and Q5_K: fit the eight 32-element sub-blocks,
+ * quantize their scales and mins to 6 bits, and re-quantize the values
+ * (0..nmax) with the final scales.
+ */
+static void
+encode_k_affine32(const float *x, int nmax, uint16_t *d, uint16_t *dmin,
+				  uint8_t *scales12, uint8_t *L)
+{
+	float		scales[8];
+	float		mins[8];
+	float		w[32];
+	uint8_t		ls[8];
+	uint8_t		lm[8];
+
+	for (int j = 0; j < 8; j++)
+	{
+		fit_weights(x + 32 * j, 32, w);
+		scales[j] = fit_affine(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], -1.0f, 0.2f, 10);
+	}
+	*d = quantize_unsigned_scales(scales, 8, 63, ls);
+	*dmin = quantize_unsigned_scales(mins, 8, 63, lm);
+	k4_pack_scales(ls, lm, scales12);
+	for (int j = 0; j < 8; j++)
+	{
+		int			sc,
+					m;
+
+		k4_scale_min(j, scales12, &sc, &m);
+		requantize_affine(x + 32 * j, 32, nmax, half(*d) * (float) sc, half(*dmin) * (float) m, L + 32 * j);
+	}
+}
+
+static void
+quant_q4_k(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ4_K *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK_K)
+	{
+		uint8_t		L[P3_QK_K];
+
+		encode_k_affine32(x, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
+		for (int c = 0; c < 4; c++)
+			for (int l = 0; l < 32; l++)
+				y[i].qs[32 * c + l] = (uint8_t) (L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+	}
+}
+
+static void
+quant_q5_k(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ5_K *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK_K)
+	{
+		uint8_t		L[P3_QK_K];
+
+		encode_k_affine32(x, 31, &y[i].d, &y[i].dmin, y[i].scales, L);
+		memset(y[i].qh, 0, sizeof y[i].qh);
+		for (int c = 0; c < 4; c++)
+		{
+			for (int l = 0; l < 32; l++)
+			{
+				int			lo = L[64 * c + l];
+				int			hi = L[64 * c + 32 + l];
+
+				y[i].qs[32 * c + l] = (uint8_t) ((lo & 15) | ((hi & 15) << 4));
+				y[i].qh[l] |= (uint8_t) (((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+			}
+		}
+	}
+}
+
+static void
+quant_q2_k(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ2_K *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK_K)
+	{
+		float		scales[16];
+		float		mins[16];
+		float		w[16];
+		uint8_t		ls[16];
+		uint8_t		lm[16];
+		uint8_t		L[P3_QK_K];
+
+		for (int g = 0; g < 16; g++)
+		{
+			fit_weights(x + 16 * g, 16, w);
+			scales[g] = fit_affine(16, 3, x + 16 * g, w, L + 16 * g, &mins[g], -0.5f, 0.1f, 15);
+		}
+		y[i].d = quantize_unsigned_scales(scales, 16, 15, ls);
+		y[i].dmin = quantize_unsigned_scales(mins, 16, 15, lm);
+		for (int g = 0; g < 16; g++)
+		{
+			y[i].scales[g] = (uint8_t) (ls[g] | (lm[g] << 4));
+			requantize_affine(x + 16 * g, 16, 3, half(y[i].d) * (float) ls[g],
+							  half(y[i].dmin) * (float) lm[g], L + 16 * g);
+		}
+		/* element 128h + 32s + l is in bits 2s of qs[32h + l] */
+		for (int h = 0; h < 2; h++)
+			for (int l = 0; l < 32; l++)
+				y[i].qs[32 * h + l] = (uint8_t) (L[128 * h + l] | (L[128 * h + 32 + l] << 2) |
+												 (L[128 * h + 64 + l] << 4) | (L[128 * h + 96 + l] << 6));
+	}
+}
+
+/*
+ * Signed sub-block scales against one super-block step: the scale of
+ * largest magnitude maps to code -levels, step = max / -levels stored as
+ * f16 (saturated), codes rounded from the stored step and clamped.
+ */
+static uint16_t
+quantize_signed_scales(const float *v, int count, int levels, int *codes)
+{
+	float		amax = 0.0f;
+	float		max = 0.0f;
+	uint16_t	h;
+	float		step;
+
+	for (int j = 0; j < count; j++)
+	{
+		if (fabsf(v[j]) > amax)
+		{
+			amax = fabsf(v[j]);
+			max = v[j];
+		}
+	}
+	h = half_sat(max / (float) -levels);
+	step = half(h);
+	for (int j = 0; j < count; j++)
+		codes[j] = step != 0.0f ? clamp_int(nearest_int(v[j] / step), -levels, levels - 1) : 0;
+	return h;
+}
+
+/* Codes of a symmetric sub-block re-quantized with its final scale de. */
+static void
+requantize_symmetric(const float *x, int n, int nmax, float de, int8_t *L)
+{
+	if (de == 0.0f)
+	{
+		memset(L, 0, (size_t) n);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		L[i] = (int8_t) clamp_int(nearest_int(x[i] / de), -nmax, nmax - 1);
+}
+
+static void
+quant_q3_k(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ3_K *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK_K)
+	{
+		float		scales[16];
+		float		w[16];
+		int			codes[16];
+		int8_t		L[P3_QK_K];
+		float		d;
+
+		for (int g = 0; g < 16; g++)
+		{
+			fit_weights(x + 16 * g, 16, w);
+			scales[g] = fit_symmetric(16, 4, x + 16 * g, w, L + 16 * g, 9, true);
+		}
+		y[i].d = quantize_signed_scales(scales, 16, 32, codes);
+		d = half(y[i].d);
+		memset(y[i].scales, 0, sizeof y[i].scales);
+		for (int g = 0; g < 16; g++)
+		{
+			int			l = codes[g] + 32;
+
+			if (g < 8)
+				y[i].scales[g] = (uint8_t) (l & 15);
+			else
+				y[i].scales[g - 8] |= (uint8_t) ((l & 15) << 4);
+			y[i].scales[8 + g % 4] |= (uint8_t) ((l >> 4) << (2 * (g / 4)));
+			requantize_symmetric(x + 16 * g, 16, 4, d * (float) codes[g], L + 16 * g);
+		}
+		/* low 2 bits of element 128h + 32s + l in bits 2s of qs[32h + l]; high bit in bit 4h+s of hmask[l] */
+		memset(y[i].hmask, 0, sizeof y[i].hmask);
+		for (int h = 0; h < 2; h++)
+		{
+			for (int l = 0; l < 32; l++)
+			{
+				uint8_t		byte = 0;
+
+				for (int s = 0; s < 4; s++)
+				{
+					int			q = L[128 * h + 32 * s + l] + 4;	/* 0..7 */
+
+					byte |= (uint8_t) ((q & 3) << (2 * s));
+					y[i].hmask[l] |= (uint8_t) ((q >> 2) << (4 * h + s));
+				}
+				y[i].qs[32 * h + l] = byte;
+			}
+		}
+	}
+}
+
+static void
+quant_q6_k(const float *x, void *dst, int64_t nb)
+{
+	P3BlockQ6_K *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK_K)
+	{
+		float		scales[16];
+		float		w[16];
+		int			codes[16];
+		int8_t		L[P3_QK_K];
+		float		d;
+
+		for (int g = 0; g < 16; g++)
+		{
+			fit_weights(x + 16 * g, 16, w);
+			scales[g] = fit_symmetric(16, 32, x + 16 * g, w, L + 16 * g, 6, false);
+		}
+		y[i].d = quantize_signed_scales(scales, 16, 128, codes);
+		d = half(y[i].d);
+		for (int g = 0; g < 16; g++)
+		{
+			y[i].scales[g] = (int8_t) codes[g];
+			requantize_symmetric(x + 16 * g, 16, 32, d * (float) codes[g], L + 16 * g);
+		}
+		for (int h = 0; h < 2; h++)
+		{
+			uint8_t    *ql = y[i].ql + 64 * h;
+			uint8_t    *qh = y[i].qh + 32 * h;
+			const int8_t *Lh = L + 128 * h;
+
+			for (int l = 0; l < 32; l++)
+			{
+				int			q1 = Lh[l] + 32;
+				int			q2 = Lh[l + 32] + 32;
+				int			q3 = Lh[l + 64] + 32;
+				int			q4 = Lh[l + 96] + 32;
+
+				ql[l] = (uint8_t) ((q1 & 15) | ((q3 & 15) << 4));
+				ql[l + 32] = (uint8_t) ((q2 & 15) | ((q4 & 15) << 4));
+				qh[l] = (uint8_t) ((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+			}
+		}
+	}
+}
+
+/*
+ * Least-squares scale of one 32-element IQ4 sub-block: candidate steps map
+ * the value of largest magnitude near either end of the code book, the
+ * nearest codes are chosen and the scale refit; the best fit is returned
+ * (0 for an all-zero sub-block).
+ */
+static float
+fit_iq4(const float *x, const float *w)
+{
+	float		amax;
+	const float max = signed_absmax(x, 32, &amax);
+	double		best_sqx = 0.0;
+	double		best_sq2 = 0.0;
+
+	if (!(amax >= 1e-30f) || !(amax < 3.0e38f))
+		return 0.0f;
+	for (int t = -8; t <= 7; t++)
+	{
+		/* t = -8: the largest value at the top code; else near the bottom code */
+		const float id = t == -8 ? (float) p3_iq4nl_values[15] / max
+			: ((float) p3_iq4nl_values[0] + (float) t) / max;
+		double		sqx = 0.0;
+		double		sq2 = 0.0;
+
+		for (int j = 0; j < 32; j++)
+		{
+			const double q = p3_iq4nl_values[iq4_best_index(id * x[j])];
+
+			sqx += w[j] * q * x[j];
+			sq2 += w[j] * q * q;
+		}
+		if (sq2 > 0.0 && (best_sq2 == 0.0 || sqx * sqx * best_sq2 > best_sqx * best_sqx * sq2))
+		{
+			best_sqx = sqx;
+			best_sq2 = sq2;
+		}
+	}
+	return best_sq2 > 0.0 ? (float) (best_sqx / best_sq2) : 0.0f;
+}
+
+static void
+quant_iq4_xs(const float *x, void *dst, int64_t nb)
+{
+	P3BlockIQ4_XS *y = dst;
+
+	for (int64_t i = 0; i < nb; i++, x += P3_QK_K)
+	{
+		float		scales[8];
+		float		w[32];
+		int			codes[8];
+		float		d;
+
+		for (int ib = 0; ib < 8; ib++)
+		{
+			fit_weights(x + 32 * ib, 32, w);
+			scales[ib] = fit_iq4(x + 32 * ib, w);
+		}
+		y[i].d = quantize_signed_scales(scales, 8, 32, codes);
+		d = half(y[i].d);
+		y[i].scales_h = 0;
+		memset(y[i].scales_l, 0, sizeof y[i].scales_l);
+		for (int ib = 0; ib < 8; ib++)
+		{
+			const float *xb = x + 32 * ib;
+			const float dl = d * (float) codes[ib];
+			const float idl = dl != 0.0f ? 1.0f / dl : 0.0f;
+			int			ls = codes[ib] + 32;
+			uint8_t		L[32];
+
+			y[i].scales_l[ib / 2] |= (uint8_t) ((ls & 15) << (4 * (ib % 2)));
+			y[i].scales_h |= (uint16_t) ((ls >> 4) << (2 * ib));
+			for (int j = 0; j < 32; j++)
+				L[j] = (uint8_t) iq4_best_index(idl * xb[j]);
+			for (int j = 0; j < 16; j++)
+				y[i].qs[16 * ib + j] = (uint8_t) (L[j] | (L[j + 16] << 4));
+		}
+	}
+}
+
+static void
+quant_f32(const float *x, void *dst, int64_t n)
+{
+	memcpy(dst, x, (size_t) n * sizeof(float));
+}
+
+static void
+quant_f16(const float *x, void *dst, int64_t n)
+{
+	uint16_t   *y = dst;
+
+	for (int64_t i = 0; i < n; i++)
+		y[i] = p3_fp32_to_fp16(x[i]);
+}
+
+static void
+quant_bf16(const float *x, void *dst, int64_t n)
+{
+	uint16_t   *y = dst;
+
+	for (int64_t i = 0; i < n; i++)
+		y[i] = p3_fp32_to_bf16(x[i]);
+}
+
+/* ---------------------------------------------------------------------
+ * integer dot products with quantized activations, as ggml's generic
+ * kernels (ggml-cpu/quants.c, ggml_vec_dot_*_generic) compute them
+ * --------------------------------------------------------------------- */
+
+static float
+vec_dot_q4_0(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ4_0 *x = vw;
+	const P3BlockQ8_0 *y = va;
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		int			sumi0 = 0;
+		int			sumi1 = 0;
+
+		for (int j = 0; j < 16; j++)
+		{
+			sumi0 += ((x[i].qs[j] & 15) - 8) * y[i].qs[j];
+			sumi1 += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
+		}
+		sumf += (float) (sumi0 + sumi1) * half(x[i].d) * half(y[i].d);
+	}
+	return sumf;
+}
+
+static float
+vec_dot_q4_1(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ4_1 *x = vw;
+	const P3BlockQ8_1 *y = va;
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		int			sumi0 = 0;
+		int			sumi1 = 0;
+
+		for (int j = 0; j < 16; j++)
+		{
+			sumi0 += (x[i].qs[j] & 15) * y[i].qs[j];
+			sumi1 += (x[i].qs[j] >> 4) * y[i].qs[j + 16];
+		}
+		sumf += (half(x[i].d) * half(y[i].d)) * (float) (sumi0 + sumi1) + half(x[i].m) * half(y[i].s);
+	}
+	return sumf;
+}
+
+static float
+vec_dot_q5_0(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ5_0 *x = vw;
+	const P3BlockQ8_0 *y = va;
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const uint32_t qh = read_u32le(x[i].qh);
+		int			sumi0 = 0;
+		int			sumi1 = 0;
+
+		for (int j = 0; j < 16; j++)
+		{
+			int			q0 = ((x[i].qs[j] & 15) | (int) (((qh >> j) & 1) << 4)) - 16;
+			int			q1 = ((x[i].qs[j] >> 4) | (int) (((qh >> (j + 16)) & 1) << 4)) - 16;
+
+			sumi0 += q0 * y[i].qs[j];
+			sumi1 += q1 * y[i].qs[j + 16];
+		}
+		sumf += (half(x[i].d) * half(y[i].d)) * (float) (sumi0 + sumi1);
+	}
+	return sumf;
+}
+
+static float
+vec_dot_q5_1(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ5_1 *x = vw;
+	const P3BlockQ8_1 *y = va;
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const uint32_t qh = read_u32le(x[i].qh);
+		int			sumi0 = 0;
+		int			sumi1 = 0;
+
+		for (int j = 0; j < 16; j++)
+		{
+			int			q0 = (x[i].qs[j] & 15) | (int) (((qh >> j) & 1) << 4);
+			int			q1 = (x[i].qs[j] >> 4) | (int) (((qh >> (j + 16)) & 1) << 4);
+
+			sumi0 += q0 * y[i].qs[j];
+			sumi1 += q1 * y[i].qs[j + 16];
+		}
+		sumf += (half(x[i].d) * half(y[i].d)) * (float) (sumi0 + sumi1) + half(x[i].m) * half(y[i].s);
+	}
+	return sumf;
+}
+
+static float
+vec_dot_q8_0(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ8_0 *x = vw;
+	const P3BlockQ8_0 *y = va;
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		int			sumi = 0;
+
+		for (int j = 0; j < P3_QK8_0; j++)
+			sumi += x[i].qs[j] * y[i].qs[j];
+		sumf += (float) sumi * (half(x[i].d) * half(y[i].d));
+	}
+	return sumf;
+}
+
+static float
+vec_dot_iq4_nl(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockIQ4_NL *x = vw;
+	const P3BlockQ8_0 *y = va;
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const float d = half(y[i].d) * half(x[i].d);
+		int			sumi1 = 0;
+		int			sumi2 = 0;
+
+		for (int j = 0; j < 16; j++)
+		{
+			sumi1 += y[i].qs[j] * p3_iq4nl_values[x[i].qs[j] & 15];
+			sumi2 += y[i].qs[j + 16] * p3_iq4nl_values[x[i].qs[j] >> 4];
+		}
+		sumf += d * (float) (sumi1 + sumi2);
+	}
+	return sumf;
+}
+
+static float
+vec_dot_q2_k(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ2_K *x = vw;
+	const P3BlockQ8_K *y = va;
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const uint8_t *sc = x[i].scales;
+		const int8_t *q8 = y[i].qs;
+		const float dall = y[i].d * half(x[i].d);
+		const float dmin = y[i].d * half(x[i].dmin);
+		int			summs = 0;
+		int			isum = 0;
+		int			g = 0;
+
+		for (int j = 0; j < 16; j++)
+			summs += y[i].bsums[j] * (sc[j] >> 4);
+		for (int h = 0; h < 2; h++)
+		{
+			const uint8_t *q2 = x[i].qs + 32 * h;
+
+			for (int shift = 0; shift < 8; shift += 2, q8 += 32)
+			{
+				int			isuml = 0;
+
+				for (int l = 0; l < 16; l++)
+					isuml += q8[l] * ((q2[l] >> shift) & 3);
+				isum += (sc[g++] & 15) * isuml;
+				isuml = 0;
+				for (int l = 16; l < 32; l++)
+					isuml += q8[l] * ((q2[l] >> shift) & 3);
+				isum += (sc[g++] & 15) * isuml;
+			}
+		}
+		sumf += dall * (float) isum - dmin * (float) summs;
+	}
+	return sumf;
+}
+
+/*
+ * Shared tail of the Q3_K / Q4_K / Q5_K / Q6_K kernels: ggml accumulates
+ * scale * q * q8 over element k of a block into int32 lane k % 8, then
+ * adds d * lane into eight float lane sums, which are added up last.
+ */
+static inline void
+lanes_accumulate(const int8_t *a, const int8_t *q8, const int *scale_of_16, int32_t *aux32)
+{
+	memset(aux32, 0, 8 * sizeof(int32_t));
+	for (int k = 0; k < P3_QK_K; k++)
+		aux32[k % 8] += scale_of_16[k / 16] * (q8[k] * a[k]);
+}
+
+static float
+vec_dot_q3_k(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ3_K *x = vw;
+	const P3BlockQ8_K *y = va;
+	float		sums[8] = {0};
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		int8_t		a[P3_QK_K];
+		int			sc[16];
+		int32_t		aux32[8];
+
+		for (int h = 0; h < 2; h++)
+			for (int s = 0; s < 4; s++)
+				for (int l = 0; l < 32; l++)
+					a[128 * h + 32 * s + l] = (int8_t) (((x[i].qs[32 * h + l] >> (2 * s)) & 3) -
+														(((x[i].hmask[l] >> (4 * h + s)) & 1) ? 0 : 4));
+		q3k_unpack_scales(x[i].scales, sc);
+		lanes_accumulate(a, y[i].qs, sc, aux32);
+
+		const float d = half(x[i].d) * y[i].d;
+
+		for (int l = 0; l < 8; l++)
+			sums[l] += d * (float) aux32[l];
+	}
+	for (int l = 0; l < 8; l++)
+		sumf += sums[l];
+	return sumf;
+}
+
+/*
+ * One Q4_K / Q5_K block (d, dmin, 12 scale bytes, nibbles, optional 5th
+ * bits) against one Q8_K block: adds d * lane into sums[8] and returns the
+ * min correction dmin * sum(bsums * min), which the caller subtracts.
+ */
+static float
+vec_dot_k_affine_block(uint16_t dh, uint16_t dminh, const uint8_t *scales,
+					   const uint8_t *qs, const uint8_t *qh,
+					   const P3BlockQ8_K *y, float *sums)
+{
+	int8_t		a[P3_QK_K];
+	int			sc16[16];
+	int			mins[8];
+	int32_t		aux32[8];
+	int			sumi = 0;
+
+	for (int c = 0; c < 4; c++)
+	{
+		for (int l = 0; l < 32; l++)
+		{
+			int			lo = qs[32 * c + l] & 15;
+			int			hi = qs[32 * c + l] >> 4;
+
+			if (qh != NULL)
+			{
+				lo += ((qh[l] >> (2 * c)) & 1) << 4;
+				hi += ((qh[l] >> (2 * c + 1)) & 1) << 4;
+			}
+			a[64 * c + l] = (int8_t) lo;
+			a[64 * c + 32 + l] = (int8_t) hi;
+		}
+	}
+	for (int j = 0; j < 8; j++)
+	{
+		int			sc;
+
+		k4_scale_min(j, scales, &sc, &mins[j]);
+		sc16[2 * j] = sc16[2 * j + 1] = sc;
+	}
+	for (int j = 0; j < 16; j++)
+		sumi += y->bsums[j] * mins[j / 2];
+	lanes_accumulate(a, y->qs, sc16, aux32);
+
+	const float d = half(dh) * y->d;
+	const float dmin = half(dminh) * y->d;
+
+	for (int l = 0; l < 8; l++)
+		sums[l] += d * (float) aux32[l];
+	return dmin * (float) sumi;
+}
+
+static float
+vec_dot_q4_k(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ4_K *x = vw;
+	const P3BlockQ8_K *y = va;
+	float		sums[8] = {0};
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+		sumf -= vec_dot_k_affine_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, &y[i], sums);
+	for (int l = 0; l < 8; l++)
+		sumf += sums[l];
+	return sumf;
+}
+
+static float
+vec_dot_q5_k(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ5_K *x = vw;
+	const P3BlockQ8_K *y = va;
+	float		sums[8] = {0};
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+		sumf -= vec_dot_k_affine_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, &y[i], sums);
+	for (int l = 0; l < 8; l++)
+		sumf += sums[l];
+	return sumf;
+}
+
+static float
+vec_dot_q6_k(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockQ6_K *x = vw;
+	const P3BlockQ8_K *y = va;
+	float		sums[8] = {0};
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		int8_t		a[P3_QK_K];
+		int			sc[16];
+		int32_t		aux32[8];
+
+		for (int h = 0; h < 2; h++)
+		{
+			const uint8_t *ql = x[i].ql + 64 * h;
+			const uint8_t *qh = x[i].qh + 32 * h;
+			int8_t	   *ah = a + 128 * h;
+
+			for (int l = 0; l < 32; l++)
+			{
+				ah[l] = (int8_t) (((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4)) - 32);
+				ah[l + 32] = (int8_t) (((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32);
+				ah[l + 64] = (int8_t) (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+				ah[l + 96] = (int8_t) (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+			}
+		}
+		for (int g = 0; g < 16; g++)
+			sc[g] = x[i].scales[g];
+		lanes_accumulate(a, y[i].qs, sc, aux32);
+
+		const float d = half(x[i].d) * y[i].d;
+
+		for (int l = 0; l < 8; l++)
+			sums[l] += d * (float) aux32[l];
+	}
+	for (int l = 0; l < 8; l++)
+		sumf += sums[l];
+	return sumf;
+}
+
+static float
+vec_dot_iq4_xs(const void *vw, const void *va, int64_t nb)
+{
+	const P3BlockIQ4_XS *x = vw;
+	const P3BlockQ8_K *y = va;
+	float		sumf = 0.0f;
+
+	for (int64_t i = 0; i < nb; i++)
+	{
+		const float d4d8 = half(x[i].d) * y[i].d;
+
+		for (int ib = 0; ib < 8; ib++)
+		{
+			const uint8_t *qs = x[i].qs + 16 * ib;
+			const int8_t *q8 = y[i].qs + 32 * ib;
+			int			ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 15) |
+				(((x[i].scales_h >> (2 * ib)) & 3) << 4);
+			const float dl = d4d8 * (float) (ls - 32);
+			int			sumi1 = 0;
+			int			sumi2 = 0;
+
+			for (int j = 0; j < 16; j++)
+			{
+				sumi1 += q8[j] * p3_iq4nl_values[qs[j] & 15];
+				sumi2 += q8[j + 16] * p3_iq4nl_values[qs[j] >> 4];
+			}
+			sumf += dl * (float) (sumi1 + sumi2);
+		}
+	}
+	return sumf;
+}
+
+/* Float weights: activations stay f32; sum in element order. */
+static float
+vec_dot_f32(const void *vw, const void *va, int64_t n)
+{
+	const float *w = vw;
+	const float *a = va;
+	float		sum = 0.0f;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += w[i] * a[i];
+	return sum;
+}
+
+static float
+vec_dot_f16(const void *vw, const void *va, int64_t n)
+{
+	const uint16_t *w = vw;
+	const float *a = va;
+	float		sum = 0.0f;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += p3_fp16_to_fp32(w[i]) * a[i];
+	return sum;
+}
+
+static float
+vec_dot_bf16(const void *vw, const void *va, int64_t n)
+{
+	const uint16_t *w = vw;
+	const float *a = va;
+	float		sum = 0.0f;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += p3_bf16_to_fp32(w[i]) * a[i];
+	return sum;
+}
+
+/* ---------------------------------------------------------------------
+ * dispatch
+ * --------------------------------------------------------------------- */
+
+typedef struct RefOps
+{
+	void		(*dequant) (const void *src, float *dst, int64_t nblocks);
+	void		(*quant) (const float *src, void *dst, int64_t nblocks);
+	float		(*vec_dot) (const void *w, const void *a, int64_t nblocks);
+} RefOps;
+
+static const RefOps ref_ops[P3_TYPE_COUNT] = {
+	[P3_TYPE_F32] = {dequant_f32, quant_f32, vec_dot_f32},
+	[P3_TYPE_F16] = {dequant_f16, quant_f16, vec_dot_f16},
+	[P3_TYPE_BF16] = {dequant_bf16, quant_bf16, vec_dot_bf16},
+	[P3_TYPE_Q4_0] = {dequant_q4_0, quant_q4_0, vec_dot_q4_0},
+	[P3_TYPE_Q4_1] = {dequant_q4_1, quant_q4_1, vec_dot_q4_1},
+	[P3_TYPE_Q5_0] = {dequant_q5_0, quant_q5_0, vec_dot_q5_0},
+	[P3_TYPE_Q5_1] = {dequant_q5_1, quant_q5_1, vec_dot_q5_1},
+	[P3_TYPE_Q8_0] = {dequant_q8_0, quant_q8_0, vec_dot_q8_0},
+	[P3_TYPE_Q8_1] = {dequant_q8_1, quant_q8_1, NULL},
+	[P3_TYPE_Q2_K] = {dequant_q2_k, quant_q2_k, vec_dot_q2_k},
+	[P3_TYPE_Q3_K] = {dequant_q3_k, quant_q3_k, vec_dot_q3_k},
+	[P3_TYPE_Q4_K] = {dequant_q4_k, quant_q4_k, vec_dot_q4_k},
+	[P3_TYPE_Q5_K] = {dequant_q5_k, quant_q5_k, vec_dot_q5_k},
+	[P3_TYPE_Q6_K] = {dequant_q6_k, quant_q6_k, vec_dot_q6_k},
+	[P3_TYPE_Q8_K] = {dequant_q8_k, quant_q8_k, NULL},
+	[P3_TYPE_IQ4_NL] = {dequant_iq4_nl, quant_iq4_nl, vec_dot_iq4_nl},
+	[P3_TYPE_IQ4_XS] = {dequant_iq4_xs, quant_iq4_xs, vec_dot_iq4_xs},
+};
+
+/* Operations and geometry of a type; NULL when the type has no reference. */
+static const RefOps *
+lookup(uint32_t type, int64_t n, const P3TypeTraits **traits, int64_t *nblocks)
+{
+	const P3TypeTraits *t = p3_type_traits(type);
+
+	if (t == NULL || ref_ops[type].dequant == NULL)
+		return NULL;
+	*traits = t;
+	*nblocks = n > 0 ? n / t->block_size : 0;
+	return &ref_ops[type];
+}
+
+void
+p3_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t n)
+{
+	const P3TypeTraits *t;
+	int64_t		nb;
+	const RefOps *ops = lookup(type, n, &t, &nb);
+	int64_t		done;
+
+	if (n <= 0)
+		return;
+	if (ops == NULL)
+	{
+		memset(dst, 0, (size_t) n * sizeof(float));
+		return;
+	}
+	ops->dequant(src, dst, nb);
+	done = nb * t->block_size;
+	if (done < n)
+		memset(dst + done, 0, (size_t) (n - done) * sizeof(float));
+}
+
+void
+p3_quantize_row_ref(uint32_t type, const float *src, void *dst, int64_t n)
+{
+	const P3TypeTraits *t;
+	int64_t		nb;
+	const RefOps *ops = lookup(type, n, &t, &nb);
+
+	if (ops == NULL || nb == 0)
+		return;
+	ops->quant(src, dst, nb);
+}
+
+/*
+ * Dequantize up to 256 elements at a time into a stack buffer and take the
+ * f32 dot product in element order: the same sum, bit for bit, as a loop
+ * over the output of p3_dequantize_row_ref.
+ */
+float
+p3_dot_f32_ref(uint32_t type, const void *w, const float *x, int64_t n)
+{
+	const P3TypeTraits *t;
+	int64_t		nb;
+	const RefOps *ops = lookup(type, n, &t, &nb);
+	const uint8_t *wp = w;
+	float		buf[P3_QK_K];
+	float		sum = 0.0f;
+	int64_t		chunk;
+
+	if (ops == NULL || nb == 0)
+		return 0.0f;
+	chunk = P3_QK_K / t->block_size;	/* blocks per 256 elements */
+	for (int64_t b = 0; b < nb; b += chunk)
+	{
+		const int64_t cb = nb - b < chunk ? nb - b : chunk;
+		const int64_t m = cb * t->block_size;
+		const float *xb = x + b * t->block_size;
+
+		ops->dequant(wp + b * t->type_size, buf, cb);
+		for (int64_t j = 0; j < m; j++)
+			sum += buf[j] * xb[j];
+	}
+	return sum;
+}
+
+float
+p3_vec_dot_ref(uint32_t type, const void *w, const void *a, int64_t n)
+{
+	const P3TypeTraits *t;
+	int64_t		nb;
+	const RefOps *ops = lookup(type, n, &t, &nb);
+
+	if (ops == NULL || ops->vec_dot == NULL || nb == 0)
+		return 0.0f;
+	return ops->vec_dot(w, a, nb);
+}
