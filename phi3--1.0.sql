@@ -2,3 +2,110 @@
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION phi3" to load this file. \quit
+
+/*
+ * Labels, chosen honestly:
+ *
+ * - The generating functions are VOLATILE: with a temperature above 0 they
+ *   sample, and even when greedy they depend on phi3.model and the other
+ *   settings.  They are PARALLEL RESTRICTED: a parallel worker would build
+ *   its own engine context and compute threads on top of the leader's,
+ *   oversubscribing the cores that phi3.threads assigns to a backend.  They
+ *   carry a very high COST, so that the planner evaluates them last: with
+ *   ORDER BY ... LIMIT n the model runs for the n rows returned, not for
+ *   every row before the sort; and cheaper quals are checked first.
+ * - Functions whose optional arguments default to NULL are not STRICT: a
+ *   NULL optional argument means "use the setting"; a NULL main input
+ *   gives NULL (checked in C).
+ * - The tokenizer functions are STABLE (they depend on phi3.model), STRICT
+ *   and PARALLEL SAFE (a worker maps the same file; no context, no threads).
+ */
+
+CREATE FUNCTION phi3_generate(prompt text, system text DEFAULT NULL,
+							  max_tokens int DEFAULT NULL,
+							  temperature float8 DEFAULT NULL,
+							  seed bigint DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'phi3_generate'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_generate(text, text, int, float8, bigint) IS
+'Answers prompt with the Phi-3 chat template (optional system message); max_tokens, temperature and seed default to phi3.max_tokens, phi3.temperature and phi3.seed';
+
+CREATE FUNCTION phi3_complete(prompt text,
+							  max_tokens int DEFAULT NULL,
+							  temperature float8 DEFAULT NULL,
+							  seed bigint DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'phi3_complete'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_complete(text, int, float8, bigint) IS
+'Continues prompt as raw text, without the chat template; max_tokens, temperature and seed default to the phi3.* settings';
+
+CREATE FUNCTION phi3_summarize(doc text, max_words int DEFAULT NULL,
+							   focus text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'phi3_summarize'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_summarize(text, int, text) IS
+'Summarizes doc in at most max_words words (default 60), optionally focusing on focus; an empty document gives an empty string';
+
+CREATE FUNCTION phi3_extract(doc text, schema jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'phi3_extract'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_extract(text, jsonb) IS
+'Extracts the fields of schema (an object of field name to "text", "numeric", "integer", "boolean" or "date") from doc; the result has exactly the schema''s keys, null where the model gave no valid value';
+
+CREATE FUNCTION phi3_describe(item jsonb, style text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'phi3_describe'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_describe(jsonb, text) IS
+'Writes a product description (or, with a style such as ''social media post'', a post) from the facts in item, e.g. phi3_describe(to_jsonb(p)); null fields are ignored';
+
+CREATE FUNCTION phi3_tokenize(text)
+RETURNS int[]
+AS 'MODULE_PATHNAME', 'phi3_tokenize'
+LANGUAGE C STABLE STRICT PARALLEL SAFE COST 1000;
+
+COMMENT ON FUNCTION phi3_tokenize(text) IS
+'Returns the token ids of a text as the model''s tokenizer splits it (no BOS; special-token text is taken literally)';
+
+CREATE FUNCTION phi3_detokenize(int[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'phi3_detokenize'
+LANGUAGE C STABLE STRICT PARALLEL SAFE COST 1000;
+
+COMMENT ON FUNCTION phi3_detokenize(int[]) IS
+'Returns the text of token ids (control tokens give no text); the inverse of phi3_tokenize';
+
+CREATE FUNCTION phi3_token_count(text)
+RETURNS int
+AS 'MODULE_PATHNAME', 'phi3_token_count'
+LANGUAGE C STABLE STRICT PARALLEL SAFE COST 1000;
+
+COMMENT ON FUNCTION phi3_token_count(text) IS
+'Returns the number of tokens of a text (what it costs inside a prompt)';
+
+-- VOLATILE: it reports this backend's engine state (context memory), which
+-- changes from call to call.
+CREATE FUNCTION phi3_model_info()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'phi3_model_info'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION phi3_model_info() IS
+'Describes the model phi3.model names (file, architecture, dimensions, tensor types) and this backend''s engine (kernels, context size, memory, whether the model was preloaded)';
+
+CREATE FUNCTION phi3_fill()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'phi3_fill'
+LANGUAGE C;
+
+COMMENT ON FUNCTION phi3_fill() IS
+'Trigger (BEFORE INSERT OR UPDATE, FOR EACH ROW): phi3_fill(''column'', ''prompt with {other_column} placeholders''[, ''system prompt'']) generates the column''s value when it is NULL';

@@ -1,0 +1,186 @@
+/*
+ * pg_phi3.h — declarations shared by the PostgreSQL glue of phi3 (src/pg).
+ *
+ * The glue turns the engine (the headers in include/phi3, no PostgreSQL in
+ * them) into SQL functions.  Its parts:
+ *     phi3.c         PG_MODULE_MAGIC and _PG_init (one init call per part)
+ *     guc.c          every phi3.* setting; limits are the macros below
+ *     model_cache.c  the backend's open model and engine context, preload
+ *     errors.c       the one place that turns engine errors into ereport
+ *     memory.c       engine-allocated buffers owned by a memory context
+ *     prompts.c      the text of every prompt the task functions use
+ *     generate.c     phi3_generate, phi3_complete, phi3_summarize,
+ *                    phi3_describe and the shared generation helper
+ *     extract.c      phi3_extract (prompt, JSON parsing, type coercion)
+ *     tokenize.c     phi3_tokenize, phi3_detokenize, phi3_token_count,
+ *                    phi3_model_info
+ *     trigger.c      the phi3_fill trigger function
+ *
+ * All text handed to the engine is UTF-8; the glue converts from and to
+ * the server encoding at the SQL boundary.
+ */
+#ifndef PG_PHI3_H
+#define PG_PHI3_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+
+#include "phi3/context.h"
+#include "phi3/generate.h"
+#include "phi3/model.h"
+#include "phi3/sampler.h"
+#include "phi3/status.h"
+#include "phi3/tokenizer.h"
+
+/* ---- settings: limits of every phi3.* GUC ---- */
+
+/* phi3.threads: compute threads per backend, 0 = every CPU it may use */
+#define PHI3_MIN_THREADS				0
+#define PHI3_DEFAULT_THREADS			0
+#define PHI3_MAX_THREADS				256
+
+/* phi3.context_size: positions per call (KV cache bound), in tokens */
+#define PHI3_MIN_CONTEXT_SIZE			64
+#define PHI3_DEFAULT_CONTEXT_SIZE		2048
+#define PHI3_MAX_CONTEXT_SIZE			131072
+
+/* phi3.max_context_size: superuser cap on phi3.context_size, in tokens */
+#define PHI3_MIN_MAX_CONTEXT_SIZE		PHI3_MIN_CONTEXT_SIZE
+#define PHI3_DEFAULT_MAX_CONTEXT_SIZE	8192
+#define PHI3_MAX_MAX_CONTEXT_SIZE		PHI3_MAX_CONTEXT_SIZE
+
+/* phi3.max_tokens: tokens generated per call unless the call says */
+#define PHI3_MIN_MAX_TOKENS				1
+#define PHI3_DEFAULT_MAX_TOKENS			256
+#define PHI3_MAX_MAX_TOKENS				PHI3_MAX_CONTEXT_SIZE
+
+/* phi3.max_tokens_limit: superuser cap on tokens generated per call */
+#define PHI3_MIN_MAX_TOKENS_LIMIT		1
+#define PHI3_DEFAULT_MAX_TOKENS_LIMIT	4096
+#define PHI3_MAX_MAX_TOKENS_LIMIT		PHI3_MAX_CONTEXT_SIZE
+
+/* phi3.temperature: 0 = greedy */
+#define PHI3_MIN_TEMPERATURE			0.0
+#define PHI3_DEFAULT_TEMPERATURE		0.0
+#define PHI3_MAX_TEMPERATURE			2.0
+
+/* phi3.top_k: 0 = off */
+#define PHI3_MIN_TOP_K					0
+#define PHI3_DEFAULT_TOP_K				40
+#define PHI3_MAX_TOP_K					100000
+
+/* phi3.top_p: 1 = off */
+#define PHI3_MIN_TOP_P					0.0
+#define PHI3_DEFAULT_TOP_P				0.95
+#define PHI3_MAX_TOP_P					1.0
+
+/* phi3.min_p: 0 = off */
+#define PHI3_MIN_MIN_P					0.0
+#define PHI3_DEFAULT_MIN_P				0.05
+#define PHI3_MAX_MIN_P					1.0
+
+/* phi3.repeat_penalty: 1 = off */
+#define PHI3_MIN_REPEAT_PENALTY			0.1
+#define PHI3_DEFAULT_REPEAT_PENALTY		1.0
+#define PHI3_MAX_REPEAT_PENALTY			10.0
+
+/* phi3.seed: -1 = a random seed per call */
+#define PHI3_MIN_SEED					(-1)
+#define PHI3_DEFAULT_SEED				(-1)
+#define PHI3_MAX_SEED					PG_INT32_MAX
+
+/* phi3.input_overflow */
+typedef enum Phi3InputOverflow
+{
+	PHI3_OVERFLOW_ERROR = 0,	/* an input that does not fit is an error */
+	PHI3_OVERFLOW_TRUNCATE = 1	/* shorten the input's content to fit */
+} Phi3InputOverflow;
+
+#define PHI3_DEFAULT_INPUT_OVERFLOW		PHI3_OVERFLOW_ERROR
+
+/* phi3_summarize: words when the call does not say, and the bounds */
+#define PHI3_DEFAULT_SUMMARY_WORDS		60
+#define PHI3_MAX_SUMMARY_WORDS			10000
+
+/* GUC variables (guc.c) */
+extern char *phi3_model;
+extern int	phi3_threads;
+extern int	phi3_context_size;
+extern int	phi3_max_context_size;
+extern int	phi3_max_tokens;
+extern int	phi3_max_tokens_limit;
+extern double phi3_temperature;
+extern int	phi3_top_k;
+extern double phi3_top_p;
+extern double phi3_min_p;
+extern double phi3_repeat_penalty;
+extern int	phi3_seed;
+extern int	phi3_input_overflow;
+
+extern void GucInit(void);
+
+/* ---- model_cache.c ---- */
+extern void ModelCacheInit(void);
+extern const P3Model *ModelCacheGetModel(void);
+extern P3Context *ModelCacheGetContext(void);
+extern const char *ModelCachePath(void);
+extern bool ModelCacheIsPreloaded(void);
+
+/* ---- errors.c ---- */
+extern void Phi3ReportModelNotSet(void) pg_attribute_noreturn();
+extern void Phi3ReportEngineError(const P3Error *err, const char *model_path) pg_attribute_noreturn();
+extern void Phi3ReportInputTooLong(int32 n_prompt, int32 max_tokens, int32 n_ctx,
+								   bool after_truncation) pg_attribute_noreturn();
+
+/* ---- memory.c ---- */
+extern P3Tokens *Phi3TokensNew(void);
+extern void Phi3TokensFree(P3Tokens *tokens);
+extern P3Text *Phi3TextNew(void);
+extern void Phi3TextFree(P3Text *text);
+extern char *Phi3TextToUtf8(text *t, size_t *len);
+extern char *Phi3CStringToUtf8(const char *s, size_t len, size_t *out_len);
+extern text *Phi3Utf8ToText(const char *s, size_t len);
+extern char *Phi3Utf8ToCString(const char *s, size_t len);
+
+/* ---- prompts.c ---- */
+extern const char *Phi3SummarizeSystem(void);
+extern char *Phi3SummarizeInstruction(int max_words, const char *focus);
+extern const char *Phi3DescribeSystem(void);
+extern char *Phi3DescribeInstruction(const char *style);
+extern const char *Phi3ExtractSystem(void);
+extern char *Phi3ExtractInstruction(const char *field_list);
+
+/* ---- generate.c: the shared generation helper ---- */
+
+/*
+ * One generation.  All strings are UTF-8 and need not be NUL-terminated.
+ * With chat, the prompt is the chat template over an optional system turn
+ * and one user turn holding instruction followed by content; without chat
+ * it is BOS (as the model's tokenizer says) followed by instruction and
+ * content as plain text.  When the prompt plus max_tokens does not fit the
+ * context, phi3.input_overflow decides: an error, or dropping tokens from
+ * the end of content (never from the instruction or the template).
+ */
+typedef struct Phi3GenRequest
+{
+	bool		chat;
+	const char *system;			/* NULL or "": no system turn */
+	size_t		system_len;
+	const char *instruction;	/* kept whole; may be NULL */
+	size_t		instruction_len;
+	const char *content;		/* the part that truncation may shorten */
+	size_t		content_len;
+	int32		max_tokens;		/* >= 0, already checked against the limit */
+	P3SamplerParams sampling;
+} Phi3GenRequest;
+
+extern char *Phi3Generate(const Phi3GenRequest *req, size_t *out_len);
+extern int32 Phi3ResolveMaxTokens(bool isnull, int32 value);
+extern P3SamplerParams Phi3ResolveSampling(bool temperature_isnull, float8 temperature,
+										   bool seed_isnull, int64 seed);
+extern char *Phi3TrimUtf8(char *s, size_t *len);
+extern bool Phi3IsBlank(const char *s, size_t len);
+
+#endif							/* PG_PHI3_H */

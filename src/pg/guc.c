@@ -1,0 +1,208 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  Every phi3.* setting.
+ *
+ * The contexts follow the risk of each setting: the model path and the two
+ * resource caps (phi3.max_context_size, phi3.max_tokens_limit) are
+ * superuser-only, so no role can make the server open an arbitrary file or
+ * take more memory or time per call than the administrator allows; the
+ * rest is per session.  Limits are the PHI3_MIN/DEFAULT/MAX_* macros of
+ * pg_phi3.h.
+ *
+ * Settings that bound one another (phi3.context_size by
+ * phi3.max_context_size, phi3.max_tokens by phi3.max_tokens_limit) are
+ * reconciled where they are used, not in check hooks: a check hook sees the
+ * settings in whatever order postgresql.conf or ALTER SYSTEM applies them,
+ * so it would refuse valid combinations.
+ *
+ * IDENTIFICATION
+ *	  src/pg/guc.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_phi3.h"
+
+#include "utils/guc.h"
+
+char	   *phi3_model = NULL;
+int			phi3_threads = PHI3_DEFAULT_THREADS;
+int			phi3_context_size = PHI3_DEFAULT_CONTEXT_SIZE;
+int			phi3_max_context_size = PHI3_DEFAULT_MAX_CONTEXT_SIZE;
+int			phi3_max_tokens = PHI3_DEFAULT_MAX_TOKENS;
+int			phi3_max_tokens_limit = PHI3_DEFAULT_MAX_TOKENS_LIMIT;
+double		phi3_temperature = PHI3_DEFAULT_TEMPERATURE;
+int			phi3_top_k = PHI3_DEFAULT_TOP_K;
+double		phi3_top_p = PHI3_DEFAULT_TOP_P;
+double		phi3_min_p = PHI3_DEFAULT_MIN_P;
+double		phi3_repeat_penalty = PHI3_DEFAULT_REPEAT_PENALTY;
+int			phi3_seed = PHI3_DEFAULT_SEED;
+int			phi3_input_overflow = PHI3_DEFAULT_INPUT_OVERFLOW;
+
+static const struct config_enum_entry input_overflow_options[] = {
+	{"error", PHI3_OVERFLOW_ERROR, false},
+	{"truncate", PHI3_OVERFLOW_TRUNCATE, false},
+	{NULL, 0, false}
+};
+
+/*
+ * Register every phi3.* setting and reserve the prefix.
+ */
+void
+GucInit(void)
+{
+	DefineCustomStringVariable("phi3.model",
+							   "Sets the path of the Phi-3 GGUF model file.",
+							   "An empty string means no model. A relative path is "
+							   "taken relative to the data directory. Only superusers "
+							   "can change it.",
+							   &phi3_model,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.threads",
+							"Sets the number of compute threads of each backend.",
+							"0 uses every CPU the backend may run on; a larger "
+							"value is reduced to that number. Valid range is 0..256.",
+							&phi3_threads,
+							PHI3_DEFAULT_THREADS,
+							PHI3_MIN_THREADS, PHI3_MAX_THREADS,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.context_size",
+							"Sets the number of token positions one call may use.",
+							"The prompt and the generated tokens must fit. It bounds "
+							"the KV cache of each backend (a Phi-3-mini token takes "
+							"384 kB). The value used is at most phi3.max_context_size "
+							"and the model's training context. Valid range is "
+							"64..131072 tokens.",
+							&phi3_context_size,
+							PHI3_DEFAULT_CONTEXT_SIZE,
+							PHI3_MIN_CONTEXT_SIZE, PHI3_MAX_CONTEXT_SIZE,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.max_context_size",
+							"Sets the largest context size any session may use.",
+							"Caps phi3.context_size, and so the KV-cache memory of "
+							"each backend. Valid range is 64..131072 tokens.",
+							&phi3_max_context_size,
+							PHI3_DEFAULT_MAX_CONTEXT_SIZE,
+							PHI3_MIN_MAX_CONTEXT_SIZE, PHI3_MAX_MAX_CONTEXT_SIZE,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.max_tokens",
+							"Sets the number of tokens a call generates at most when "
+							"it does not say.",
+							"The value used is at most phi3.max_tokens_limit. Valid "
+							"range is 1..131072 tokens.",
+							&phi3_max_tokens,
+							PHI3_DEFAULT_MAX_TOKENS,
+							PHI3_MIN_MAX_TOKENS, PHI3_MAX_MAX_TOKENS,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.max_tokens_limit",
+							"Sets the largest number of tokens one call may generate.",
+							"A call that asks for more is an error. Valid range is "
+							"1..131072 tokens.",
+							&phi3_max_tokens_limit,
+							PHI3_DEFAULT_MAX_TOKENS_LIMIT,
+							PHI3_MIN_MAX_TOKENS_LIMIT, PHI3_MAX_MAX_TOKENS_LIMIT,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("phi3.temperature",
+							 "Sets the sampling temperature.",
+							 "0 always chooses the most likely token (greedy, "
+							 "deterministic). Valid range is 0..2.",
+							 &phi3_temperature,
+							 PHI3_DEFAULT_TEMPERATURE,
+							 PHI3_MIN_TEMPERATURE, PHI3_MAX_TEMPERATURE,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.top_k",
+							"Sets the number of most likely tokens sampling chooses from.",
+							"0 disables the limit. No effect when the temperature "
+							"is 0. Valid range is 0..100000.",
+							&phi3_top_k,
+							PHI3_DEFAULT_TOP_K,
+							PHI3_MIN_TOP_K, PHI3_MAX_TOP_K,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("phi3.top_p",
+							 "Sets the probability mass of the most likely tokens "
+							 "sampling chooses from.",
+							 "1 disables nucleus sampling. No effect when the "
+							 "temperature is 0. Valid range is 0..1.",
+							 &phi3_top_p,
+							 PHI3_DEFAULT_TOP_P,
+							 PHI3_MIN_TOP_P, PHI3_MAX_TOP_P,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("phi3.min_p",
+							 "Sets the probability, relative to the most likely "
+							 "token, below which tokens are not sampled.",
+							 "0 disables the cut. No effect when the temperature "
+							 "is 0. Valid range is 0..1.",
+							 &phi3_min_p,
+							 PHI3_DEFAULT_MIN_P,
+							 PHI3_MIN_MIN_P, PHI3_MAX_MIN_P,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("phi3.repeat_penalty",
+							 "Sets the penalty on tokens among the last 64 of the "
+							 "sequence.",
+							 "1 disables the penalty; values above 1 discourage "
+							 "repetition. Applies in greedy mode too. Valid range "
+							 "is 0.1..10.",
+							 &phi3_repeat_penalty,
+							 PHI3_DEFAULT_REPEAT_PENALTY,
+							 PHI3_MIN_REPEAT_PENALTY, PHI3_MAX_REPEAT_PENALTY,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.seed",
+							"Sets the seed of the sampler.",
+							"-1 draws a random seed for every call; any other value "
+							"makes every call with the same input and settings "
+							"produce the same text. Valid range is -1..2147483647.",
+							&phi3_seed,
+							PHI3_DEFAULT_SEED,
+							PHI3_MIN_SEED, PHI3_MAX_SEED,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("phi3.input_overflow",
+							 "Sets what happens when an input does not fit the context.",
+							 "error raises an error; truncate drops tokens from the "
+							 "end of the document or prompt (never the instruction) "
+							 "and emits a notice.",
+							 &phi3_input_overflow,
+							 PHI3_DEFAULT_INPUT_OVERFLOW,
+							 input_overflow_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("phi3");
+}

@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * phi3.c
+ *	  Entry point of the phi3 extension: the module magic and _PG_init.
+ *
+ * _PG_init does nothing but call one init function per part of the glue:
+ * the settings first (the model cache reads phi3.model), then the model
+ * cache, which maps the model in the postmaster when the library is in
+ * shared_preload_libraries.  Everything else happens lazily on the first
+ * SQL call in a backend.
+ *
+ * IDENTIFICATION
+ *	  src/pg/phi3.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_phi3.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/*
+ * Register the settings and prepare the model cache (preloading the model
+ * when loaded through shared_preload_libraries).
+ */
+void
+_PG_init(void)
+{
+	GucInit();
+	ModelCacheInit();
+}
