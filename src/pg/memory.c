@@ -1,0 +1,183 @@
+/*-------------------------------------------------------------------------
+ *
+ * memory.c
+ *	  Engine-allocated buffers owned by a memory context, and the encoding
+ *	  boundary.
+ *
+ * The engine allocates token lists and texts with malloc and never
+ * longjmps, but the glue may ereport at any point after an engine call
+ * (a conversion error, a cancel, an out-of-memory in palloc).  So every
+ * P3Tokens / P3Text the glue hands to the engine is created here, inside
+ * the current memory context, with a reset callback that frees the
+ * engine's storage: when the call's context is reset or deleted, including
+ * by error cleanup, nothing malloc'ed is left behind.  Callers may also
+ * free early (and should, for big buffers); freeing twice is harmless.
+ *
+ * Encoding: the engine works in UTF-8.  Arguments are converted from the
+ * server encoding, results back to it.  In a SQL_ASCII database the bytes
+ * are passed through unchanged (SQL_ASCII has no notion of characters; the
+ * tokenizer takes any bytes, using byte tokens where needed).
+ *
+ * IDENTIFICATION
+ *	  src/pg/memory.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_phi3.h"
+
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+typedef struct TokensHolder
+{
+	MemoryContextCallback callback;
+	P3Tokens	tokens;
+} TokensHolder;
+
+typedef struct TextHolder
+{
+	MemoryContextCallback callback;
+	P3Text		text;
+} TextHolder;
+
+static void TokensReset(void *arg);
+static void TextReset(void *arg);
+
+/*
+ * Create an empty token list whose storage is freed with the current
+ * memory context.
+ */
+P3Tokens *
+Phi3TokensNew(void)
+{
+	TokensHolder *holder = palloc0(sizeof(TokensHolder));
+
+	holder->callback.func = TokensReset;
+	holder->callback.arg = &holder->tokens;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &holder->callback);
+	return &holder->tokens;
+}
+
+/*
+ * Free a token list's storage now; the list stays usable (empty).
+ */
+void
+Phi3TokensFree(P3Tokens *tokens)
+{
+	p3_tokens_free(tokens);
+	memset(tokens, 0, sizeof(P3Tokens));
+}
+
+/*
+ * Create an empty text buffer whose storage is freed with the current
+ * memory context.
+ */
+P3Text *
+Phi3TextNew(void)
+{
+	TextHolder *holder = palloc0(sizeof(TextHolder));
+
+	holder->callback.func = TextReset;
+	holder->callback.arg = &holder->text;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &holder->callback);
+	return &holder->text;
+}
+
+/*
+ * Free a text buffer's storage now; the buffer stays usable (empty).
+ */
+void
+Phi3TextFree(P3Text *text)
+{
+	p3_text_free(text);
+	memset(text, 0, sizeof(P3Text));
+}
+
+/* Reset callback of a token list */
+static void
+TokensReset(void *arg)
+{
+	Phi3TokensFree((P3Tokens *) arg);
+}
+
+/* Reset callback of a text buffer */
+static void
+TextReset(void *arg)
+{
+	Phi3TextFree((P3Text *) arg);
+}
+
+/*
+ * Convert len bytes in the server encoding to UTF-8.  The result is
+ * palloc'd and NUL-terminated; *out_len gets its length.
+ */
+char *
+Phi3CStringToUtf8(const char *s, size_t len, size_t *out_len)
+{
+	char	   *converted;
+	char	   *result;
+
+	if (GetDatabaseEncoding() == PG_UTF8 || GetDatabaseEncoding() == PG_SQL_ASCII)
+		converted = (char *) s;
+	else
+		converted = pg_server_to_any(s, (int) len, PG_UTF8);
+
+	if (converted != s)
+		len = strlen(converted);
+	result = palloc(len + 1);
+	memcpy(result, converted, len);
+	result[len] = '\0';
+	if (converted != s)
+		pfree(converted);
+	*out_len = len;
+	return result;
+}
+
+/*
+ * A text datum's content as UTF-8 (palloc'd, NUL-terminated).
+ */
+char *
+Phi3TextToUtf8(text *t, size_t *len)
+{
+	return Phi3CStringToUtf8(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), len);
+}
+
+/*
+ * Convert engine UTF-8 to a NUL-terminated string in the server encoding.
+ * NUL bytes (a model can emit the byte token <0x00>) are dropped: no
+ * PostgreSQL string can hold them.
+ */
+char *
+Phi3Utf8ToCString(const char *s, size_t len)
+{
+	char	   *copy = palloc(len + 1);
+	char	   *converted;
+	size_t		i;
+	size_t		n = 0;
+
+	for (i = 0; i < len; i++)
+		if (s[i] != '\0')
+			copy[n++] = s[i];
+	copy[n] = '\0';
+	len = n;
+	if (GetDatabaseEncoding() == PG_SQL_ASCII)
+		return copy;
+	converted = pg_any_to_server(copy, (int) len, PG_UTF8);
+	if (converted != copy)
+		pfree(copy);
+	return converted;
+}
+
+/*
+ * Convert engine UTF-8 to a text datum in the server encoding.
+ */
+text *
+Phi3Utf8ToText(const char *s, size_t len)
+{
+	char	   *cstr = Phi3Utf8ToCString(s, len);
+	text	   *result = cstring_to_text(cstr);
+
+	pfree(cstr);
+	return result;
+}

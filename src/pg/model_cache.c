@@ -1,0 +1,345 @@
+/*-------------------------------------------------------------------------
+ *
+ * model_cache.c
+ *	  The backend's open model and engine context, and their lifetime.
+ *
+ * Each backend keeps at most one P3Model (the mapped GGUF file, its
+ * hyper-parameters and tokenizer) and one P3Context (KV cache, scratch,
+ * compute threads) in static variables owned by this file.  They are
+ * created on first use and kept across calls and transactions, because
+ * opening a model costs milliseconds to seconds and a context's KV cache
+ * lets consecutive rows reuse a shared prompt prefix.
+ *
+ * Lifetime rules:
+ *   - The model is reopened when phi3.model names another path, or when the
+ *     file at that path is not the one mapped any more (device, inode, size
+ *     or modification time changed: a file replaced by rename is noticed;
+ *     the old mapping stays valid until we unmap it).  The file's identity
+ *     is checked at most once per statement.
+ *   - The context is recreated when the model changes, or when the
+ *     effective context size or thread count changes (cheap: the KV cache
+ *     grows lazily).
+ *   - Both are freed at backend exit (on_proc_exit), which also joins the
+ *     engine's threads.
+ *
+ * Preload: with shared_preload_libraries = 'phi3' and phi3.model set in
+ * postgresql.conf, _PG_init opens the model in the postmaster: it maps the
+ * file and builds the tokenizer, and nothing else -- no context, no
+ * threads, because a postmaster must never fork with live helper threads.
+ * Every backend forked afterwards inherits the mapping (and the parsed
+ * model, copy-on-write), so its first call does not pay a load; it reuses
+ * the inherited model as long as the path and the file identity match.
+ * A failed preload is logged as a WARNING and the backends retry lazily,
+ * reporting the error to the caller.
+ *
+ * Threads: the engine's compute threads are created by p3_context_new with
+ * every signal blocked (the engine's contract), only in backends, so
+ * PostgreSQL's signal handlers only ever run on the backend's own thread;
+ * the threads never call PostgreSQL.  OpenBLAS is deliberately not linked:
+ * it starts its threads when the library is loaded, which in a preloaded
+ * postmaster would mean forking with live threads.  If a BLAS is ever used
+ * for prefill, it is to be dlopen'ed lazily in a backend, inside a section
+ * with all signals blocked, with its own threading set to 1.
+ *
+ * Cancel: the context's abort callback returns true once a query cancel
+ * (including statement_timeout) or a termination is pending.  The engine
+ * polls it on the backend's thread between layers and tokens and returns
+ * P3_ERR_ABORTED, which errors.c turns into CHECK_FOR_INTERRUPTS().  No
+ * lock is held while the engine computes.
+ *
+ * IDENTIFICATION
+ *	  src/pg/model_cache.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_phi3.h"
+
+#include <sys/stat.h>
+
+#include "miscadmin.h"
+#include "phi3/threadpool.h"
+#include "storage/ipc.h"
+#include "utils/memutils.h"
+#include "access/xact.h"
+#include "utils/timestamp.h"
+#include "tcop/tcopprot.h"
+
+/* What identifies the file a model was opened from */
+typedef struct FileIdentity
+{
+	dev_t		dev;
+	ino_t		ino;
+	off_t		size;
+	int64		mtime_ns;
+} FileIdentity;
+
+static P3Model *cache_model = NULL;
+static char *cache_path = NULL;		/* in TopMemoryContext */
+static FileIdentity cache_identity;
+static bool cache_preloaded = false;	/* cache_model came from the postmaster */
+static TimestampTz cache_checked_stmt = 0;	/* statement of the last identity check */
+
+static P3Context *cache_ctx = NULL;
+static int32 cache_ctx_n_ctx = 0;
+static int32 cache_ctx_threads = 0;
+
+static bool exit_callback_registered = false;
+
+static bool StatIdentity(const char *path, FileIdentity *id);
+static bool CachedModelIsCurrent(const char *path);
+static P3Status OpenModel(const char *path, P3Error *err);
+static void ReleaseContext(void);
+static void ReleaseAll(void);
+static void ModelCacheAtExit(int code, Datum arg);
+static bool ShouldAbort(void *user);
+
+/*
+ * Preload the model when loaded through shared_preload_libraries.
+ */
+void
+ModelCacheInit(void)
+{
+	P3Error		err;
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	if (phi3_model == NULL || phi3_model[0] == '\0')
+		return;
+
+	p3_error_clear(&err);
+	if (OpenModel(phi3_model, &err) != P3_OK)
+	{
+		ereport(WARNING,
+				(errmsg("could not preload phi3 model \"%s\"", phi3_model),
+				 errdetail("%s", err.message),
+				 errhint("Backends will try to open it when a phi3 function is first called.")));
+		return;
+	}
+	cache_preloaded = true;
+	ereport(LOG,
+			(errmsg("phi3 preloaded model \"%s\"", phi3_model)));
+}
+
+/*
+ * The model phi3.model names, opened or reused.  Errors are reported with
+ * ereport.  Does not create a context (no threads): enough for the
+ * tokenizer functions.
+ */
+const P3Model *
+ModelCacheGetModel(void)
+{
+	const char *path = phi3_model;
+	P3Error		err;
+
+	if (path == NULL || path[0] == '\0')
+		Phi3ReportModelNotSet();
+
+	if (cache_model != NULL && CachedModelIsCurrent(path))
+		return cache_model;
+
+	/* A different path or a replaced file: drop what we have, then open */
+	ReleaseAll();
+
+	if (!exit_callback_registered)
+	{
+		on_proc_exit(ModelCacheAtExit, (Datum) 0);
+		exit_callback_registered = true;
+	}
+
+	p3_error_clear(&err);
+	if (OpenModel(path, &err) != P3_OK)
+		Phi3ReportEngineError(&err, path);
+	cache_checked_stmt = GetCurrentStatementStartTimestamp();
+	return cache_model;
+}
+
+/*
+ * The backend's engine context over the current model, created or reused.
+ * Its size is phi3.context_size, capped by phi3.max_context_size and the
+ * model's training context; its threads phi3.threads, capped by the CPUs.
+ */
+P3Context *
+ModelCacheGetContext(void)
+{
+	const P3Model *model = ModelCacheGetModel();
+	int32		n_ctx;
+	int32		threads;
+	P3ContextParams params;
+	P3Context  *ctx = NULL;
+	P3Error		err;
+
+	/* Never in the postmaster: it must not start threads */
+	Assert(IsUnderPostmaster || !IsPostmasterEnvironment);
+
+	n_ctx = Min(phi3_context_size, phi3_max_context_size);
+	if (model->hp.n_ctx_train > 0)
+		n_ctx = Min(n_ctx, model->hp.n_ctx_train);
+	threads = phi3_threads;
+	if (threads > 0)
+		threads = Min(threads, Max(p3_cpu_count(), 1));
+
+	if (cache_ctx != NULL && cache_ctx_n_ctx == n_ctx && cache_ctx_threads == threads)
+		return cache_ctx;
+
+	ReleaseContext();
+
+	params = p3_context_default_params();
+	params.n_ctx = n_ctx;
+	params.n_seq = 1;
+	params.n_threads = threads;
+
+	p3_error_clear(&err);
+	if (p3_context_new(model, &params, &ctx, &err) != P3_OK)
+		Phi3ReportEngineError(&err, cache_path);
+	p3_context_set_abort(ctx, ShouldAbort, NULL);
+
+	cache_ctx = ctx;
+	cache_ctx_n_ctx = n_ctx;
+	cache_ctx_threads = threads;
+	return cache_ctx;
+}
+
+/*
+ * Path of the open model (NULL if none).
+ */
+const char *
+ModelCachePath(void)
+{
+	return cache_model ? cache_path : NULL;
+}
+
+/*
+ * Whether the open model was mapped by the postmaster (preload).
+ */
+bool
+ModelCacheIsPreloaded(void)
+{
+	return cache_model != NULL && cache_preloaded;
+}
+
+/*
+ * Whether the cached model is still what phi3.model names: same path, and
+ * (checked once per statement) the same file.
+ */
+static bool
+CachedModelIsCurrent(const char *path)
+{
+	FileIdentity now;
+	TimestampTz stmt;
+
+	if (strcmp(cache_path, path) != 0)
+		return false;
+
+	stmt = GetCurrentStatementStartTimestamp();
+	if (stmt == cache_checked_stmt)
+		return true;
+
+	if (!StatIdentity(path, &now))
+		return false;			/* gone: reopening reports the error */
+	if (now.dev != cache_identity.dev || now.ino != cache_identity.ino ||
+		now.size != cache_identity.size || now.mtime_ns != cache_identity.mtime_ns)
+		return false;
+	cache_checked_stmt = stmt;
+	return true;
+}
+
+/*
+ * Open the model at path into the cache (which must be empty).  The file's
+ * identity is taken before opening: if the file is replaced in between,
+ * the next check sees a different identity and reopens, which is safe.
+ */
+static P3Status
+OpenModel(const char *path, P3Error *err)
+{
+	FileIdentity id;
+	P3Model    *model = NULL;
+	P3Status	st;
+
+	Assert(cache_model == NULL);
+
+	if (!StatIdentity(path, &id))
+		memset(&id, 0, sizeof(id));
+
+	st = p3_model_open(path, &model, err);
+	if (st != P3_OK)
+		return st;
+
+	cache_model = model;
+	cache_path = MemoryContextStrdup(TopMemoryContext, path);
+	cache_identity = id;
+	cache_preloaded = false;
+	return P3_OK;
+}
+
+/*
+ * stat() the file and fill *id; false if it cannot be stat'ed.
+ */
+static bool
+StatIdentity(const char *path, FileIdentity *id)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return false;
+	memset(id, 0, sizeof(*id));
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	id->size = st.st_size;
+	id->mtime_ns = (int64) st.st_mtim.tv_sec * INT64CONST(1000000000) + st.st_mtim.tv_nsec;
+	return true;
+}
+
+/*
+ * Free the context (joins the engine's threads, frees the KV cache).
+ */
+static void
+ReleaseContext(void)
+{
+	if (cache_ctx != NULL)
+	{
+		P3Context  *ctx = cache_ctx;
+
+		cache_ctx = NULL;
+		p3_context_free(ctx);
+	}
+}
+
+/*
+ * Free the context and the model (unmaps the file).
+ */
+static void
+ReleaseAll(void)
+{
+	ReleaseContext();
+	if (cache_model != NULL)
+	{
+		P3Model    *model = cache_model;
+
+		cache_model = NULL;
+		p3_model_free(model);
+	}
+	if (cache_path != NULL)
+	{
+		pfree(cache_path);
+		cache_path = NULL;
+	}
+	cache_preloaded = false;
+	cache_checked_stmt = 0;
+}
+
+/* on_proc_exit callback: release the engine at backend exit */
+static void
+ModelCacheAtExit(int code, Datum arg)
+{
+	ReleaseAll();
+}
+
+/*
+ * The engine's abort callback, polled on the backend's thread: stop when a
+ * cancel (pg_cancel_backend, statement_timeout) or termination is pending.
+ */
+static bool
+ShouldAbort(void *user)
+{
+	return QueryCancelPending || ProcDiePending;
+}
