@@ -1,0 +1,509 @@
+/*-------------------------------------------------------------------------
+ *
+ * generate.c
+ *	  phi3_generate, phi3_complete, phi3_summarize, phi3_describe, and the
+ *	  generation helper every generating function shares.
+ *
+ * A call resolves its options (NULL argument = the setting), converts its
+ * text to UTF-8, builds the prompt (chat template or raw), makes sure the
+ * prompt plus the answer fits the context (phi3.input_overflow), and runs
+ * p3_generate in sequence 0 of the backend's context with prefix reuse, so
+ * that consecutive rows sharing a system prompt and instruction reuse its
+ * KV cache.
+ *
+ * Determinism: every call builds a fresh sampler seeded from the seed
+ * argument, else phi3.seed, else (phi3.seed = -1) a random seed.  With a
+ * fixed seed, or with temperature 0 (greedy, the default), the same input
+ * gives the same text in any backend, in any row order.
+ *
+ * Cancel: the engine polls the context's abort callback (model_cache.c)
+ * between layers and tokens and returns P3_ERR_ABORTED, turned into
+ * CHECK_FOR_INTERRUPTS() by errors.c.  CHECK_FOR_INTERRUPTS() is never
+ * called from inside an engine callback: it would longjmp through the
+ * engine's frames, leaving its state half-updated and its memory leaked.
+ *
+ * Memory: the engine's token lists and texts come from memory.c, so they
+ * are freed with the call's memory context whatever path is taken; they
+ * are also freed as soon as they are not needed.
+ *
+ * Empty inputs: phi3_generate and phi3_complete run the model on an empty
+ * prompt (the chat template alone, or BOS).  phi3_summarize and
+ * phi3_describe return an empty string for a document that is empty or
+ * only whitespace (for describe: an item with no non-null field), without
+ * running the model: there is nothing to summarize or describe.
+ *
+ * IDENTIFICATION
+ *	  src/pg/generate.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_phi3.h"
+
+#include <math.h>
+
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "parser/scansup.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+
+PG_FUNCTION_INFO_V1(phi3_generate);
+PG_FUNCTION_INFO_V1(phi3_complete);
+PG_FUNCTION_INFO_V1(phi3_summarize);
+PG_FUNCTION_INFO_V1(phi3_describe);
+
+static void BuildPrompt(const P3Tokenizer *tok, const Phi3GenRequest *req,
+						const char *content, size_t content_len, P3Tokens *out);
+static void TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req,
+							int32 n_ctx, P3Tokens *prompt);
+static text *TrimmedResult(char *s, size_t len);
+
+/*
+ * phi3_generate(prompt text, system text, max_tokens int, temperature
+ * float8, seed bigint) returns text: a chat-templated completion.
+ */
+Datum
+phi3_generate(PG_FUNCTION_ARGS)
+{
+	Phi3GenRequest req;
+	char	   *result;
+	size_t		len;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+
+	memset(&req, 0, sizeof(req));
+	req.chat = true;
+	req.max_tokens = Phi3ResolveMaxTokens(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2));
+	req.sampling = Phi3ResolveSampling(PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_FLOAT8(3),
+									   PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4));
+	req.content = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &req.content_len);
+	if (!PG_ARGISNULL(1))
+		req.system = Phi3TextToUtf8(PG_GETARG_TEXT_PP(1), &req.system_len);
+
+	result = Phi3Generate(&req, &len);
+	PG_RETURN_TEXT_P(Phi3Utf8ToText(result, len));
+}
+
+/*
+ * phi3_complete(prompt text, max_tokens int, temperature float8, seed
+ * bigint) returns text: a raw continuation, no chat template.
+ */
+Datum
+phi3_complete(PG_FUNCTION_ARGS)
+{
+	Phi3GenRequest req;
+	char	   *result;
+	size_t		len;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+
+	memset(&req, 0, sizeof(req));
+	req.chat = false;
+	req.max_tokens = Phi3ResolveMaxTokens(PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1));
+	req.sampling = Phi3ResolveSampling(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_FLOAT8(2),
+									   PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3));
+	req.content = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &req.content_len);
+
+	result = Phi3Generate(&req, &len);
+	PG_RETURN_TEXT_P(Phi3Utf8ToText(result, len));
+}
+
+/*
+ * phi3_summarize(doc text, max_words int, focus text) returns text.
+ */
+Datum
+phi3_summarize(PG_FUNCTION_ARGS)
+{
+	Phi3GenRequest req;
+	int32		max_words = PHI3_DEFAULT_SUMMARY_WORDS;
+	char	   *focus = NULL;
+	char	   *result;
+	size_t		len;
+	int64		max_tokens;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+
+	if (!PG_ARGISNULL(1))
+	{
+		max_words = PG_GETARG_INT32(1);
+		if (max_words < 1 || max_words > PHI3_MAX_SUMMARY_WORDS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_words must be between 1 and %d", PHI3_MAX_SUMMARY_WORDS)));
+	}
+	if (!PG_ARGISNULL(2))
+	{
+		size_t		focus_len;
+
+		focus = Phi3TextToUtf8(PG_GETARG_TEXT_PP(2), &focus_len);
+		focus = Phi3TrimUtf8(focus, &focus_len);
+	}
+
+	memset(&req, 0, sizeof(req));
+	req.content = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &req.content_len);
+	if (Phi3IsBlank(req.content, req.content_len))
+		PG_RETURN_TEXT_P(cstring_to_text(""));
+
+	/* about 1.3 tokens per English word, with room to spare */
+	max_tokens = (int64) ceil(max_words * 1.6) + 8;
+	req.chat = true;
+	req.max_tokens = (int32) Min(max_tokens, (int64) phi3_max_tokens_limit);
+	req.sampling = Phi3ResolveSampling(true, 0, true, 0);
+	req.system = Phi3SummarizeSystem();
+	req.system_len = strlen(req.system);
+	req.instruction = Phi3SummarizeInstruction(max_words, focus);
+	req.instruction_len = strlen(req.instruction);
+
+	result = Phi3Generate(&req, &len);
+	PG_RETURN_TEXT_P(TrimmedResult(result, len));
+}
+
+/*
+ * phi3_describe(item jsonb, style text) returns text: a product
+ * description (or, with a style such as 'social media post', a post) from
+ * the facts in item, typically to_jsonb(row).  Fields that are null are
+ * left out of the prompt.
+ */
+Datum
+phi3_describe(PG_FUNCTION_ARGS)
+{
+	Phi3GenRequest req;
+	Jsonb	   *item;
+	char	   *style = NULL;
+	char	   *pretty;
+	char	   *result;
+	size_t		len;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+
+	if (!PG_ARGISNULL(1))
+	{
+		size_t		style_len;
+
+		style = Phi3TextToUtf8(PG_GETARG_TEXT_PP(1), &style_len);
+		style = Phi3TrimUtf8(style, &style_len);
+	}
+
+	item = DatumGetJsonbP(DirectFunctionCall1(jsonb_strip_nulls, PG_GETARG_DATUM(0)));
+	if (JB_ROOT_IS_SCALAR(item))
+	{
+		JsonbValue	scalar;
+
+		if (!JsonbExtractScalar(&item->root, &scalar) || scalar.type == jbvNull)
+			PG_RETURN_TEXT_P(cstring_to_text(""));
+	}
+	else if (JB_ROOT_COUNT(item) == 0)
+		PG_RETURN_TEXT_P(cstring_to_text(""));
+
+	pretty = JsonbToCStringIndent(NULL, &item->root, VARSIZE(item));
+
+	memset(&req, 0, sizeof(req));
+	req.content = Phi3CStringToUtf8(pretty, strlen(pretty), &req.content_len);
+	req.chat = true;
+	req.max_tokens = Phi3ResolveMaxTokens(true, 0);
+	req.sampling = Phi3ResolveSampling(true, 0, true, 0);
+	req.system = Phi3DescribeSystem();
+	req.system_len = strlen(req.system);
+	req.instruction = Phi3DescribeInstruction(style);
+	req.instruction_len = strlen(req.instruction);
+
+	result = Phi3Generate(&req, &len);
+	PG_RETURN_TEXT_P(TrimmedResult(result, len));
+}
+
+/*
+ * The number of tokens to generate: the argument, checked against
+ * phi3.max_tokens_limit, or phi3.max_tokens (used up to the limit).
+ */
+int32
+Phi3ResolveMaxTokens(bool isnull, int32 value)
+{
+	if (isnull)
+		return Min(phi3_max_tokens, phi3_max_tokens_limit);
+	if (value < 0 || value > phi3_max_tokens_limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_tokens must be between 0 and %d", phi3_max_tokens_limit),
+				 errhint("The upper bound is phi3.max_tokens_limit, which only a superuser can raise.")));
+	return value;
+}
+
+/*
+ * Sampling parameters of one call: the temperature and seed arguments when
+ * given, else the settings; the other knobs from the settings.
+ */
+P3SamplerParams
+Phi3ResolveSampling(bool temperature_isnull, float8 temperature, bool seed_isnull, int64 seed)
+{
+	P3SamplerParams sp = p3_sampler_default_params();
+
+	if (temperature_isnull)
+		temperature = phi3_temperature;
+	else if (isnan(temperature) || temperature < PHI3_MIN_TEMPERATURE ||
+			 temperature > PHI3_MAX_TEMPERATURE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("temperature must be between %g and %g",
+						PHI3_MIN_TEMPERATURE, PHI3_MAX_TEMPERATURE)));
+
+	if (!seed_isnull && seed < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("seed must not be negative"),
+				 errhint("Pass NULL to use phi3.seed.")));
+
+	sp.temperature = (float) temperature;
+	sp.top_k = phi3_top_k;
+	sp.top_p = (float) phi3_top_p;
+	sp.min_p = (float) phi3_min_p;
+	sp.repeat_penalty = (float) phi3_repeat_penalty;
+	if (!seed_isnull)
+		sp.seed = (uint64) seed;
+	else if (phi3_seed >= 0)
+		sp.seed = (uint64) phi3_seed;
+	else
+		sp.seed = pg_prng_uint64(&pg_global_prng_state);
+	return sp;
+}
+
+/*
+ * Run one generation (see Phi3GenRequest in pg_phi3.h) and return the
+ * generated UTF-8 text, palloc'd and NUL-terminated.
+ */
+char *
+Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
+{
+	P3Context  *ctx = ModelCacheGetContext();
+	const P3Tokenizer *tok = p3_context_model(ctx)->tokenizer;
+	int32		n_ctx = p3_context_params(ctx)->n_ctx;
+	P3Tokens   *prompt = Phi3TokensNew();
+	P3Text	   *out;
+	P3GenerateParams gp;
+	P3GenerateStats stats;
+	P3Error		err;
+	P3Status	st;
+	char	   *result;
+
+	BuildPrompt(tok, req, req->content, req->content_len, prompt);
+
+	if ((int64) prompt->n + req->max_tokens > n_ctx)
+	{
+		if (phi3_input_overflow != PHI3_OVERFLOW_TRUNCATE)
+		{
+			int32		n_prompt = (int32) Min(prompt->n, (size_t) PG_INT32_MAX);
+
+			Phi3TokensFree(prompt);
+			Phi3ReportInputTooLong(n_prompt, req->max_tokens, n_ctx, false);
+		}
+		TruncateContent(tok, req, n_ctx, prompt);
+	}
+
+	*out_len = 0;
+	if (req->max_tokens == 0)
+	{
+		Phi3TokensFree(prompt);
+		return pstrdup("");
+	}
+
+	gp = p3_generate_default_params();
+	gp.max_tokens = req->max_tokens;
+	gp.sampling = req->sampling;
+	gp.stop_at_eog = true;
+	gp.context_full_is_error = true;
+	gp.reuse_prefix = true;
+
+	out = Phi3TextNew();
+	memset(&stats, 0, sizeof(stats));
+	p3_error_clear(&err);
+	st = p3_generate(ctx, 0, prompt->ids, (int32) prompt->n, &gp, out, &stats, &err);
+	Phi3TokensFree(prompt);
+	if (st != P3_OK)
+	{
+		Phi3TextFree(out);
+		Phi3ReportEngineError(&err, ModelCachePath());
+	}
+
+	elog(DEBUG1, "phi3: prompt %d tokens (%d reused) in %.1f ms, %d tokens generated in %.1f ms",
+		 stats.n_prompt, stats.n_prompt_reused, stats.prompt_ms,
+		 stats.n_generated, stats.generate_ms);
+
+	result = palloc(out->len + 1);
+	if (out->len > 0)
+		memcpy(result, out->data, out->len);
+	result[out->len] = '\0';
+	*out_len = out->len;
+	Phi3TextFree(out);
+	return result;
+}
+
+/*
+ * Tokenize the prompt of req with the given content into *out (cleared
+ * first).
+ */
+static void
+BuildPrompt(const P3Tokenizer *tok, const Phi3GenRequest *req,
+			const char *content, size_t content_len, P3Tokens *out)
+{
+	size_t		user_len = req->instruction_len + content_len;
+	char	   *user = palloc(user_len + 1);
+	P3Error		err;
+	P3Status	st;
+
+	if (req->instruction_len > 0)
+		memcpy(user, req->instruction, req->instruction_len);
+	if (content_len > 0)
+		memcpy(user + req->instruction_len, content, content_len);
+	user[user_len] = '\0';
+
+	Phi3TokensFree(out);
+	p3_error_clear(&err);
+	if (req->chat)
+	{
+		P3ChatMessage messages[2];
+		int			n = 0;
+
+		if (req->system != NULL && req->system_len > 0)
+		{
+			messages[n].role = P3_ROLE_SYSTEM;
+			messages[n].content = req->system;
+			messages[n].len = req->system_len;
+			n++;
+		}
+		messages[n].role = P3_ROLE_USER;
+		messages[n].content = user;
+		messages[n].len = user_len;
+		n++;
+		st = p3_chat_tokenize(tok, messages, n, true, out, &err);
+	}
+	else
+	{
+		unsigned	flags = p3_tokenizer_add_bos(tok) ? P3_TOKENIZE_ADD_BOS : 0;
+
+		st = p3_tokenize(tok, user, user_len, flags, out, &err);
+		/* An empty raw prompt starts from BOS: an unconditional continuation */
+		if (st == P3_OK && out->n == 0)
+		{
+			int32		bos = p3_tokenizer_bos(tok);
+
+			if (bos < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("prompt must not be empty"),
+						 errdetail("The model's vocabulary has no BOS token to start from.")));
+			st = p3_tokens_push(out, bos, &err);
+		}
+	}
+	pfree(user);
+	if (st != P3_OK)
+		Phi3ReportEngineError(&err, ModelCachePath());
+}
+
+/*
+ * Shorten req's content until the prompt plus max_tokens fits n_ctx
+ * (phi3.input_overflow = truncate): drop tokens from the end of the
+ * content, never from the instruction or the template, and rebuild the
+ * prompt in *prompt.  Emits a NOTICE with the counts.
+ */
+static void
+TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req,
+				int32 n_ctx, P3Tokens *prompt)
+{
+	P3Tokens   *content_tokens = Phi3TokensNew();
+	P3Text	   *kept_text = Phi3TextNew();
+	char	   *kept = NULL;
+	int64		n_content;
+	int64		keep;
+	P3Error		err;
+	P3Status	st;
+
+	p3_error_clear(&err);
+	st = p3_tokenize(tok, req->content, req->content_len, 0, content_tokens, &err);
+	if (st != P3_OK)
+		Phi3ReportEngineError(&err, ModelCachePath());
+	n_content = (int64) content_tokens->n;
+	keep = n_content - ((int64) prompt->n + req->max_tokens - n_ctx);
+
+	for (;;)
+	{
+		if (keep < 1)
+		{
+			/* Not even one token of the content fits */
+			Phi3TokensFree(content_tokens);
+			Phi3TextFree(kept_text);
+			BuildPrompt(tok, req, "", 0, prompt);
+			Phi3ReportInputTooLong((int32) Min(prompt->n, (size_t) PG_INT32_MAX),
+								   req->max_tokens, n_ctx, true);
+		}
+
+		Phi3TextFree(kept_text);
+		st = p3_detokenize(tok, content_tokens->ids, (size_t) keep, false, true, kept_text, &err);
+		if (st != P3_OK)
+			Phi3ReportEngineError(&err, ModelCachePath());
+		if (kept != NULL)
+			pfree(kept);
+		kept = pnstrdup(kept_text->data ? kept_text->data : "", kept_text->len);
+
+		BuildPrompt(tok, req, kept, kept_text->len, prompt);
+		if ((int64) prompt->n + req->max_tokens <= n_ctx)
+			break;
+		/* Merges at the cut can change the count: drop the excess and retry */
+		keep -= (int64) prompt->n + req->max_tokens - n_ctx;
+	}
+
+	ereport(NOTICE,
+			(errmsg("input truncated to fit the context"),
+			 errdetail("Kept %lld of %lld tokens of the input; the prompt has %d tokens and %d tokens are reserved for the answer in a context of %d tokens.",
+					   (long long) keep, (long long) n_content, (int) prompt->n,
+					   req->max_tokens, n_ctx)));
+
+	Phi3TokensFree(content_tokens);
+	Phi3TextFree(kept_text);
+	pfree(kept);
+}
+
+/*
+ * Whether s[0..len) is empty or only whitespace.
+ */
+bool
+Phi3IsBlank(const char *s, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		if (!scanner_isspace(s[i]))
+			return false;
+	return true;
+}
+
+/*
+ * Trim ASCII whitespace at both ends of s[0..*len) in place; returns the
+ * start and updates *len.  s must be NUL-terminated at *len.
+ */
+char *
+Phi3TrimUtf8(char *s, size_t *len)
+{
+	size_t		start = 0;
+	size_t		end = *len;
+
+	while (start < end && scanner_isspace(s[start]))
+		start++;
+	while (end > start && scanner_isspace(s[end - 1]))
+		end--;
+	s[end] = '\0';
+	*len = end - start;
+	return s + start;
+}
+
+/* A generated UTF-8 text, trimmed, as a text datum */
+static text *
+TrimmedResult(char *s, size_t len)
+{
+	char	   *trimmed = Phi3TrimUtf8(s, &len);
+
+	return Phi3Utf8ToText(trimmed, len);
+}
