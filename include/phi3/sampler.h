@@ -56,7 +56,12 @@ float		p3_rng_float(P3Rng *rng);
 
 typedef struct P3Sampler P3Sampler;
 
-/* Allocate scratch for n_vocab candidates (P3_ERR_NOMEM, P3_ERR_INVALID_ARG). */
+/*
+ * Allocate scratch for n_vocab candidates (P3_ERR_NOMEM, P3_ERR_INVALID_ARG).
+ * params NULL means the defaults; rejected: a NaN or infinite temperature,
+ * NaN top_p or min_p, repeat_penalty not finite and > 0, repeat_last_n
+ * outside [0, 2^20].
+ */
 P3Status	p3_sampler_new(const P3SamplerParams *params, int32_t n_vocab, P3Sampler **out, P3Error *err);
 void		p3_sampler_free(P3Sampler *s);
 /* Restart the RNG from the params' seed and forget the recent tokens. */
@@ -71,12 +76,18 @@ void		p3_sampler_accept(P3Sampler *s, int32_t id);
 /*
  * Pick a token.  logits has n_vocab entries and is not modified.  mask may
  * be NULL (all allowed).  Returns P3_ERR_INVALID_ARG if the mask allows no
- * token; the chosen id goes to *out.
+ * token; the chosen id goes to *out.  A NaN logit counts as -inf and +inf
+ * as FLT_MAX; if every allowed logit is -inf the smallest allowed id is
+ * returned.  min-p keeps p >= min_p * p_max, tested as
+ * exp(logit - max_logit) >= min_p.  Allocates nothing.
  */
 P3Status	p3_sampler_sample(P3Sampler *s, const float *logits, const uint32_t *mask,
 							  int32_t *out, P3Error *err);
 
-/* Greedy: the index of the largest logit, smallest index on ties; mask as above (-1 if none allowed). */
+/*
+ * Greedy: the index of the largest logit, smallest index on ties (NaN counts
+ * as -inf); mask as above (-1 if none allowed or n <= 0).
+ */
 int32_t		p3_argmax(const float *logits, int32_t n, const uint32_t *mask);
 
 #ifdef __cplusplus
