@@ -334,13 +334,19 @@ def round_half_away(v):
 
 
 def act_q8_0(x):
-    """Q8_0 (and Q8_1, same values): per 32 values d = amax/127, q = roundf(x/d), d -> f16."""
+    """Q8_0: per 32 values d = amax/127, q = roundf(x/d), d stored as f16; returns d16*q."""
+    return act_q8_1(x)[0]
+
+
+def act_q8_1(x):
+    """Q8_0 values, plus Q8_1's s = f16(sum(q) * d) per block (d unrounded), shape (T, n/32)."""
     b = x.reshape(x.shape[0], -1, 32)
     d = np.abs(b).max(axis=2, keepdims=True) / F32(127)
     with np.errstate(divide="ignore"):
         inv = np.where(d != 0, F32(1) / d, F32(0)).astype(F32)
     q = round_half_away(b * inv).astype(F32)
-    return (d.astype(np.float16).astype(F32) * q).reshape(x.shape)
+    s = (q.sum(axis=2, keepdims=True) * d).astype(np.float16).astype(F32)
+    return (d.astype(np.float16).astype(F32) * q).reshape(x.shape), s.reshape(x.shape[0], -1)
 
 
 def act_q8_k(x):
@@ -355,7 +361,22 @@ def act_q8_k(x):
     return (d * q).reshape(x.shape)
 
 
-ACT_QUANT = {"q8_0": act_q8_0, "q8_1": act_q8_0, "q8_k": act_q8_k}
+ACT_QUANT = {"q8_0": act_q8_0, "q8_k": act_q8_k}
+
+
+def split_min(gguf, name):
+    """A Q4_1 / Q5_1 matrix as (d*q part (out, in), per-block m (out, in/32)).
+
+    With Q8_1 activations llama.cpp computes each block's dot product as
+    dx*dy*sum(qx*qy) + m*s, where s is the activation block's f16-rounded
+    dy*sum(qy): so the min term must be taken with s, not with the
+    dequantized activations.
+    """
+    dims, ttype, data = gguf.raw(name)
+    blocks = data.reshape(-1, QTYPES[ttype][2]).copy()
+    m = f16(blocks, 2).reshape(dims[1], dims[0] // 32)
+    blocks[:, 2:4] = 0                      # m = +0: d*q + 0 is exactly d*q
+    return QTYPES[ttype][3](blocks).reshape(dims[1], dims[0]), m
 
 
 # --------------------------------------------------------------------------
@@ -392,13 +413,15 @@ class Phi3:
         if self.n_head % self.n_head_kv or self.n_rot % 2 or self.n_rot > self.head_dim:
             raise GGUFError("inconsistent head counts or rope dimension")
 
-        self.w = {}     # name -> (float32 matrix (out, in), vec_dot_type or None)
+        # matrix name -> (float32 (out, in), vec_dot_type or None, the Q8_1 split or None)
+        self.w = {}
         for name, (dims, ttype, _) in gguf.tensors.items():
-            if len(dims) == 2 and name != "token_embd.weight":
-                self.w[name] = (gguf.tensor(name), QTYPES[ttype][4])
+            if len(dims) == 2 and (name != "token_embd.weight" or "output.weight" not in gguf.tensors):
+                vdt = QTYPES[ttype][4]
+                q81 = split_min(gguf, name) if act_q8 and vdt == "q8_1" else None
+                self.w[name] = (gguf.tensor(name), vdt, q81)
         if "output.weight" not in self.w:           # tied output projection
-            ttype = gguf.tensors["token_embd.weight"][1]
-            self.w["output.weight"] = (gguf.tensor("token_embd.weight"), QTYPES[ttype][4])
+            self.w["output.weight"] = self.w.pop("token_embd.weight")
         self.norm = {name: gguf.tensor(name) for name, (dims, _, _) in gguf.tensors.items()
                      if name.endswith("norm.weight")}
         ones = np.ones(self.n_rot // 2, dtype=F32)
@@ -416,10 +439,13 @@ class Phi3:
 
     def matmul(self, x, name):
         """x (T, in) times the weight W (out, in): (T, out), float32."""
-        w, vec_dot_type = self.w[name]
-        if self.act_q8 and vec_dot_type is not None:
-            x = ACT_QUANT[vec_dot_type](x)
-        return x @ w.T
+        w, vec_dot_type, q81 = self.w[name]
+        if not self.act_q8 or vec_dot_type is None:
+            return x @ w.T
+        if vec_dot_type == "q8_1":
+            xq, s = act_q8_1(x)
+            return xq @ q81[0].T + s @ q81[1].T
+        return ACT_QUANT[vec_dot_type](x) @ w.T
 
     def rms_norm(self, x, name):
         ms = np.mean(x * x, axis=-1, keepdims=True, dtype=F32)
