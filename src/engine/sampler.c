@@ -16,10 +16,11 @@
  *
  * Sorting is partial where it can be: top-k keeps the k best with a bounded
  * min-heap (O(V log k)) and sorts only those; top-p without top-k sorts a
- * growing prefix (64, 512, 4096, ... candidates) until the mass is reached;
- * min-p without a prior sort filters in one linear pass.  Only the survivors
- * are ever fully sorted.  No libc qsort (glibc's may allocate): a heap sort
- * does all the work in place.
+ * growing prefix (64, then 512 candidates) and only sorts everything when
+ * the nucleus is larger still; min-p without a prior sort filters in one
+ * linear pass.  Small sets are sorted with the heap, large ones with a
+ * stable LSD radix sort on (logit, id) keys into a spare buffer.  No libc
+ * qsort (glibc's may allocate).
  *
  * Probabilities are computed in double from exp(logit - max), so results
  * depend only on the logits, the seed and the platform's exp().  Nothing is
@@ -35,9 +36,16 @@
 /* The longest recent-token window we accept (the ring is allocated up front). */
 #define P3_SAMPLER_MAX_LAST_N	(1 << 20)
 
-/* First prefix that top-p sorts when nothing is sorted yet, and its growth factor. */
+/*
+ * First prefix that top-p sorts when nothing is sorted yet, its growth
+ * factor, and the largest prefix worth a heap selection before sorting all.
+ */
 #define P3_TOP_P_FIRST_PREFIX	64
 #define P3_TOP_P_GROWTH			8
+#define P3_TOP_P_LAST_PREFIX	512
+
+/* Sets at least this large are fully sorted by radix rather than by heap. */
+#define P3_RADIX_MIN			1024
 
 typedef struct P3Candidate
 {
@@ -51,6 +59,7 @@ struct P3Sampler
 	int32_t		n_vocab;
 	P3Rng		rng;
 	P3Candidate *cand;			/* (n_vocab) scratch, rebuilt on every call */
+	P3Candidate *spare;			/* (n_vocab) buffer of the radix sort */
 	double	   *weight;			/* (n_vocab) unnormalised probabilities of the draw */
 	uint32_t   *seen;			/* (ceil(n_vocab / 32)) bitset, all zero between calls */
 	int32_t    *recent;			/* (repeat_last_n) ring of accepted tokens */
@@ -202,6 +211,81 @@ select_sorted_prefix(P3Candidate *c, int64_t lo, int64_t n, int64_t k)
 	}
 }
 
+/*
+ * Radix key of a logit: unsigned order of the key is descending order of
+ * the logit (-0 must already have become +0, and there is no NaN).
+ */
+static inline uint32_t
+cand_sort_key(float logit)
+{
+	uint32_t	u;
+
+	memcpy(&u, &logit, sizeof(u));
+	u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);	/* ascending with the float */
+	return ~u;
+}
+
+/* Byte `pass` of the radix key: passes 0-3 are the id, 4-7 the logit, low byte first. */
+static inline uint32_t
+radix_digit(const P3Candidate *x, int pass)
+{
+	uint32_t	word = pass < 4 ? (uint32_t) x->id : cand_sort_key(x->logit);
+
+	return (word >> ((pass & 3) * 8)) & 0xffu;
+}
+
+/*
+ * Sort c[0, n) in the total order with a stable LSD radix sort through
+ * spare (n entries).  If c is already in id order the id passes are skipped:
+ * stability keeps equal logits in id order.  A pass in which every element
+ * has the same digit is skipped too.
+ */
+static void
+radix_sort_candidates(P3Candidate *c, P3Candidate *spare, int64_t n, bool in_id_order)
+{
+	P3Candidate *src = c;
+	P3Candidate *dst = spare;
+	uint32_t	offset[256];
+
+	for (int pass = in_id_order ? 4 : 0; pass < 8; pass++)
+	{
+		uint32_t	sum = 0;
+
+		memset(offset, 0, sizeof(offset));
+		for (int64_t i = 0; i < n; i++)
+			offset[radix_digit(&src[i], pass)]++;
+		if (offset[radix_digit(&src[0], pass)] == (uint32_t) n)
+			continue;
+		for (int b = 0; b < 256; b++)
+		{
+			uint32_t	count = offset[b];
+
+			offset[b] = sum;
+			sum += count;
+		}
+		for (int64_t i = 0; i < n; i++)
+			dst[offset[radix_digit(&src[i], pass)]++] = src[i];
+		{
+			P3Candidate *t = src;
+
+			src = dst;
+			dst = t;
+		}
+	}
+	if (src != c)
+		memcpy(c, src, (size_t) n * sizeof(P3Candidate));
+}
+
+/* Sort c[lo, n) completely; in_id_order says c[lo, n) is in ascending id order. */
+static void
+sort_candidates(P3Candidate *c, P3Candidate *spare, int64_t lo, int64_t n, bool in_id_order)
+{
+	if (n - lo >= P3_RADIX_MIN)
+		radix_sort_candidates(c + lo, spare, n - lo, in_id_order);
+	else
+		select_sorted_prefix(c, lo, n, n - lo);
+}
+
 /* Index of the candidate that comes first in the total order (n >= 1). */
 static int64_t
 cand_best_index(const P3Candidate *c, int64_t n)
@@ -227,11 +311,13 @@ cand_max_logit(const P3Candidate *c, int64_t n, bool sorted)
 
 /*
  * Top-p (nucleus): keep the shortest prefix of the sorted candidates whose
- * softmax mass reaches top_p.  Leaves c[0, result) sorted.
+ * softmax mass reaches top_p.  Leaves c[0, result) sorted.  Unsorted input
+ * is in id order (nothing has moved it yet).
  */
 static int64_t
-apply_top_p(P3Candidate *c, int64_t n, bool sorted, float top_p)
+apply_top_p(P3Sampler *s, int64_t n, bool sorted, float top_p)
 {
+	P3Candidate *c = s->cand;
 	double		max_logit = cand_max_logit(c, n, sorted);
 	double		sum = 0.0;
 	double		cum = 0.0;
@@ -247,10 +333,17 @@ apply_top_p(P3Candidate *c, int64_t n, bool sorted, float top_p)
 		{
 			int64_t		want = have == 0 ? P3_TOP_P_FIRST_PREFIX : have * P3_TOP_P_GROWTH;
 
-			if (want > n)
-				want = n;
-			select_sorted_prefix(c, have, n, want - have);
-			have = want;
+			if (want >= n || want > P3_TOP_P_LAST_PREFIX)
+			{
+				/* a wide nucleus: sort all the rest at once */
+				sort_candidates(c, s->spare, have, n, have == 0);
+				have = n;
+			}
+			else
+			{
+				select_sorted_prefix(c, have, n, want - have);
+				have = want;
+			}
 		}
 		cum += exp((double) c[i].logit - max_logit) / sum;
 		i++;
@@ -369,11 +462,12 @@ p3_sampler_new(const P3SamplerParams *params, int32_t n_vocab, P3Sampler **out, 
 	s->params = *params;
 	s->n_vocab = n_vocab;
 	s->cand = malloc((size_t) n_vocab * sizeof(P3Candidate));
+	s->spare = malloc((size_t) n_vocab * sizeof(P3Candidate));
 	s->weight = malloc((size_t) n_vocab * sizeof(double));
 	s->seen = calloc(((size_t) n_vocab + 31) / 32, sizeof(uint32_t));
 	if (params->repeat_last_n > 0)
 		s->recent = malloc((size_t) params->repeat_last_n * sizeof(int32_t));
-	if (s->cand == NULL || s->weight == NULL || s->seen == NULL ||
+	if (s->cand == NULL || s->spare == NULL || s->weight == NULL || s->seen == NULL ||
 		(params->repeat_last_n > 0 && s->recent == NULL))
 	{
 		p3_sampler_free(s);
@@ -391,6 +485,7 @@ p3_sampler_free(P3Sampler *s)
 	if (s == NULL)
 		return;
 	free(s->cand);
+	free(s->spare);
 	free(s->weight);
 	free(s->seen);
 	free(s->recent);
@@ -472,6 +567,8 @@ build_candidates(P3Sampler *s, const float *logits, const uint32_t *mask)
 			v = v > 0.0f ? v / penalty : v * penalty;
 		if (v > FLT_MAX)
 			v = FLT_MAX;
+		if (v == 0.0f)
+			v = 0.0f;			/* -0 and +0 are one key for the radix sort */
 		s->cand[n].id = id;
 		s->cand[n].logit = v;
 		n++;
@@ -519,13 +616,13 @@ p3_sampler_sample(P3Sampler *s, const float *logits, const uint32_t *mask,
 	}
 	if (p->top_p < 1.0f && n > 1)
 	{
-		n = apply_top_p(s->cand, n, sorted, p->top_p);
+		n = apply_top_p(s, n, sorted, p->top_p);
 		sorted = true;
 	}
 	if (p->min_p > 0.0f && n > 1)
 		n = apply_min_p(s->cand, n, sorted, p->min_p);
-	if (!sorted)
-		select_sorted_prefix(s->cand, 0, n, n);
+	if (!sorted)				/* still in id order: min-p keeps the order */
+		sort_candidates(s->cand, s->spare, 0, n, true);
 
 	*out = draw_token(s, n);
 	return P3_OK;

@@ -501,38 +501,88 @@ test_special_values(void)
  * Distributions
  * ------------------------------------------------------------------------ */
 
-/* The draw is the cumulative walk over the sorted candidates with r = p3_rng_float. */
-static void
-test_draw_matches_reference(void)
+/*
+ * A straightforward reference of the whole chain without penalty or mask:
+ * qsort the ids (larger logit first, smaller id on ties), cut top-k, top-p
+ * (masses summed in sorted order), min-p (exp(logit - max) >= min_p), then
+ * walk the exp((logit - max) / T) weights in sorted order with r from an
+ * RNG of the same seed.  Returns how many of n_draws tokens differ from the
+ * sampler's, and in *margin the distance of the closest top-p / min-p test
+ * to its threshold (the test's premise: no borderline case).
+ */
+static int
+draws_differing_from_reference(const float *logits, int v, const P3SamplerParams *p,
+							   int n_draws, double *margin)
 {
-	const int	v = 7;
-	float		logits[7] = {0.3f, 1.2f, -0.5f, 1.2f, 0.9f, -2.0f, 0.0f};
-	int			order[7];
-	P3SamplerParams p = plain_params(0.8f, 2024);
-	P3Sampler  *s = make_sampler(&p, v);
+	int		   *order = malloc(sizeof(int) * v);
+	double	   *w = malloc(sizeof(double) * v);
+	P3Sampler  *s = make_sampler(p, v);
 	P3Rng		rng;
-	double		w[7];
-	double		total = 0.0;
-	int			mismatches = 0;
+	int			kept = v;
+	double		max_logit,
+				total = 0.0;
+	int			differing = 0;
 
-	sorted_ids(logits, v, order);
-	CHECK_EQ_INT(order[0], 1);	/* the tie 1/3 is ordered by id */
-	CHECK_EQ_INT(order[1], 3);
-	for (int i = 0; i < v; i++)
+	*margin = INFINITY;
+	if (order == NULL || w == NULL || s == NULL)
 	{
-		w[i] = exp(((double) logits[order[i]] - logits[order[0]]) / 0.8);
+		free(order);
+		free(w);
+		p3_sampler_free(s);
+		return -1;
+	}
+	sorted_ids(logits, v, order);
+	max_logit = logits[order[0]];
+	if (p->top_k > 0 && p->top_k < kept)
+		kept = p->top_k;
+	if (p->top_p < 1.0f)
+	{
+		double		sum = 0.0,
+					cum = 0.0;
+		int			i = 0;
+
+		for (int j = 0; j < kept; j++)
+			sum += exp((double) logits[order[j]] - max_logit);
+		while (i < kept)
+		{
+			cum += exp((double) logits[order[i]] - max_logit) / sum;
+			i++;
+			*margin = fmin(*margin, fabs(cum - p->top_p));
+			if (cum >= p->top_p)
+				break;
+		}
+		kept = i;
+	}
+	if (p->min_p > 0.0f)
+	{
+		int			i = 1;
+
+		for (; i < kept; i++)
+		{
+			double		ratio = exp((double) logits[order[i]] - max_logit);
+
+			*margin = fmin(*margin, fabs(ratio - p->min_p));
+			if (ratio < p->min_p)
+				break;
+		}
+		kept = i;
+	}
+	for (int i = 0; i < kept; i++)
+	{
+		w[i] = exp(((double) logits[order[i]] - max_logit) / p->temperature);
 		total += w[i];
 	}
-	p3_rng_seed(&rng, 2024);
-	for (int n = 0; n < 5000; n++)
+
+	p3_rng_seed(&rng, p->seed);
+	for (int n = 0; n < n_draws; n++)
 	{
 		double		target = (double) p3_rng_float(&rng) * total;
 		double		cum = 0.0;
-		int			expect = order[v - 1];
+		int			expect = order[kept - 1];
 		int32_t		tok = -1;
 		P3Error		err;
 
-		for (int i = 0; i < v; i++)
+		for (int i = 0; i < kept; i++)
 		{
 			cum += w[i];
 			if (target < cum)
@@ -541,12 +591,72 @@ test_draw_matches_reference(void)
 				break;
 			}
 		}
-		CHECK_STATUS(p3_sampler_sample(s, logits, NULL, &tok, &err), P3_OK);
-		if (tok != expect)
-			mismatches++;
+		if (p3_sampler_sample(s, logits, NULL, &tok, &err) != P3_OK || tok != expect)
+			differing++;
 	}
-	CHECK_EQ_INT(mismatches, 0);
+	free(order);
+	free(w);
 	p3_sampler_free(s);
+	return differing;
+}
+
+/* The draw is the cumulative walk over the sorted candidates with r = p3_rng_float. */
+static void
+test_draw_matches_reference(void)
+{
+	float		small[7] = {0.3f, 1.2f, -0.5f, 1.2f, 0.9f, -2.0f, 0.0f};
+	int			order[7];
+	P3SamplerParams p = plain_params(0.8f, 2024);
+	double		margin;
+
+	sorted_ids(small, 7, order);
+	CHECK_EQ_INT(order[0], 1);	/* the tie 1/3 is ordered by id */
+	CHECK_EQ_INT(order[1], 3);
+	CHECK_EQ_INT(draws_differing_from_reference(small, 7, &p, 5000, &margin), 0);
+}
+
+/*
+ * The same over 5000 tokens with many ties, -inf and both zeros, through
+ * every sorting path: the radix sort of an id-ordered set (filters off,
+ * min-p), of a permuted remainder (a wide top-p nucleus), and the heaps.
+ */
+static void
+test_large_draws_match_reference(void)
+{
+	const int	v = 5000;
+	static float logits[5000];
+	uint64_t	r = 555;
+	P3SamplerParams cases[5];
+	const char *names[5] = {"filters off", "wide top-p", "min-p", "top-k chain", "zeros"};
+
+	for (int c = 0; c < 5; c++)
+		cases[c] = plain_params(0.9f, 900 + c);
+	cases[1].top_p = 0.9f;
+	cases[1].temperature = 1.1f;
+	cases[2].min_p = 0.2f;
+	cases[3].top_k = 300;
+	cases[3].top_p = 0.95f;
+	cases[3].min_p = 0.05f;
+	cases[3].temperature = 0.7f;
+
+	for (int c = 0; c < 5; c++)
+	{
+		double		margin;
+		int			differing;
+
+		for (int i = 0; i < v; i++)
+		{
+			/* quarter steps in [-2.75, 2.75]: hundreds of tokens share each value */
+			logits[i] = (float) (int) (harness_randf(&r) * 12.0f) / 4.0f;
+			if (harness_rand(&r) % 100 == 0)
+				logits[i] = -INFINITY;
+			if (c == 4)			/* the case of the two zeros: half of them negative */
+				logits[i] = harness_rand(&r) % 2 ? -0.0f : (logits[i] < 0.0f ? 0.0f : logits[i]);
+		}
+		differing = draws_differing_from_reference(logits, v, &cases[c], 400, &margin);
+		CHECK_MSG(differing == 0, "%s: %d draws differ", names[c], differing);
+		CHECK_MSG(margin > 1e-9, "%s: borderline premise (margin %g)", names[c], margin);
+	}
 }
 
 static void
@@ -1003,6 +1113,7 @@ main(void)
 	RUN(test_mask_allows_nothing);
 	RUN(test_special_values);
 	RUN(test_draw_matches_reference);
+	RUN(test_large_draws_match_reference);
 	RUN(test_temperature_frequencies);
 	RUN(test_top_k_kept_set);
 	RUN(test_top_p_kept_set);
