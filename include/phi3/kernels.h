@@ -10,6 +10,16 @@
  * (test/engine/test_kernels.c); an entry a fast set does not provide is
  * the reference one, so every set is complete.
  *
+ * Exactness rules every set keeps (the tests enforce them):
+ *   - dequant and the f32 -> Q8_0/Q8_1/Q8_K/F16 quantizers give the same
+ *     bits as the reference (they are exact arithmetic and fixed rounding);
+ *   - within one set, dot_f32[T](w, x) gives the same bits as
+ *     dot_f32_f32(dequant[T](w), x), so a token's result does not depend on
+ *     whether it was computed alone or in a chunk;
+ *   - vec_dot and the float dots may sum in another order than the
+ *     reference (SIMD lanes); they agree with it within a documented
+ *     relative tolerance.
+ *
  * The matrix product p3_matmul computes y = x · Wᵀ for a chunk of tokens:
  *     W: n_out rows of n_in elements of its stored type (a view into the mapping)
  *     x: (n_tok, n_in) f32, row stride ldx
@@ -50,6 +60,10 @@ typedef struct P3KernelSet
 	P3VecDotFn	vec_dot[P3_TYPE_COUNT];		/* weight row · activations in vec_dot_type */
 	P3QuantizeFn quantize[P3_TYPE_COUNT];	/* f32 -> Q8_0 / Q8_1 / Q8_K activations */
 	float		(*dot_f32_f32) (const float *a, const float *b, int64_t n);
+	/* attention over the KV cache: q · k for an f16 k row; y += a * v for f16 / f32 v rows */
+	float		(*dot_f32_f16) (const float *a, const uint16_t *b, int64_t n);
+	void		(*axpy_f16) (float *y, float a, const uint16_t *x, int64_t n);
+	void		(*axpy_f32) (float *y, float a, const float *x, int64_t n);
 } P3KernelSet;
 
 const P3KernelSet *p3_kernels_reference(void);

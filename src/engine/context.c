@@ -77,7 +77,7 @@ struct P3Context
 	float	   *gate_up;		/* (n_batch, 2 * n_ff) */
 	float	   *act;			/* (n_batch, n_ff) silu(gate) ⊙ up */
 	float	   *rope_cs;		/* (n_batch, n_rot) cos/sin pairs per token */
-	float	   *att_scratch;	/* (n_threads, n_ctx + 2 * head_dim) scores, k/v row, accumulator */
+	float	   *att_scratch;	/* (n_threads, n_ctx + head_dim) scores, output accumulator */
 	size_t		att_scratch_floats;
 	float	   *mm_scratch;		/* (n_threads, mm_scratch_floats) decoded weight rows */
 	size_t		mm_scratch_floats;
@@ -219,7 +219,7 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 
 	max_n_in = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
 	ctx->mm_scratch_floats = p3_matmul_scratch_per_thread(max_n_in);
-	ctx->att_scratch_floats = (size_t) p.n_ctx + 2 * (size_t) hp->head_dim + 16;
+	ctx->att_scratch_floats = (size_t) p.n_ctx + (size_t) hp->head_dim + 16;
 	ctx->act_q_bytes = max_act_bytes(model, B);
 
 	ctx->x = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
@@ -528,8 +528,8 @@ typedef struct AttentionJob
 
 /*
  * Worker: causal attention for its share of the (token, head) pairs.
- * Scores and the output accumulate in f32; K and V rows are converted from
- * the cache's type one row at a time.
+ * Scores and the output accumulate in f32, reading K and V rows in the
+ * cache's type (f16 or f32) directly.
  */
 static void
 attention_task(void *arg, int ith, int nth)
@@ -542,8 +542,7 @@ attention_task(void *arg, int ith, int nth)
 	int32_t		group = hp->n_head / hp->n_head_kv;
 	float		scale = 1.0f / sqrtf((float) hd);
 	float	   *scores = ctx->att_scratch + (size_t) ith * ctx->att_scratch_floats;
-	float	   *row = scores + ctx->params.n_ctx;	/* (head_dim) one K or V row in f32 */
-	float	   *acc = row + hd;		/* (head_dim) output accumulator */
+	float	   *acc = scores + ctx->params.n_ctx;	/* (head_dim) output accumulator */
 	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	int64_t		p0,
 				p1;
@@ -565,31 +564,19 @@ attention_task(void *arg, int ith, int nth)
 		{
 			const void *kr = kbase + (size_t) j * kv_row;
 
-			if (ctx->kv_elem == 4)
-				scores[j] = k->dot_f32_f32(q, kr, hd) * scale;
-			else
-			{
-				k->dequant[P3_TYPE_F16](kr, row, hd);
-				scores[j] = k->dot_f32_f32(q, row, hd) * scale;
-			}
+			scores[j] = (ctx->kv_elem == 4 ? k->dot_f32_f32(q, kr, hd) : k->dot_f32_f16(q, kr, hd)) * scale;
 		}
 		p3_softmax(scores, pos + 1);
 
-		for (int32_t d = 0; d < hd; d++)
-			acc[d] = 0.0f;
+		memset(acc, 0, (size_t) hd * sizeof(float));
 		for (int32_t j = 0; j <= pos; j++)
 		{
 			const void *vr = vbase + (size_t) j * kv_row;
-			const float *vf = vr;
-			float		w = scores[j];
 
-			if (ctx->kv_elem == 2)
-			{
-				k->dequant[P3_TYPE_F16](vr, row, hd);
-				vf = row;
-			}
-			for (int32_t d = 0; d < hd; d++)
-				acc[d] += w * vf[d];
+			if (ctx->kv_elem == 4)
+				k->axpy_f32(acc, scores[j], vr, hd);
+			else
+				k->axpy_f16(acc, scores[j], vr, hd);
 		}
 		memcpy(out, acc, (size_t) hd * sizeof(float));
 	}

@@ -51,6 +51,30 @@ dot_f32_f32_ref(const float *a, const float *b, int64_t n)
 	return sum;
 }
 
+static float
+dot_f32_f16_ref(const float *a, const uint16_t *b, int64_t n)
+{
+	float		sum = 0.0f;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += a[i] * p3_fp16_to_fp32(b[i]);
+	return sum;
+}
+
+static void
+axpy_f16_ref(float *y, float a, const uint16_t *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] += a * p3_fp16_to_fp32(x[i]);
+}
+
+static void
+axpy_f32_ref(float *y, float a, const float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] += a * x[i];
+}
+
 static const P3KernelSet reference_set = {
 	.name = "reference",
 	.dequant = {
@@ -86,6 +110,9 @@ static const P3KernelSet reference_set = {
 		[P3_TYPE_IQ4_NL] = quantize_IQ4_NL, [P3_TYPE_IQ4_XS] = quantize_IQ4_XS,
 	},
 	.dot_f32_f32 = dot_f32_f32_ref,
+	.dot_f32_f16 = dot_f32_f16_ref,
+	.axpy_f16 = axpy_f16_ref,
+	.axpy_f32 = axpy_f32_ref,
 };
 
 const P3KernelSet *
