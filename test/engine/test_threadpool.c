@@ -593,7 +593,7 @@ cmp_double(const void *a, const void *b)
 
 /*
  * 100k empty jobs on 2 threads, 5 times; prints the median time per job.
- * Under valgrind or a sanitizer the job count is cut and no bound applies.
+ * Under valgrind or a sanitizer the job count is cut.
  */
 static void
 test_dispatch_latency(void)
@@ -624,9 +624,7 @@ test_dispatch_latency(void)
 	fprintf(stderr, "     dispatch latency, 2 threads, %d jobs x %d runs: median %.3f us/job "
 			"(min %.3f, max %.3f)\n", jobs, runs, per_job[runs / 2] * 1e6, per_job[0] * 1e6,
 			per_job[runs - 1] * 1e6);
-	/* a futex round trip per job would cost tens of microseconds */
-	if (!slow_tool)
-		CHECK_MSG(per_job[runs / 2] < 20e-6, "median %.3f us per job", per_job[runs / 2] * 1e6);
+	/* printed for information: speed is measured by `make bench`, not asserted by tests */
 }
 
 int

@@ -977,14 +977,15 @@ time_tokenize(const char *text, size_t n, unsigned flags, size_t *n_tokens)
 	return best;
 }
 
-/* A 100 KB document tokenizes in well under a second, and time grows ~linearly. */
+/*
+ * Long documents tokenize (the times are printed for information only:
+ * speed is measured by `make bench`, never asserted by a timed test).
+ */
 static void
 test_long_text_speed(void)
 {
 	const size_t big = 100 * 1024;
 	char	   *buf = malloc(big);
-	const char *preload = getenv("LD_PRELOAD");
-	bool		under_valgrind = preload && strstr(preload, "vgpreload") != NULL;
 	size_t		n_tokens = 0;
 
 	for (int variant = 0; variant < 3; variant++)
@@ -1004,10 +1005,6 @@ test_long_text_speed(void)
 		fprintf(stderr, "  variant %d: 25 KB %.4f s, 100 KB %.4f s, %zu tokens\n",
 				variant, t_small, t_big, n_tokens);
 		CHECK(n_tokens > 0);
-		if (!under_valgrind)
-			CHECK_MSG(t_big < 0.25, "100 KB took %.3f s", t_big);
-		/* 4x the text: ~4x the time for n log n, 16x if quadratic */
-		CHECK_MSG(t_big < 9.0 * t_small + 0.005, "25 KB %.4f s vs 100 KB %.4f s", t_small, t_big);
 	}
 	free(buf);
 }
