@@ -10,7 +10,7 @@
  *
  *     P3_ERR_IO           ENOENT: UNDEFINED_FILE, EACCES/EPERM:
  *                         INSUFFICIENT_PRIVILEGE, else IO_ERROR
- *                         "could not open model file \"%s\""
+ *                         "could not open model file \"%s\": %m"
  *     P3_ERR_FORMAT       DATA_CORRUPTED "invalid model file \"%s\""
  *     P3_ERR_UNSUPPORTED  FEATURE_NOT_SUPPORTED
  *                         "model file \"%s\" is not supported"
@@ -96,10 +96,20 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 	switch (status)
 	{
 		case P3_ERR_IO:
-			ereport(ERROR,
-					(errcode(IoErrorCode(sys_errno)),
-					 errmsg("could not open model file \"%s\"", path),
-					 errdetail("%s", message)));
+			if (sys_errno != 0)
+			{
+				/* errno into the message; the engine's sentence only if it adds something */
+				errno = sys_errno;
+				ereport(ERROR,
+						(errcode(IoErrorCode(sys_errno)),
+						 errmsg("could not open model file \"%s\": %m", path),
+						 strncmp(message, "could not open", 14) != 0 ? errdetail("%s", message) : 0));
+			}
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_IO_ERROR),
+						 errmsg("could not open model file \"%s\"", path),
+						 errdetail("%s", message)));
 			break;
 		case P3_ERR_FORMAT:
 			ereport(ERROR,
@@ -113,8 +123,7 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("model file \"%s\" is not supported", path),
 						 errdetail("%s", message),
-						 errhint("Supported weight types are F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
-								 "Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS.")));
+						 errhint("Use a GGUF file quantized with a supported type, e.g. Q4_K_M, Q8_0 or F16.")));
 			else
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

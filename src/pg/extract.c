@@ -46,6 +46,7 @@
 #include "utils/numeric.h"
 
 PG_FUNCTION_INFO_V1(phi3_extract);
+PG_FUNCTION_INFO_V1(phi3_extract_answer);
 
 /* Deepest nesting of the model's answer we are willing to parse */
 #define EXTRACT_MAX_DEPTH		64
@@ -132,6 +133,28 @@ phi3_extract(PG_FUNCTION_ARGS)
 		ParseAnswer(answer, len, fields, n_fields);
 	}
 
+	PG_RETURN_JSONB_P(BuildResult(fields, n_fields));
+}
+
+/*
+ * phi3_extract_answer(answer text, schema jsonb) returns jsonb: the
+ * parsing and coercion half of phi3_extract, applied to a given answer
+ * instead of the model's.  Not part of the extension's SQL API: the
+ * regression tests declare it themselves (AS '$libdir/phi3') to check the
+ * coercion rules on answers they write.
+ */
+Datum
+phi3_extract_answer(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *schema = PG_GETARG_JSONB_P(1);
+	SchemaField *fields;
+	int			n_fields;
+	char	   *answer;
+	size_t		len;
+
+	fields = ParseSchema(schema, &n_fields);
+	answer = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &len);
+	ParseAnswer(answer, len, fields, n_fields);
 	PG_RETURN_JSONB_P(BuildResult(fields, n_fields));
 }
 
