@@ -74,8 +74,22 @@ build/test/%: test/engine/%.c $(ENGINE_OBJS) test/engine/harness.h
 .PHONY: engine-check engine-build bench prove-check
 engine-build: $(ENGINE_TESTS) $(TOOLS)
 
-engine-check: engine-build
-	@set -e; for t in $(ENGINE_TESTS); do echo "== $$t"; $$t; done
+# Models for the engine tests (test_context.c), made with the tool under test.
+ENGINE_MODEL_DIR = build/engine-models
+MKMODEL_TINY = bin/phi3-mkmodel -q --vocab test/data/ggml-vocab-phi-3.gguf --embd 64 --layers 2 --heads 4 --ff 128
+$(ENGINE_MODEL_DIR)/.made: bin/phi3-mkmodel test/data/ggml-vocab-phi-3.gguf
+	@mkdir -p $(ENGINE_MODEL_DIR)
+	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-f32.gguf
+	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-q8_0.gguf --type q8_0
+	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-gqa.gguf --kv-heads 2
+	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-split.gguf --split-qkv
+	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-tied.gguf --tied
+	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-longrope.gguf --longrope --ctx 64 --orig-ctx 16
+	bin/phi3-mkmodel -q --vocab test/data/ggml-vocab-phi-3.gguf -o $(ENGINE_MODEL_DIR)/tiny-q4_k.gguf --embd 256 --layers 2 --heads 4 --ff 512 --type q4_k
+	@touch $@
+
+engine-check: engine-build $(ENGINE_MODEL_DIR)/.made
+	@set -e; for t in $(ENGINE_TESTS); do echo "== $$t"; PHI3_TEST_MODELS=$(ENGINE_MODEL_DIR) $$t; done
 	@set -e; for s in $(sort $(wildcard test/engine/check_*.sh)); do echo "== $$s"; sh $$s; done
 	@echo "engine-check: all passed"
 
@@ -84,3 +98,52 @@ bench: engine-build
 
 prove-check:
 	$(PROVE) -I $(CURDIR)/t $(CURDIR)/t/*.pl
+
+# ---------------------------------------------------------------------------
+# pg_regress models (make test-models; make installcheck depends on it): tiny
+# deterministic Phi-3 GGUFs made by phi3-mkmodel, plus broken files for the
+# error tests, in PHI3_TEST_MODEL_DIR.  The server's user must be able to
+# read that directory (CI passes one under /tmp); the tests find it through
+# the environment (psql's \getenv), so it is exported to pg_regress.
+#   tiny-f32 / tiny-q8_0   embd 64, 2 layers, 4 heads, ff 128
+#   tiny-q4_k              embd 256, 2 layers, 4 heads, ff 512 (a K-quant)
+#   not-gguf               a text file
+#   truncated              tiny-f32 without its last 4096 bytes
+#   wrong-arch             tiny-f32 with general.architecture "gpt2"
+#   bad-type               tiny-q4_k with blk.0.ffn_down.weight typed IQ2_XXS
+#                          (a ggml type the engine cannot compute)
+#   vocab-only             the vocabulary GGUF: architecture phi3, no tensors
+# ---------------------------------------------------------------------------
+PHI3_TEST_MODEL_DIR ?= $(CURDIR)/build/test-models
+PHI3_TEST_VOCAB     ?= $(CURDIR)/test/data/ggml-vocab-phi-3.gguf
+export PHI3_TEST_MODEL_DIR
+
+.PHONY: test-models
+test-models: $(PHI3_TEST_MODEL_DIR)/.made
+
+$(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
+	@mkdir -p $(PHI3_TEST_MODEL_DIR)
+	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf --embd 64 --layers 2 --heads 4 --ff 128
+	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-q8_0.gguf --embd 64 --layers 2 --heads 4 --ff 128 --type q8_0
+	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf --embd 256 --layers 2 --heads 4 --ff 512 --type q4_k
+	printf 'This is a text file, not a GGUF model.\n' > $(PHI3_TEST_MODEL_DIR)/not-gguf.gguf
+	f=$(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf; head -c $$(( $$(wc -c < $$f) - 4096 )) $$f > $(PHI3_TEST_MODEL_DIR)/truncated.gguf
+	cp $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf $(PHI3_TEST_MODEL_DIR)/wrong-arch.gguf
+	f=$(PHI3_TEST_MODEL_DIR)/wrong-arch.gguf; \
+	off=$$(LC_ALL=C grep -obaF 'general.architecture' $$f | head -n 1 | cut -d: -f1); \
+	printf 'gpt2' | dd of=$$f bs=1 seek=$$(( off + 32 )) conv=notrunc status=none
+	cp $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf $(PHI3_TEST_MODEL_DIR)/bad-type.gguf
+	f=$(PHI3_TEST_MODEL_DIR)/bad-type.gguf; \
+	off=$$(LC_ALL=C grep -obaF 'blk.0.ffn_down.weight' $$f | head -n 1 | cut -d: -f1); \
+	printf '\020\000\000\000' | dd of=$$f bs=1 seek=$$(( off + 41 )) conv=notrunc status=none
+	cp $(PHI3_TEST_VOCAB) $(PHI3_TEST_MODEL_DIR)/vocab-only.gguf
+	chmod -R a+rX $(PHI3_TEST_MODEL_DIR)
+	@touch $@
+
+# pg_regress writes results and diffs to build/regress (REGRESS_OPTS) but
+# does not create build/
+.PHONY: regress-outputdir
+regress-outputdir:
+	@mkdir -p build/regress
+
+installcheck: test-models regress-outputdir
