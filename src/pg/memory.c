@@ -14,9 +14,12 @@
  * free early (and should, for big buffers); freeing twice is harmless.
  *
  * Encoding: the engine works in UTF-8.  Arguments are converted from the
- * server encoding, results back to it.  In a SQL_ASCII database the bytes
- * are passed through unchanged (SQL_ASCII has no notion of characters; the
- * tokenizer takes any bytes, using byte tokens where needed).
+ * server encoding, results back to it.  A model can produce any character,
+ * so in a database whose encoding cannot represent one (LATIN1 and CJK,
+ * say) that character becomes "?" rather than failing the whole call.  In
+ * a SQL_ASCII database the bytes are passed through unchanged (SQL_ASCII
+ * has no notion of characters; the tokenizer takes any bytes, using byte
+ * tokens where needed).
  *
  * IDENTIFICATION
  *	  src/pg/memory.c
@@ -25,6 +28,7 @@
  */
 #include "pg_phi3.h"
 
+#include "catalog/namespace.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -43,6 +47,7 @@ typedef struct TextHolder
 
 static void TokensReset(void *arg);
 static void TextReset(void *arg);
+static char *Utf8ToServerLossy(const char *s, size_t len);
 
 /*
  * Create an empty token list whose storage is freed with the current
@@ -163,10 +168,63 @@ Phi3Utf8ToCString(const char *s, size_t len)
 	len = n;
 	if (GetDatabaseEncoding() == PG_SQL_ASCII)
 		return copy;
-	converted = pg_any_to_server(copy, (int) len, PG_UTF8);
-	if (converted != copy)
-		pfree(copy);
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		/* nothing to convert; pg_any_to_server only verifies */
+		converted = pg_any_to_server(copy, (int) len, PG_UTF8);
+		if (converted != copy)
+			pfree(copy);
+		return converted;
+	}
+	converted = Utf8ToServerLossy(copy, len);
+	pfree(copy);
 	return converted;
+}
+
+/*
+ * Convert UTF-8 to the (non-UTF-8) server encoding, replacing each
+ * character the server encoding cannot represent with "?".
+ */
+static char *
+Utf8ToServerLossy(const char *s, size_t len)
+{
+	int			server = GetDatabaseEncoding();
+	Oid			proc = FindDefaultConversionProc(PG_UTF8, server);
+	StringInfoData buf;
+	unsigned char *dest;
+	int			dest_len;
+	size_t		pos = 0;
+
+	if (!OidIsValid(proc))
+		return pg_any_to_server(s, (int) len, PG_UTF8);	/* reports the error */
+	if (len > (MaxAllocSize - 1) / MAX_CONVERSION_GROWTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("generated text is too long to convert")));
+
+	dest_len = (int) (len * MAX_CONVERSION_GROWTH + 1);
+	dest = palloc(dest_len);
+	initStringInfo(&buf);
+	while (pos < len)
+	{
+		int			done;
+
+		done = pg_do_encoding_conversion_buf(proc, PG_UTF8, server,
+											 (unsigned char *) s + pos, (int) (len - pos),
+											 dest, dest_len, true);
+		appendStringInfoString(&buf, (char *) dest);
+		pos += done;
+		if (pos < len)
+		{
+			/* an unconvertible character: replace it and go on */
+			size_t		char_len = pg_utf_mblen((const unsigned char *) s + pos);
+
+			appendStringInfoChar(&buf, '?');
+			pos += Max(Min(char_len, len - pos), 1);
+		}
+	}
+	pfree(dest);
+	return buf.data;
 }
 
 /*
