@@ -47,7 +47,7 @@
 #include "phi3/status.h"
 
 #define PROGNAME			"phi3-mkmodel"
-#define DEFAULT_VOCAB		"../shared/data/ggml-vocab-phi-3.gguf"
+#define DEFAULT_VOCAB		"test/data/ggml-vocab-phi-3.gguf"
 #define DEFAULT_NAME		"phi3-mkmodel test model"
 #define DEFAULT_SCALE		4.0
 #define MAX_THREADS			64
@@ -555,7 +555,7 @@ parse_int(const char *opt, const char *s, int64_t lo, int64_t hi)
 }
 
 /*
- * The default vocabulary is ../shared/data/... relative to the repository
+ * The default vocabulary is test/data/... relative to the repository
  * root: found from the current directory when run from the root, else from
  * the executable's location (<root>/bin/phi3-mkmodel).
  */
