@@ -772,7 +772,8 @@ quant_q8_1(const float *x, void *dst, int64_t nb)
  * Q8_K (spec 2.4): iscale = -127 / (signed value of largest magnitude),
  * q = nearest_int(iscale * x) capped at 127, d = 1 / iscale as f32, and the
  * sums of every 16 quants.  An all-zero block gets d = 0, q = 0, bsums = 0
- * (ggml leaves bsums unwritten there).
+ * (ggml leaves bsums unwritten there); a block holding +-inf is quantized
+ * as if it were +-1e38 (ggml's d would be inf).
  */
 static void
 quant_q8_k(const float *x, void *dst, int64_t nb)
@@ -790,10 +791,12 @@ quant_q8_k(const float *x, void *dst, int64_t nb)
 			continue;
 		}
 
-		const float iscale = -127.0f / max;
+		/* an infinite element counts as +-1e38 (finite input is unaffected) */
+		const float iscale = -127.0f / (isinf(max) ? copysignf(1e38f, max) : max);
 
+		/* |iscale * x| <= 127 for finite x: the clamp only acts on inf / NaN */
 		for (int j = 0; j < P3_QK_K; j++)
-			y[i].qs[j] = (int8_t) clamp_int(nearest_int(iscale * x[j]), -128, 127);
+			y[i].qs[j] = (int8_t) clamp_int(nearest_int(iscale * x[j]), -127, 127);
 		for (int g = 0; g < P3_QK_K / 16; g++)
 		{
 			int			sum = 0;
