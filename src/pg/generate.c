@@ -289,6 +289,9 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	P3Status	st;
 	char	   *result;
 
+	/* A cancel that arrived between rows stops here, before any work */
+	CHECK_FOR_INTERRUPTS();
+
 	BuildPrompt(tok, req, req->content, req->content_len, prompt);
 
 	if ((int64) prompt->n + req->max_tokens > n_ctx)
