@@ -164,4 +164,51 @@ static const int8_t p3_iq4nl_values[16] = {
 	-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113
 };
 
+/* ---- layout decoding shared by the reference and the kernels ---- */
+
+/* The 32 high bits of a Q5_0 / Q5_1 block: bit j belongs to element j. */
+static inline uint32_t
+p3_q5_high_bits(const uint8_t qh[4])
+{
+	return (uint32_t) qh[0] | ((uint32_t) qh[1] << 8) | ((uint32_t) qh[2] << 16) | ((uint32_t) qh[3] << 24);
+}
+
+/*
+ * 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block: bytes
+ * 0-3 / 4-7 hold the scales / mins of sub-blocks 0-3 in their low 6 bits,
+ * bytes 8-11 the low 4 bits of scale (low nibble) and min (high nibble) of
+ * sub-blocks 4-7, whose bits 4-5 are the top 2 bits of bytes 0-3 / 4-7.
+ */
+static inline void
+p3_q4k_scale_min(int j, const uint8_t *scales, int *sc, int *m)
+{
+	if (j < 4)
+	{
+		*sc = scales[j] & 63;
+		*m = scales[j + 4] & 63;
+	}
+	else
+	{
+		*sc = (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4);
+		*m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+	}
+}
+
+/*
+ * The sixteen signed scales (-32..31) of a Q3_K block: low 4 bits in the
+ * low (groups 0-7) or high (groups 8-15) nibbles of bytes 0-7, high 2 bits
+ * of group j in bits 2*(j/4) of byte 8 + j%4; stored value minus 32.
+ */
+static inline void
+p3_q3k_scales(const uint8_t *scales, int *out)
+{
+	for (int j = 0; j < 16; j++)
+	{
+		int			low4 = j < 8 ? (scales[j] & 15) : (scales[j - 8] >> 4);
+		int			high2 = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+
+		out[j] = (low4 | (high2 << 4)) - 32;
+	}
+}
+
 #endif							/* PHI3_QUANT_BLOCKS_H */

@@ -158,23 +158,7 @@ iq4_best_index(float v)
 	return base + (v >= iq4_midpoints[base]);
 }
 
-/* 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (spec 2.3). */
-static inline void
-k4_scale_min(int j, const uint8_t *scales, int *sc, int *m)
-{
-	if (j < 4)
-	{
-		*sc = scales[j] & 63;
-		*m = scales[j + 4] & 63;
-	}
-	else
-	{
-		*sc = (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4);
-		*m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
-	}
-}
-
-/* Inverse of k4_scale_min: pack eight 6-bit scales and mins into 12 bytes. */
+/* Inverse of p3_q4k_scale_min: pack eight 6-bit scales and mins into 12 bytes. */
 static void
 k4_pack_scales(const uint8_t *ls, const uint8_t *lm, uint8_t *scales)
 {
@@ -192,19 +176,6 @@ k4_pack_scales(const uint8_t *ls, const uint8_t *lm, uint8_t *scales)
 			scales[j - 4] |= (uint8_t) ((ls[j] >> 4) << 6);
 			scales[j] |= (uint8_t) ((lm[j] >> 4) << 6);
 		}
-	}
-}
-
-/* The sixteen signed 6-bit scales of a Q3_K block (stored value - 32). */
-static void
-q3k_unpack_scales(const uint8_t *scales, int *out)
-{
-	for (int j = 0; j < 16; j++)
-	{
-		int			low4 = j < 8 ? (scales[j] & 15) : (scales[j - 8] >> 4);
-		int			high2 = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-
-		out[j] = (low4 | (high2 << 4)) - 32;
 	}
 }
 
@@ -247,12 +218,6 @@ dequant_q4_1(const void *src, float *y, int64_t nb)
 	}
 }
 
-static inline uint32_t
-read_u32le(const uint8_t *p)
-{
-	return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
-}
-
 static void
 dequant_q5_0(const void *src, float *y, int64_t nb)
 {
@@ -261,7 +226,7 @@ dequant_q5_0(const void *src, float *y, int64_t nb)
 	for (int64_t i = 0; i < nb; i++, y += P3_QK5_0)
 	{
 		const float d = half(x[i].d);
-		const uint32_t qh = read_u32le(x[i].qh);
+		const uint32_t qh = p3_q5_high_bits(x[i].qh);
 
 		for (int j = 0; j < 16; j++)
 		{
@@ -283,7 +248,7 @@ dequant_q5_1(const void *src, float *y, int64_t nb)
 	{
 		const float d = half(x[i].d);
 		const float m = half(x[i].m);
-		const uint32_t qh = read_u32le(x[i].qh);
+		const uint32_t qh = p3_q5_high_bits(x[i].qh);
 
 		for (int j = 0; j < 16; j++)
 		{
@@ -366,7 +331,7 @@ dequant_q3_k(const void *src, float *y, int64_t nb)
 		int			g = 0;
 		int			bit = 0;
 
-		q3k_unpack_scales(x[i].scales, sc);
+		p3_q3k_scales(x[i].scales, sc);
 		for (int h = 0; h < 2; h++)
 		{
 			const uint8_t *q = x[i].qs + 32 * h;
@@ -409,10 +374,10 @@ dequant_q4_k(const void *src, float *y, int64_t nb)
 						d2,
 						m2;
 
-			k4_scale_min(2 * c, x[i].scales, &sc, &m);
+			p3_q4k_scale_min(2 * c, x[i].scales, &sc, &m);
 			d1 = d * (float) sc;
 			m1 = dmin * (float) m;
-			k4_scale_min(2 * c + 1, x[i].scales, &sc, &m);
+			p3_q4k_scale_min(2 * c + 1, x[i].scales, &sc, &m);
 			d2 = d * (float) sc;
 			m2 = dmin * (float) m;
 			for (int l = 0; l < 32; l++)
@@ -444,10 +409,10 @@ dequant_q5_k(const void *src, float *y, int64_t nb)
 						d2,
 						m2;
 
-			k4_scale_min(2 * c, x[i].scales, &sc, &m);
+			p3_q4k_scale_min(2 * c, x[i].scales, &sc, &m);
 			d1 = d * (float) sc;
 			m1 = dmin * (float) m;
-			k4_scale_min(2 * c + 1, x[i].scales, &sc, &m);
+			p3_q4k_scale_min(2 * c + 1, x[i].scales, &sc, &m);
 			d2 = d * (float) sc;
 			m2 = dmin * (float) m;
 			for (int l = 0; l < 32; l++)
@@ -1116,7 +1081,7 @@ encode_k_affine32(const float *x, int nmax, uint16_t *d, uint16_t *dmin,
 		int			sc,
 					m;
 
-		k4_scale_min(j, scales12, &sc, &m);
+		p3_q4k_scale_min(j, scales12, &sc, &m);
 		requantize_affine(x + 32 * j, 32, nmax, half(*d) * (float) sc, half(*dmin) * (float) m, L + 32 * j);
 	}
 }
@@ -1498,7 +1463,7 @@ vec_dot_q5_0(const void *vw, const void *va, int64_t nb)
 
 	for (int64_t i = 0; i < nb; i++)
 	{
-		const uint32_t qh = read_u32le(x[i].qh);
+		const uint32_t qh = p3_q5_high_bits(x[i].qh);
 		int			sumi0 = 0;
 		int			sumi1 = 0;
 
@@ -1524,7 +1489,7 @@ vec_dot_q5_1(const void *vw, const void *va, int64_t nb)
 
 	for (int64_t i = 0; i < nb; i++)
 	{
-		const uint32_t qh = read_u32le(x[i].qh);
+		const uint32_t qh = p3_q5_high_bits(x[i].qh);
 		int			sumi0 = 0;
 		int			sumi1 = 0;
 
@@ -1655,7 +1620,7 @@ vec_dot_q3_k(const void *vw, const void *va, int64_t nb)
 				for (int l = 0; l < 32; l++)
 					a[128 * h + 32 * s + l] = (int8_t) (((x[i].qs[32 * h + l] >> (2 * s)) & 3) -
 														(((x[i].hmask[l] >> (4 * h + s)) & 1) ? 0 : 4));
-		q3k_unpack_scales(x[i].scales, sc);
+		p3_q3k_scales(x[i].scales, sc);
 		lanes_accumulate(a, y[i].qs, sc, aux32);
 
 		const float d = half(x[i].d) * y[i].d;
@@ -1704,7 +1669,7 @@ vec_dot_k_affine_block(uint16_t dh, uint16_t dminh, const uint8_t *scales,
 	{
 		int			sc;
 
-		k4_scale_min(j, scales, &sc, &mins[j]);
+		p3_q4k_scale_min(j, scales, &sc, &mins[j]);
 		sc16[2 * j] = sc16[2 * j + 1] = sc;
 	}
 	for (int j = 0; j < 16; j++)
