@@ -12,7 +12,7 @@
 # test/reference/README.md.
 
 PY=/usr/bin/python3
-REF=test/reference/phi3_ref.py
+REF=${PHI3_REF:-test/reference/phi3_ref.py}	# (overridable to check the checker)
 CMP=test/reference/compare_logits.py
 BIN=${PHI3_BIN:-bin}		# where phi3-run and phi3-mkmodel are
 RUN=$BIN/phi3-run
@@ -43,17 +43,6 @@ fail()
 {
 	echo "$1: FAIL $2"
 	fails=$((fails + 1))
-}
-
-# mk NAME MKMODEL-OPTIONS...: write $TMP/NAME.gguf
-mk()
-{
-	name=$1
-	shift
-	if ! $MK -q -o "$TMP/$name.gguf" "$@" 2>"$TMP/mk.err"; then
-		fail "mkmodel $name" "$(head -n 1 "$TMP/mk.err")"
-		return 1
-	fi
 }
 
 # engine OUT MODEL TOKENS N PHI3-RUN-OPTIONS...
@@ -123,21 +112,57 @@ check_self()
 	compare "$label" "$TMP/a.txt" "$TMP/b.txt" "$(ntok "$toks")" --tol "$tol"
 }
 
+# The reference's own consistency checks first (test/reference/selftest.py).
+checks=$((checks + 1))
+if $PY test/reference/selftest.py >"$TMP/selftest.out" 2>&1; then
+	echo "reference selftest: PASS $(grep -c '^ok' "$TMP/selftest.out") checks"
+else
+	fail "reference selftest" "$(grep -m 1 -E '^FAIL|Error' "$TMP/selftest.out")"
+fi
+
 # ---------------------------------------------------------------------------
 # Models.  Every one has the real Phi-3 vocabulary (32064 tokens).
 # ---------------------------------------------------------------------------
 F32="--kv-type f32 --act f32"
-mk f32 || exit 1
-for t in f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl; do
-	mk "$t" --type "$t"
+# Two at a time: mkmodel is single-threaded and the machine has 2 cores.
+jobs=0
+while read -r name opts; do
+	( $MK -q -o "$TMP/$name.gguf" $opts </dev/null 2>"$TMP/$name.mkerr" ||
+		rm -f "$TMP/$name.gguf" ) &
+	jobs=$((jobs + 1))
+	[ $((jobs % 2)) -eq 0 ] && wait
+done <<EOF
+f32
+gqa --kv-heads 2
+split --split-qkv
+tied --tied
+longrope --longrope --orig-ctx 32
+f16 --type f16
+bf16 --type bf16
+q8_0 --type q8_0
+q4_0 --type q4_0
+q4_1 --type q4_1
+q5_0 --type q5_0
+q5_1 --type q5_1
+iq4_nl --type iq4_nl
+q2_k --type q2_k --embd 256 --ff 512
+q3_k --type q3_k --embd 256 --ff 512
+q4_k --type q4_k --embd 256 --ff 512
+q5_k --type q5_k --embd 256 --ff 512
+q6_k --type q6_k --embd 256 --ff 512
+iq4_xs --type iq4_xs --embd 256 --ff 512
+q4_k_m --type q4_k_m --embd 256 --ff 512
+q5_k_m --type q5_k_m --embd 256 --ff 512
+EOF
+wait
+for f in "$TMP"/*.mkerr; do
+	name=$(basename "$f" .mkerr)
+	if [ ! -f "$TMP/$name.gguf" ]; then
+		checks=$((checks + 1))
+		fail "mkmodel $name" "$(head -n 1 "$f")"
+	fi
 done
-for t in q2_k q3_k q4_k q5_k q6_k iq4_xs q4_k_m q5_k_m; do
-	mk "$t" --type "$t" --embd 256 --ff 512
-done
-mk gqa --kv-heads 2
-mk split --split-qkv
-mk tied --tied
-mk longrope --longrope --orig-ctx 32
+[ -f "$TMP/f32.gguf" ] || exit 1
 
 # Prompts: real text through the engine's tokenizer, and arbitrary ids
 # (BOS, specials, byte tokens, the last normal piece, padding ids).

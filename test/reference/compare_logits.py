@@ -47,13 +47,13 @@ def parse(path):
 
 
 def compare(eng, ref, tol, tie, n_prompt, median_tol=None):
-    """Returns (failure reason or None, max abs diff over ids both list, median diff)."""
+    """Returns (failure reason or None, max and median abs diff over ids both list, their count)."""
     reason, diffs = compare_lines(eng, ref, tol, tie, n_prompt)
     maxdiff = max(diffs) if diffs else 0.0
     median = sorted(diffs)[len(diffs) // 2] if diffs else 0.0
     if reason is None and median_tol is not None and median > median_tol:
         reason = "median abs diff %.3g > %g" % (median, median_tol)
-    return reason, maxdiff, median
+    return reason, maxdiff, median, len(diffs)
 
 
 def compare_lines(eng, ref, tol, tie, n_prompt):
@@ -121,11 +121,14 @@ def main(argv=None):
         print("%sFAIL reference output is empty" % label)
         return 1
     tie = 2 * a.tol if a.tie is None else a.tie
-    reason, maxdiff, median = compare(eng, ref, a.tol, tie, a.n_prompt, a.median_tol)
+    reason, maxdiff, median, count = compare(eng, ref, a.tol, tie, a.n_prompt, a.median_tol)
     if reason:
-        print("%sFAIL %s; max_abs_diff=%.3g" % (label, reason, maxdiff))
+        print("%sFAIL %s; max_abs_diff=%.3g over %d common ids" % (label, reason, maxdiff, count))
         return 1
     extra = "" if a.median_tol is None else ", median %.3g <= %g" % (median, a.median_tol)
+    if a.n_prompt is not None:      # how close the greedy choices came to a tie
+        gaps = [r[0][1] - r[1][1] for _, r in ref[a.n_prompt - 1:-1] if len(r) > 1]
+        extra += ", min greedy gap %.3g" % min(gaps) if gaps else ""
     print("%sPASS max_abs_diff=%.3g (tol %g%s, %d positions)" % (label, maxdiff, a.tol, extra, len(ref)))
     return 0
 

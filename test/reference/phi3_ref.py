@@ -96,6 +96,18 @@ class GGUF:
     def _string(self):
         return self._bytes(self._scalar("<Q")).decode("utf-8", errors="replace")
 
+    def _strings(self, count):
+        """A string array, decoded on access (the 32064 vocabulary entries are rarely needed)."""
+        spans = []
+        for _ in range(count):
+            n = self._scalar("<Q")
+            spans.append((self.off, n))
+            if self.off + n > len(self.mm):
+                raise GGUFError("file truncated at offset %d" % self.off)
+            self.off += n
+        mm = self.mm
+        return LazyStrings(lambda i: mm[spans[i][0]:sum(spans[i])].decode("utf-8", "replace"), count)
+
     def _value(self, vtype):
         if vtype in GGUF_SCALAR:
             v = self._scalar(GGUF_SCALAR[vtype])
@@ -109,7 +121,7 @@ class GGUF:
                 dt = np.dtype(GGUF_NUMPY[etype])
                 return np.frombuffer(self._bytes(count * dt.itemsize), dtype=dt)
             if etype == GGUF_STRING:
-                return [self._string() for _ in range(count)]
+                return self._strings(count)
             raise GGUFError("metadata array of type %d not supported" % etype)
         raise GGUFError("unknown metadata value type %d" % vtype)
 
@@ -132,6 +144,24 @@ class GGUF:
             data = data[np.asarray(rows)]
         out = fn(data.reshape(-1, size)).reshape(data.shape[0], ne0)
         return out if len(dims) > 1 else out.reshape(ne0)
+
+
+class LazyStrings:
+    """A read-only sequence of strings decoded by get(i) when accessed."""
+
+    def __init__(self, get, count):
+        self.get, self.count = get, count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        if not -self.count <= i < self.count:
+            raise IndexError(i)
+        return self.get(i % self.count)
+
+    def __eq__(self, other):
+        return list(self) == list(other)
 
 
 def tensor_nbytes(dims, ttype):
@@ -531,7 +561,10 @@ def run(model, prompt, n_gen, batch=0):
 def format_top(logits, k):
     lines = []
     for pos, row in enumerate(logits):
-        top = np.argsort(-row, kind="stable")[:k]   # descending, ties by smaller id
+        k = min(k, len(row))
+        kth = np.partition(row, len(row) - k)[len(row) - k]    # the k-th largest value
+        cand = np.flatnonzero(row >= kth)
+        top = cand[np.lexsort((cand, -row[cand]))][:k]          # descending, ties by smaller id
         lines.append("%d %s" % (pos, " ".join("%d:%.6f" % (i, row[i]) for i in top)))
     return "\n".join(lines) + "\n"
 

@@ -25,6 +25,7 @@ import tempfile
 
 import numpy as np
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gguf_writer as gw        # noqa: E402
 import phi3_ref as ref          # noqa: E402
@@ -232,6 +233,73 @@ def test_act_quant(rng):
     check(y[0, 1] == 1.0 and y[0, 0] == 127.0, "act q8_0: roundf ties away from zero")
 
 
+def q8_block(xb):
+    """llama.cpp's Q8_0/Q8_1 quantization of 32 values: (f16 d, q, f16 s)."""
+    d = F32(np.max(np.abs(xb)) / F32(127))
+    inv = F32(1) / d if d else F32(0)
+    q = [int(np.sign(v) * np.floor(abs(float(v)) + 0.5)) for v in xb * inv]
+    return h16(np.array([d], np.float16).view(np.uint8), 0), q, \
+        F32(np.float16(F32(sum(q)) * d))
+
+
+def q8_k_block(xb):
+    """llama.cpp's Q8_K quantization of 256 values: (d, q, bsums)."""
+    mx = xb[np.argmax(np.abs(xb))]
+    iscale = F32(-127) / mx
+    q = [min(127, int(np.rint(iscale * v))) for v in xb]
+    return F32(1) / iscale, q, [sum(q[16 * g:16 * g + 16]) for g in range(16)]
+
+
+def llama_dot(tname, wrow, x):
+    """One output of a quantized matmul, the way llama.cpp's vec_dot computes it (spec 2.4)."""
+    _, elems, size, _, _ = ref.QTYPES[gw.TYPE_CODE[tname]]
+    total = F32(0)
+    for b, blk in enumerate(wrow.reshape(-1, size)):
+        xb = x[elems * b:elems * (b + 1)]
+        if tname == "q4_0":
+            dy, qy, _ = q8_block(xb)
+            qx = [(v & 15) - 8 for v in blk[2:18]] + [(v >> 4) - 8 for v in blk[2:18]]
+            total += (h16(blk, 0) * dy) * F32(sum(a * c for a, c in zip(qx, qy)))
+        elif tname == "q4_1":
+            dy, qy, sy = q8_block(xb)
+            qx = [v & 15 for v in blk[4:20]] + [v >> 4 for v in blk[4:20]]
+            total += (h16(blk, 0) * dy) * F32(sum(a * c for a, c in zip(qx, qy))) + h16(blk, 2) * sy
+        elif tname == "q4_k":
+            dy, qy, bsums = q8_k_block(xb)
+            sc = blk[4:16]
+            qs = blk[16:144]
+            sumi, summ = 0, 0
+            for sub in range(8):
+                scale, mn = scale_min_k4(sub, sc)
+                c, shift = sub // 2, 4 * (sub % 2)
+                qx = [(qs[32 * c + l] >> shift) & 15 for l in range(32)]
+                sumi += scale * sum(a * q for a, q in zip(qx, qy[32 * sub:32 * sub + 32]))
+                summ += mn * (bsums[2 * sub] + bsums[2 * sub + 1])
+            total += (h16(blk, 0) * dy) * F32(sumi) - (h16(blk, 2) * dy) * F32(summ)
+    return total
+
+
+def test_vec_dot(tmp):
+    """--act-q8 matmuls == llama.cpp's integer block dot products (up to f32 rounding)."""
+    rng = np.random.default_rng(11)
+    for tname, n in (("q4_0", 64), ("q4_1", 64), ("q4_k", 256)):
+        path = os.path.join(tmp, "dot_%s.gguf" % tname)
+        gw.make_model(path, embd=n, heads=2, ff=n, vocab=8, layers=1, wtype=tname)
+        model = ref.Phi3(ref.GGUF(path), act_q8=True)
+        name = "blk.0.ffn_up.weight"
+        raw = model.g.raw(name)[2].reshape(2 * n, -1)
+        x = (rng.standard_normal((1, n)) * 3).astype(F32)
+        got = model.matmul(x, name)[0]
+        want = np.array([llama_dot(tname, raw[o], x[0]) for o in range(2 * n)])
+        scale = np.abs(model.w[name][0]) @ np.abs(x[0])
+        err = np.max(np.abs(got - want) / scale)
+        check(err < 1e-6, "act-q8 %s matmul == llama.cpp block dot (rel err %.1e)" % (tname, err))
+        if tname == "q4_1":     # the f16-rounded s really matters
+            plain = (ref.act_q8_0(x) @ model.w[name][0].T)[0]
+            check(np.max(np.abs(plain - want) / scale) > 1e-6,
+                  "act-q8 q4_1: taking the min term with the dequantized activations differs")
+
+
 def test_gguf_roundtrip(tmp):
     path = os.path.join(tmp, "meta.gguf")
     meta = [("a.u8", 0, 200), ("a.i8", 1, -5), ("a.u16", 2, 60000), ("a.i16", 3, -300),
@@ -377,6 +445,7 @@ def main():
         test_gguf_roundtrip(tmp)
         test_dequant(rng)
         test_act_quant(rng)
+        test_vec_dot(tmp)
         test_rope(tmp)
         test_forward(tmp)
     print("selftest: %s" % ("FAILED: %d" % len(failures) if failures else "all passed"))
