@@ -57,13 +57,13 @@ engine()
 	fi
 }
 
-# reference OUT MODEL TOKENS N PHI3_REF-OPTIONS...
+# reference OUT MODEL TOKENS N PHI3_REF-OPTIONS...: also all logits in OUT.npy
 reference()
 {
 	out=$1 model=$2 toks=$3 n=$4
 	shift 4
-	if ! $PY $REF -m "$TMP/$model.gguf" --tokens "$toks" -n "$n" --top-logits 10 "$@" \
-		>"$out" 2>"$out.err"; then
+	if ! $PY $REF -m "$TMP/$model.gguf" --tokens "$toks" -n "$n" --top-logits 10 \
+		--full-logits "$out.npy" "$@" >"$out" 2>"$out.err"; then
 		echo "phi3_ref: $(head -n 1 "$out.err")" >"$out.why"
 		return 1
 	fi
@@ -99,7 +99,7 @@ check_ref()
 	rm -f "$TMP/e.txt.why" "$TMP/r.txt.why"
 	engine "$TMP/e.txt" "$model" "$toks" "$n" $eopts
 	reference "$TMP/r.txt" "$model" "$toks" "$n" $ropts
-	compare "$label" "$TMP/e.txt" "$TMP/r.txt" "$(ntok "$toks")" "$@"
+	compare "$label" "$TMP/e.txt" "$TMP/r.txt" "$(ntok "$toks")" --ref-full "$TMP/r.txt.npy" "$@"
 }
 
 # check_self LABEL MODEL TOKENS N "OPTIONS A" "OPTIONS B" TOL: engine vs engine
@@ -237,7 +237,8 @@ for m in q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl q2_k q3_k q4_k q5_k q6_k iq4_xs q4_k_m;
 			why=$(cat "$TMP/e.txt.why" "$TMP/r.txt.why" 2>/dev/null | head -n 1)
 			break
 		fi
-		if res=$($PY $CMP "$TMP/e.txt" "$TMP/r.txt" --tol $TOL --n-prompt 6); then
+		if res=$($PY $CMP "$TMP/e.txt" "$TMP/r.txt" --tol $TOL --n-prompt 6 \
+			--ref-full "$TMP/r.txt.npy"); then
 			why=""
 			break
 		fi

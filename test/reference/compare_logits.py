@@ -3,7 +3,7 @@
 compare_logits.py -- compare two --top-logits outputs (engine vs reference).
 
     compare_logits.py ENGINE_FILE REFERENCE_FILE [--tol 1e-4] [--median-tol M]
-                      [--n-prompt N] [--tie T] [--label S]
+                      [--n-prompt N] [--tie T] [--ref-full REF.npy] [--label S]
 
 Each file has one line per evaluated position, "<pos> <id>:<logit> ...", the K
 highest logits in descending order (bin/phi3-run --top-logits, phi3_ref.py).
@@ -16,7 +16,9 @@ Checks, in this order:
      engine's choice is one of those near-tied ids;
   4. every id of the reference's top-K that the engine also lists differs by
      at most tol; an id listed by only one side must be within tol of the other
-     side's lowest listed value (it fell just below the other's top-K);
+     side's lowest listed value (it fell just below the other's top-K).  With
+     --ref-full (phi3_ref.py --full-logits), every id the engine lists is
+     compared with the reference's exact value instead;
   5. with --median-tol M: the median of those differences is at most M (for
      f16 KV caches, whose rounding flips make rare larger differences but
      whose typical difference stays small unless the rounding is wrong).
@@ -46,9 +48,9 @@ def parse(path):
     return rows
 
 
-def compare(eng, ref, tol, tie, n_prompt, median_tol=None):
-    """Returns (failure reason or None, max and median abs diff over ids both list, their count)."""
-    reason, diffs = compare_lines(eng, ref, tol, tie, n_prompt)
+def compare(eng, ref, tol, tie, n_prompt, median_tol=None, full=None):
+    """Returns (failure reason or None, max and median abs diff over compared ids, their count)."""
+    reason, diffs = compare_lines(eng, ref, tol, tie, n_prompt, full)
     maxdiff = max(diffs) if diffs else 0.0
     median = sorted(diffs)[len(diffs) // 2] if diffs else 0.0
     if reason is None and median_tol is not None and median > median_tol:
@@ -56,11 +58,17 @@ def compare(eng, ref, tol, tie, n_prompt, median_tol=None):
     return reason, maxdiff, median, len(diffs)
 
 
-def compare_lines(eng, ref, tol, tie, n_prompt):
-    """Returns (failure reason or None, list of abs diffs over ids both list)."""
+def compare_lines(eng, ref, tol, tie, n_prompt, full=None):
+    """Returns (failure reason or None, list of abs diffs over the compared ids).
+
+    Compared ids: those both lists hold; with the reference's full logits
+    (full[pos][id]), every id the engine lists.
+    """
     diffs = []
     if len(eng) != len(ref):
         return "engine has %d lines, reference %d" % (len(eng), len(ref)), diffs
+    if full is not None and len(full) != len(ref):
+        return "reference full logits have %d rows, its top-K output %d lines" % (len(full), len(ref)), diffs
     for i, ((pe, _), (pr, _)) in enumerate(zip(eng, ref)):
         if pe != i or pr != i:
             return "line %d: positions %d (engine) and %d (reference), expected %d" % (i + 1, pe, pr, i), diffs
@@ -68,8 +76,20 @@ def compare_lines(eng, ref, tol, tie, n_prompt):
     reason = None
     for pos, ((_, e), (_, r)) in enumerate(zip(eng, ref)):
         ev, rv = dict(e), dict(r)
+        if full is not None:        # exact: the reference's value of every id the engine lists
+            if any(not 0 <= tok < len(full[pos]) for tok, _ in e):
+                return "pos %d: the engine lists an id outside 0..%d" % (pos, len(full[pos]) - 1), diffs
+            rv = {tok: float(full[pos][tok]) for tok, _ in e}
+            for tok, val in e:
+                d = abs(val - rv[tok])
+                diffs.append(d)
+                if d > tol and reason is None:
+                    reason = "pos %d id %d: engine %.6f reference %.6f (diff %.3g > tol %g)" % (
+                        pos, tok, val, rv[tok], d, tol)
         for tok, val in r:
             if tok in ev:
+                if full is not None:
+                    continue
                 d = abs(ev[tok] - val)
                 diffs.append(d)
                 if d > tol and reason is None:
@@ -109,11 +129,17 @@ def main(argv=None):
     ap.add_argument("--median-tol", type=float, default=None, help="max median abs difference")
     ap.add_argument("--tie", type=float, default=None, help="top-2 gap below which top-1 may differ (2*tol)")
     ap.add_argument("--n-prompt", type=int, default=None, help="prompt length: check the greedy tokens")
+    ap.add_argument("--ref-full", metavar="NPY",
+                    help="the reference's full logits (phi3_ref.py --full-logits): compare every id the engine lists")
     ap.add_argument("--label", default="", help="prefix of the output line")
     a = ap.parse_args(argv)
     label = a.label + ": " if a.label else ""
     try:
         eng, ref = parse(a.engine), parse(a.reference)
+        full = None
+        if a.ref_full:
+            import numpy                # only needed here
+            full = numpy.load(a.ref_full)
     except (OSError, ValueError) as e:
         print("%sFAIL %s" % (label, e))
         return 2
@@ -121,7 +147,7 @@ def main(argv=None):
         print("%sFAIL reference output is empty" % label)
         return 1
     tie = 2 * a.tol if a.tie is None else a.tie
-    reason, maxdiff, median, count = compare(eng, ref, a.tol, tie, a.n_prompt, a.median_tol)
+    reason, maxdiff, median, count = compare(eng, ref, a.tol, tie, a.n_prompt, a.median_tol, full)
     if reason:
         print("%sFAIL %s; max_abs_diff=%.3g over %d common ids" % (label, reason, maxdiff, count))
         return 1

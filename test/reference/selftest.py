@@ -439,6 +439,36 @@ def test_forward(tmp):
           "longrope: chunked prompt uses the prompt length for the choice (== one pass, n=%d)" % n)
 
 
+def test_compare():
+    """compare_logits.py passes equal outputs and fails each kind of disagreement."""
+    import compare_logits as cl
+    ref = [(0, [(5, 3.0), (7, 2.0), (1, 1.0)]), (1, [(2, 4.0), (5, 3.5), (7, 0.5)]),
+           (2, [(9, 2.0), (2, 1.99999), (3, 1.0)])]
+    full = np.zeros((3, 10), F32)
+    for pos, row in ref:
+        for tok, val in row:
+            full[pos, tok] = val
+
+    def verdict(eng, **kw):
+        return cl.compare(eng, ref, kw.pop("tol", 1e-4), 2e-4, kw.pop("n_prompt", 1), **kw)[0]
+
+    check(verdict(ref) is None and verdict(ref, full=full) is None, "compare: identical outputs pass")
+    bumped = [ref[0], (1, [(2, 4.0002), (5, 3.5), (7, 0.5)]), ref[2]]
+    check(verdict(bumped) is not None and verdict(bumped, tol=1e-3) is None, "compare: tolerance applies")
+    swapped = [ref[0], (1, [(5, 3.5), (2, 3.4), (7, 0.5)]), ref[2]]
+    check(verdict(swapped, tol=1.0) is not None, "compare: a changed greedy token fails")
+    tie = [ref[0], ref[1], (2, [(2, 2.0), (9, 1.99999), (3, 1.0)])]
+    check(verdict(tie) is None, "compare: top-1 may flip on a near tie of the last line")
+    check(verdict(ref[:2]) is not None, "compare: a missing line fails")
+    missing = [(0, [(5, 3.0), (7, 2.0), (8, 1.5)]), ref[1], ref[2]]
+    check(verdict(missing) is not None, "compare: an id above the other side's top-K fails")
+    check(verdict(missing, full=full) is not None, "compare: full logits expose a wrong value of a listed id")
+    shifted = [(pos, [(tok, val + 5e-5) for tok, val in row]) for pos, row in ref]
+    check(cl.compare(shifted, ref, 1e-4, 2e-4, 1, 6e-5)[0] is None and
+          cl.compare(shifted, ref, 1e-4, 2e-4, 1, 4e-5)[0] is not None,
+          "compare: median tolerance applies")
+
+
 def main():
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -448,6 +478,7 @@ def main():
         test_vec_dot(tmp)
         test_rope(tmp)
         test_forward(tmp)
+    test_compare()
     print("selftest: %s" % ("FAILED: %d" % len(failures) if failures else "all passed"))
     return 1 if failures else 0
 
