@@ -100,6 +100,9 @@ typedef enum Phi3InputOverflow
 
 #define PHI3_DEFAULT_INPUT_OVERFLOW		PHI3_OVERFLOW_ERROR
 
+/* phi3.kernels: values are P3MatmulMode (phi3/context.h) */
+#define PHI3_DEFAULT_KERNELS			P3_MATMUL_AUTO
+
 /* phi3_summarize: words when the call does not say, and the bounds */
 #define PHI3_DEFAULT_SUMMARY_WORDS		60
 #define PHI3_MAX_SUMMARY_WORDS			10000
@@ -118,6 +121,7 @@ extern double phi3_min_p;
 extern double phi3_repeat_penalty;
 extern int	phi3_seed;
 extern int	phi3_input_overflow;
+extern int	phi3_kernels;
 
 extern void GucInit(void);
 

@@ -38,10 +38,17 @@ double		phi3_min_p = PHI3_DEFAULT_MIN_P;
 double		phi3_repeat_penalty = PHI3_DEFAULT_REPEAT_PENALTY;
 int			phi3_seed = PHI3_DEFAULT_SEED;
 int			phi3_input_overflow = PHI3_DEFAULT_INPUT_OVERFLOW;
+int			phi3_kernels = PHI3_DEFAULT_KERNELS;
 
 static const struct config_enum_entry input_overflow_options[] = {
 	{"error", PHI3_OVERFLOW_ERROR, false},
 	{"truncate", PHI3_OVERFLOW_TRUNCATE, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry kernels_options[] = {
+	{"auto", P3_MATMUL_AUTO, false},
+	{"reference", P3_MATMUL_REFERENCE, false},
 	{NULL, 0, false}
 };
 
@@ -200,6 +207,19 @@ GucInit(void)
 							 &phi3_input_overflow,
 							 PHI3_DEFAULT_INPUT_OVERFLOW,
 							 input_overflow_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("phi3.kernels",
+							 "Sets which compute kernels the engine uses.",
+							 "auto picks the fastest validated kernels for this CPU; "
+							 "reference uses the portable scalar kernels, which give "
+							 "the same numbers on every machine (slower; for tests "
+							 "and debugging).",
+							 &phi3_kernels,
+							 PHI3_DEFAULT_KERNELS,
+							 kernels_options,
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);

@@ -17,8 +17,8 @@
  *     the old mapping stays valid until we unmap it).  The file's identity
  *     is checked at most once per statement.
  *   - The context is recreated when the model changes, or when the
- *     effective context size or thread count changes (cheap: the KV cache
- *     grows lazily).
+ *     effective context size, thread count or kernel choice changes
+ *     (cheap: the KV cache grows lazily).
  *   - Both are freed at backend exit (on_proc_exit), which also joins the
  *     engine's threads.
  *
@@ -82,6 +82,7 @@ static TimestampTz cache_checked_stmt = 0;	/* statement of the last identity che
 static P3Context *cache_ctx = NULL;
 static int32 cache_ctx_n_ctx = 0;
 static int32 cache_ctx_threads = 0;
+static int	cache_ctx_kernels = 0;
 
 static bool exit_callback_registered = false;
 
@@ -156,7 +157,8 @@ ModelCacheGetModel(void)
 /*
  * The backend's engine context over the current model, created or reused.
  * Its size is phi3.context_size, capped by phi3.max_context_size and the
- * model's training context; its threads phi3.threads, capped by the CPUs.
+ * model's training context; its threads phi3.threads, capped by the CPUs;
+ * its kernels phi3.kernels.
  */
 P3Context *
 ModelCacheGetContext(void)
@@ -178,7 +180,8 @@ ModelCacheGetContext(void)
 	if (threads > 0)
 		threads = Min(threads, Max(p3_cpu_count(), 1));
 
-	if (cache_ctx != NULL && cache_ctx_n_ctx == n_ctx && cache_ctx_threads == threads)
+	if (cache_ctx != NULL && cache_ctx_n_ctx == n_ctx && cache_ctx_threads == threads &&
+		cache_ctx_kernels == phi3_kernels)
 		return cache_ctx;
 
 	ReleaseContext();
@@ -187,6 +190,7 @@ ModelCacheGetContext(void)
 	params.n_ctx = n_ctx;
 	params.n_seq = 1;
 	params.n_threads = threads;
+	params.matmul = (P3MatmulMode) phi3_kernels;
 
 	p3_error_clear(&err);
 	if (p3_context_new(model, &params, &ctx, &err) != P3_OK)
@@ -196,6 +200,7 @@ ModelCacheGetContext(void)
 	cache_ctx = ctx;
 	cache_ctx_n_ctx = n_ctx;
 	cache_ctx_threads = threads;
+	cache_ctx_kernels = phi3_kernels;
 	return cache_ctx;
 }
 
