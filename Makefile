@@ -107,6 +107,7 @@ prove-check:
 # the environment (psql's \getenv), so it is exported to pg_regress.
 #   tiny-f32 / tiny-q8_0   embd 64, 2 layers, 4 heads, ff 128
 #   tiny-q4_k              embd 256, 2 layers, 4 heads, ff 512 (a K-quant)
+#   tiny-longrope          as tiny-f32, 128k-style LongRoPE
 #   not-gguf               a text file
 #   truncated              tiny-f32 without its last 4096 bytes
 #   wrong-arch             tiny-f32 with general.architecture "gpt2"
@@ -126,6 +127,7 @@ $(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf --embd 64 --layers 2 --heads 4 --ff 128
 	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-q8_0.gguf --embd 64 --layers 2 --heads 4 --ff 128 --type q8_0
 	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf --embd 256 --layers 2 --heads 4 --ff 512 --type q4_k
+	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-longrope.gguf --embd 64 --layers 2 --heads 4 --ff 128 --longrope
 	printf 'This is a text file, not a GGUF model.\n' > $(PHI3_TEST_MODEL_DIR)/not-gguf.gguf
 	f=$(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf; head -c $$(( $$(wc -c < $$f) - 4096 )) $$f > $(PHI3_TEST_MODEL_DIR)/truncated.gguf
 	cp $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf $(PHI3_TEST_MODEL_DIR)/wrong-arch.gguf

@@ -18,26 +18,49 @@ SELECT phi3_complete('Once upon a time', 8);
 -- the same call twice (the second reuses the prompt's KV cache) gives the same text
 SELECT phi3_generate('Hello', max_tokens => 8) = phi3_generate('Hello', max_tokens => 8) AS repeatable;
 
--- the same text as the command-line tool for the same prompt
-\set cli `:'phi3_run' -m :'tiny_f32' --chat -p 'Hello' -n 8`
+-- the same text as the command-line tool for the same prompt (with the
+-- reference kernels, which the regression database uses)
+\set cli `:'phi3_run' --kernels reference -m :'tiny_f32' --chat -p 'Hello' -n 8`
 SELECT phi3_generate('Hello', max_tokens => 8) = :'cli' AS generate_same_as_phi3_run;
-\set cli `:'phi3_run' -m :'tiny_f32' --chat --system 'You are a helpful assistant.' -p 'Hello' -n 8`
+\set cli `:'phi3_run' --kernels reference -m :'tiny_f32' --chat --system 'You are a helpful assistant.' -p 'Hello' -n 8`
 SELECT phi3_generate('Hello', 'You are a helpful assistant.', 8) = :'cli' AS system_same_as_phi3_run;
-\set cli `:'phi3_run' -m :'tiny_f32' -p 'Once upon a time' -n 8`
+\set cli `:'phi3_run' --kernels reference -m :'tiny_f32' -p 'Once upon a time' -n 8`
 SELECT phi3_complete('Once upon a time', 8) = :'cli' AS complete_same_as_phi3_run;
-\set cli `:'phi3_run' -m :'tiny_f32' --chat -p 'Hello' -n 16 --temp 0.9 --seed 42`
+\set cli `:'phi3_run' --kernels reference -m :'tiny_f32' --chat -p 'Hello' -n 16 --temp 0.9 --seed 42`
 SELECT phi3_generate('Hello', max_tokens => 16, temperature => 0.9, seed => 42) = :'cli' AS sampled_same_as_phi3_run;
 
--- the quantized models (q8_0, and a K-quant) through the same path
+-- the quantized models (q8_0, and a K-quant) and a LongRoPE model through the same path
 SET phi3.model = :'tiny_q8_0';
 SELECT phi3_complete('Once upon a time', 8);
-\set cli `:'phi3_run' -m :'tiny_q8_0' -p 'Once upon a time' -n 8`
+\set cli `:'phi3_run' --kernels reference -m :'tiny_q8_0' -p 'Once upon a time' -n 8`
 SELECT phi3_complete('Once upon a time', 8) = :'cli' AS q8_0_same_as_phi3_run;
 SET phi3.model = :'tiny_q4_k';
 SELECT phi3_generate('Hello', max_tokens => 8);
-\set cli `:'phi3_run' -m :'tiny_q4_k' --chat -p 'Hello' -n 8`
+\set cli `:'phi3_run' --kernels reference -m :'tiny_q4_k' --chat -p 'Hello' -n 8`
 SELECT phi3_generate('Hello', max_tokens => 8) = :'cli' AS q4_k_same_as_phi3_run;
+\set tiny_longrope :model_dir '/tiny-longrope.gguf'
+SET phi3.model = :'tiny_longrope';
+SELECT phi3_generate('Hello', max_tokens => 8);
+\set cli `:'phi3_run' --kernels reference -m :'tiny_longrope' --chat -p 'Hello' -n 8`
+SELECT phi3_generate('Hello', max_tokens => 8) = :'cli' AS longrope_same_as_phi3_run;
 RESET phi3.model;
+
+-- and with the fastest kernels of this CPU (phi3.kernels = auto, phi3-run's
+-- default): outputs may differ from the reference ones in the last bits, so
+-- they are only compared with the command-line tool
+SET phi3.kernels = auto;
+\set cli `:'phi3_run' -m :'tiny_f32' --chat -p 'Hello' -n 8`
+SELECT phi3_generate('Hello', max_tokens => 8) = :'cli' AS auto_f32_same_as_phi3_run;
+\set cli `:'phi3_run' -m :'tiny_f32' -p 'Once upon a time' -n 16 --temp 0.9 --seed 42`
+SELECT phi3_complete('Once upon a time', 16, 0.9, 42) = :'cli' AS auto_sampled_same_as_phi3_run;
+SET phi3.model = :'tiny_q8_0';
+\set cli `:'phi3_run' -m :'tiny_q8_0' --chat -p 'Hello' -n 8`
+SELECT phi3_generate('Hello', max_tokens => 8) = :'cli' AS auto_q8_0_same_as_phi3_run;
+SET phi3.model = :'tiny_q4_k';
+\set cli `:'phi3_run' -m :'tiny_q4_k' --chat -p 'Hello' -n 8`
+SELECT phi3_generate('Hello', max_tokens => 8) = :'cli' AS auto_q4_k_same_as_phi3_run;
+RESET phi3.model;
+RESET phi3.kernels;
 
 -- sampling: the same seed gives the same text, another seed another text
 SELECT phi3_generate('Hello', max_tokens => 16, temperature => 0.9, seed => 42) =

@@ -17,6 +17,8 @@ SHOW phi3.min_p;
 SHOW phi3.repeat_penalty;
 SHOW phi3.seed;
 SHOW phi3.input_overflow;
+-- (auto by default; the regression database sets reference)
+SHOW phi3.kernels;
 SELECT current_setting('phi3.model') = current_setting('regress.model_dir') || '/tiny-f32.gguf' AS model_from_database_setting;
 
 -- declared ranges, contexts and descriptions
@@ -36,6 +38,7 @@ SET phi3.min_p = -1;
 SET phi3.repeat_penalty = 0;
 SET phi3.seed = -2;
 SET phi3.input_overflow = 'ignore';
+SET phi3.kernels = 'fast';
 -- the prefix is reserved: a misspelled setting is an error, not a placeholder
 SET phi3.temprature = 0.5;
 

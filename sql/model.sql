@@ -12,6 +12,7 @@
 \set wrong_arch :model_dir '/wrong-arch.gguf'
 \set bad_type :model_dir '/bad-type.gguf'
 \set vocab_only :model_dir '/vocab-only.gguf'
+\set tiny_longrope :model_dir '/tiny-longrope.gguf'
 
 -- what the model is (path, kernel, threads and memory vary by machine)
 SELECT key, value FROM jsonb_each(phi3_model_info())
@@ -68,6 +69,13 @@ FROM phi3_model_info() AS info;
 SET phi3.model = :'tiny_f32';
 SELECT info->'n_embd' AS n_embd, info->'tensor_types' AS tensor_types
 FROM phi3_model_info() AS info;
+
+-- a LongRoPE (128k-style) model: its training context is 131072, the
+-- context used is still phi3.context_size
+SET phi3.model = :'tiny_longrope';
+SELECT info->'longrope' AS longrope, info->'n_ctx_train' AS n_ctx_train, info->'context_size' AS context_size
+FROM phi3_model_info() AS info;
+SET phi3.model = :'tiny_f32';
 
 -- a context setting change recreates the context, keeping the model
 SET phi3.context_size = 128;
