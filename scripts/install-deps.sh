@@ -1,0 +1,28 @@
+#!/bin/sh
+# Install what phi3 needs to build and test on Debian 12 (bookworm).
+# Idempotent: does nothing when everything is already installed.
+set -eu
+
+PACKAGES="build-essential git ca-certificates
+postgresql-15 postgresql-server-dev-15 postgresql-client-15
+python3 python3-numpy
+libipc-run-perl
+valgrind"
+
+missing=""
+for p in $PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing:$missing"
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+# Debian's postgresql-common would create and start a "main" cluster; we use our own throwaway ones.
+if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+	$SUDO mkdir -p /etc/postgresql-common
+	echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+fi
+# shellcheck disable=SC2086
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
