@@ -21,9 +21,10 @@
  *                         or timeout; if it returns, QUERY_CANCELED
  *     P3_ERR_INTERNAL     elog(ERROR), asking for a bug report
  *
- * The engine's sentence is used verbatim as the detail (phi3/status.h
- * writes it for that).  It is copied to a local buffer before anything can
- * longjmp, so the caller may pass a P3Error that lives on its stack.
+ * The engine's sentence becomes the detail, as the message style guide
+ * wants details: capitalized and ending with a period.  It is copied to a
+ * local buffer before anything can longjmp, so the caller may pass a
+ * P3Error that lives on its stack.
  *
  * IDENTIFICATION
  *	  src/pg/errors.c
@@ -38,6 +39,7 @@
 
 static int	IoErrorCode(int sys_errno);
 static bool IsTensorTypeProblem(const char *message);
+static void AsSentence(char *message, size_t size);
 
 /*
  * Report that phi3.model is empty, with a hint on how to set it.
@@ -92,6 +94,7 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 	const char *path = model_path ? model_path : "";
 
 	strlcpy(message, err->message, sizeof(message));
+	AsSentence(message, sizeof(message));
 
 	switch (status)
 	{
@@ -103,7 +106,7 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 				ereport(ERROR,
 						(errcode(IoErrorCode(sys_errno)),
 						 errmsg("could not open model file \"%s\": %m", path),
-						 strncmp(message, "could not open", 14) != 0 ? errdetail("%s", message) : 0));
+						 strncmp(message, "Could not open", 14) != 0 ? errdetail("%s", message) : 0));
 			}
 			else
 				ereport(ERROR,
@@ -118,7 +121,7 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 					 errdetail("%s", message)));
 			break;
 		case P3_ERR_UNSUPPORTED:
-			if (IsTensorTypeProblem(message))
+			if (IsTensorTypeProblem(err->message))
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("model file \"%s\" is not supported", path),
@@ -170,6 +173,26 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 			break;
 	}
 	pg_unreachable();
+}
+
+/*
+ * Turn the engine's lowercase clause into a detail sentence in place:
+ * capitalize the first letter and end with a period.
+ */
+static void
+AsSentence(char *message, size_t size)
+{
+	size_t		len = strlen(message);
+
+	if (len == 0)
+		return;
+	if (message[0] >= 'a' && message[0] <= 'z')
+		message[0] = message[0] - 'a' + 'A';
+	if (message[len - 1] != '.' && len + 1 < size)
+	{
+		message[len] = '.';
+		message[len + 1] = '\0';
+	}
 }
 
 /*
