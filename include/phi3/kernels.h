@@ -20,6 +20,19 @@
  *     reference (SIMD lanes); they agree with it within a documented
  *     relative tolerance.
  *
+ * Choosing a set: p3_kernels_best() returns the fastest set this CPU runs
+ * ("avx512" needs AVX-512 F/BW/VL/DQ + VNNI, "avx2" needs AVX2 + FMA +
+ * F16C), unless the environment variable PHI3_KERNELS names a set
+ * ("reference", "avx2" or "avx512"): then that set is used, so the whole
+ * engine can be pinned to one set (tests, CI machines, debugging).  A name
+ * this CPU cannot run, or an unknown name, is ignored.
+ *
+ * Prefill: vec_dot_ntok and dot_f32_f32_ntok apply one weight row to
+ * P3_KERNEL_NTOK activation rows at once, so the row is unpacked once for
+ * several tokens; each output has the same bits as the single-token kernel
+ * of the same set (p3_matmul uses them for chunks of tokens, so chunked and
+ * unchunked evaluation agree exactly).
+ *
  * The matrix product p3_matmul computes y = x · Wᵀ for a chunk of tokens:
  *     W: n_out rows of n_in elements of its stored type (a view into the mapping)
  *     x: (n_tok, n_in) f32, row stride ldx
@@ -52,9 +65,16 @@ typedef void (*P3QuantizeFn) (const float *src, void *dst, int64_t n);
 typedef float (*P3DotF32Fn) (const void *w, const float *x, int64_t n);
 typedef float (*P3VecDotFn) (const void *w, const void *a, int64_t n);
 
+/* Activation rows per call of the multi-token kernels. */
+#define P3_KERNEL_NTOK 4
+
+/* out[t] = vec_dot(w, a + t * a_stride bytes, n) for t < P3_KERNEL_NTOK, the same bits. */
+typedef void (*P3VecDotNtokFn) (const void *w, const void *a, size_t a_stride, int64_t n,
+								float *out);
+
 typedef struct P3KernelSet
 {
-	const char *name;			/* "reference", "avx2", "avx512", "avx512-vnni" */
+	const char *name;			/* "reference", "avx2", "avx512" */
 	P3DequantFn dequant[P3_TYPE_COUNT];		/* weight row -> f32 */
 	P3DotF32Fn	dot_f32[P3_TYPE_COUNT];		/* weight row · f32 activations */
 	P3VecDotFn	vec_dot[P3_TYPE_COUNT];		/* weight row · activations in vec_dot_type */
@@ -64,11 +84,18 @@ typedef struct P3KernelSet
 	float		(*dot_f32_f16) (const float *a, const uint16_t *b, int64_t n);
 	void		(*axpy_f16) (float *y, float a, const uint16_t *x, int64_t n);
 	void		(*axpy_f32) (float *y, float a, const float *x, int64_t n);
+	/* prefill: one weight row against P3_KERNEL_NTOK activation rows (see above) */
+	P3VecDotNtokFn vec_dot_ntok[P3_TYPE_COUNT];
+	/* out[t] = dot_f32_f32(w, x + t * ldx, n) for t < P3_KERNEL_NTOK, the same bits */
+	void		(*dot_f32_f32_ntok) (const float *w, const float *x, int64_t ldx, int64_t n,
+									 float *out);
 } P3KernelSet;
 
 const P3KernelSet *p3_kernels_reference(void);
-/* The fastest set this CPU supports (cpuid, once; thread-safe). */
+/* The fastest set this CPU supports (cpuid, once; thread-safe), or PHI3_KERNELS's. */
 const P3KernelSet *p3_kernels_best(void);
+/* The set of that name ("reference", "avx2", "avx512") if this CPU runs it, else NULL. */
+const P3KernelSet *p3_kernels_by_name(const char *name);
 
 /* ---- element-wise operations (f32, scalar, deterministic) ---- */
 

@@ -10,6 +10,8 @@
 #include "phi3/kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Per-type wrappers binding the type argument of the quant.h functions. */
 #define REF_WRAPPERS(T) \
@@ -20,7 +22,12 @@
 	static float dot_f32_##T(const void *w, const float *x, int64_t n) \
 	{ return p3_dot_f32_ref(P3_TYPE_##T, w, x, n); } \
 	static float vec_dot_##T(const void *w, const void *a, int64_t n) \
-	{ return p3_vec_dot_ref(P3_TYPE_##T, w, a, n); }
+	{ return p3_vec_dot_ref(P3_TYPE_##T, w, a, n); } \
+	static void vec_dot_ntok_##T(const void *w, const void *a, size_t stride, int64_t n, float *out) \
+	{ \
+		for (int t = 0; t < P3_KERNEL_NTOK; t++) \
+			out[t] = p3_vec_dot_ref(P3_TYPE_##T, w, (const uint8_t *) a + (size_t) t * stride, n); \
+	}
 
 REF_WRAPPERS(F32)
 REF_WRAPPERS(F16)
@@ -49,6 +56,13 @@ dot_f32_f32_ref(const float *a, const float *b, int64_t n)
 	for (int64_t i = 0; i < n; i++)
 		sum += a[i] * b[i];
 	return sum;
+}
+
+static void
+dot_f32_f32_ntok_ref(const float *w, const float *x, int64_t ldx, int64_t n, float *out)
+{
+	for (int t = 0; t < P3_KERNEL_NTOK; t++)
+		out[t] = dot_f32_f32_ref(w, x + t * ldx, n);
 }
 
 static float
@@ -109,6 +123,15 @@ static const P3KernelSet reference_set = {
 		[P3_TYPE_Q5_K] = quantize_Q5_K, [P3_TYPE_Q6_K] = quantize_Q6_K, [P3_TYPE_Q8_K] = quantize_Q8_K,
 		[P3_TYPE_IQ4_NL] = quantize_IQ4_NL, [P3_TYPE_IQ4_XS] = quantize_IQ4_XS,
 	},
+	.vec_dot_ntok = {
+		[P3_TYPE_F32] = vec_dot_ntok_F32, [P3_TYPE_F16] = vec_dot_ntok_F16, [P3_TYPE_BF16] = vec_dot_ntok_BF16,
+		[P3_TYPE_Q4_0] = vec_dot_ntok_Q4_0, [P3_TYPE_Q4_1] = vec_dot_ntok_Q4_1, [P3_TYPE_Q5_0] = vec_dot_ntok_Q5_0,
+		[P3_TYPE_Q5_1] = vec_dot_ntok_Q5_1, [P3_TYPE_Q8_0] = vec_dot_ntok_Q8_0, [P3_TYPE_Q8_1] = vec_dot_ntok_Q8_1,
+		[P3_TYPE_Q2_K] = vec_dot_ntok_Q2_K, [P3_TYPE_Q3_K] = vec_dot_ntok_Q3_K, [P3_TYPE_Q4_K] = vec_dot_ntok_Q4_K,
+		[P3_TYPE_Q5_K] = vec_dot_ntok_Q5_K, [P3_TYPE_Q6_K] = vec_dot_ntok_Q6_K, [P3_TYPE_Q8_K] = vec_dot_ntok_Q8_K,
+		[P3_TYPE_IQ4_NL] = vec_dot_ntok_IQ4_NL, [P3_TYPE_IQ4_XS] = vec_dot_ntok_IQ4_XS,
+	},
+	.dot_f32_f32_ntok = dot_f32_f32_ntok_ref,
 	.dot_f32_f32 = dot_f32_f32_ref,
 	.dot_f32_f16 = dot_f32_f16_ref,
 	.axpy_f16 = axpy_f16_ref,
@@ -122,17 +145,34 @@ p3_kernels_reference(void)
 }
 
 /*
- * Fast sets register themselves here (kernels_x86.c).  Until one exists
- * for this CPU, the reference set is the best.
+ * Fast sets register themselves here (kernels_x86.c, absent on other
+ * architectures).  Until one exists for this CPU, the reference set is the
+ * best.
  */
 const P3KernelSet *p3_kernels_x86_best(void) __attribute__((weak));
+const P3KernelSet *p3_kernels_x86_by_name(const char *name) __attribute__((weak));
+
+const P3KernelSet *
+p3_kernels_by_name(const char *name)
+{
+	if (name == NULL)
+		return NULL;
+	if (strcmp(name, "reference") == 0)
+		return &reference_set;
+	if (p3_kernels_x86_by_name)
+		return p3_kernels_x86_by_name(name);
+	return NULL;
+}
 
 const P3KernelSet *
 p3_kernels_best(void)
 {
+	const char *forced = getenv("PHI3_KERNELS");
 	const P3KernelSet *best = NULL;
 
-	if (p3_kernels_x86_best)
+	if (forced != NULL && forced[0] != '\0')
+		best = p3_kernels_by_name(forced);
+	if (best == NULL && p3_kernels_x86_best)
 		best = p3_kernels_x86_best();
 	return best ? best : &reference_set;
 }
