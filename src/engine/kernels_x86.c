@@ -1,0 +1,85 @@
+/*
+ * kernels_x86.c — run-time choice of the x86 SIMD kernel sets.
+ *
+ * The kernels themselves are compiled for their instruction sets with
+ * per-function target options (kernels_avx2.c, kernels_avx512.c), never
+ * with a global -march, so the engine runs on any x86-64 CPU.  The first
+ * call asks the CPU (through libgcc's cpuid data, which also checks that
+ * the OS saves the wider registers) which sets it can run, and builds
+ * those sets from the reference set plus the accelerated entries.  That
+ * one-time initialisation runs under pthread_once, so it is race-free;
+ * afterwards the sets are read-only.
+ *
+ * On other architectures this file is empty and kernels_ref.c's weak
+ * references resolve to NULL (reference kernels only).
+ */
+#if defined(__x86_64__)
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "kernels_x86.h"
+
+static pthread_once_t x86_once = PTHREAD_ONCE_INIT;
+static bool x86_has_avx2;
+static bool x86_has_avx512;
+static P3KernelSet x86_avx2_set;
+static P3KernelSet x86_avx512_set;
+
+/* Ask the CPU once which sets it runs and build them. */
+static void
+x86_init(void)
+{
+	__builtin_cpu_init();
+	x86_has_avx2 = __builtin_cpu_supports("avx2") &&
+		__builtin_cpu_supports("fma") &&
+		__builtin_cpu_supports("f16c");
+	x86_has_avx512 = x86_has_avx2 &&
+		__builtin_cpu_supports("avx512f") &&
+		__builtin_cpu_supports("avx512bw") &&
+		__builtin_cpu_supports("avx512vl") &&
+		__builtin_cpu_supports("avx512dq") &&
+		__builtin_cpu_supports("avx512vnni");
+
+	if (x86_has_avx2)
+	{
+		x86_avx2_set = *p3_kernels_reference();
+		p3_kernels_fill_avx2(&x86_avx2_set);
+	}
+	if (x86_has_avx512)
+	{
+		x86_avx512_set = *p3_kernels_reference();
+		p3_kernels_fill_avx512(&x86_avx512_set);
+	}
+}
+
+/* The best x86 set of this CPU, or NULL if it has none (called by p3_kernels_best). */
+const P3KernelSet *p3_kernels_x86_best(void);
+
+const P3KernelSet *
+p3_kernels_x86_best(void)
+{
+	pthread_once(&x86_once, x86_init);
+	if (x86_has_avx512)
+		return &x86_avx512_set;
+	if (x86_has_avx2)
+		return &x86_avx2_set;
+	return NULL;
+}
+
+/* The x86 set called name if this CPU runs it, else NULL (called by p3_kernels_by_name). */
+const P3KernelSet *p3_kernels_x86_by_name(const char *name);
+
+const P3KernelSet *
+p3_kernels_x86_by_name(const char *name)
+{
+	pthread_once(&x86_once, x86_init);
+	if (strcmp(name, "avx2") == 0)
+		return x86_has_avx2 ? &x86_avx2_set : NULL;
+	if (strcmp(name, "avx512") == 0)
+		return x86_has_avx512 ? &x86_avx512_set : NULL;
+	return NULL;
+}
+
+#endif							/* __x86_64__ */
