@@ -15,10 +15,14 @@
  *     bits as the reference (they are exact arithmetic and fixed rounding);
  *   - within one set, dot_f32[T](w, x) gives the same bits as
  *     dot_f32_f32(dequant[T](w), x), so a token's result does not depend on
- *     whether it was computed alone or in a chunk;
+ *     whether it was computed alone or in a chunk (when several NaNs meet,
+ *     which NaN payload comes out may differ);
+ *   - axpy_f16 / axpy_f32 round as the reference (multiply, then add);
  *   - vec_dot and the float dots may sum in another order than the
- *     reference (SIMD lanes); they agree with it within a documented
- *     relative tolerance.
+ *     reference (SIMD lanes); they agree with it within a relative
+ *     tolerance: |result - exact| <= (k + 40) * 2^-23 * M, M the sum of the
+ *     magnitudes of the terms, k the longest chain of additions (blocks for
+ *     vec_dot, n / 32 for SIMD float dots) — see test/engine/test_kernels.c.
  *
  * Choosing a set: p3_kernels_best() returns the fastest set this CPU runs
  * ("avx512" needs AVX-512 F/BW/VL/DQ + VNNI, "avx2" needs AVX2 + FMA +

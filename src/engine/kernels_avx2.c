@@ -19,6 +19,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels_x86.h"
@@ -708,31 +709,33 @@ q6_k_codes(const P3BlockQ6_K *b, int h, __m256i *q)
 						   _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8((char) 0xC0)), 2));
 }
 
+/*
+ * The 32 values of q6_k_codes' register k of half h (elements 128h + 32k
+ * ..), as the reference's d * sc[g] * (q - 32): dsc holds d * (float) sc[g].
+ */
 INLINE void
-dec_q6_k_block(const P3BlockQ6_K *b, int8_t *codes, float *dsc)
+q6_k_values(__m256i q, const float *dsc, int h, int k, __m256 *v)
+{
+	__m256i		c = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
+	__m128i		lo = _mm256_castsi256_si128(c);
+	__m128i		hi = _mm256_extracti128_si256(c, 1);
+	__m256		d0 = _mm256_set1_ps(dsc[8 * h + 2 * k]);
+	__m256		d1 = _mm256_set1_ps(dsc[8 * h + 2 * k + 1]);
+
+	v[0] = _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
+	v[1] = _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
+	v[2] = _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
+	v[3] = _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
+}
+
+/* d * (float) sc[g] of the 16 groups, as the reference's left-to-right d * sc * q */
+INLINE void
+q6_k_factors(const P3BlockQ6_K *b, float *dsc)
 {
 	__m256		d = _mm256_set1_ps(h2f(b->d));
 
-#pragma GCC unroll 16
-	for (int h = 0; h < 2; h++)
-	{
-		__m256i		q[4];
-
-		q6_k_codes(b, h, q);
-#pragma GCC unroll 16
-		for (int k = 0; k < 4; k++)
-			_mm256_storeu_si256((__m256i *) (codes + 128 * h + 32 * k), _mm256_sub_epi8(q[k], _mm256_set1_epi8(32)));
-	}
-	/* d * (float) sc[g], as the reference's left-to-right d * sc * q */
 	_mm256_storeu_ps(dsc, _mm256_mul_ps(d, _mm256_cvtepi32_ps(s8x8(b->scales))));
 	_mm256_storeu_ps(dsc + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(s8x8(b->scales + 8))));
-}
-
-/* elements 8k .. 8k+7 of a decoded Q6_K block */
-INLINE __m256
-q6_k_oct(const int8_t *codes, const float *dsc, int k)
-{
-	return _mm256_mul_ps(_mm256_set1_ps(dsc[k / 2]), _mm256_cvtepi32_ps(s8x8(codes + 8 * k)));
 }
 
 static void
@@ -740,15 +743,27 @@ dequant_Q6_K(const void *vw, float *y, int64_t n)
 {
 	const P3BlockQ6_K *b = vw;
 
-	for (int64_t i = 0; i < n / P3_QK_K; i++, y += P3_QK_K)
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
-		int8_t		codes[P3_QK_K] __attribute__((aligned(32)));
-		float		dsc[16] __attribute__((aligned(32)));
+		float		dsc[16];
 
-		dec_q6_k_block(&b[i], codes, dsc);
+		q6_k_factors(&b[i], dsc);
 #pragma GCC unroll 16
-		for (int k = 0; k < 32; k++)
-			_mm256_storeu_ps(y + 8 * k, q6_k_oct(codes, dsc, k));
+		for (int h = 0; h < 2; h++)
+		{
+			__m256i		q[4];
+
+			q6_k_codes(&b[i], h, q);
+#pragma GCC unroll 16
+			for (int k = 0; k < 4; k++, y += 32)
+			{
+				__m256		v[4];
+
+				q6_k_values(q[k], dsc, h, k, v);
+				for (int j = 0; j < 4; j++)
+					_mm256_storeu_ps(y + 8 * j, v[j]);
+			}
+		}
 	}
 }
 
@@ -763,17 +778,26 @@ dot_f32_Q6_K(const void *vw, const float *x, int64_t n)
 
 	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
-		int8_t		codes[P3_QK_K] __attribute__((aligned(32)));
-		float		dsc[16] __attribute__((aligned(32)));
+		float		dsc[16];
 
-		dec_q6_k_block(&b[i], codes, dsc);
+		q6_k_factors(&b[i], dsc);
 #pragma GCC unroll 16
-		for (int k = 0; k < 32; k += 4, x += 32)
+		for (int h = 0; h < 2; h++)
 		{
-			a0 = _mm256_fmadd_ps(q6_k_oct(codes, dsc, k), _mm256_loadu_ps(x), a0);
-			a1 = _mm256_fmadd_ps(q6_k_oct(codes, dsc, k + 1), _mm256_loadu_ps(x + 8), a1);
-			a2 = _mm256_fmadd_ps(q6_k_oct(codes, dsc, k + 2), _mm256_loadu_ps(x + 16), a2);
-			a3 = _mm256_fmadd_ps(q6_k_oct(codes, dsc, k + 3), _mm256_loadu_ps(x + 24), a3);
+			__m256i		q[4];
+
+			q6_k_codes(&b[i], h, q);
+#pragma GCC unroll 16
+			for (int k = 0; k < 4; k++, x += 32)
+			{
+				__m256		v[4];
+
+				q6_k_values(q[k], dsc, h, k, v);
+				a0 = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), a0);
+				a1 = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), a1);
+				a2 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), a2);
+				a3 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), a3);
+			}
 		}
 	}
 	return reduce4(a0, a1, a2, a3);
@@ -874,7 +898,8 @@ quantize_Q8_K(const float *x, void *vy, int64_t n)
 			}
 		}
 
-		const float iscale = -127.0f / max;
+		/* an infinite element counts as +-1e38, as in the reference */
+		const float iscale = -127.0f / (isinf(max) ? copysignf(1e38f, max) : max);
 
 		is = _mm256_set1_ps(iscale);
 #pragma GCC unroll 16
@@ -887,7 +912,7 @@ quantize_Q8_K(const float *x, void *vy, int64_t n)
 			{
 				__m256		v = nan_to_zero(_mm256_mul_ps(is, _mm256_loadu_ps(x + 32 * g + 8 * k)));
 
-				v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-128.0f)), _mm256_set1_ps(127.0f));
+				v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
 				q[k] = _mm256_cvttps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 			}
 			_mm256_storeu_si256((__m256i *) (y[i].qs + 32 * g), pack32_epi8(q[0], q[1], q[2], q[3]));
@@ -1244,6 +1269,49 @@ vec_dot_ntok_Q6_K(const void *w, const void *a, size_t stride, int64_t n, float 
 	vec_dot_q6_k_nt(w, a, stride, n, out, NTOK);
 }
 
+/*
+ * dot_f32 of a type this set does not decode itself (so that dot_f32[T]
+ * still has the bits of dot_f32_f32(dequant[T](w), x)): the reference's
+ * dequantization, 256 elements at a time (multiples of 32), through
+ * dot_f32_f32's lanes.
+ */
+INLINE float
+dot_f32_generic(uint32_t type, const void *w, const float *x, int64_t n)
+{
+	const P3TypeTraits *t = p3_type_traits(type);
+	__m256		a0 = _mm256_setzero_ps(),
+				a1 = _mm256_setzero_ps();
+	__m256		a2 = _mm256_setzero_ps(),
+				a3 = _mm256_setzero_ps();
+	float		buf[P3_QK_K];
+
+	for (int64_t i = 0; i < n; i += P3_QK_K)
+	{
+		int64_t		m = n - i < P3_QK_K ? n - i : P3_QK_K;
+
+		p3_dequantize_row_ref(type, (const uint8_t *) w + (size_t) (i / t->block_size) * t->type_size, buf, m);
+		for (int64_t j = 0; j + 32 <= m; j += 32)
+		{
+			a0 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + j), _mm256_loadu_ps(x + i + j), a0);
+			a1 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + j + 8), _mm256_loadu_ps(x + i + j + 8), a1);
+			a2 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + j + 16), _mm256_loadu_ps(x + i + j + 16), a2);
+			a3 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + j + 24), _mm256_loadu_ps(x + i + j + 24), a3);
+		}
+	}
+	return reduce4(a0, a1, a2, a3);
+}
+
+#define DEF_GENERIC_DOT(T) \
+static float \
+dot_f32_generic_##T(const void *w, const float *x, int64_t n) \
+{ \
+	return dot_f32_generic(P3_TYPE_##T, w, x, n); \
+}
+
+DEF_GENERIC_DOT(Q2_K)
+DEF_GENERIC_DOT(Q3_K)
+DEF_GENERIC_DOT(IQ4_XS)
+
 #pragma GCC pop_options
 
 /* ---------------------------------------------------------------------
@@ -1292,6 +1360,11 @@ p3_kernels_fill_avx2(P3KernelSet *k)
 	SET_FLOAT(Q4_K);
 	SET_FLOAT(Q5_K);
 	SET_FLOAT(Q6_K);
+
+	/* decoded by the reference, summed in this set's lanes */
+	k->dot_f32[P3_TYPE_Q2_K] = dot_f32_generic_Q2_K;
+	k->dot_f32[P3_TYPE_Q3_K] = dot_f32_generic_Q3_K;
+	k->dot_f32[P3_TYPE_IQ4_XS] = dot_f32_generic_IQ4_XS;
 
 	SET_VEC(Q8_0);
 	SET_VEC(Q4_0);

@@ -33,6 +33,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels_x86.h"
@@ -899,14 +900,15 @@ quantize_Q8_K(const float *x, void *vy, int64_t n)
 				break;
 			}
 		}
-		iscale = -127.0f / max;
+		/* an infinite element counts as +-1e38, as in the reference */
+		iscale = -127.0f / (isinf(max) ? copysignf(1e38f, max) : max);
 #pragma GCC unroll 16
 		for (int k = 0; k < 16; k++)
 		{
 			__m512		v = nan_to_zero(_mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_loadu_ps(x + 16 * k)));
 			__m512i		q;
 
-			v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f));
+			v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
 			q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 			_mm_storeu_si128((__m128i *) (y[i].qs + 16 * k), _mm512_cvtsepi32_epi8(q));
 			y[i].bsums[k] = (int16_t) _mm512_reduce_add_epi32(q);
@@ -1374,6 +1376,56 @@ vec_dot_ntok_Q6_K(const void *w, const void *a, size_t stride, int64_t n, float 
 	vec_dot_q6_k_nt(w, a, stride, n, out, NTOK);
 }
 
+/*
+ * dot_f32 of a type this set does not decode itself (so that dot_f32[T]
+ * still has the bits of dot_f32_f32(dequant[T](w), x)): the reference's
+ * dequantization, 256 elements at a time, through dot_f32_f32's lanes.
+ * Chunks start at multiples of 64 elements and end at multiples of 32, so
+ * every element meets the accumulator dot_f32_f32 would give it.
+ */
+INLINE float
+dot_f32_generic(uint32_t type, const void *w, const float *x, int64_t n)
+{
+	const P3TypeTraits *t = p3_type_traits(type);
+	__m512		a0 = _mm512_setzero_ps(),
+				a1 = _mm512_setzero_ps();
+	__m512		a2 = _mm512_setzero_ps(),
+				a3 = _mm512_setzero_ps();
+	float		buf[P3_QK_K];
+
+	for (int64_t i = 0; i < n; i += P3_QK_K)
+	{
+		int64_t		m = n - i < P3_QK_K ? n - i : P3_QK_K;
+		int64_t		j = 0;
+
+		p3_dequantize_row_ref(type, (const uint8_t *) w + (size_t) (i / t->block_size) * t->type_size, buf, m);
+		for (; j + 64 <= m; j += 64)
+		{
+			a0 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j), _mm512_loadu_ps(x + i + j), a0);
+			a1 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 16), _mm512_loadu_ps(x + i + j + 16), a1);
+			a2 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 32), _mm512_loadu_ps(x + i + j + 32), a2);
+			a3 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 48), _mm512_loadu_ps(x + i + j + 48), a3);
+		}
+		if (j < m)				/* the last 32 of a row of 32-element blocks */
+		{
+			a0 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j), _mm512_loadu_ps(x + i + j), a0);
+			a1 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 16), _mm512_loadu_ps(x + i + j + 16), a1);
+		}
+	}
+	return reduce4(a0, a1, a2, a3);
+}
+
+#define DEF_GENERIC_DOT(T) \
+static float \
+dot_f32_generic_##T(const void *w, const float *x, int64_t n) \
+{ \
+	return dot_f32_generic(P3_TYPE_##T, w, x, n); \
+}
+
+DEF_GENERIC_DOT(Q2_K)
+DEF_GENERIC_DOT(Q3_K)
+DEF_GENERIC_DOT(IQ4_XS)
+
 #pragma GCC pop_options
 
 /* ---------------------------------------------------------------------
@@ -1423,6 +1475,11 @@ p3_kernels_fill_avx512(P3KernelSet *k)
 	SET_FLOAT(Q4_K);
 	SET_FLOAT(Q5_K);
 	SET_FLOAT(Q6_K);
+
+	/* decoded by the reference, summed in this set's lanes */
+	k->dot_f32[P3_TYPE_Q2_K] = dot_f32_generic_Q2_K;
+	k->dot_f32[P3_TYPE_Q3_K] = dot_f32_generic_Q3_K;
+	k->dot_f32[P3_TYPE_IQ4_XS] = dot_f32_generic_IQ4_XS;
 
 	SET_VEC(Q8_0);
 	SET_VEC(Q4_0);
