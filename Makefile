@@ -96,8 +96,63 @@ engine-check: engine-build $(ENGINE_MODEL_DIR)/.made
 bench: engine-build
 	sh bench/run.sh
 
-prove-check:
-	$(PROVE) -I $(CURDIR)/t $(CURDIR)/t/*.pl
+# ---------------------------------------------------------------------------
+# TAP tests (t/*.pl, helpers in t/lib): cancel, statement_timeout and
+# terminate, concurrent sessions, shared_preload_libraries, a model file
+# replaced under a session.  Each test file starts its own temporary
+# clusters (PostgreSQL::Test::Cluster) and uses the INSTALLED extension:
+# run `make install` first.  Models are generated into PHI3_TAP_WORK/models
+# by phi3-mkmodel (see t/lib/Phi3TAP.pm).  PostgreSQL refuses to run as
+# root, so as root prove runs as the postgres user, in PHI3_TAP_WORK
+# (default: a new directory under /tmp).  Everything the target creates
+# there is removed afterwards (PHI3_TAP_KEEP=1 keeps it); on failure the
+# logs of the failed test files are printed first.
+#   make prove-check PROVE_TESTS=t/001_cancel.pl PROVE_FLAGS=-v
+# ---------------------------------------------------------------------------
+PHI3_TAP_WORK ?=
+PHI3_TAP_KEEP ?=
+TAP_MKMODEL   = bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB)
+TAP_ENV       = PATH="$(bindir):$$PATH" TESTDIR="$$work" PHI3_TAP_MODELS="$$work/models" \
+                PG_REGRESS="$(top_builddir)/src/test/regress/pg_regress"
+TAP_PROVE     = $(PROVE) -I $(top_srcdir)/src/test/perl -I $(CURDIR)/t/lib $(PROVE_FLAGS) \
+                $(if $(PROVE_TESTS),$(PROVE_TESTS),t/*.pl)
+
+prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
+	@work='$(PHI3_TAP_WORK)'; \
+	if [ -z "$$work" ]; then work=$$(mktemp -d /tmp/phi3-tap.XXXXXX) || exit 1; made_work=1; \
+	else mkdir -p "$$work" || exit 1; made_work=0; fi; \
+	chmod 755 "$$work"; rm -rf "$$work/tmp_check" "$$work/models"; \
+	cleanup() { \
+		if [ -n '$(PHI3_TAP_KEEP)' ]; then echo "prove-check: kept $$work"; \
+		elif [ $$made_work = 1 ]; then rm -rf "$$work"; \
+		else rm -rf "$$work/tmp_check" "$$work/models"; fi; \
+	}; \
+	trap cleanup EXIT; trap 'exit 1' INT TERM; \
+	echo "prove-check: models in $$work/models"; \
+	mkdir -p "$$work/models" "$$work/tmp_check" && \
+	$(TAP_MKMODEL) -o "$$work/models/big.gguf" --embd 1024 --layers 8 --heads 16 --ff 4096 --type q8_0 --ctx 131072 && \
+	$(TAP_MKMODEL) -o "$$work/models/tiny-a.gguf" --embd 64 --layers 2 --heads 4 --ff 128 \
+		--seed 1 --name 'phi3 tap model A' && \
+	$(TAP_MKMODEL) -o "$$work/models/tiny-b.gguf" --embd 64 --layers 2 --heads 4 --ff 128 \
+		--seed 2 --name 'phi3 tap model B' && \
+	chmod -R a+rX "$$work/models" || exit 1; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+		chown -R postgres: "$$work/tmp_check" || exit 1; \
+		runuser -u postgres -- env $(TAP_ENV) $(TAP_PROVE); rc=$$?; \
+	else \
+		env $(TAP_ENV) $(TAP_PROVE); rc=$$?; \
+	fi; \
+	if [ $$rc -ne 0 ]; then \
+		for log in "$$work"/tmp_check/log/regress_log_*; do \
+			grep -qE '^not ok|Looks like|Bail out|BAIL_OUT|died|Dubious' "$$log" 2>/dev/null || continue; \
+			echo "==== $$log (last 60 lines)"; tail -n 60 "$$log"; \
+			for slog in "$$work"/tmp_check/log/$${log##*/regress_log_}_*.log; do \
+				[ -f "$$slog" ] || continue; echo "==== $$slog (last 30 lines)"; tail -n 30 "$$slog"; \
+			done; \
+		done; \
+		echo "prove-check: FAILED"; exit 1; \
+	fi; \
+	echo "prove-check: all TAP tests passed"
 
 # ---------------------------------------------------------------------------
 # pg_regress models (make test-models; make installcheck depends on it): tiny
