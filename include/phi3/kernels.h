@@ -71,6 +71,8 @@ typedef float (*P3VecDotFn) (const void *w, const void *a, int64_t n);
 
 /* Activation rows per call of the multi-token kernels. */
 #define P3_KERNEL_NTOK 4
+/* Floats of partial sums dot_f32_f32_ntok keeps per activation row between calls. */
+#define P3_KERNEL_DOT_STATE 64
 
 /* out[t] = vec_dot(w, a + t * a_stride bytes, n) for t < P3_KERNEL_NTOK, the same bits. */
 typedef void (*P3VecDotNtokFn) (const void *w, const void *a, size_t a_stride, int64_t n,
@@ -90,9 +92,16 @@ typedef struct P3KernelSet
 	void		(*axpy_f32) (float *y, float a, const float *x, int64_t n);
 	/* prefill: one weight row against P3_KERNEL_NTOK activation rows (see above) */
 	P3VecDotNtokFn vec_dot_ntok[P3_TYPE_COUNT];
-	/* out[t] = dot_f32_f32(w, x + t * ldx, n) for t < P3_KERNEL_NTOK, the same bits */
+	/*
+	 * out[t] = dot_f32_f32(w, x + t * ldx, n) for t < P3_KERNEL_NTOK, the same
+	 * bits, computable in pieces: a call adds elements [i0, i0 + m) of the
+	 * rows (w and x point at element i0, the m elements follow) to the
+	 * partial sums in state (P3_KERNEL_NTOK * P3_KERNEL_DOT_STATE floats; a
+	 * call with i0 = 0 starts them) and the call that reaches n writes out.
+	 * i0 must be a multiple of 64.
+	 */
 	void		(*dot_f32_f32_ntok) (const float *w, const float *x, int64_t ldx, int64_t n,
-									 float *out);
+									 int64_t i0, int64_t m, float *state, float *out);
 } P3KernelSet;
 
 const P3KernelSet *p3_kernels_reference(void);

@@ -215,20 +215,27 @@ dot_f32_f32(const float *a, const float *b, int64_t n)
 	return reduce4(acc[0], acc[1], acc[2], acc[3]);
 }
 
-/* rows t0, t0 + 1 of dot_f32_f32_ntok: per row dot_f32_f32's operations */
+/*
+ * Rows x0, x1 of dot_f32_f32_ntok over elements [i0, i0 + m) (the pointers
+ * are at element i0): per row
+ * dot_f32_f32's operations, the four accumulators of each row kept in its
+ * state between calls (i0 is a multiple of 64, hence of 32).
+ */
 INLINE void
-dot_f32_f32_two(const float *w, const float *x0, const float *x1, int64_t n, float *out)
+dot_f32_f32_two(const float *w, const float *x0, const float *x1, int64_t n, int64_t i0, int64_t m,
+				float *st0, float *st1, float *out)
 {
 	__m256		a[2][4];
 	const float *xs[2] = {x0, x1};
-	int64_t		i = 0;
+	float	   *st[2] = {st0, st1};
+	int64_t		i = 0;			/* element i0 + i; i0 % 64 == 0 keeps the lanes */
+	int64_t		end = m;
 	int			k = 0;
 
 	for (int t = 0; t < 2; t++)
-#pragma GCC unroll 16
 		for (int j = 0; j < 4; j++)
-			a[t][j] = _mm256_setzero_ps();
-	for (; i + 32 <= n; i += 32)
+			a[t][j] = i0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(st[t] + 8 * j);
+	for (; i + 32 <= end; i += 32)
 	{
 		__m256		w0 = _mm256_loadu_ps(w + i);
 		__m256		w1 = _mm256_loadu_ps(w + i + 8);
@@ -244,21 +251,30 @@ dot_f32_f32_two(const float *w, const float *x0, const float *x1, int64_t n, flo
 			a[t][3] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xs[t] + i + 24), a[t][3]);
 		}
 	}
-	for (; i + 8 <= n; i += 8, k++)
+	for (; i + 8 <= end; i += 8, k++)
 		for (int t = 0; t < 2; t++)
 			a[t][k] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(xs[t] + i), a[t][k]);
-	if (i < n)
+	if (i < end)
 		for (int t = 0; t < 2; t++)
-			a[t][k] = fma_tail(tail_ps(w + i, (int) (n - i)), tail_ps(xs[t] + i, (int) (n - i)), a[t][k], (int) (n - i));
+			a[t][k] = fma_tail(tail_ps(w + i, (int) (end - i)), tail_ps(xs[t] + i, (int) (end - i)), a[t][k],
+							   (int) (end - i));
 	for (int t = 0; t < 2; t++)
-		out[t] = reduce4(a[t][0], a[t][1], a[t][2], a[t][3]);
+	{
+		if (i0 + m >= n)
+			out[t] = reduce4(a[t][0], a[t][1], a[t][2], a[t][3]);
+		else
+			for (int j = 0; j < 4; j++)
+				_mm256_storeu_ps(st[t] + 8 * j, a[t][j]);
+	}
 }
 
 static void
-dot_f32_f32_ntok(const float *w, const float *x, int64_t ldx, int64_t n, float *out)
+dot_f32_f32_ntok(const float *w, const float *x, int64_t ldx, int64_t n,
+				 int64_t i0, int64_t m, float *state, float *out)
 {
 	for (int t = 0; t < NTOK; t += 2)
-		dot_f32_f32_two(w, x + t * ldx, x + (t + 1) * ldx, n, out + t);
+		dot_f32_f32_two(w, x + t * ldx, x + (t + 1) * ldx, n, i0, m,
+						state + t * P3_KERNEL_DOT_STATE, state + (t + 1) * P3_KERNEL_DOT_STATE, out + t);
 }
 
 INLINE __m256

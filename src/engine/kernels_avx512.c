@@ -195,19 +195,25 @@ dot_f32_f32(const float *a, const float *b, int64_t n)
 	return reduce4(acc[0], acc[1], acc[2], acc[3]);
 }
 
-/* dot_f32_f32 of one row w against NTOK rows of x, per row the same operations */
+/*
+ * dot_f32_f32 of one row w against NTOK rows of x, per row the same
+ * operations, over elements [i0, i0 + m) (w and x point at element i0) with
+ * the four accumulators of each row kept in state between calls (i0 is a
+ * multiple of 64, so every element meets the accumulator dot_f32_f32 gives it).
+ */
 static void
-dot_f32_f32_ntok(const float *w, const float *x, int64_t ldx, int64_t n, float *out)
+dot_f32_f32_ntok(const float *w, const float *x, int64_t ldx, int64_t n,
+				 int64_t i0, int64_t m, float *state, float *out)
 {
 	__m512		acc[NTOK][4];
-	int64_t		i = 0;
+	int64_t		i = 0;			/* element i0 + i; i0 % 64 == 0 keeps the lanes */
+	int64_t		end = m;
 	int			k = 0;
 
 	for (int t = 0; t < NTOK; t++)
-#pragma GCC unroll 16
 		for (int j = 0; j < 4; j++)
-			acc[t][j] = _mm512_setzero_ps();
-	for (; i + 64 <= n; i += 64)
+			acc[t][j] = i0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(state + t * P3_KERNEL_DOT_STATE + 16 * j);
+	for (; i + 64 <= end; i += 64)
 	{
 		__m512		w0 = _mm512_loadu_ps(w + i);
 		__m512		w1 = _mm512_loadu_ps(w + i + 16);
@@ -225,19 +231,28 @@ dot_f32_f32_ntok(const float *w, const float *x, int64_t ldx, int64_t n, float *
 			acc[t][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xt + 48), acc[t][3]);
 		}
 	}
-	for (; i + 16 <= n; i += 16, k++)
+	for (; i + 16 <= end; i += 16, k++)
 		for (int t = 0; t < NTOK; t++)
 			acc[t][k] = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + t * ldx + i), acc[t][k]);
-	if (i < n)
+	if (i < end)
 	{
-		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
+		__mmask16	msk = (__mmask16) ((1u << (end - i)) - 1);
 
 		for (int t = 0; t < NTOK; t++)
-			acc[t][k] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m, w + i),
-											  _mm512_maskz_loadu_ps(m, x + t * ldx + i), acc[t][k], m);
+			acc[t][k] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(msk, w + i),
+											  _mm512_maskz_loadu_ps(msk, x + t * ldx + i), acc[t][k], msk);
 	}
-	for (int t = 0; t < NTOK; t++)
-		out[t] = reduce4(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
+	if (i0 + m >= n)
+	{
+		for (int t = 0; t < NTOK; t++)
+			out[t] = reduce4(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
+	}
+	else
+	{
+		for (int t = 0; t < NTOK; t++)
+			for (int j = 0; j < 4; j++)
+				_mm512_storeu_ps(state + t * P3_KERNEL_DOT_STATE + 16 * j, acc[t][j]);
+	}
 }
 
 /* f16 weights · f32 (also the attention's q · k for an f16 K cache) */

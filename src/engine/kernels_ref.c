@@ -58,11 +58,22 @@ dot_f32_f32_ref(const float *a, const float *b, int64_t n)
 	return sum;
 }
 
+/* dot_f32_f32_ref of NTOK rows in pieces: the running sum of each row is its state */
 static void
-dot_f32_f32_ntok_ref(const float *w, const float *x, int64_t ldx, int64_t n, float *out)
+dot_f32_f32_ntok_ref(const float *w, const float *x, int64_t ldx, int64_t n,
+					 int64_t i0, int64_t m, float *state, float *out)
 {
 	for (int t = 0; t < P3_KERNEL_NTOK; t++)
-		out[t] = dot_f32_f32_ref(w, x + t * ldx, n);
+	{
+		const float *xt = x + t * ldx;
+		float		sum = i0 == 0 ? 0.0f : state[t * P3_KERNEL_DOT_STATE];
+
+		for (int64_t i = 0; i < m; i++)
+			sum += w[i] * xt[i];
+		state[t * P3_KERNEL_DOT_STATE] = sum;
+		if (i0 + m >= n)
+			out[t] = sum;
+	}
 }
 
 static float

@@ -2,12 +2,13 @@
  * matmul.c — y = x · Wᵀ over a chunk of tokens, split over the thread pool.
  *
  * Two precisions (P3ActPrecision):
- *   P3_ACT_F32  each worker decodes a weight row to f32 once and takes the
- *               f32 dot product with every token of the chunk, P3_KERNEL_NTOK
- *               tokens per call of dot_f32_f32_ntok (the decoded row is read
- *               once per group).  For a single token it calls the fused
- *               dot_f32 kernel instead, which by contract gives the same bits
- *               as decode-then-dot.
+ *   P3_ACT_F32  each worker decodes its weight rows to f32 (a block at a
+ *               time) and takes the f32 dot products with every token of the
+ *               chunk, P3_KERNEL_NTOK tokens per call of dot_f32_f32_ntok,
+ *               walking the activations in slices that stay in cache while
+ *               the block's rows pass over them.  For a single token it calls
+ *               the fused dot_f32 kernel instead, which by contract gives the
+ *               same bits as decode-then-dot.
  *   P3_ACT_Q8   the chunk's activations are first quantized (in parallel, one
  *               token per worker at a time) to the weight's vec_dot_type
  *               (Q8_0 / Q8_1 / Q8_K); then each worker takes integer dot
@@ -22,13 +23,71 @@
  */
 #include "phi3/kernels.h"
 
+#include <stdint.h>
 #include <string.h>
+
+/*
+ * The f32 path for a chunk of tokens decodes F32_ROWS weight rows at a time
+ * and walks the activations in slices of F32_SLICE elements (a multiple of
+ * 64, as dot_f32_f32_ntok requires): one slice of P3_KERNEL_NTOK tokens
+ * (16 KiB) stays in the L1 cache while all the block's rows pass over it.
+ */
+#define F32_ROWS 8
+#define F32_SLICE 1024
+
+/* floats of one decoded row in the scratch: a multiple of 16, so every row starts 64-byte aligned */
+static size_t
+row_stride(int64_t n_in)
+{
+	return ((size_t) n_in + 15) & ~(size_t) 15;
+}
+
+/* floats of the aligned copy of the activations: one token, or one slice of a group */
+static size_t
+xcopy_floats(int64_t n_in)
+{
+	size_t		slice = (size_t) P3_KERNEL_NTOK * F32_SLICE;
+
+	return (size_t) n_in > slice ? row_stride(n_in) : slice;
+}
 
 size_t
 p3_matmul_scratch_per_thread(int64_t n_in)
 {
-	/* one decoded weight row, plus room to keep the next one aligned */
-	return (size_t) n_in + 16;
+	/*
+	 * F32_ROWS decoded weight rows, their partial sums, an aligned copy of
+	 * the activations, and 16 floats to align the start
+	 */
+	return (size_t) F32_ROWS * row_stride(n_in) +
+		(size_t) F32_ROWS * P3_KERNEL_NTOK * P3_KERNEL_DOT_STATE +
+		xcopy_floats(n_in) + 16;
+}
+
+/* p rounded up to a 64-byte boundary */
+static float *
+align64(float *p)
+{
+	return (float *) (((uintptr_t) p + 63) & ~(uintptr_t) 63);
+}
+
+/*
+ * Activations for the f32 kernels: 64-byte aligned, so that no 64-byte
+ * load straddles two cache lines (callers' buffers come from malloc).  A
+ * copy when src is not aligned already (the values, hence the results,
+ * are the same).
+ */
+static const float *
+aligned_rows(const float *src, int64_t ld, int rows, int64_t m, float *copy, int64_t *ld_out)
+{
+	if (((uintptr_t) src & 63) == 0 && (rows == 1 || (ld & 15) == 0))
+	{
+		*ld_out = ld;
+		return src;
+	}
+	for (int r = 0; r < rows; r++)
+		memcpy(copy + r * m, src + r * ld, (size_t) m * sizeof(float));
+	*ld_out = m;
+	return copy;
 }
 
 size_t
@@ -91,6 +150,23 @@ rows_per_block(size_t row_bytes)
 	return rows < 1 ? 1 : rows;
 }
 
+/*
+ * Where the next group of P3_KERNEL_NTOK tokens starts after tokens [0, t)
+ * are done, or -1 when the rest is left to the single-token kernels: a
+ * last partial group is moved back to overlap the previous one, so it too
+ * runs through the multi-token kernel (the overlapped outputs are written
+ * again with the same bits).
+ */
+static int32_t
+next_group(int32_t t, int32_t n_tok)
+{
+	if (t + P3_KERNEL_NTOK <= n_tok)
+		return t;
+	if (t < n_tok && n_tok >= P3_KERNEL_NTOK)
+		return n_tok - P3_KERNEL_NTOK;
+	return -1;
+}
+
 /* Rows [r0, r1) of the quantized-activation product, for every token. */
 static void
 matmul_rows_q8(const P3MatmulArgs *a, int64_t r0, int64_t r1)
@@ -107,9 +183,11 @@ matmul_rows_q8(const P3MatmulArgs *a, int64_t r0, int64_t r1)
 	{
 		int64_t		rb_end = rb + block < r1 ? rb + block : r1;
 		int32_t		t = 0;
+		int32_t		g;
 
-		for (; t + P3_KERNEL_NTOK <= a->n_tok; t += P3_KERNEL_NTOK)
+		for (; (g = next_group(t, a->n_tok)) >= 0; t = g + P3_KERNEL_NTOK)
 		{
+			t = g;
 			for (int64_t r = rb; r < rb_end; r++)
 			{
 				float		out[P3_KERNEL_NTOK];
@@ -127,39 +205,74 @@ matmul_rows_q8(const P3MatmulArgs *a, int64_t r0, int64_t r1)
 }
 
 /*
- * Rows [r0, r1) with f32 activations for a chunk of tokens: each row is
- * decoded once (F32 rows are used in place) and applied to the tokens in
- * groups of P3_KERNEL_NTOK.
+ * Rows [r0, r1) with f32 activations for a chunk of tokens: F32_ROWS rows
+ * are decoded at a time (F32 rows are used in place); each group of
+ * P3_KERNEL_NTOK tokens meets them slice by slice through the resumable
+ * dot_f32_f32_ntok, the remaining tokens through dot_f32_f32.  Either way
+ * each output has the bits of dot_f32_f32 on the decoded row.
  */
 static void
-matmul_rows_f32(const P3MatmulArgs *a, float *decoded, int64_t r0, int64_t r1)
+matmul_rows_f32(const P3MatmulArgs *a, float *scratch, int64_t r0, int64_t r1)
 {
 	const P3Weight *w = a->w;
 	const P3KernelSet *k = a->kernels;
 	int64_t		n_in = w->n_in;
+	size_t		stride = row_stride(n_in);
+	float	   *decoded = align64(scratch);
+	float	   *state = decoded + F32_ROWS * stride;
+	float	   *xcopy = state + F32_ROWS * P3_KERNEL_NTOK * P3_KERNEL_DOT_STATE;
+	const float *rows[F32_ROWS];
 
-	for (int64_t r = r0; r < r1; r++)
+	for (int64_t rb = r0; rb < r1; rb += F32_ROWS)
 	{
-		const float *row;
+		int			nr = r1 - rb < F32_ROWS ? (int) (r1 - rb) : F32_ROWS;
 		int32_t		t = 0;
+		int32_t		g;
 
-		if (w->type == P3_TYPE_F32)
-			row = (const float *) (w->data + (size_t) r * w->row_bytes);
-		else
+		for (int j = 0; j < nr; j++)
 		{
-			k->dequant[w->type](w->data + (size_t) r * w->row_bytes, decoded, n_in);
-			row = decoded;
+			const uint8_t *src = w->data + (size_t) (rb + j) * w->row_bytes;
+
+			if (w->type == P3_TYPE_F32)
+				rows[j] = (const float *) src;
+			else
+			{
+				k->dequant[w->type](src, decoded + j * stride, n_in);
+				rows[j] = decoded + j * stride;
+			}
 		}
-		for (; t + P3_KERNEL_NTOK <= a->n_tok; t += P3_KERNEL_NTOK)
+		for (; (g = next_group(t, a->n_tok)) >= 0; t = g + P3_KERNEL_NTOK)
 		{
-			float		out[P3_KERNEL_NTOK];
+			int64_t		i0 = 0;
 
-			k->dot_f32_f32_ntok(row, a->x + t * a->ldx, a->ldx, n_in, out);
-			for (int j = 0; j < P3_KERNEL_NTOK; j++)
-				a->y[(t + j) * a->ldy + (r - a->row_begin)] = out[j];
+			t = g;
+			do
+			{
+				int64_t		m = n_in - i0 < F32_SLICE ? n_in - i0 : F32_SLICE;
+				int64_t		ldx;
+				const float *xs = aligned_rows(a->x + t * a->ldx + i0, a->ldx, P3_KERNEL_NTOK, m, xcopy, &ldx);
+
+				for (int j = 0; j < nr; j++)
+				{
+					float		out[P3_KERNEL_NTOK];
+
+					k->dot_f32_f32_ntok(rows[j] + i0, xs, ldx, n_in, i0, m,
+										state + (size_t) j * P3_KERNEL_NTOK * P3_KERNEL_DOT_STATE, out);
+					if (i0 + m >= n_in)
+						for (int q = 0; q < P3_KERNEL_NTOK; q++)
+							a->y[(t + q) * a->ldy + (rb + j - a->row_begin)] = out[q];
+				}
+				i0 += m;
+			} while (i0 < n_in);
 		}
 		for (; t < a->n_tok; t++)
-			a->y[t * a->ldy + (r - a->row_begin)] = k->dot_f32_f32(row, a->x + t * a->ldx, n_in);
+		{
+			int64_t		ldx;
+			const float *xt = aligned_rows(a->x + t * a->ldx, a->ldx, 1, n_in, xcopy, &ldx);
+
+			for (int j = 0; j < nr; j++)
+				a->y[t * a->ldy + (rb + j - a->row_begin)] = k->dot_f32_f32(rows[j], xt, n_in);
+		}
 	}
 }
 
@@ -181,9 +294,14 @@ matmul_task(void *arg, int ith, int nth)
 	else if (a->n_tok == 1)
 	{
 		P3DotF32Fn	dot = a->kernels->dot_f32[w->type];
+		float	   *scratch = a->thread_scratch + (size_t) ith * a->thread_scratch_floats;
+		int64_t		ldx;
+		const float *x = aligned_rows(a->x, a->ldx, 1, w->n_in,
+									  align64(scratch) + F32_ROWS * row_stride(w->n_in) +
+									  F32_ROWS * P3_KERNEL_NTOK * P3_KERNEL_DOT_STATE, &ldx);
 
 		for (int64_t r = r0; r < r1; r++)
-			a->y[r - a->row_begin] = dot(w->data + (size_t) r * w->row_bytes, a->x, w->n_in);
+			a->y[r - a->row_begin] = dot(w->data + (size_t) r * w->row_bytes, x, w->n_in);
 	}
 	else
 		matmul_rows_f32(a, a->thread_scratch + (size_t) ith * a->thread_scratch_floats, r0, r1);

@@ -959,10 +959,24 @@ test_float_kernels(void)
 			got = k->dot_f32_f16(a, h, n);
 			CHECK_MSG(fabs((double) got - exact) <= tol, "%s: dot_f32_f16 %.9g exact %.9g", case_name, got, exact);
 
-			k->dot_f32_f32_ntok(a, b, n, n, out);
-			for (int t = 0; t < P3_KERNEL_NTOK; t++)
-				CHECK_MSG(float_bits(out[t]) == float_bits(k->dot_f32_f32(a, b + t * n, n)),
-						  "%s: dot_f32_f32_ntok row %d", case_name, t);
+			/* the multi-token dot in one piece and in 64-aligned pieces of every size */
+			for (int64_t piece = 64; piece <= n + 64; piece = piece < 256 ? piece + 64 : piece * 4)
+			{
+				float		state[P3_KERNEL_NTOK * P3_KERNEL_DOT_STATE];
+				int64_t		i0 = 0;
+
+				memset(out, 0, sizeof out);
+				do
+				{
+					int64_t		m = n - i0 < piece ? n - i0 : piece;
+
+					k->dot_f32_f32_ntok(a + i0, b + i0, n, n, i0, m, state, out);
+					i0 += m;
+				} while (i0 < n);
+				for (int t = 0; t < P3_KERNEL_NTOK; t++)
+					CHECK_MSG(float_bits(out[t]) == float_bits(k->dot_f32_f32(a, b + t * n, n)),
+							  "%s: dot_f32_f32_ntok row %d in pieces of %lld", case_name, t, (long long) piece);
+			}
 
 			/* axpy: the reference's bits (multiply, then add) */
 			memcpy(y0, b, (size_t) n * sizeof(float));
