@@ -1056,9 +1056,21 @@ sw_one_q5_0(const P3BlockQ5_0 *b)
 	return _mm256_mask_sub_epi8(q, (__mmask32) ~h, q, _mm256_set1_epi8(16));
 }
 
+/* the f16 scales of 4 consecutive blocks of size bsz (d first in the block) as 4 floats */
+INLINE __m128
+d4_ps(const uint8_t *p, size_t bsz)
+{
+	uint16_t	h[4];
+
+	for (int j = 0; j < 4; j++)
+		memcpy(&h[j], p + j * bsz, 2);
+	return _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *) h));
+}
+
 /*
- * The 32-element formats with Q8_0 activations: per pair of blocks, the
- * lane sums times [dx0 * dy0 x 8, dx1 * dy1 x 8] go into one accumulator.
+ * The 32-element formats with Q8_0 activations: blocks in fours, the
+ * products dx * dy of their scales formed at once; per pair of blocks the
+ * lane sums times [dd0 x 8, dd1 x 8] go into one accumulator.
  */
 #define DEF_VEC_DOT_S8(NAME, BLOCK, SWPAIR, SWONE) \
 INLINE void \
@@ -1066,17 +1078,38 @@ vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, fl
 { \
 	const BLOCK *x = vw; \
 	const int64_t nb = n / 32; \
+	const __m512i lo2 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1); \
+	const __m512i hi2 = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_set1_epi32(3), 1); \
 	__m512		acc[NTOK]; \
 	int64_t		i = 0; \
 	for (int t = 0; t < nt; t++) \
 		acc[t] = _mm512_setzero_ps(); \
+	for (; i + 4 <= nb; i += 4) \
+	{ \
+		__m512i		swa = SWPAIR(&x[i]); \
+		__m512i		swb = SWPAIR(&x[i + 2]); \
+		__m512i		awa = _mm512_abs_epi8(swa); \
+		__m512i		awb = _mm512_abs_epi8(swb); \
+		__mmask64	nega = _mm512_movepi8_mask(swa); \
+		__mmask64	negb = _mm512_movepi8_mask(swb); \
+		__m128		dx = d4_ps((const uint8_t *) &x[i], sizeof(BLOCK)); \
+		_Pragma("GCC unroll 4") \
+		for (int t = 0; t < nt; t++) \
+		{ \
+			const P3BlockQ8_0 *y = ACT_ROW(P3BlockQ8_0, va, stride, t) + i; \
+			__m512		dd = _mm512_castps128_ps512(_mm_mul_ps(dx, d4_ps((const uint8_t *) y, sizeof(P3BlockQ8_0)))); \
+			__m512i		sa = sdot_pair(awa, nega, load_pair(y[0].qs, y[1].qs)); \
+			__m512i		sb = sdot_pair(awb, negb, load_pair(y[2].qs, y[3].qs)); \
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), _mm512_permutexvar_ps(lo2, dd), acc[t]); \
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_permutexvar_ps(hi2, dd), acc[t]); \
+		} \
+	} \
 	for (; i + 2 <= nb; i += 2) \
 	{ \
 		__m512i		sw = SWPAIR(&x[i]); \
 		__m512i		aw = _mm512_abs_epi8(sw); \
 		__mmask64	neg = _mm512_movepi8_mask(sw); \
 		__m512		dx = pair_ps(h2f(x[i].d), h2f(x[i + 1].d)); \
-		_Pragma("GCC unroll 4") \
 		for (int t = 0; t < nt; t++) \
 		{ \
 			const P3BlockQ8_0 *y = ACT_ROW(P3BlockQ8_0, va, stride, t) + i; \
@@ -1151,27 +1184,48 @@ uw_one_q5_1(const P3BlockQ5_1 *b)
 	return _mm256_mask_add_epi8(q, (__mmask32) h, q, _mm256_set1_epi8(16));
 }
 
-/* Q4_1 / Q5_1 · Q8_1: dx dy Σ q y + m s per block */
+/* Q4_1 / Q5_1 · Q8_1: dx dy Σ q y + m s per block, blocks in fours (see DEF_VEC_DOT_S8) */
 #define DEF_VEC_DOT_U8_Q8_1(NAME, BLOCK, UWPAIR, UWONE) \
 INLINE void \
 vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt) \
 { \
 	const BLOCK *x = vw; \
 	const int64_t nb = n / 32; \
+	const __m512i lo2 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1); \
+	const __m512i hi2 = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_set1_epi32(3), 1); \
 	__m512		acc[NTOK]; \
+	__m128		accm[NTOK]; \
 	float		summ[NTOK]; \
 	int64_t		i = 0; \
 	for (int t = 0; t < nt; t++) \
 	{ \
 		acc[t] = _mm512_setzero_ps(); \
+		accm[t] = _mm_setzero_ps(); \
 		summ[t] = 0.0f; \
+	} \
+	for (; i + 4 <= nb; i += 4) \
+	{ \
+		__m512i		uwa = UWPAIR(&x[i]); \
+		__m512i		uwb = UWPAIR(&x[i + 2]); \
+		__m128		dx = d4_ps((const uint8_t *) &x[i], sizeof(BLOCK)); \
+		__m128		mx = d4_ps((const uint8_t *) &x[i] + 2, sizeof(BLOCK)); \
+		_Pragma("GCC unroll 4") \
+		for (int t = 0; t < nt; t++) \
+		{ \
+			const P3BlockQ8_1 *y = ACT_ROW(P3BlockQ8_1, va, stride, t) + i; \
+			__m512		dd = _mm512_castps128_ps512(_mm_mul_ps(dx, d4_ps((const uint8_t *) y, sizeof(P3BlockQ8_1)))); \
+			__m512i		sa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), uwa, load_pair(y[0].qs, y[1].qs)); \
+			__m512i		sb = _mm512_dpbusd_epi32(_mm512_setzero_si512(), uwb, load_pair(y[2].qs, y[3].qs)); \
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), _mm512_permutexvar_ps(lo2, dd), acc[t]); \
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_permutexvar_ps(hi2, dd), acc[t]); \
+			accm[t] = _mm_fmadd_ps(mx, d4_ps((const uint8_t *) y + 2, sizeof(P3BlockQ8_1)), accm[t]); \
+		} \
 	} \
 	for (; i + 2 <= nb; i += 2) \
 	{ \
 		__m512i		uw = UWPAIR(&x[i]); \
 		__m512		dx = pair_ps(h2f(x[i].d), h2f(x[i + 1].d)); \
 		const float m0 = h2f(x[i].m), m1 = h2f(x[i + 1].m); \
-		_Pragma("GCC unroll 4") \
 		for (int t = 0; t < nt; t++) \
 		{ \
 			const P3BlockQ8_1 *y = ACT_ROW(P3BlockQ8_1, va, stride, t) + i; \
@@ -1193,7 +1247,10 @@ vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, fl
 		} \
 	} \
 	for (int t = 0; t < nt; t++) \
-		out[t] = hsum16(acc[t]) + summ[t]; \
+	{ \
+		__m128		m = _mm_add_ps(accm[t], _mm_movehl_ps(accm[t], accm[t])); \
+		out[t] = hsum16(acc[t]) + (summ[t] + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))); \
+	} \
 } \
 static float \
 vec_dot_##NAME(const void *w, const void *a, int64_t n) \
