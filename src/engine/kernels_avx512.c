@@ -1448,55 +1448,461 @@ vec_dot_ntok_Q6_K(const void *w, const void *a, size_t stride, int64_t n, float 
 	vec_dot_q6_k_nt(w, a, stride, n, out, NTOK);
 }
 
-/*
- * dot_f32 of a type this set does not decode itself (so that dot_f32[T]
- * still has the bits of dot_f32_f32(dequant[T](w), x)): the reference's
- * dequantization, 256 elements at a time, through dot_f32_f32's lanes.
- * Chunks start at multiples of 64 elements and end at multiples of 32, so
- * every element meets the accumulator dot_f32_f32 would give it.
- */
-INLINE float
-dot_f32_generic(uint32_t type, const void *w, const float *x, int64_t n)
+/* ---------------------------------------------------------------------
+ * IQ4_XS, Q3_K, Q2_K
+ * --------------------------------------------------------------------- */
+
+/* the 8 sub-block scales ls - 32 of an IQ4_XS block (dwords) */
+INLINE __m256i
+iq4xs_scales(const P3BlockIQ4_XS *b)
 {
-	const P3TypeTraits *t = p3_type_traits(type);
+	uint32_t	lo;
+
+	memcpy(&lo, b->scales_l, 4);
+	/* low 4 bits of sub-block ib at bit 4 ib of scales_l, high 2 at bit 2 ib of scales_h */
+	__m256i		l4 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int) lo),
+														_mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+									  _mm256_set1_epi32(15));
+	__m256i		h2 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
+														_mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+									  _mm256_set1_epi32(3));
+
+	return _mm256_sub_epi32(_mm256_or_si256(l4, _mm256_slli_epi32(h2, 4)), _mm256_set1_epi32(32));
+}
+
+/* the 16 signed scales (-32..31) of a Q3_K block (dwords) */
+INLINE __m512i
+q3k_scales16(const uint8_t *scales)
+{
+	uint64_t	lo8;
+	uint32_t	hi;
+	__m128i		v;
+	__m128i		l4;
+
+	memcpy(&lo8, scales, 8);
+	memcpy(&hi, scales + 8, 4);
+	v = _mm_cvtsi64_si128((long long) lo8);
+	/* groups 0-7: low nibbles of bytes 0-7, groups 8-15: high nibbles */
+	l4 = _mm_unpacklo_epi64(_mm_and_si128(v, _mm_set1_epi8(15)), _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)));
+	/* high 2 bits of group j: bits 2 (j / 4) of byte 8 + j % 4 */
+	__m512i		h2 = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int) hi),
+														_mm512_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26,
+																		  4, 12, 20, 28, 6, 14, 22, 30)),
+									  _mm512_set1_epi32(3));
+
+	return _mm512_sub_epi32(_mm512_or_si512(_mm512_cvtepu8_epi32(l4), _mm512_slli_epi32(h2, 4)), _mm512_set1_epi32(32));
+}
+
+/* 16 dword scales as word pairs (both halves the scale) for vpdpwssd */
+INLINE __m512i
+word_pairs(__m512i v)
+{
+	return _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(v, 16));
+}
+
+/* dword lane k of element group e (64 elements, 16 per scale): scale 4e + k / 4 */
+INLINE __m512i
+group_scales(__m512i pairs, int e)
+{
+	return _mm512_permutexvar_epi32(_mm512_srli_epi32(_mm512_add_epi32(_mm512_set1_epi32(16 * e),
+																	   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), 2),
+									pairs);
+}
+
+/*
+ * The 2-bit codes of element group e (elements 64e .. 64e+63) of a Q2_K /
+ * Q3_K block: bits 2s of qs[32 (e / 2) + l], s = 2 (e % 2) for the first 32
+ * elements and s + 1 for the next 32.
+ */
+INLINE __m512i
+codes2(const uint8_t *qs, int e)
+{
+	__m512i		q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (qs + 32 * (e / 2))));
+	__m512i		sh = _mm512_inserti64x4(_mm512_set1_epi16((short) (4 * (e % 2))), _mm256_set1_epi16((short) (4 * (e % 2) + 2)), 1);
+
+	return _mm512_and_si512(_mm512_srlv_epi16(q, sh), _mm512_set1_epi8(3));
+}
+
+/* Q3_K element group e as q + 4 (0..7): the 2-bit code plus 4 where bit 4h + s of hmask[l] is set */
+INLINE __m512i
+q3k_codes(const P3BlockQ3_K *b, int e)
+{
+	__m512i		low = codes2(b->qs, e);
+	__m512i		hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) b->hmask));
+	int			bit = 4 * (e / 2) + 2 * (e % 2);
+	__m512i		sel = _mm512_inserti64x4(_mm512_set1_epi8((char) (1 << bit)), _mm256_set1_epi8((char) (1 << (bit + 1))), 1);
+
+	return _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hm, sel), low, _mm512_set1_epi8(4));
+}
+
+/* IQ4_XS sub-block ib: d * (ls - 32) * T[q], by a table of its 16 values */
+INLINE void
+dec_iq4_xs_sub(const P3BlockIQ4_XS *b, const float *dl, int ib, __m512 *v0, __m512 *v1)
+{
+	__m512		tab = _mm512_mul_ps(_mm512_set1_ps(dl[ib]),
+									_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) p3_iq4nl_values))));
+	__m512i		q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (b->qs + 16 * ib)));
+
+	*v0 = _mm512_permutexvar_ps(q, tab);
+	*v1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
+}
+
+/* dl[ib] = d * (float) (ls - 32), as the reference */
+INLINE void
+iq4xs_factors(const P3BlockIQ4_XS *b, float *dl)
+{
+	_mm256_storeu_ps(dl, _mm256_mul_ps(_mm256_set1_ps(h2f(b->d)), _mm256_cvtepi32_ps(iq4xs_scales(b))));
+}
+
+static void
+dequant_IQ4_XS(const void *vw, float *y, int64_t n)
+{
+	const P3BlockIQ4_XS *b = vw;
+
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		float		dl[8];
+
+		iq4xs_factors(&b[i], dl);
+#pragma GCC unroll 8
+		for (int ib = 0; ib < 8; ib++, y += 32)
+		{
+			__m512		v0,
+						v1;
+
+			dec_iq4_xs_sub(&b[i], dl, ib, &v0, &v1);
+			_mm512_storeu_ps(y, v0);
+			_mm512_storeu_ps(y + 16, v1);
+		}
+	}
+}
+
+static float
+dot_f32_IQ4_XS(const void *vw, const float *x, int64_t n)
+{
+	const P3BlockIQ4_XS *b = vw;
 	__m512		a0 = _mm512_setzero_ps(),
 				a1 = _mm512_setzero_ps();
 	__m512		a2 = _mm512_setzero_ps(),
 				a3 = _mm512_setzero_ps();
-	float		buf[P3_QK_K];
 
-	for (int64_t i = 0; i < n; i += P3_QK_K)
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
-		int64_t		m = n - i < P3_QK_K ? n - i : P3_QK_K;
-		int64_t		j = 0;
+		float		dl[8];
 
-		p3_dequantize_row_ref(type, (const uint8_t *) w + (size_t) (i / t->block_size) * t->type_size, buf, m);
-		for (; j + 64 <= m; j += 64)
+		iq4xs_factors(&b[i], dl);
+#pragma GCC unroll 8
+		for (int ib = 0; ib < 8; ib += 2, x += 64)
 		{
-			a0 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j), _mm512_loadu_ps(x + i + j), a0);
-			a1 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 16), _mm512_loadu_ps(x + i + j + 16), a1);
-			a2 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 32), _mm512_loadu_ps(x + i + j + 32), a2);
-			a3 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 48), _mm512_loadu_ps(x + i + j + 48), a3);
-		}
-		if (j < m)				/* the last 32 of a row of 32-element blocks */
-		{
-			a0 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j), _mm512_loadu_ps(x + i + j), a0);
-			a1 = _mm512_fmadd_ps(_mm512_loadu_ps(buf + j + 16), _mm512_loadu_ps(x + i + j + 16), a1);
+			__m512		v0,
+						v1,
+						v2,
+						v3;
+
+			dec_iq4_xs_sub(&b[i], dl, ib, &v0, &v1);
+			dec_iq4_xs_sub(&b[i], dl, ib + 1, &v2, &v3);
+			a0 = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x), a0);
+			a1 = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + 16), a1);
+			a2 = _mm512_fmadd_ps(v2, _mm512_loadu_ps(x + 32), a2);
+			a3 = _mm512_fmadd_ps(v3, _mm512_loadu_ps(x + 48), a3);
 		}
 	}
 	return reduce4(a0, a1, a2, a3);
 }
 
-#define DEF_GENERIC_DOT(T) \
-static float \
-dot_f32_generic_##T(const void *w, const float *x, int64_t n) \
-{ \
-	return dot_f32_generic(P3_TYPE_##T, w, x, n); \
+/*
+ * Q3_K / Q2_K decoded block: codes (signed q for Q3_K, 0..3 for Q2_K) in
+ * element order, and the group factors (Q3_K: d * sc[g]; Q2_K: d * (sc & 15)
+ * and dmin * (sc >> 4)), as the reference computes them.
+ */
+INLINE void
+dec_q3_k_block(const P3BlockQ3_K *b, int8_t *codes, float *dl)
+{
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++)
+		_mm512_storeu_si512(codes + 64 * e, _mm512_sub_epi8(q3k_codes(b, e), _mm512_set1_epi8(4)));
+	_mm512_storeu_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(b->d)), _mm512_cvtepi32_ps(q3k_scales16(b->scales))));
 }
 
-DEF_GENERIC_DOT(Q2_K)
-DEF_GENERIC_DOT(Q3_K)
-DEF_GENERIC_DOT(IQ4_XS)
+/* group g (16 values) of a decoded Q3_K block: dl * (float) q */
+INLINE __m512
+q3_k_group(const int8_t *codes, const float *dl, int g)
+{
+	return _mm512_mul_ps(_mm512_set1_ps(dl[g]),
+						 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) (codes + 16 * g)))));
+}
+
+INLINE void
+dec_q2_k_block(const P3BlockQ2_K *b, int8_t *codes, float *dl, float *ml)
+{
+	__m512i		sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) b->scales));
+
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++)
+		_mm512_storeu_si512(codes + 64 * e, codes2(b->qs, e));
+	_mm512_storeu_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(b->d)),
+									   _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15)))));
+	_mm512_storeu_ps(ml, _mm512_mul_ps(_mm512_set1_ps(h2f(b->dmin)), _mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4))));
+}
+
+/* group g of a decoded Q2_K block: dl * (float) q - ml */
+INLINE __m512
+q2_k_group(const int8_t *codes, const float *dl, const float *ml, int g)
+{
+	return _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[g]),
+									   _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) (codes + 16 * g))))),
+						 _mm512_set1_ps(ml[g]));
+}
+
+static void
+dequant_Q3_K(const void *vw, float *y, int64_t n)
+{
+	const P3BlockQ3_K *b = vw;
+
+	for (int64_t i = 0; i < n / P3_QK_K; i++, y += P3_QK_K)
+	{
+		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
+		float		dl[16] __attribute__((aligned(64)));
+
+		dec_q3_k_block(&b[i], codes, dl);
+#pragma GCC unroll 16
+		for (int g = 0; g < 16; g++)
+			_mm512_storeu_ps(y + 16 * g, q3_k_group(codes, dl, g));
+	}
+}
+
+static float
+dot_f32_Q3_K(const void *vw, const float *x, int64_t n)
+{
+	const P3BlockQ3_K *b = vw;
+	__m512		a0 = _mm512_setzero_ps(),
+				a1 = _mm512_setzero_ps();
+	__m512		a2 = _mm512_setzero_ps(),
+				a3 = _mm512_setzero_ps();
+
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
+		float		dl[16] __attribute__((aligned(64)));
+
+		dec_q3_k_block(&b[i], codes, dl);
+#pragma GCC unroll 16
+		for (int g = 0; g < 16; g += 4, x += 64)
+		{
+			a0 = _mm512_fmadd_ps(q3_k_group(codes, dl, g), _mm512_loadu_ps(x), a0);
+			a1 = _mm512_fmadd_ps(q3_k_group(codes, dl, g + 1), _mm512_loadu_ps(x + 16), a1);
+			a2 = _mm512_fmadd_ps(q3_k_group(codes, dl, g + 2), _mm512_loadu_ps(x + 32), a2);
+			a3 = _mm512_fmadd_ps(q3_k_group(codes, dl, g + 3), _mm512_loadu_ps(x + 48), a3);
+		}
+	}
+	return reduce4(a0, a1, a2, a3);
+}
+
+static void
+dequant_Q2_K(const void *vw, float *y, int64_t n)
+{
+	const P3BlockQ2_K *b = vw;
+
+	for (int64_t i = 0; i < n / P3_QK_K; i++, y += P3_QK_K)
+	{
+		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
+		float		dl[16] __attribute__((aligned(64)));
+		float		ml[16] __attribute__((aligned(64)));
+
+		dec_q2_k_block(&b[i], codes, dl, ml);
+#pragma GCC unroll 16
+		for (int g = 0; g < 16; g++)
+			_mm512_storeu_ps(y + 16 * g, q2_k_group(codes, dl, ml, g));
+	}
+}
+
+static float
+dot_f32_Q2_K(const void *vw, const float *x, int64_t n)
+{
+	const P3BlockQ2_K *b = vw;
+	__m512		a0 = _mm512_setzero_ps(),
+				a1 = _mm512_setzero_ps();
+	__m512		a2 = _mm512_setzero_ps(),
+				a3 = _mm512_setzero_ps();
+
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
+		float		dl[16] __attribute__((aligned(64)));
+		float		ml[16] __attribute__((aligned(64)));
+
+		dec_q2_k_block(&b[i], codes, dl, ml);
+#pragma GCC unroll 16
+		for (int g = 0; g < 16; g += 4, x += 64)
+		{
+			a0 = _mm512_fmadd_ps(q2_k_group(codes, dl, ml, g), _mm512_loadu_ps(x), a0);
+			a1 = _mm512_fmadd_ps(q2_k_group(codes, dl, ml, g + 1), _mm512_loadu_ps(x + 16), a1);
+			a2 = _mm512_fmadd_ps(q2_k_group(codes, dl, ml, g + 2), _mm512_loadu_ps(x + 32), a2);
+			a3 = _mm512_fmadd_ps(q2_k_group(codes, dl, ml, g + 3), _mm512_loadu_ps(x + 48), a3);
+		}
+	}
+	return reduce4(a0, a1, a2, a3);
+}
+
+/*
+ * IQ4_XS · Q8_K: per pair of sub-blocks (64 elements, the activations'
+ * order), code-book values by vpshufb, |w| against sign-moved activations
+ * (vpmaddubsw: 2 * 127 * 127 fits), times ls - 32 by vpdpwssd.
+ */
+INLINE void
+vec_dot_iq4_xs_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
+{
+	const P3BlockIQ4_XS *x = vw;
+	const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *) p3_iq4nl_values));
+	__m512		acc[NTOK];
+
+	for (int t = 0; t < nt; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		__m512i		aw[4];
+		__mmask64	neg[4];
+		__m512i		sv[4];
+		__m512i		scz = _mm512_castsi256_si512(iq4xs_scales(&x[i]));
+		const float dx = h2f(x[i].d);
+
+		scz = word_pairs(scz);
+#pragma GCC unroll 4
+		for (int p = 0; p < 4; p++)
+		{
+			__m512i		w = _mm512_shuffle_epi8(tab, nibbles_pair(x[i].qs + 32 * p, x[i].qs + 32 * p + 16));
+
+			aw[p] = _mm512_abs_epi8(w);
+			neg[p] = _mm512_movepi8_mask(w);
+			sv[p] = _mm512_permutexvar_epi32(_mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1), scz);
+		}
+#pragma GCC unroll 4
+		for (int t = 0; t < nt; t++)
+		{
+			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
+			__m512i		s = _mm512_setzero_si512();
+
+#pragma GCC unroll 4
+			for (int p = 0; p < 4; p++)
+			{
+				__m512i		yv = _mm512_loadu_si512(y->qs + 64 * p);
+
+				s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(aw[p], _mm512_mask_sub_epi8(yv, neg[p], _mm512_setzero_si512(), yv)),
+										sv[p]);
+			}
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
+		}
+	}
+	for (int t = 0; t < nt; t++)
+		out[t] = hsum16(acc[t]);
+}
+
+/*
+ * Q3_K / Q2_K · Q8_K: 2-bit codes (Q3_K: plus 4 for its high bit, so 0..7,
+ * the -4 taken off through the bsums like Q6_K's -32), pair sums times the
+ * 16-element group scales by vpdpwssd; Q2_K's mins meet the bsums.
+ */
+INLINE void
+vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
+{
+	const P3BlockQ3_K *x = vw;
+	__m512		acc[NTOK];
+
+	for (int t = 0; t < nt; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		__m512i		wv[4];
+		__m512i		sv[4];
+		__m512i		scd = q3k_scales16(x[i].scales);
+		__m256i		sc16 = _mm512_cvtepi32_epi16(scd);
+		__m512i		pairs = word_pairs(scd);
+		const float dx = h2f(x[i].d);
+
+#pragma GCC unroll 4
+		for (int e = 0; e < 4; e++)
+		{
+			wv[e] = q3k_codes(&x[i], e);
+			sv[e] = group_scales(pairs, e);
+		}
+#pragma GCC unroll 4
+		for (int t = 0; t < nt; t++)
+		{
+			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
+			__m512i		s = _mm512_setzero_si512();
+			__m256i		corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), sc16);
+
+#pragma GCC unroll 4
+			for (int e = 0; e < 4; e++)
+				s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wv[e], _mm512_loadu_si512(y->qs + 64 * e)), sv[e]);
+			s = _mm512_sub_epi32(s, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
+		}
+	}
+	for (int t = 0; t < nt; t++)
+		out[t] = hsum16(acc[t]);
+}
+
+INLINE void
+vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
+{
+	const P3BlockQ2_K *x = vw;
+	__m512		acc[NTOK];
+
+	for (int t = 0; t < nt; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		__m512i		wv[4];
+		__m512i		sv[4];
+		__m128i		sc = _mm_loadu_si128((const __m128i *) x[i].scales);
+		__m512i		pairs = word_pairs(_mm512_cvtepu8_epi32(_mm_and_si128(sc, _mm_set1_epi8(15))));
+		__m256i		mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15)));
+		const float dx = h2f(x[i].d);
+		const float dmx = h2f(x[i].dmin);
+
+#pragma GCC unroll 4
+		for (int e = 0; e < 4; e++)
+		{
+			wv[e] = codes2(x[i].qs, e);
+			sv[e] = group_scales(pairs, e);
+		}
+#pragma GCC unroll 4
+		for (int t = 0; t < nt; t++)
+		{
+			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
+			__m512i		s = _mm512_setzero_si512();
+			__m256i		pm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), mins16);
+
+#pragma GCC unroll 4
+			for (int e = 0; e < 4; e++)
+				s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wv[e], _mm512_loadu_si512(y->qs + 64 * e)), sv[e]);
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
+			acc[t] = _mm512_mask3_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(pm)),
+										   _mm512_set1_ps(-(dmx * y->d)), acc[t], 0x00FF);
+		}
+	}
+	for (int t = 0; t < nt; t++)
+		out[t] = hsum16(acc[t]);
+}
+
+#define DEF_VEC_WRAPPERS(NAME, FN) \
+static float \
+vec_dot_##NAME(const void *w, const void *a, int64_t n) \
+{ \
+	float		out; \
+	FN(w, a, 0, n, &out, 1); \
+	return out; \
+} \
+static void \
+vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, float *out) \
+{ \
+	FN(w, a, stride, n, out, NTOK); \
+}
+
+DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)
+DEF_VEC_WRAPPERS(Q3_K, vec_dot_q3_k_nt)
+DEF_VEC_WRAPPERS(Q2_K, vec_dot_q2_k_nt)
 
 #pragma GCC pop_options
 
@@ -1548,10 +1954,9 @@ p3_kernels_fill_avx512(P3KernelSet *k)
 	SET_FLOAT(Q5_K);
 	SET_FLOAT(Q6_K);
 
-	/* decoded by the reference, summed in this set's lanes */
-	k->dot_f32[P3_TYPE_Q2_K] = dot_f32_generic_Q2_K;
-	k->dot_f32[P3_TYPE_Q3_K] = dot_f32_generic_Q3_K;
-	k->dot_f32[P3_TYPE_IQ4_XS] = dot_f32_generic_IQ4_XS;
+	SET_FLOAT(IQ4_XS);
+	SET_FLOAT(Q3_K);
+	SET_FLOAT(Q2_K);
 
 	SET_VEC(Q8_0);
 	SET_VEC(Q4_0);
@@ -1562,6 +1967,9 @@ p3_kernels_fill_avx512(P3KernelSet *k)
 	SET_VEC(Q4_K);
 	SET_VEC(Q5_K);
 	SET_VEC(Q6_K);
+	SET_VEC(IQ4_XS);
+	SET_VEC(Q3_K);
+	SET_VEC(Q2_K);
 #undef SET_FLOAT
 #undef SET_VEC
 }
