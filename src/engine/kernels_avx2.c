@@ -1285,48 +1285,325 @@ vec_dot_ntok_Q6_K(const void *w, const void *a, size_t stride, int64_t n, float 
 	vec_dot_q6_k_nt(w, a, stride, n, out, NTOK);
 }
 
-/*
- * dot_f32 of a type this set does not decode itself (so that dot_f32[T]
- * still has the bits of dot_f32_f32(dequant[T](w), x)): the reference's
- * dequantization, 256 elements at a time (multiples of 32), through
- * dot_f32_f32's lanes.
- */
-INLINE float
-dot_f32_generic(uint32_t type, const void *w, const float *x, int64_t n)
+/* ---------------------------------------------------------------------
+ * IQ4_XS, Q3_K, Q2_K
+ * --------------------------------------------------------------------- */
+
+/* the 6-bit scale minus 32 of IQ4_XS sub-block ib */
+INLINE int
+iq4xs_scale(const P3BlockIQ4_XS *b, int ib)
 {
-	const P3TypeTraits *t = p3_type_traits(type);
-	__m256		a0 = _mm256_setzero_ps(),
-				a1 = _mm256_setzero_ps();
-	__m256		a2 = _mm256_setzero_ps(),
-				a3 = _mm256_setzero_ps();
-	float		buf[P3_QK_K];
+	return (((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | (((b->scales_h >> (2 * ib)) & 3) << 4)) - 32;
+}
 
-	for (int64_t i = 0; i < n; i += P3_QK_K)
+/* the 32 signed code-book values of IQ4_XS sub-block ib, in element order */
+INLINE __m256i
+iq4xs_values(const P3BlockIQ4_XS *b, int ib)
+{
+	return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) p3_iq4nl_values)),
+							   nibbles32(b->qs + 16 * ib));
+}
+
+/*
+ * The 2-bit codes of elements 32j .. 32j+31 of a Q2_K / Q3_K block (j = 4h
+ * + s): bits 2s of qs[32h + l].
+ */
+INLINE __m256i
+codes2_32(const uint8_t *qs, int j)
+{
+	__m256i		q = _mm256_loadu_si256((const __m256i *) (qs + 32 * (j / 4)));
+
+	return _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3));
+}
+
+/* Q3_K elements 32j ..: q + 4 (0..7), 4 added where bit j of hmask[l] is set */
+INLINE __m256i
+q3k_codes32(const P3BlockQ3_K *b, int j)
+{
+	__m256i		hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *) b->hmask), _mm_cvtsi32_si128(j)),
+									  _mm256_set1_epi8(1));
+
+	return _mm256_or_si256(codes2_32(b->qs, j), _mm256_slli_epi16(hb, 2));
+}
+
+/* 32 signed bytes (values in int8 range) times per-16 factors f0, f1, as four registers of 8 floats */
+INLINE void
+bytes_times(__m256i c, float f0, float f1, __m256 *v)
+{
+	__m128i		lo = _mm256_castsi256_si128(c);
+	__m128i		hi = _mm256_extracti128_si256(c, 1);
+
+	v[0] = _mm256_mul_ps(_mm256_set1_ps(f0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
+	v[1] = _mm256_mul_ps(_mm256_set1_ps(f0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
+	v[2] = _mm256_mul_ps(_mm256_set1_ps(f1), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
+	v[3] = _mm256_mul_ps(_mm256_set1_ps(f1), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
+}
+
+/*
+ * The 32 values of elements 32j .. of a block, as the reference computes
+ * them: IQ4_XS dl * T[q] (dl = d * (ls - 32)); Q3_K dl * q (dl = d * sc[g]);
+ * Q2_K dl * q - ml (dl = d * (sc & 15), ml = dmin * (sc >> 4)).
+ */
+INLINE void
+dec_iq4_xs_32(const P3BlockIQ4_XS *b, float d, int j, __m256 *v)
+{
+	const float dl = d * (float) iq4xs_scale(b, j);
+
+	bytes_times(iq4xs_values(b, j), dl, dl, v);
+}
+
+INLINE void
+dec_q3_k_32(const P3BlockQ3_K *b, const int *sc, float d, int j, __m256 *v)
+{
+	bytes_times(_mm256_sub_epi8(q3k_codes32(b, j), _mm256_set1_epi8(4)),
+				d * (float) sc[2 * j], d * (float) sc[2 * j + 1], v);
+}
+
+INLINE void
+dec_q2_k_32(const P3BlockQ2_K *b, float d, float dmin, int j, __m256 *v)
+{
+	const uint8_t s0 = b->scales[2 * j];
+	const uint8_t s1 = b->scales[2 * j + 1];
+
+	bytes_times(codes2_32(b->qs, j), d * (float) (s0 & 15), d * (float) (s1 & 15), v);
+	v[0] = _mm256_sub_ps(v[0], _mm256_set1_ps(dmin * (float) (s0 >> 4)));
+	v[1] = _mm256_sub_ps(v[1], _mm256_set1_ps(dmin * (float) (s0 >> 4)));
+	v[2] = _mm256_sub_ps(v[2], _mm256_set1_ps(dmin * (float) (s1 >> 4)));
+	v[3] = _mm256_sub_ps(v[3], _mm256_set1_ps(dmin * (float) (s1 >> 4)));
+}
+
+/* dequant and fused dot_f32 of a 256-element format from a 32-element decoder; SETUP runs per block */
+#define DEF_FLOAT_K32(NAME, BLOCK, SETUP, DEC) \
+static void \
+dequant_##NAME(const void *vw, float *y, int64_t n) \
+{ \
+	const BLOCK *b = vw; \
+	for (int64_t i = 0; i < n / P3_QK_K; i++) \
+	{ \
+		SETUP; \
+		_Pragma("GCC unroll 8") \
+		for (int j = 0; j < 8; j++, y += 32) \
+		{ \
+			__m256		v[4]; \
+			DEC; \
+			for (int k = 0; k < 4; k++) \
+				_mm256_storeu_ps(y + 8 * k, v[k]); \
+		} \
+	} \
+} \
+static float \
+dot_f32_##NAME(const void *vw, const float *x, int64_t n) \
+{ \
+	const BLOCK *b = vw; \
+	__m256		a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(); \
+	__m256		a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
+	for (int64_t i = 0; i < n / P3_QK_K; i++) \
+	{ \
+		SETUP; \
+		_Pragma("GCC unroll 8") \
+		for (int j = 0; j < 8; j++, x += 32) \
+		{ \
+			__m256		v[4]; \
+			DEC; \
+			a0 = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), a0); \
+			a1 = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), a1); \
+			a2 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), a2); \
+			a3 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), a3); \
+		} \
+	} \
+	return reduce4(a0, a1, a2, a3); \
+}
+
+DEF_FLOAT_K32(IQ4_XS, P3BlockIQ4_XS, const float d = h2f(b[i].d), dec_iq4_xs_32(&b[i], d, j, v))
+DEF_FLOAT_K32(Q3_K, P3BlockQ3_K, const float d = h2f(b[i].d); int sc[16]; p3_q3k_scales(b[i].scales, sc),
+			  dec_q3_k_32(&b[i], sc, d, j, v))
+DEF_FLOAT_K32(Q2_K, P3BlockQ2_K, const float d = h2f(b[i].d); const float dmin = h2f(b[i].dmin),
+			  dec_q2_k_32(&b[i], d, dmin, j, v))
+
+/* the 16 signed scales (-32..31) of a Q3_K block as words (see p3_q3k_scales) */
+INLINE __m256i
+q3k_scales_w(const uint8_t *scales)
+{
+	uint64_t	lo8;
+	uint32_t	hi;
+	__m128i		v;
+	__m128i		l4;
+	__m256i		h0,
+				h1,
+				h16;
+
+	memcpy(&lo8, scales, 8);
+	memcpy(&hi, scales + 8, 4);
+	v = _mm_cvtsi64_si128((long long) lo8);
+	l4 = _mm_unpacklo_epi64(_mm_and_si128(v, _mm_set1_epi8(15)), _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)));
+	/* high 2 bits of group j: bits 2 (j / 4) of byte 8 + j % 4 */
+	h0 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int) hi), _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26)),
+						  _mm256_set1_epi32(3));
+	h1 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int) hi), _mm256_setr_epi32(4, 12, 20, 28, 6, 14, 22, 30)),
+						  _mm256_set1_epi32(3));
+	h16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(h0, h1), 0xD8);
+	return _mm256_sub_epi16(_mm256_or_si256(_mm256_cvtepu8_epi16(l4), _mm256_slli_epi16(h16, 4)), _mm256_set1_epi16(32));
+}
+
+/* 16 words: [s0 x 8, s1 x 8] (the scales of the two 16-element halves of 32 bytes) */
+INLINE __m256i
+scale_halves(int s0, int s1)
+{
+	return _mm256_set_m128i(_mm_set1_epi16((short) s1), _mm_set1_epi16((short) s0));
+}
+
+/* IQ4_XS · Q8_K: per sub-block, |w| against sign-moved activations, times ls - 32 */
+INLINE void
+vec_dot_iq4_xs_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
+{
+	const P3BlockIQ4_XS *x = vw;
+	__m256		acc[NTOK];
+
+	for (int t = 0; t < nt; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
-		int64_t		m = n - i < P3_QK_K ? n - i : P3_QK_K;
+		__m256i		si[NTOK];
+		const float dx = h2f(x[i].d);
 
-		p3_dequantize_row_ref(type, (const uint8_t *) w + (size_t) (i / t->block_size) * t->type_size, buf, m);
-		for (int64_t j = 0; j + 32 <= m; j += 32)
+		for (int t = 0; t < nt; t++)
+			si[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
 		{
-			a0 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + j), _mm256_loadu_ps(x + i + j), a0);
-			a1 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + j + 8), _mm256_loadu_ps(x + i + j + 8), a1);
-			a2 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + j + 16), _mm256_loadu_ps(x + i + j + 16), a2);
-			a3 = _mm256_fmadd_ps(_mm256_loadu_ps(buf + j + 24), _mm256_loadu_ps(x + i + j + 24), a3);
+			__m256i		w = iq4xs_values(&x[i], j);
+			__m256i		aw = _mm256_sign_epi8(w, w);
+			__m256i		sc = _mm256_set1_epi16((short) iq4xs_scale(&x[i], j));
+
+#pragma GCC unroll 4
+			for (int t = 0; t < nt; t++)
+			{
+				const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
+				__m256i		p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *) (y->qs + 32 * j)), w));
+
+				si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(p, sc));
+			}
+		}
+#pragma GCC unroll 4
+		for (int t = 0; t < nt; t++)
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * ACT_ROW(P3BlockQ8_K, va, stride, t)[i].d), acc[t]);
+	}
+	for (int t = 0; t < nt; t++)
+		out[t] = hsum8(acc[t]);
+}
+
+/* Q3_K / Q2_K · Q8_K: codes 0..7 (Q3_K, -4 through the bsums) or 0..3 (Q2_K, mins through the bsums) */
+INLINE void
+vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
+{
+	const P3BlockQ3_K *x = vw;
+	__m256		acc[NTOK];
+
+	for (int t = 0; t < nt; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		__m256i		si[NTOK];
+		int16_t		sc[16];
+		__m256i		sc16 = q3k_scales_w(x[i].scales);
+		const float dx = h2f(x[i].d);
+
+		_mm256_storeu_si256((__m256i *) sc, sc16);
+#pragma GCC unroll 4
+		for (int t = 0; t < nt; t++)
+		{
+			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
+
+			si[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
+									 _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), sc16), 2));
+		}
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
+		{
+			__m256i		q = q3k_codes32(&x[i], j);
+			__m256i		s = scale_halves(sc[2 * j], sc[2 * j + 1]);
+
+#pragma GCC unroll 4
+			for (int t = 0; t < nt; t++)
+			{
+				const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
+				__m256i		p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *) (y->qs + 32 * j)));
+
+				si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(p, s));
+			}
+		}
+#pragma GCC unroll 4
+		for (int t = 0; t < nt; t++)
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * ACT_ROW(P3BlockQ8_K, va, stride, t)[i].d), acc[t]);
+	}
+	for (int t = 0; t < nt; t++)
+		out[t] = hsum8(acc[t]);
+}
+
+INLINE void
+vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
+{
+	const P3BlockQ2_K *x = vw;
+	__m256		acc[NTOK];
+
+	for (int t = 0; t < nt; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		__m256i		si[NTOK];
+		__m128i		scb = _mm_loadu_si128((const __m128i *) x[i].scales);
+		__m256i		mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4), _mm_set1_epi8(15)));
+		const float dx = h2f(x[i].d);
+		const float dmx = h2f(x[i].dmin);
+
+		for (int t = 0; t < nt; t++)
+			si[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
+		{
+			__m256i		q = codes2_32(x[i].qs, j);
+			__m256i		s = scale_halves(x[i].scales[2 * j] & 15, x[i].scales[2 * j + 1] & 15);
+
+#pragma GCC unroll 4
+			for (int t = 0; t < nt; t++)
+			{
+				const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
+				__m256i		p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *) (y->qs + 32 * j)));
+
+				si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(p, s));
+			}
+		}
+#pragma GCC unroll 4
+		for (int t = 0; t < nt; t++)
+		{
+			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
+			__m256i		pm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), mins16);
+
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-(dmx * y->d)), acc[t]);
 		}
 	}
-	return reduce4(a0, a1, a2, a3);
+	for (int t = 0; t < nt; t++)
+		out[t] = hsum8(acc[t]);
 }
 
-#define DEF_GENERIC_DOT(T) \
+#define DEF_VEC_WRAPPERS(NAME, FN) \
 static float \
-dot_f32_generic_##T(const void *w, const float *x, int64_t n) \
+vec_dot_##NAME(const void *w, const void *a, int64_t n) \
 { \
-	return dot_f32_generic(P3_TYPE_##T, w, x, n); \
+	float		out; \
+	FN(w, a, 0, n, &out, 1); \
+	return out; \
+} \
+static void \
+vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, float *out) \
+{ \
+	FN(w, a, stride, n, out, NTOK); \
 }
 
-DEF_GENERIC_DOT(Q2_K)
-DEF_GENERIC_DOT(Q3_K)
-DEF_GENERIC_DOT(IQ4_XS)
+DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)
+DEF_VEC_WRAPPERS(Q3_K, vec_dot_q3_k_nt)
+DEF_VEC_WRAPPERS(Q2_K, vec_dot_q2_k_nt)
 
 #pragma GCC pop_options
 
@@ -1377,10 +1654,9 @@ p3_kernels_fill_avx2(P3KernelSet *k)
 	SET_FLOAT(Q5_K);
 	SET_FLOAT(Q6_K);
 
-	/* decoded by the reference, summed in this set's lanes */
-	k->dot_f32[P3_TYPE_Q2_K] = dot_f32_generic_Q2_K;
-	k->dot_f32[P3_TYPE_Q3_K] = dot_f32_generic_Q3_K;
-	k->dot_f32[P3_TYPE_IQ4_XS] = dot_f32_generic_IQ4_XS;
+	SET_FLOAT(IQ4_XS);
+	SET_FLOAT(Q3_K);
+	SET_FLOAT(Q2_K);
 
 	SET_VEC(Q8_0);
 	SET_VEC(Q4_0);
@@ -1391,6 +1667,9 @@ p3_kernels_fill_avx2(P3KernelSet *k)
 	SET_VEC(Q4_K);
 	SET_VEC(Q5_K);
 	SET_VEC(Q6_K);
+	SET_VEC(IQ4_XS);
+	SET_VEC(Q3_K);
+	SET_VEC(Q2_K);
 #undef SET_FLOAT
 #undef SET_VEC
 }
