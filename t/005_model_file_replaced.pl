@@ -77,13 +77,13 @@ is($s->query_safe($complete), $text_a, 'renamed back: model A\'s text again');
 # ---- replaced by rename during a generation ----
 my $bigpath = "$dir/big.gguf";
 replace_by_rename($big, $bigpath);
-my $long = "SELECT md5(phi3_complete('Once upon a time', 300))";
+my $long = "SELECT md5(phi3_complete('Once upon a time', 500))";
 my $g = Phi3TAP::Session->new($node);
 $g->query_safe("SET phi3.model = '$bigpath'");
 my $expected_long = $g->query_safe($long);
 my $monitor = Phi3TAP::Session->new($node);
 $g->send($long);
-ok(wait_until_active($monitor, $g, '%phi3_complete(%300))%', 60),
+ok(wait_until_active($monitor, $g, '%phi3_complete(%500))%', 60),
 	'during a generation: it is running');
 ok(wait_cpu_seconds($g->pid, 0.3, 60), 'during a generation: the backend is computing')
   or die 'the generating backend does not compute';
