@@ -93,7 +93,11 @@ engine-check: engine-build $(ENGINE_MODEL_DIR)/.made
 	@set -e; for s in $(sort $(wildcard test/engine/check_*.sh)); do echo "== $$s"; sh $$s; done
 	@echo "engine-check: all passed"
 
-bench: engine-build
+build/bench/%: bench/%.c $(ENGINE_OBJS)
+	@mkdir -p build/bench
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
+
+bench: engine-build build/bench/bench_kernels
 	sh bench/run.sh
 
 # ---------------------------------------------------------------------------
