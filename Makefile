@@ -5,7 +5,8 @@
 #   make engine-check    engine unit tests and the forward pass against the numpy reference;
 #                        no server, no PostgreSQL headers (src/engine is built without them)
 #   make installcheck    pg_regress suite against a running server (see README / .ci/run)
-#   make prove-check     TAP tests (cancel, timeouts, concurrency, preload) on temporary servers
+#   make prove-check     TAP tests (cancel, timeouts, concurrency, preload, model files replaced
+#                        or truncated under a running backend) on temporary servers
 #   make bench           speed and memory benchmarks
 #
 # The engine (src/engine, include/phi3) is compiled with its own flags and

@@ -129,6 +129,7 @@ extern void GucInit(void);
 extern void ModelCacheInit(void);
 extern const P3Model *ModelCacheGetModel(void);
 extern P3Context *ModelCacheGetContext(void);
+extern void ModelCacheCheckMappingFault(void);
 extern const char *ModelCachePath(void);
 extern bool ModelCacheIsPreloaded(void);
 

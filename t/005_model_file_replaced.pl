@@ -13,9 +13,8 @@
 #     the session that had it open; when a file is back, the session works
 #   - nothing crashes and the postmaster does not restart
 #
-# Not tested on purpose: truncating or overwriting a mapped file in place
-# raises SIGBUS in every process that maps it (a documented limitation;
-# replace model files by rename).
+# Truncation in place during a computation (SIGBUS on the mapping) is
+# t/006_model_truncated.pl.
 use strict;
 use warnings;
 

@@ -2,9 +2,11 @@
  * phi3/threadpool.h — a small fixed pool of compute threads.
  *
  * The calling thread is worker 0 and does its share of every job; the pool
- * adds n_threads - 1 helpers.  Helpers are created with every signal
- * blocked (so a host's signal handlers — PostgreSQL's SIGINT, SIGTERM,
- * SIGALRM — only ever run on the host's own thread), never call back into
+ * adds n_threads - 1 helpers.  Helpers are created with every asynchronous
+ * signal blocked (so a host's signal handlers — PostgreSQL's SIGINT,
+ * SIGTERM, SIGALRM — only ever run on the host's own thread); only the
+ * synchronous fault signals (SIGBUS, SIGSEGV, SIGFPE, SIGILL) stay
+ * deliverable, since they concern the faulting thread itself.  Helpers never call back into
  * the host, and never allocate.  A job is one function run by every worker
  * with its index; p3_threadpool_run returns when all have finished.  Work
  * is split statically by index, so results never depend on timing: the same

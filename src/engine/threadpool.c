@@ -19,7 +19,9 @@
  * (and the kernel re-checks the word under its own lock).  The caller waits
  * for the helpers in the same way on the pending count.
  *
- * Helpers are started with every signal blocked and touch nothing but the
+ * Helpers are started with every asynchronous signal blocked (the fault
+ * signals SIGBUS, SIGSEGV, SIGFPE, SIGILL stay deliverable to the faulting
+ * thread) and touch nothing but the
  * pool and the job: no allocation, no callbacks into the host.  The futex
  * is Linux's; elsewhere a mutex and condition variable stand in for it.
  */
@@ -299,8 +301,19 @@ p3_threadpool_new(int n_threads, P3ThreadPool **out, P3Error *err)
 
 	if (n_threads > 1)
 	{
-		/* helpers inherit this mask: every signal stays with the host thread */
+		/*
+		 * Helpers inherit this mask: every asynchronous signal stays with the
+		 * host thread.  The synchronous fault signals stay unblocked: a fault
+		 * raised while they are blocked kills the process outright, whereas
+		 * unblocked they reach the host's handler on the faulting thread
+		 * (the PostgreSQL glue uses this to survive a model file truncated
+		 * under its mapping).
+		 */
 		sigfillset(&all_signals);
+		sigdelset(&all_signals, SIGBUS);
+		sigdelset(&all_signals, SIGSEGV);
+		sigdelset(&all_signals, SIGFPE);
+		sigdelset(&all_signals, SIGILL);
 		pthread_sigmask(SIG_BLOCK, &all_signals, &saved_mask);
 		for (int i = 0; i < n_threads - 1; i++)
 		{

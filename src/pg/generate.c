@@ -325,6 +325,7 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	p3_error_clear(&err);
 	st = p3_generate(ctx, 0, prompt->ids, (int32) prompt->n, &gp, out, &stats, &err);
 	Phi3TokensFree(prompt);
+	ModelCacheCheckMappingFault();
 	if (st != P3_OK)
 	{
 		Phi3TextFree(out);

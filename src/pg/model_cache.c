@@ -41,6 +41,19 @@
  * for prefill, it is to be dlopen'ed lazily in a backend, inside a section
  * with all signals blocked, with its own threading set to 1.
  *
+ * A model file changed under the mapping: the weights are a shared file
+ * mapping, so if someone truncates or rewrites the file in place (cp over
+ * it, say) while a backend computes, reading a page past the new end of
+ * file raises SIGBUS -- which would kill the backend and make the
+ * postmaster restart every session.  Backends therefore install a SIGBUS
+ * handler: a fault inside the model's mapping is answered by mapping a page
+ * of zeros at the faulting address (the engine, which only reads, then
+ * finishes its computation on garbage), and recording the fault; after
+ * the engine returns, ModelCacheCheckMappingFault() discards the model
+ * and raises an error instead of returning that garbage.  Any other SIGBUS
+ * falls through to the default action, as if there were no handler.  The
+ * engine's helper threads leave SIGBUS unblocked for this (threadpool.h).
+ *
  * Cancel: the context's abort callback returns true once a query cancel
  * (including statement_timeout) or a termination is pending.  The engine
  * polls it on the backend's thread between layers and tokens and returns
@@ -54,7 +67,10 @@
  */
 #include "pg_phi3.h"
 
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "miscadmin.h"
 #include "phi3/threadpool.h"
@@ -86,6 +102,13 @@ static int	cache_ctx_kernels = 0;
 
 static bool exit_callback_registered = false;
 
+/* The SIGBUS guard over the model's mapping (read by the signal handler) */
+static const uint8 *volatile guard_base = NULL;
+static volatile size_t guard_size = 0;
+static volatile sig_atomic_t guard_faulted = 0;
+static uintptr_t guard_page_size = 4096;
+static bool guard_installed = false;
+
 static bool StatIdentity(const char *path, FileIdentity *id);
 static bool CachedModelIsCurrent(const char *path);
 static P3Status OpenModel(const char *path, P3Error *err);
@@ -93,6 +116,9 @@ static void ReleaseContext(void);
 static void ReleaseAll(void);
 static void ModelCacheAtExit(int code, Datum arg);
 static bool ShouldAbort(void *user);
+static void GuardArm(const P3Model *model);
+static void GuardDisarm(void);
+static void GuardHandler(int signo, siginfo_t *info, void *context);
 
 /*
  * Preload the model when loaded through shared_preload_libraries.
@@ -135,8 +161,14 @@ ModelCacheGetModel(void)
 	if (path == NULL || path[0] == '\0')
 		Phi3ReportModelNotSet();
 
+	/* a fault noticed outside a generation (metadata reads) is reported here */
+	ModelCacheCheckMappingFault();
+
 	if (cache_model != NULL && CachedModelIsCurrent(path))
+	{
+		GuardArm(cache_model);
 		return cache_model;
+	}
 
 	/* A different path or a replaced file: drop what we have, then open */
 	ReleaseAll();
@@ -151,7 +183,30 @@ ModelCacheGetModel(void)
 	if (OpenModel(path, &err) != P3_OK)
 		Phi3ReportEngineError(&err, path);
 	cache_checked_stmt = GetCurrentStatementStartTimestamp();
+	GuardArm(cache_model);
 	return cache_model;
+}
+
+/*
+ * After the engine computed: if a page of the model's mapping vanished
+ * while it ran (the file was truncated or rewritten in place), discard the
+ * model and raise an error rather than return what was computed.
+ */
+void
+ModelCacheCheckMappingFault(void)
+{
+	char	   *path;
+
+	if (!guard_faulted)
+		return;
+	guard_faulted = 0;
+	path = pstrdup(cache_path ? cache_path : "");
+	ReleaseAll();
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("model file \"%s\" changed while it was in use", path),
+			 errdetail("Part of the mapped file disappeared during the computation (the file was truncated or rewritten in place); the result was discarded."),
+			 errhint("Replace model files by writing a new file and renaming it over the old one (mv), never by overwriting them in place (cp).")));
 }
 
 /*
@@ -316,6 +371,7 @@ static void
 ReleaseAll(void)
 {
 	ReleaseContext();
+	GuardDisarm();
 	if (cache_model != NULL)
 	{
 		P3Model    *model = cache_model;
@@ -347,4 +403,65 @@ static bool
 ShouldAbort(void *user)
 {
 	return QueryCancelPending || ProcDiePending;
+}
+
+/*
+ * Watch the model's mapping for SIGBUS (only in backends: the postmaster
+ * never computes).  The handler is installed once per process.
+ */
+static void
+GuardArm(const P3Model *model)
+{
+	if (!IsUnderPostmaster && IsPostmasterEnvironment)
+		return;
+	if (!guard_installed)
+	{
+		struct sigaction sa;
+		long		page = sysconf(_SC_PAGESIZE);
+
+		if (page > 0)
+			guard_page_size = (uintptr_t) page;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = GuardHandler;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, NULL) != 0)
+			return;				/* no guard: behave as before */
+		guard_installed = true;
+	}
+	guard_size = model->gguf->size;
+	guard_base = model->gguf->base;
+}
+
+static void
+GuardDisarm(void)
+{
+	guard_base = NULL;
+	guard_size = 0;
+}
+
+/*
+ * SIGBUS handler, on whichever thread faulted.  Only async-signal-safe work:
+ * replace the faulting page of the model's mapping with a page of zeros
+ * and note the fault; the faulting read is then retried and succeeds.  A
+ * fault anywhere else gets the default action (the process dies, as it
+ * would have without this handler).
+ */
+static void
+GuardHandler(int signo, siginfo_t *info, void *context)
+{
+	uintptr_t	addr = (uintptr_t) info->si_addr;
+	uintptr_t	base = (uintptr_t) guard_base;
+
+	if (base != 0 && addr >= base && addr - base < guard_size)
+	{
+		void	   *page = (void *) (addr & ~(guard_page_size - 1));
+
+		if (mmap(page, guard_page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED)
+		{
+			guard_faulted = 1;
+			return;
+		}
+	}
+	signal(signo, SIG_DFL);
 }

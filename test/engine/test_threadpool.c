@@ -355,6 +355,10 @@ signal_job(void *argp, int ith, int nth)
 		for (int i = 0; i < N_HOST_SIGNALS; i++)
 			if (!sigismember(&set, host_signals[i]))
 				ok = false;
+		/* synchronous fault signals stay deliverable to the faulting helper */
+		if (sigismember(&set, SIGBUS) || sigismember(&set, SIGSEGV) ||
+			sigismember(&set, SIGFPE) || sigismember(&set, SIGILL))
+			ok = false;
 	}
 	else
 	{
