@@ -108,20 +108,24 @@ p3_context_default_params(void)
 	p.n_threads = 0;
 	p.kv_type = P3_KV_F16;
 	p.matmul = P3_MATMUL_AUTO;
-	p.act = P3_ACT_F32;
+	p.act = P3_ACT_Q8;
 	return p;
 }
 
-/* malloc that records its size in the scratch total; NULL on failure. */
+/*
+ * A 64-byte aligned allocation (whole cache lines, aligned SIMD loads) that
+ * records its size in the scratch total; NULL on failure.  Freed with free().
+ */
 static void *
 scratch_alloc(P3Context *ctx, size_t count, size_t size)
 {
 	size_t		bytes;
 	void	   *p;
 
-	if (__builtin_mul_overflow(count, size, &bytes))
+	if (__builtin_mul_overflow(count, size, &bytes) || bytes > SIZE_MAX - 64)
 		return NULL;
-	p = malloc(bytes ? bytes : 1);
+	bytes = (bytes + 63) & ~(size_t) 63;
+	p = aligned_alloc(64, bytes ? bytes : 64);
 	if (p)
 		ctx->scratch_bytes += bytes;
 	return p;
