@@ -98,7 +98,7 @@ build/bench/%: bench/%.c $(ENGINE_OBJS)
 	@mkdir -p build/bench
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
 
-bench: engine-build build/bench/bench_kernels
+bench: engine-build build/bench/bench_kernels build/bench/bench_stream
 	sh bench/run.sh
 
 # ---------------------------------------------------------------------------

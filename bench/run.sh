@@ -9,7 +9,8 @@
 #      (Q4_K_M mix as Microsoft's official file, 2.39 GB, generated once
 #      into $PHI3_BENCH_DIR by phi3-mkmodel): load time, prompt and
 #      generation tokens/s with 1 and 2 threads (median of $PHI3_BENCH_RUNS
-#      runs), decode speed as a fraction of the measured bandwidth limit,
+#      runs), decode speed as a fraction of the read bandwidth over the
+#      model file's mapping measured in the same run (bench/bench_stream),
 #      and the private memory of the process (from /proc/PID/smaps_rollup)
 #      against the file size.
 #
@@ -29,8 +30,6 @@ if [ "${PHI3_BENCH_QUICK:-0}" = 1 ]; then
 else
 	build/bench/bench_kernels | tee "$DIR/kernels.txt"
 fi
-BW2=$(sed -n 's/^memory read bandwidth.*2 threads \([0-9.]*\) GB\/s.*/\1/p' "$DIR/kernels.txt")
-BW1=$(sed -n 's/^memory read bandwidth.*1 thread \([0-9.]*\) GB\/s.*/\1/p' "$DIR/kernels.txt")
 [ "${PHI3_BENCH_QUICK:-0}" = 1 ] && exit 0
 
 MODEL="$DIR/real-q4_k_m.gguf"
@@ -39,6 +38,11 @@ if [ ! -s "$MODEL" ]; then
 	bin/phi3-mkmodel -q --real-dims --type q4_k_m -o "$MODEL"
 fi
 SIZE=$(stat -c %s "$MODEL")
+
+echo "== read bandwidth over the model file's mapping (the decode limit)"
+build/bench/bench_stream "$MODEL" | tee "$DIR/stream.txt"
+BW1=$(sed -n 's/^file read bandwidth: 1 thread \([0-9.]*\) GB\/s.*/\1/p' "$DIR/stream.txt")
+BW2=$(sed -n 's/^file read bandwidth.*2 threads \([0-9.]*\) GB\/s.*/\1/p' "$DIR/stream.txt")
 PROMPT="$DIR/prompt.txt"
 # about 150 tokens of ordinary English
 cat > "$PROMPT" <<'EOF'
@@ -66,7 +70,7 @@ for t in 1 2; do
 	frac=$(awk -v s="$SIZE" -v g="$gtps" -v b="$bw" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * s * g / (b * 1e9); else print "?" }')
 	printf '%-8s %8s %12s %10s %10s\n' $t "$load" "$ptps" "$gtps" "$frac"
 done
-echo "(bw_frac: weight bytes streamed per second while generating / measured read bandwidth, same run)"
+echo "(bw_frac: weight bytes read per second while generating / read bandwidth over the same file mapping, this run)"
 
 echo "== memory of a running phi3-run (weights are a shared, read-only file mapping)"
 bin/phi3-run -m "$MODEL" -f "$PROMPT" -n 64 -t 2 >/dev/null 2>&1 &
