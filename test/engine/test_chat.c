@@ -25,8 +25,6 @@ load_vocab(void)
 {
 	static const char *const candidates[] = {
 		"test/data/ggml-vocab-phi-3.gguf",
-		"../shared/data/ggml-vocab-phi-3.gguf",
-		"/work/shared/data/ggml-vocab-phi-3.gguf",
 	};
 	const char *env = getenv("PHI3_VOCAB");
 	const char *dir = getenv("PHI3_DATA_DIR");

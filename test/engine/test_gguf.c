@@ -14,7 +14,7 @@
  * size, so an over-read shows up under valgrind and ASan.
  *
  * Run from the repository root (the vocabulary is found at
- * ../shared/data/ggml-vocab-phi-3.gguf, or at $PHI3_VOCAB).
+ * test/data/ggml-vocab-phi-3.gguf, or at $PHI3_VOCAB).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +30,7 @@
 #include "phi3/gguf.h"
 #include "phi3/quant.h"
 
-#define DEFAULT_VOCAB "../shared/data/ggml-vocab-phi-3.gguf"
+#define DEFAULT_VOCAB "test/data/ggml-vocab-phi-3.gguf"
 
 /* ------------------------------------------------------------------------
  * A raw byte builder for hand-crafted images

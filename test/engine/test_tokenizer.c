@@ -32,8 +32,6 @@ find_vocab(void)
 	const char *dir = getenv("PHI3_DATA_DIR");
 	static const char *const candidates[] = {
 		"test/data/ggml-vocab-phi-3.gguf",
-		"../shared/data/ggml-vocab-phi-3.gguf",
-		"/work/shared/data/ggml-vocab-phi-3.gguf",
 	};
 
 	if (env && *env)
