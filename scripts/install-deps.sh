@@ -19,10 +19,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "installing:$missing"
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
-# Debian's postgresql-common would create and start a "main" cluster; we use our own throwaway ones.
-if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
-	$SUDO mkdir -p /etc/postgresql-common
-	echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
-fi
+# (Debian's postgresql-15 package may create and start a "main" cluster on
+# port 5432; harmless: the tests use their own socket-only clusters.)
 # shellcheck disable=SC2086
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing
