@@ -44,7 +44,7 @@ build/bench/bench_stream "$MODEL" | tee "$DIR/stream.txt"
 BW1=$(sed -n 's/^file read bandwidth: 1 thread \([0-9.]*\) GB\/s.*/\1/p' "$DIR/stream.txt")
 BW2=$(sed -n 's/^file read bandwidth.*2 threads \([0-9.]*\) GB\/s.*/\1/p' "$DIR/stream.txt")
 PROMPT="$DIR/prompt.txt"
-# about 150 tokens of ordinary English
+# 136 tokens of ordinary English
 cat > "$PROMPT" <<'EOF'
 The quarterly report covers revenue, costs and customer numbers for the three regions. Revenue grew by
 twelve percent, mostly from the northern region, where two large customers renewed their contracts early.
