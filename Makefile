@@ -4,6 +4,7 @@
 #   make install         install the extension (PGXS)
 #   make engine-check    engine unit tests and the forward pass against the numpy reference;
 #                        no server, no PostgreSQL headers (src/engine is built without them)
+#   make engine-valgrind the engine unit tests under valgrind
 #   make installcheck    pg_regress suite against a running server (see README / .ci/run)
 #   make prove-check     TAP tests (cancel, timeouts, concurrency, preload, model files replaced
 #                        or truncated under a running backend) on temporary servers
@@ -72,7 +73,7 @@ build/test/%: test/engine/%.c $(ENGINE_OBJS) test/engine/harness.h
 	@mkdir -p build/test
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -Itest/engine -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
 
-.PHONY: engine-check engine-build bench prove-check
+.PHONY: engine-check engine-build engine-valgrind bench prove-check
 engine-build: $(ENGINE_TESTS) $(TOOLS)
 
 # Models for the engine tests (test_context.c), made with the tool under test.
@@ -93,6 +94,19 @@ engine-check: engine-build $(ENGINE_MODEL_DIR)/.made
 	@set -e; for t in $(ENGINE_TESTS); do echo "== $$t"; PHI3_TEST_MODELS=$(ENGINE_MODEL_DIR) $$t; done
 	@set -e; for s in $(sort $(wildcard test/engine/check_*.sh)); do echo "== $$s"; sh $$s; done
 	@echo "engine-check: all passed"
+
+# The engine tests again under valgrind (memcheck: invalid reads, leaks).
+# Valgrind cannot run AVX-512, so the kernel tests cover the other sets here.
+engine-valgrind: engine-build $(ENGINE_MODEL_DIR)/.made
+	@command -v valgrind >/dev/null || { echo "engine-valgrind: valgrind is not installed"; exit 1; }
+	@mkdir -p build/valgrind
+	@set -e; for t in $(ENGINE_TESTS); do \
+		log=build/valgrind/$$(basename $$t).log; \
+		if PHI3_TEST_MODELS=$(ENGINE_MODEL_DIR) valgrind -q --error-exitcode=9 --leak-check=full \
+			--errors-for-leak-kinds=definite $$t >$$log 2>&1; then \
+			echo "valgrind $$t: clean ($$(tail -n 1 $$log))"; \
+		else cat $$log; echo "valgrind $$t: FAILED"; exit 1; fi; done
+	@echo "engine-valgrind: all clean"
 
 build/bench/%: bench/%.c $(ENGINE_OBJS)
 	@mkdir -p build/bench
