@@ -34,6 +34,14 @@ F32 = np.float32
 failures = []
 
 
+
+# Two evaluations of the same function in another order (one pass vs token
+# by token, GQA vs duplicated heads, ...) differ only by float32 summation
+# order, which depends on the BLAS numpy links (OpenBLAS or the reference
+# BLAS of a fresh Debian): about 1e-5 on logits of magnitude 10.  A real
+# mistake moves logits by 1e-2 or more.
+SAME_FUNCTION_TOL = 1e-4
+
 def check(cond, what):
     print("%s  %s" % ("ok  " if cond else "FAIL", what))
     if not cond:
@@ -377,10 +385,10 @@ def test_forward(tmp):
         one = logits_of(path, prompt, 4)
         for batch in (1, 5):
             d = maxdiff(one, logits_of(path, prompt, 4, batch=batch))
-            check(d < 2e-5, "forward %s: one pass == batch %d (max diff %.2e)" % (name, batch, d))
+            check(d < SAME_FUNCTION_TOL, "forward %s: one pass == batch %d (max diff %.2e)" % (name, batch, d))
         if name != "longrope":      # (there a shorter prompt legitimately picks other factors)
             d = maxdiff(one[:7], logits_of(path, prompt[:7]))
-            check(d < 2e-5, "forward %s: causal (prefix logits unchanged, %.2e)" % (name, d))
+            check(d < SAME_FUNCTION_TOL, "forward %s: causal (prefix logits unchanged, %.2e)" % (name, d))
         check(np.all(np.isfinite(one)) and one.std() > 0.3, "forward %s: logits finite, not flat" % name)
         # (prompt rows only: a changed greedy choice would change everything after it)
         if cfg.get("wtype", "f32")[0] in "qi":
@@ -400,7 +408,7 @@ def test_forward(tmp):
     path = os.path.join(tmp, "gqa_as_mha.gguf")
     gw.make_model(path, override=override)
     d = maxdiff(logits_of(path, prompt, 4), logits_of(os.path.join(tmp, "gqa.gguf"), prompt, 4))
-    check(d < 1e-5, "forward gqa: == MHA with duplicated kv heads (%.2e)" % d)
+    check(d < SAME_FUNCTION_TOL, "forward gqa: == MHA with duplicated kv heads (%.2e)" % d)
 
     # separate Q/K/V == the same rows fused; explicit output == tied
     split = ref.Phi3(ref.GGUF(os.path.join(tmp, "split.gguf")))
@@ -411,13 +419,13 @@ def test_forward(tmp):
     path = os.path.join(tmp, "split_as_fused.gguf")
     gw.make_model(path, split_qkv=False, override=override)
     d = maxdiff(logits_of(path, prompt, 4), logits_of(os.path.join(tmp, "split.gguf"), prompt, 4))
-    check(d < 1e-5, "forward split q/k/v == fused (%.2e)" % d)
+    check(d < SAME_FUNCTION_TOL, "forward split q/k/v == fused (%.2e)" % d)
     tied = ref.GGUF(os.path.join(tmp, "tied.gguf"))
     check("output.weight" not in tied.tensors, "forward tied: model has no output.weight")
     path = os.path.join(tmp, "untied.gguf")
     gw.make_model(path, override={"output.weight": tied.tensor("token_embd.weight")})
     d = maxdiff(logits_of(path, prompt, 4), logits_of(os.path.join(tmp, "tied.gguf"), prompt, 4))
-    check(d < 1e-5, "forward tied == explicit copy of token_embd (%.2e)" % d)
+    check(d < SAME_FUNCTION_TOL, "forward tied == explicit copy of token_embd (%.2e)" % d)
 
     # LongRoPE (orig_ctx 8): a 6-token prompt + 6 generated crosses into long at position 8
     path = os.path.join(tmp, "longrope.gguf")
@@ -426,16 +434,16 @@ def test_forward(tmp):
     toks = p6 + [int(np.argmax(r)) for r in gen[5:11]]
     whole = logits_of(path, toks)                                  # 12 tokens: all long
     short = logits_of(path, toks[:8])                              # 8 tokens: all short
-    check(maxdiff(gen[:8], short) < 2e-5, "longrope: positions < orig use the short factors")
+    check(maxdiff(gen[:8], short) < SAME_FUNCTION_TOL, "longrope: positions < orig use the short factors")
     check(maxdiff(gen[8:], whole[8:12]) > 1e-3,
           "longrope: after crossing, cached keys keep the short rotation (differs from all-long)")
     m = ref.Phi3(ref.GGUF(path))
     m.rope_long = m.rope_short
     gen = ref.run(m, p6, 6)
     d = maxdiff(gen, ref.run(m, p6 + [int(np.argmax(r)) for r in gen[5:11]], 0))
-    check(d < 2e-5, "longrope: with equal lists the switch is invisible (%.2e)" % d)
+    check(d < SAME_FUNCTION_TOL, "longrope: with equal lists the switch is invisible (%.2e)" % d)
     n = len(toks)
-    check(maxdiff(logits_of(path, toks, batch=3), whole) < 2e-5,
+    check(maxdiff(logits_of(path, toks, batch=3), whole) < SAME_FUNCTION_TOL,
           "longrope: chunked prompt uses the prompt length for the choice (== one pass, n=%d)" % n)
 
 
