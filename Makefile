@@ -228,3 +228,46 @@ regress-outputdir:
 	@mkdir -p build/regress
 
 installcheck: test-models regress-outputdir
+
+# ---------------------------------------------------------------------------
+# libFuzzer harnesses (test/fuzz; not part of CI, needs clang with
+# libclang-rt): `make fuzz` builds every test/fuzz/fuzz_*.c against an
+# ASan + UBSan build of the engine into build/fuzz/, and the seed corpora
+# into build/fuzz/corpus/<harness> (test/fuzz/make_seeds.sh: tiny models
+# over a 372-token vocabulary, texts, vocabularies, sampler inputs).  Run
+# one at a time from the repository root, e.g.
+#   build/fuzz/fuzz_model -max_len=1048576 -timeout=20 -rss_limit_mb=2048 \
+#       -malloc_limit_mb=512 -max_total_time=300 build/fuzz/corpus/fuzz_model
+# (each harness's header gives its input layout, options and checks).
+# ---------------------------------------------------------------------------
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS   = -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -Iinclude -pthread
+FUZZ_SAN      = address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJS     = $(patsubst src/engine/%.c,build/fuzz/obj/%.o,$(ENGINE_SRCS))
+FUZZ_TARGETS  = $(patsubst test/fuzz/%.c,build/fuzz/%,$(sort $(wildcard test/fuzz/fuzz_*.c)))
+FUZZ_GGUF_OBJS = $(addprefix src/engine/,gguf.o gguf_write.o status.o quant_types.o)
+
+.PHONY: fuzz
+fuzz: $(FUZZ_TARGETS) build/fuzz/make_small_vocab bin/phi3-mkmodel
+	sh test/fuzz/make_seeds.sh
+
+# clang ignores '#pragma GCC target': the SIMD files get their ISA on the command line
+# (their kernels still only run when the CPU has it, chosen at run time)
+build/fuzz/obj/kernels_avx2.o: FUZZ_ISA = -mavx2 -mfma -mf16c
+build/fuzz/obj/kernels_avx512.o: FUZZ_ISA = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl \
+                                            -mavx512dq -mavx512vnni
+# clang 14 has no __builtin_cpu_supports("f16c"): the CPU probe is built by the engine's compiler
+build/fuzz/obj/kernels_x86.o: src/engine/kernels_x86.c $(wildcard include/phi3/*.h) $(wildcard src/engine/*.h)
+	@mkdir -p build/fuzz/obj
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -c -o $@ $<
+
+build/fuzz/obj/%.o: src/engine/%.c $(wildcard include/phi3/*.h) $(wildcard src/engine/*.h)
+	@mkdir -p build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_ISA) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -c -o $@ $<
+
+build/fuzz/fuzz_%: test/fuzz/fuzz_%.c $(FUZZ_OBJS) $(wildcard test/fuzz/*.h)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) -o $@ $< $(FUZZ_OBJS) -lm
+
+build/fuzz/make_small_vocab: test/fuzz/make_small_vocab.c $(FUZZ_GGUF_OBJS)
+	@mkdir -p build/fuzz
+	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(FUZZ_GGUF_OBJS) $(ENGINE_LIBS)

@@ -1,0 +1,62 @@
+#!/bin/sh
+# make_seeds.sh — seed corpora for the libFuzzer harnesses (make fuzz).
+#
+#     sh test/fuzz/make_seeds.sh [OUT_DIR]      (default build/fuzz/corpus)
+#
+# fuzz_model: tiny one-layer models from bin/phi3-mkmodel over a 372-token
+# subset of the real vocabulary (build/fuzz/make_small_vocab): f32, q8_0,
+# q4_k (embd 256, ff 512), LongRoPE, split Q/K/V, tied output, GQA.  The
+# same files and the small vocabulary seed fuzz_gguf.  fuzz_tokenizer: a
+# flag byte and a text each; fuzz_vocab and fuzz_sampler: a few inputs in
+# their byte layouts (see the harness headers).  Existing corpus files are
+# kept: the fuzzers add to these directories.
+set -e
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${1:-$root/build/fuzz/corpus}
+mkmodel=${PHI3_MKMODEL:-$root/bin/phi3-mkmodel}
+small_vocab_tool=${PHI3_MAKE_SMALL_VOCAB:-$root/build/fuzz/make_small_vocab}
+real_vocab=$root/test/data/ggml-vocab-phi-3.gguf
+small=$out/small-vocab.gguf
+
+mkdir -p "$out/fuzz_model" "$out/fuzz_gguf" "$out/fuzz_tokenizer" "$out/fuzz_vocab" "$out/fuzz_sampler"
+"$small_vocab_tool" "$real_vocab" 100 "$small"
+
+model() {
+	name=$1
+	shift
+	"$mkmodel" -q --vocab "$small" --layers 1 --ctx 64 -o "$out/fuzz_model/$name.gguf" "$@"
+}
+model f32 --embd 32 --heads 2 --ff 64
+model q8_0 --embd 32 --heads 2 --ff 64 --type q8_0
+model q4_k --embd 256 --heads 4 --ff 512 --type q4_k
+model longrope --embd 32 --heads 2 --ff 64 --longrope --ctx 64 --orig-ctx 4
+model split --embd 32 --heads 2 --ff 64 --split-qkv --type f16
+model tied --embd 32 --heads 2 --ff 64 --tied --type q8_0
+model gqa --embd 32 --heads 4 --kv-heads 2 --ff 64
+cp "$out"/fuzz_model/*.gguf "$small" "$out/fuzz_gguf/"
+
+# fuzz_tokenizer: flag byte (bit 0 special, 1 bos, 2 detok special, 3 strip, 4 gen prompt), text
+tok() {
+	printf "$2" > "$out/fuzz_tokenizer/$1"
+}
+tok plain '\000Hello world, this is a test.'
+tok spaces '\010  leading  and trailing  \n\ttabs'
+tok unicode '\010Gr\303\274\303\237e \342\202\254 \360\237\230\200 \344\270\255\346\226\207'
+tok invalid '\004\377\376\300\200\355\240\200\364\220\200\200abc'
+tok special '\003<|user|>\nHi<|end|>\n<|assistant|>\n</s> <s><unk>[PAD32011]'
+tok chat '\031\000You are kind.\036\001Hello there\036\002 Hi!\036\001  <|end|>x'
+tok digits '\0103.14159 2024-01-01 0x41 <0x41>'
+
+# fuzz_vocab: n, flags, bos, eos, unk, then per token kind/type/score, then the text
+printf '\005\003\003\004\002\000\101\200\005\000\102\200\005\003\000\001\005\004\003a\001\005\004\002bc\001\005abc' \
+	> "$out/fuzz_vocab/small"
+printf '\003\043\001\002\000\003\003\204\005\003\001\204\005\003\002\204\005<|end|> x' > "$out/fuzz_vocab/markers"
+
+# fuzz_sampler: u16 vocab, 6 parameter selectors + seed, accepted tokens, mask kind, logits
+printf '\377\007\005\005\003\013\000\002\001\000\000\000\000\000\003\000\001\000\0107\011\012\013\014\015\016\017' \
+	> "$out/fuzz_sampler/default"
+printf '\100\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' > "$out/fuzz_sampler/greedy"
+printf '\000\004\006\003\012\004\003\002\012\000\000\000\002\005\000\006\000\003\012\010\011\012abc' \
+	> "$out/fuzz_sampler/penalty"
+echo "make_seeds: corpora in $out"
