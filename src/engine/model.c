@@ -57,32 +57,13 @@ owned_alloc(P3Model *model, size_t bytes)
 	return p;
 }
 
-/* Read a required u32 hyper-parameter "phi3.<suffix>" into *out, range-checked. */
+/*
+ * Read the integer hyper-parameter "phi3.<suffix>" into *out, range-checked.
+ * A missing key is an error when required, else takes dflt.
+ */
 static P3Status
-get_required(const P3GGUF *g, const char *suffix, int64_t min, int64_t max,
-			 int32_t *out, P3Error *err)
-{
-	char		key[128];
-	int64_t		v;
-	P3Status	st;
-
-	snprintf(key, sizeof(key), "phi3.%s", suffix);
-	st = p3_gguf_get_i64(g, key, &v, err);
-	if (st == P3_ERR_INVALID_ARG)
-		return p3_error(err, P3_ERR_FORMAT, "required metadata key \"%s\" is missing", key);
-	if (st != P3_OK)
-		return st;
-	if (v < min || v > max)
-		return p3_error(err, P3_ERR_FORMAT, "metadata key \"%s\" has value %lld, expected %lld to %lld",
-						key, (long long) v, (long long) min, (long long) max);
-	*out = (int32_t) v;
-	return P3_OK;
-}
-
-/* As get_required, but a missing key takes `dflt`. */
-static P3Status
-get_optional(const P3GGUF *g, const char *suffix, int64_t min, int64_t max, int32_t dflt,
-			 int32_t *out, P3Error *err)
+get_int(const P3GGUF *g, const char *suffix, int64_t min, int64_t max, bool required,
+		int32_t dflt, int32_t *out, P3Error *err)
 {
 	char		key[128];
 	int64_t		v;
@@ -92,6 +73,8 @@ get_optional(const P3GGUF *g, const char *suffix, int64_t min, int64_t max, int3
 	st = p3_gguf_get_i64(g, key, &v, err);
 	if (st == P3_ERR_INVALID_ARG)
 	{
+		if (required)
+			return p3_error(err, P3_ERR_FORMAT, "required metadata key \"%s\" is missing", key);
 		*out = dflt;
 		return P3_OK;
 	}
@@ -103,6 +86,9 @@ get_optional(const P3GGUF *g, const char *suffix, int64_t min, int64_t max, int3
 	*out = (int32_t) v;
 	return P3_OK;
 }
+
+#define get_required(g, suffix, min, max, out, err) get_int(g, suffix, min, max, true, 0, out, err)
+#define get_optional(g, suffix, min, max, dflt, out, err) get_int(g, suffix, min, max, false, dflt, out, err)
 
 /* A float hyper-parameter "phi3.<suffix>", finite and in (min, max]; missing → dflt (NAN = required). */
 static P3Status
