@@ -26,6 +26,11 @@ SELECT phi3_generate('Hello', max_tokens => 8) = :'cli' AS generate_same_as_phi3
 SELECT phi3_generate('Hello', 'You are a helpful assistant.', 8) = :'cli' AS system_same_as_phi3_run;
 \set cli `:'phi3_run' --kernels reference -m :'tiny_f32' -p 'Once upon a time' -n 8`
 SELECT phi3_complete('Once upon a time', 8) = :'cli' AS complete_same_as_phi3_run;
+-- a raw continuation keeps the space its first token starts with (only a
+-- chat answer drops SentencePiece's dummy space), as phi3-run does
+\set cli `:'phi3_run' --kernels reference -m :'tiny_f32' -p 'Hello' -n 3`
+SELECT phi3_complete('Hello', 3) = :'cli' AS complete_keeps_leading_space,
+       left(phi3_complete('Hello', 3), 1) = ' ' AS starts_with_space;
 \set cli `:'phi3_run' --kernels reference -m :'tiny_f32' --chat -p 'Hello' -n 16 --temp 0.9 --seed 42`
 SELECT phi3_generate('Hello', max_tokens => 16, temperature => 0.9, seed => 42) = :'cli' AS sampled_same_as_phi3_run;
 

@@ -319,6 +319,8 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	gp.stop_at_eog = true;
 	gp.context_full_is_error = true;
 	gp.reuse_prefix = true;
+	/* SentencePiece's dummy space starts a chat answer; a raw continuation keeps it */
+	gp.strip_leading_space = req->chat;
 
 	out = Phi3TextNew();
 	memset(&stats, 0, sizeof(stats));
