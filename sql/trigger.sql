@@ -34,6 +34,20 @@ INSERT INTO notes VALUES (1, 'backups', NULL), (2, NULL, NULL);
 SELECT id, length(body) <= 24 AS fits, body = left(btrim(phi3_generate(CASE id WHEN 1 THEN 'Note about {topic}: backups.' ELSE 'Note about {topic}: .' END, 'You write short notes.'), E' \t\n\r\f'), 24) AS same_as_generate
 FROM notes ORDER BY id;
 
+-- a domain over varchar(n) or char(n): the answer is cut to the domain's
+-- length, as for the plain type
+CREATE DOMAIN short_note AS varchar(10);
+CREATE DOMAIN fixed_note AS char(6);
+CREATE TABLE dnotes (id int, topic text, body short_note, tag fixed_note);
+CREATE TRIGGER dnotes_body BEFORE INSERT ON dnotes FOR EACH ROW
+  EXECUTE FUNCTION phi3_fill('body', 'Note about {topic}.');
+CREATE TRIGGER dnotes_tag BEFORE INSERT ON dnotes FOR EACH ROW
+  EXECUTE FUNCTION phi3_fill('tag', 'Tag for {topic}.');
+INSERT INTO dnotes VALUES (1, 'backups', NULL, NULL);
+SELECT length(body) AS body_length, body = left(btrim(phi3_generate('Note about backups.'), E' \t\n\r\f'), 10) AS body_same_as_generate,
+       length(tag) AS tag_length, tag = left(btrim(phi3_generate('Tag for backups.'), E' \t\n\r\f'), 6)::char(6) AS tag_same_as_generate
+FROM dnotes;
+
 -- mistakes, reported when the trigger fires (a row is inserted)
 CREATE TABLE bad (id int, name text, n int, description text);
 CREATE TRIGGER t BEFORE INSERT ON bad FOR EACH ROW EXECUTE FUNCTION phi3_fill('missing', 'x');

@@ -156,7 +156,8 @@ TargetColumn(const char *name, TupleDesc tupdesc, const char *relname)
 
 /*
  * The datum to store: the text through the column type's input function
- * (so domain constraints are checked), cut first to a length limit.
+ * (so domain constraints are checked), cut first to a length limit -- the
+ * column's, or for a domain over varchar(n) / char(n), the domain's.
  */
 static Datum
 TargetValue(const char *value, Form_pg_attribute attr)
@@ -164,11 +165,14 @@ TargetValue(const char *value, Form_pg_attribute attr)
 	Oid			typinput;
 	Oid			typioparam;
 	int32		typmod = attr->atttypmod;
+	int32		limit_typmod = typmod;
 	char	   *v = (char *) value;
 
-	if (typmod >= VARHDRSZ)
+	if (limit_typmod < 0)
+		(void) getBaseTypeAndTypmod(attr->atttypid, &limit_typmod);
+	if (limit_typmod >= VARHDRSZ)
 	{
-		int			max_chars = typmod - VARHDRSZ;
+		int			max_chars = limit_typmod - VARHDRSZ;
 		int			len = strlen(v);
 		int			cut = pg_mbcharcliplen(v, len, max_chars);
 
