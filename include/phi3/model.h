@@ -90,7 +90,8 @@ typedef struct P3Model
 	P3GGUF	   *gguf;			/* owns the mapping */
 	P3Tokenizer *tokenizer;
 	P3HParams	hp;
-	char		name[128];		/* general.name, may be empty */
+	char		name[128];		/* general.name as valid UTF-8 (bad bytes as '?', cut at a
+								 * character to fit); may be empty */
 	P3Weight	token_embd;		/* (n_embd, n_vocab): row t is token t's embedding */
 	P3Weight	output;			/* (n_embd -> n_vocab); aliases token_embd when tied */
 	bool		tied_output;

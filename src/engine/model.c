@@ -337,6 +337,56 @@ bind_rope_factors(P3Model *model, P3Error *err)
 	return P3_OK;
 }
 
+/*
+ * Copy a file string into dst (cap bytes with the NUL) as valid UTF-8: each
+ * byte that does not start a well-formed character (no overlong forms,
+ * surrogates or code points past U+10FFFF) becomes '?', and the copy stops
+ * before a character that would not fit whole.  Callers can then hand the
+ * name to anything that checks its encoding (a UTF-8 database).
+ */
+static void
+copy_utf8(char *dst, size_t cap, const char *src, size_t len)
+{
+	const unsigned char *s = (const unsigned char *) src;
+	size_t		i = 0;
+	size_t		n = 0;
+
+	while (i < len)
+	{
+		unsigned char c = s[i];
+		size_t		clen = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 :
+			(c >= 0xe0 && c <= 0xef) ? 3 : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+		bool		ok = clen > 0 && clen <= len - i;
+
+		for (size_t k = 1; ok && k < clen; k++)
+		{
+			unsigned char lo = 0x80,
+						hi = 0xbf;
+
+			if (k == 1 && c == 0xe0)
+				lo = 0xa0;		/* no overlong */
+			else if (k == 1 && c == 0xed)
+				hi = 0x9f;		/* no surrogate */
+			else if (k == 1 && c == 0xf0)
+				lo = 0x90;		/* no overlong */
+			else if (k == 1 && c == 0xf4)
+				hi = 0x8f;		/* not past U+10FFFF */
+			ok = s[i + k] >= lo && s[i + k] <= hi;
+		}
+		if (!ok)
+			clen = 1;
+		if (n + clen >= cap)
+			break;
+		if (ok)
+			memcpy(dst + n, s + i, clen);
+		else
+			dst[n] = '?';
+		n += clen;
+		i += clen;
+	}
+	dst[n] = '\0';
+}
+
 /* Totals for model info: parameters, bytes, tensors per type. */
 static void
 count_tensors(P3Model *model)
@@ -380,8 +430,7 @@ p3_model_from_gguf(P3GGUF *gguf, P3Model **out, P3Error *err)
 	if ((st = load_hparams(gguf, &model->hp, err)))
 		goto fail;
 	if (p3_gguf_get_string(gguf, "general.name", &name, NULL) == P3_OK)
-		snprintf(model->name, sizeof(model->name), "%.*s",
-				 (int) (name.len < sizeof(model->name) ? name.len : sizeof(model->name) - 1), name.ptr);
+		copy_utf8(model->name, sizeof(model->name), name.ptr, (size_t) name.len);
 
 	/* token_embd fixes n_vocab; the tokenizer must agree with it */
 	{

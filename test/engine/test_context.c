@@ -531,6 +531,7 @@ typedef struct Rewrite
 	uint32_t	new_type;
 	const char *reshape;		/* give this tensor ne1 + 1 rows (random bytes) */
 	const char *drop_tensor;	/* omit this tensor */
+	const char *name;			/* replace general.name */
 } Rewrite;
 
 static P3Status
@@ -556,6 +557,8 @@ open_rewritten(const P3GGUF *src, const Rewrite *rw, P3Model **out, uint8_t **bu
 			continue;
 		if (rw->arch && strcmp(key, "general.architecture") == 0)
 			st = p3_gguf_writer_add_string(w, key, rw->arch, err);
+		else if (rw->name && strcmp(key, "general.name") == 0)
+			st = p3_gguf_writer_add_string(w, key, rw->name, err);
 		else
 			st = p3_gguf_writer_add_value(w, key, &kv->value, err);
 		if (st)
@@ -695,6 +698,61 @@ test_loader_rejects(void)
 	CHECK(m == NULL);
 }
 
+/*
+ * general.name is kept as valid UTF-8 whatever the file holds: a long name
+ * is cut before a character that does not fit (not inside it), and bytes
+ * that are not UTF-8 become '?', so a UTF-8 database can show it.
+ */
+static void
+test_model_name_utf8(void)
+{
+	char		path[1024];
+	char		long_name[160];
+	char		want_long[160];
+	P3GGUF	   *src = NULL;
+	P3Error		err = {0};
+	struct
+	{
+		const char *name;
+		const char *want;
+	}			cases[] = {
+		{"plain name", "plain name"},
+		{"caf\xc3\xa9 \xe2\x96\x81 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x96\x81 \xf0\x9f\x98\x80"},
+		{"bad\xffname", "bad?name"},
+		{"overlong \xc0\xaf \xe0\x80\xaf", "overlong ?? ???"},
+		{"surrogate \xed\xa0\x80", "surrogate ???"},
+		{"too high \xf4\x90\x80\x80", "too high ????"},
+		{"cut \xe2\x96", "cut ??"},
+		{long_name, want_long},
+	};
+
+	/* 126 ASCII bytes then a 2-byte character: only 127 bytes fit */
+	memset(long_name, 'x', 126);
+	memcpy(long_name + 126, "\xc3\xa9", 3);
+	memset(want_long, 'x', 126);
+	want_long[126] = '\0';
+
+	snprintf(path, sizeof(path), "%s/%s", model_dir, "tiny-f32.gguf");
+	CHECK_STATUS(p3_gguf_open(path, &src, &err), P3_OK);
+	if (src == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		Rewrite		rw = {.name = cases[i].name};
+		P3Model    *m = NULL;
+		uint8_t    *buf = NULL;
+
+		CHECK_STATUS(open_rewritten(src, &rw, &m, &buf, &err), P3_OK);
+		if (m == NULL)
+			continue;
+		CHECK_MSG(strcmp(m->name, cases[i].want) == 0, "case %zu: name \"%s\", expected \"%s\"",
+				  i, m->name, cases[i].want);
+		p3_model_free(m);
+		free(buf);
+	}
+	p3_gguf_close(src);
+}
+
 /* The split-QKV and tied-output layouts compute the same function as the fused one. */
 static void
 test_layout_variants_load(void)
@@ -735,6 +793,7 @@ main(void)
 	RUN(test_longrope_choice);
 	RUN(test_generate);
 	RUN(test_loader_rejects);
+	RUN(test_model_name_utf8);
 	RUN(test_layout_variants_load);
 	return harness_finish();
 }
