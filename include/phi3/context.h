@@ -72,7 +72,8 @@ typedef struct P3ContextParams
 	int32_t		n_ctx;			/* max positions per sequence; 0 = the model's training context */
 	int32_t		n_seq;			/* sequences held at once, >= 1 */
 	int32_t		n_batch;		/* tokens per forward chunk */
-	int32_t		n_threads;		/* compute threads including the caller; 0 = all CPUs */
+	int32_t		n_threads;		/* compute threads including the caller; 0 = all CPUs
+								 * (at most P3_MAX_THREADS) */
 	P3KVType	kv_type;
 	P3MatmulMode matmul;
 	P3ActPrecision act;

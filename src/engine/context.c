@@ -197,7 +197,7 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 	if (p.n_batch > p.n_ctx)
 		p.n_batch = p.n_ctx;
 	if (p.n_threads == 0)
-		p.n_threads = p3_cpu_count();
+		p.n_threads = p3_cpu_count() < P3_MAX_THREADS ? p3_cpu_count() : P3_MAX_THREADS;
 
 	ctx = calloc(1, sizeof(P3Context));
 	if (ctx == NULL)

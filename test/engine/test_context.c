@@ -17,16 +17,47 @@
  * Models come from bin/phi3-mkmodel (make engine-check builds them into
  * build/test-models; PHI3_TEST_MODELS overrides the directory).
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "phi3/context.h"
 #include "phi3/generate.h"
 #include "phi3/gguf.h"
 #include "phi3/model.h"
+#include "phi3/threadpool.h"
 
 static char model_dir[512];
+
+/* CPUs that sched_getaffinity reports to this program; 0 = the real set */
+static int	fake_cpu_count = 0;
+
+/*
+ * Stands in for the C library's sched_getaffinity in this program (the
+ * engine's p3_cpu_count asks it), so that a test can pretend to run on a
+ * machine with more CPUs than this one.
+ */
+int
+sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set)
+{
+	long		r;
+
+	if (fake_cpu_count > 0)
+	{
+		memset(set, 0, size);
+		for (int i = 0; i < fake_cpu_count && (size_t) i < size * 8; i++)
+			CPU_SET_S(i, size, set);
+		return 0;
+	}
+	r = syscall(SYS_sched_getaffinity, pid, size, set);
+	if (r < 0)
+		return -1;
+	memset((char *) set + r, 0, size - (size_t) r);
+	return 0;
+}
 
 static P3Model *
 open_model(const char *file)
@@ -753,6 +784,38 @@ test_model_name_utf8(void)
 	p3_gguf_close(src);
 }
 
+/*
+ * n_threads 0 means one thread per CPU, but never more than a thread pool
+ * takes (P3_MAX_THREADS): on a machine with more CPUs the default context
+ * must still start.
+ */
+static void
+test_default_threads_capped(void)
+{
+	P3Model    *m = open_model("tiny-f32.gguf");
+	P3ContextParams p = p3_context_default_params();
+	P3Context  *ctx = NULL;
+	P3Error		err = {0};
+	int32_t		ids[2] = {1, 450};
+
+	fake_cpu_count = P3_MAX_THREADS + 44;
+	CHECK_EQ_INT(p3_cpu_count(), P3_MAX_THREADS + 44);
+	p.n_ctx = 16;
+	p.n_threads = 0;
+	CHECK_STATUS(p3_context_new(m, &p, &ctx, &err), P3_OK);
+	if (ctx != NULL)
+	{
+		CHECK_EQ_INT(p3_context_params(ctx)->n_threads, P3_MAX_THREADS);
+		CHECK_STATUS(eval_all(ctx, ids, 2, 0, NULL, &err), P3_OK);
+		p3_context_free(ctx);
+	}
+	else
+		fprintf(stderr, "     p3_context_new: %s\n", err.message);
+	fake_cpu_count = 0;
+	CHECK(p3_cpu_count() >= 1);	/* the real count again */
+	p3_model_free(m);
+}
+
 /* The split-QKV and tied-output layouts compute the same function as the fused one. */
 static void
 test_layout_variants_load(void)
@@ -794,6 +857,7 @@ main(void)
 	RUN(test_generate);
 	RUN(test_loader_rejects);
 	RUN(test_model_name_utf8);
+	RUN(test_default_threads_capped);
 	RUN(test_layout_variants_load);
 	return harness_finish();
 }
