@@ -721,7 +721,7 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 	const P3HParams *hp = &ctx->model->hp;
 	int32_t		n = batch->n_tokens;
 	int32_t		n_seq = ctx->params.n_seq;
-	int32_t    *new_len = NULL;
+	int64_t    *new_len = NULL;		/* int64: len + n may pass INT32_MAX */
 	bool	   *seq_long = NULL;
 	int32_t		n_out = 0;
 	int32_t		out_done = 0;
@@ -730,6 +730,10 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 	ctx->n_outputs = 0;
 	if (n < 1)
 		return p3_error(err, P3_ERR_INVALID_ARG, "batch has no tokens");
+	/* a batch larger than every sequence's room cannot fit: say so before reading it */
+	if ((int64_t) n > (int64_t) n_seq * ctx->params.n_ctx)
+		return p3_error(err, P3_ERR_CONTEXT_FULL, "batch of %d tokens is larger than the context (%d sequences of %d positions)",
+						(int) n, (int) n_seq, (int) ctx->params.n_ctx);
 	for (int32_t i = 0; i < n; i++)
 	{
 		int32_t		s = batch->seq ? batch->seq[i] : 0;
@@ -744,7 +748,7 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 			n_out++;
 	}
 
-	new_len = malloc((size_t) n_seq * sizeof(int32_t));
+	new_len = malloc((size_t) n_seq * sizeof(int64_t));
 	seq_long = malloc((size_t) n_seq * sizeof(bool));
 	if (new_len == NULL || seq_long == NULL)
 	{
@@ -764,15 +768,15 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 		if (new_len[s] > ctx->params.n_ctx)
 		{
 			st = p3_error(err, P3_ERR_CONTEXT_FULL,
-						  "sequence %d would hold %d positions (%d cached + %d new) but the context holds %d",
-						  (int) s, (int) new_len[s], (int) seq->len, (int) (new_len[s] - seq->len),
+						  "sequence %d would hold %lld positions (%d cached + %lld new) but the context holds %d",
+						  (int) s, (long long) new_len[s], (int) seq->len, (long long) (new_len[s] - seq->len),
 						  (int) ctx->params.n_ctx);
 			goto done;
 		}
-		if (new_len[s] > seq->len && (st = seq_reserve(ctx, seq, new_len[s], err)))
+		if (new_len[s] > seq->len && (st = seq_reserve(ctx, seq, (int32_t) new_len[s], err)))
 			goto done;
 		/* LongRoPE: the length this pass sees (or the caller's hint) decides the factor list */
-		seen = new_len[s] > seq->rope_len_hint ? new_len[s] : seq->rope_len_hint;
+		seen = new_len[s] > seq->rope_len_hint ? (int32_t) new_len[s] : seq->rope_len_hint;
 		seq_long[s] = hp->has_longrope && seen > hp->n_ctx_orig;
 	}
 
@@ -809,7 +813,7 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 			int32_t		s = batch->seq ? batch->seq[bi] : 0;
 
 			ctx->chunk_seq[i] = s;
-			ctx->chunk_pos[i] = new_len[s]++;
+			ctx->chunk_pos[i] = (int32_t) new_len[s]++;
 			if (batch->want_logits ? batch->want_logits[bi] != 0 : bi == n - 1)
 				ctx->chunk_out[m_out++] = i;
 		}
@@ -820,7 +824,7 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 
 	/* commit */
 	for (int32_t s = 0; s < n_seq; s++)
-		ctx->seqs[s].len = new_len[s];
+		ctx->seqs[s].len = (int32_t) new_len[s];
 	ctx->n_outputs = n_out;
 
 done:

@@ -309,6 +309,19 @@ test_abort_and_errors_roll_back(void)
 
 		CHECK_STATUS(p3_eval(ctx, &empty, &err), P3_ERR_INVALID_ARG);
 	}
+	{
+		/*
+		 * A batch far larger than the context (here 2^31 - 1 tokens after the 4
+		 * cached ones, whose count overflows int32) is refused before its
+		 * tokens are read: only the first few exist.
+		 */
+		P3Batch		huge = {0};
+
+		huge.n_tokens = INT32_MAX;
+		huge.tokens = ids;
+		CHECK_STATUS(p3_eval(ctx, &huge, &err), P3_ERR_CONTEXT_FULL);
+		CHECK_MSG(strstr(err.message, "larger than the context") != NULL, "message: %s", err.message);
+	}
 	CHECK_EQ_INT(p3_kv_seq_len(ctx, 0), 4);
 
 	CHECK_STATUS(eval_all(ctx, ids + 4, 6, 0, got + 4 * (size_t) V, &err), P3_OK);
