@@ -314,18 +314,28 @@ OpenModel(const char *path, P3Error *err)
 	FileIdentity id;
 	P3Model    *model = NULL;
 	P3Status	st;
+	char	   *path_copy;
 
 	Assert(cache_model == NULL);
 
 	if (!StatIdentity(path, &id))
 		memset(&id, 0, sizeof(id));
 
+	/*
+	 * Copy the path first: if this palloc fails, nothing is cached yet (a
+	 * cached model without its path would make the next call compare with
+	 * a NULL path)
+	 */
+	path_copy = MemoryContextStrdup(TopMemoryContext, path);
 	st = p3_model_open(path, &model, err);
 	if (st != P3_OK)
+	{
+		pfree(path_copy);
 		return st;
+	}
 
 	cache_model = model;
-	cache_path = MemoryContextStrdup(TopMemoryContext, path);
+	cache_path = path_copy;
 	cache_identity = id;
 	cache_preloaded = false;
 	return P3_OK;
