@@ -57,6 +57,15 @@ typedef struct P3ChatMessage
 P3Status	p3_chat_tokenize(const P3Tokenizer *tok, const P3ChatMessage *messages, int n_messages,
 							 bool add_generation_prompt, P3Tokens *out, P3Error *err);
 
+/*
+ * As p3_chat_tokenize, but fails with P3_ERR_CONTEXT_FULL (appending
+ * nothing) as soon as the prompt certainly has more than max_tokens tokens,
+ * with time and memory bounded by max_tokens (see p3_tokenize_bounded).
+ */
+P3Status	p3_chat_tokenize_bounded(const P3Tokenizer *tok, const P3ChatMessage *messages,
+									 int n_messages, bool add_generation_prompt, size_t max_tokens,
+									 P3Tokens *out, P3Error *err);
+
 /* The template as text (for display and debugging), NUL-terminated in *out. */
 P3Status	p3_chat_render(const P3Tokenizer *tok, const P3ChatMessage *messages, int n_messages,
 						   bool add_generation_prompt, P3Text *out, P3Error *err);

@@ -111,6 +111,19 @@ void		p3_tokenizer_free(P3Tokenizer *tok);
 P3Status	p3_tokenize(const P3Tokenizer *tok, const char *text, size_t len, unsigned flags,
 						P3Tokens *out, P3Error *err);
 
+/*
+ * As p3_tokenize, but fails with P3_ERR_CONTEXT_FULL (appending nothing) as
+ * soon as the text certainly has more than max_tokens tokens, so that time
+ * and memory depend on max_tokens rather than on len: a raw fragment of n
+ * bytes has at least n / (longest token text) tokens and is refused before
+ * it is encoded.  Whenever the text has at most max_tokens tokens, the
+ * result is exactly p3_tokenize's.  (p3_tokenize of a long text takes about
+ * 30 bytes of scratch per byte of text; callers that only go on when the
+ * tokens fit somewhere, such as a context, should use this.)
+ */
+P3Status	p3_tokenize_bounded(const P3Tokenizer *tok, const char *text, size_t len, unsigned flags,
+								size_t max_tokens, P3Tokens *out, P3Error *err);
+
 /* Vocabulary facts */
 int32_t		p3_tokenizer_n_vocab(const P3Tokenizer *tok);
 int32_t		p3_tokenizer_bos(const P3Tokenizer *tok);

@@ -21,6 +21,7 @@
  */
 #include "phi3/generate.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* The marker text of each role. */
@@ -87,6 +88,24 @@ P3Status
 p3_chat_tokenize(const P3Tokenizer *tok, const P3ChatMessage *messages, int n_messages,
 				 bool add_generation_prompt, P3Tokens *out, P3Error *err)
 {
+	return p3_chat_tokenize_bounded(tok, messages, n_messages, add_generation_prompt, SIZE_MAX,
+									out, err);
+}
+
+/* Push one marker id, unless that makes more than max tokens since n_before. */
+static P3Status
+push_marker(P3Tokens *out, int32_t id, size_t n_before, size_t max, P3Error *err)
+{
+	if (out->n - n_before >= max)
+		return p3_error(err, P3_ERR_CONTEXT_FULL, "chat prompt has more than %zu tokens", max);
+	return p3_tokens_push(out, id, err);
+}
+
+/* As p3_chat_tokenize, within max_tokens; see phi3/generate.h. */
+P3Status
+p3_chat_tokenize_bounded(const P3Tokenizer *tok, const P3ChatMessage *messages, int n_messages,
+						 bool add_generation_prompt, size_t max_tokens, P3Tokens *out, P3Error *err)
+{
 	int32_t		end_id;
 	int32_t		role_ids[3];
 	size_t		n_before;
@@ -105,7 +124,7 @@ p3_chat_tokenize(const P3Tokenizer *tok, const P3ChatMessage *messages, int n_me
 
 	n_before = out->n;
 	if (p3_tokenizer_add_bos(tok))
-		st = p3_tokens_push(out, p3_tokenizer_bos(tok), err);
+		st = push_marker(out, p3_tokenizer_bos(tok), n_before, max_tokens, err);
 
 	for (int i = 0; st == P3_OK && i < n_messages; i++)
 	{
@@ -114,19 +133,24 @@ p3_chat_tokenize(const P3Tokenizer *tok, const P3ChatMessage *messages, int n_me
 
 		if (skip_message(m))
 			continue;
-		st = p3_tokens_push(out, role_ids[m->role], err);
+		st = push_marker(out, role_ids[m->role], n_before, max_tokens, err);
 		if (st != P3_OK)
 			break;
 		/* the marker's rstrip eats "\n" and the content's leading whitespace */
 		while (skip < m->len && chat_isspace((unsigned char) m->content[skip]))
 			skip++;
 		if (skip < m->len)
-			st = p3_tokenize(tok, m->content + skip, m->len - skip, 0, out, err);
+		{
+			st = p3_tokenize_bounded(tok, m->content + skip, m->len - skip, 0,
+									 max_tokens - (out->n - n_before), out, err);
+			if (st == P3_ERR_CONTEXT_FULL)
+				st = p3_error(err, P3_ERR_CONTEXT_FULL, "chat prompt has more than %zu tokens", max_tokens);
+		}
 		if (st == P3_OK)
-			st = p3_tokens_push(out, end_id, err);
+			st = push_marker(out, end_id, n_before, max_tokens, err);
 	}
 	if (st == P3_OK && add_generation_prompt)
-		st = p3_tokens_push(out, role_ids[P3_ROLE_ASSISTANT], err);
+		st = push_marker(out, role_ids[P3_ROLE_ASSISTANT], n_before, max_tokens, err);
 
 	if (st != P3_OK)
 		out->n = n_before;

@@ -637,12 +637,15 @@ fragments_push(FragmentList *list, size_t start, size_t len, int32_t id)
  * Split text into raw fragments and special tokens (llama.cpp's
  * tokenizer_st_partition): each candidate, longest first, is searched in
  * every raw fragment left by the previous ones.  The result is in *cur.
+ * More than max_specials special tokens is P3_ERR_CONTEXT_FULL (each is
+ * one token), so the lists never grow past what the caller can take.
  */
 static P3Status
 partition_special(const P3Tokenizer *tok, const char *text, size_t len, bool parse_special,
-				  FragmentList *cur, P3Error *err)
+				  size_t max_specials, FragmentList *cur, P3Error *err)
 {
 	FragmentList next = {0};
+	size_t		n_specials;
 
 	if (!fragments_push(cur, 0, len, -1))
 		return p3_error(err, P3_ERR_NOMEM, "out of memory splitting text at special tokens");
@@ -659,6 +662,7 @@ partition_special(const P3Tokenizer *tok, const char *text, size_t len, bool par
 			continue;
 
 		next.n = 0;
+		n_specials = 0;
 		for (size_t f = 0; f < cur->n; f++)
 		{
 			Fragment	frag = cur->v[f];
@@ -669,6 +673,7 @@ partition_special(const P3Tokenizer *tok, const char *text, size_t len, bool par
 			{
 				if (!fragments_push(&next, frag.start, frag.len, frag.id))
 					goto nomem;
+				n_specials++;
 				continue;
 			}
 			while (pos < end)
@@ -685,6 +690,11 @@ partition_special(const P3Tokenizer *tok, const char *text, size_t len, bool par
 				at = (size_t) (m - text);
 				if (at > pos && !fragments_push(&next, pos, at - pos, -1))
 					goto nomem;
+				if (++n_specials > max_specials)
+				{
+					free(next.v);
+					return p3_error(err, P3_ERR_CONTEXT_FULL, "text has more than %zu tokens", max_specials);
+				}
 				if (!fragments_push(&next, at, nlen, id))
 					goto nomem;
 				pos = at + nlen;
@@ -930,9 +940,24 @@ P3Status
 p3_tokenize(const P3Tokenizer *tok, const char *text, size_t len, unsigned flags,
 			P3Tokens *out, P3Error *err)
 {
+	return p3_tokenize_bounded(tok, text, len, flags, SIZE_MAX, out, err);
+}
+
+/*
+ * Tokenize text[0..len), giving up as soon as there are certainly more than
+ * max_tokens tokens; see phi3/tokenizer.h.  A raw fragment of n bytes has
+ * at least n / longest tokens (each token it yields covers at most the
+ * longest token text's bytes of the escaped fragment, a byte token one),
+ * so a fragment that cannot fit is refused before it is encoded.
+ */
+P3Status
+p3_tokenize_bounded(const P3Tokenizer *tok, const char *text, size_t len, unsigned flags,
+					size_t max_tokens, P3Tokens *out, P3Error *err)
+{
 	FragmentList frags = {0};
 	SpmWork		work = {0};
 	size_t		n_before;
+	size_t		longest;
 	bool		prev_special = true;	/* the start counts as "after a special token" */
 	P3Status	st = P3_OK;
 
@@ -942,9 +967,12 @@ p3_tokenize(const P3Tokenizer *tok, const char *text, size_t len, unsigned flags
 		return p3_error(err, P3_ERR_INVALID_ARG, "text of %zu bytes is too long to tokenize (at most %zu)",
 						len, P3_TOKENIZE_MAX_TEXT);
 	n_before = out->n;
+	longest = tok->max_token_len > 0 ? tok->max_token_len : 1;
 
 	if ((flags & P3_TOKENIZE_ADD_BOS) && tok->bos >= 0)
 	{
+		if (max_tokens < 1)
+			return p3_error(err, P3_ERR_CONTEXT_FULL, "text has more than %zu tokens", max_tokens);
 		st = p3_tokens_push(out, tok->bos, err);
 		if (st != P3_OK)
 			return st;
@@ -952,20 +980,26 @@ p3_tokenize(const P3Tokenizer *tok, const char *text, size_t len, unsigned flags
 	if (len == 0)
 		return P3_OK;
 
-	st = partition_special(tok, text, len, (flags & P3_TOKENIZE_SPECIAL) != 0, &frags, err);
+	st = partition_special(tok, text, len, (flags & P3_TOKENIZE_SPECIAL) != 0, max_tokens, &frags, err);
 	for (size_t f = 0; st == P3_OK && f < frags.n; f++)
 	{
+		size_t		done = out->n - n_before;
+
 		if (frags.v[f].id >= 0)
 		{
 			st = p3_tokens_push(out, frags.v[f].id, err);
 			prev_special = true;
 		}
+		else if (frags.v[f].len / longest > max_tokens - done)
+			st = p3_error(err, P3_ERR_CONTEXT_FULL, "text has more than %zu tokens", max_tokens);
 		else
 		{
 			st = spm_encode(tok, &work, text + frags.v[f].start, frags.v[f].len,
 							tok->add_space_prefix && prev_special, out, err);
 			prev_special = false;
 		}
+		if (st == P3_OK && out->n - n_before > max_tokens)
+			st = p3_error(err, P3_ERR_CONTEXT_FULL, "text has more than %zu tokens", max_tokens);
 	}
 
 	free(frags.v);

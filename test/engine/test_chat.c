@@ -390,6 +390,67 @@ test_invalid_arguments(void)
 	p3_text_free(&text);
 }
 
+/*
+ * p3_chat_tokenize_bounded: p3_chat_tokenize's tokens whenever they fit the
+ * bound (markers, BOS and content all count); one more than the bound is
+ * P3_ERR_CONTEXT_FULL with the output unchanged, whichever part overflows;
+ * a huge message is refused without being encoded.
+ */
+static void
+test_bounded(void)
+{
+	P3ChatMessage msgs[] = {MSG(P3_ROLE_SYSTEM, "You are terse."),
+		MSG(P3_ROLE_USER, "Summarize: the quick brown fox jumps over the lazy dog."),
+		MSG(P3_ROLE_ASSISTANT, "A fox jumps."),
+	MSG(P3_ROLE_USER, "  And <|end|> then?")};
+	P3Error		err = {0};
+
+	for (int n = 1; n <= 4; n++)
+		for (int gen = 0; gen < 2; gen++)
+		{
+			P3Tokens	want = {0};
+
+			CHECK_STATUS(p3_chat_tokenize(phi3_tok, msgs, n, gen != 0, &want, &err), P3_OK);
+			/* every bound from 0 to the count: only the count and above succeed */
+			for (size_t bound = 0; bound <= want.n + 1; bound++)
+			{
+				P3Tokens	got = {0};
+				P3Status	st;
+
+				p3_tokens_push(&got, 77, &err);
+				st = p3_chat_tokenize_bounded(phi3_tok, msgs, n, gen != 0, bound, &got, &err);
+				if (bound >= want.n)
+				{
+					CHECK_STATUS(st, P3_OK);
+					CHECK(got.n == want.n + 1 && got.ids[0] == 77 &&
+						  memcmp(got.ids + 1, want.ids, want.n * sizeof(int32_t)) == 0);
+				}
+				else
+				{
+					CHECK_STATUS(st, P3_ERR_CONTEXT_FULL);
+					CHECK(got.n == 1 && got.ids[0] == 77);
+					CHECK_MSG(strstr(err.message, "more than") != NULL, "message: %s", err.message);
+				}
+				p3_tokens_free(&got);
+			}
+			p3_tokens_free(&want);
+		}
+
+	/* a system message of 8 MB: refused at once */
+	{
+		const size_t big = 8 << 20;
+		char	   *text = malloc(big);
+		P3ChatMessage huge[] = {{P3_ROLE_SYSTEM, text, big}, MSG(P3_ROLE_USER, "Hi")};
+		P3Tokens	got = {0};
+
+		memset(text, 'z', big);
+		CHECK_STATUS(p3_chat_tokenize_bounded(phi3_tok, huge, 2, true, 4096, &got, &err), P3_ERR_CONTEXT_FULL);
+		CHECK_EQ_INT(got.n, 0);
+		p3_tokens_free(&got);
+		free(text);
+	}
+}
+
 int
 main(void)
 {
@@ -401,6 +462,7 @@ main(void)
 	RUN(test_no_injection);
 	RUN(test_bos_and_vocab);
 	RUN(test_invalid_arguments);
+	RUN(test_bounded);
 	p3_tokenizer_free(phi3_tok);
 	return harness_finish();
 }

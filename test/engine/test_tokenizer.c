@@ -1007,6 +1007,111 @@ test_long_text_speed(void)
 	free(buf);
 }
 
+/*
+ * p3_tokenize_bounded: the same tokens as p3_tokenize whenever they fit the
+ * bound; one token more than the bound is P3_ERR_CONTEXT_FULL with the list
+ * unchanged; a text far too long is refused without being encoded.
+ */
+static void
+test_tokenize_bounded(void)
+{
+	const size_t n_text = 3000;
+	char	   *buf = malloc(n_text);
+	const unsigned flag_sets[] = {0, P3_TOKENIZE_ADD_BOS, P3_TOKENIZE_SPECIAL,
+	P3_TOKENIZE_ADD_BOS | P3_TOKENIZE_SPECIAL};
+	const char *const specials = "<|user|>Hi</s>  there<|end|>\n<s>x";
+	uint64_t	seed = 41;
+
+	for (int round = 0; round < 24; round++)
+	{
+		size_t		len = 1 + (size_t) (harness_rand(&seed) % n_text);
+		unsigned	flags = flag_sets[round % 4];
+		P3Tokens	want = {0};
+		P3Error		err = {0};
+
+		make_text(buf, len, (uint64_t) round, round % 3 != 0);
+		if (round % 5 == 0)
+			memcpy(buf + len / 2, specials, len - len / 2 < strlen(specials) ? len - len / 2 : strlen(specials));
+		CHECK_STATUS(p3_tokenize(phi3_tok, buf, len, flags, &want, &err), P3_OK);
+		for (size_t slack = 0; slack < 2; slack++)
+		{
+			P3Tokens	got = {0};
+
+			CHECK_STATUS(p3_tokens_push(&got, 7, &err), P3_OK);	/* a list that already holds one id */
+			CHECK_STATUS(p3_tokenize_bounded(phi3_tok, buf, len, flags, want.n + slack, &got, &err), P3_OK);
+			CHECK(got.n == want.n + 1 && got.ids[0] == 7 &&
+				  memcmp(got.ids + 1, want.ids, want.n * sizeof(int32_t)) == 0);
+			p3_tokens_free(&got);
+		}
+		{
+			P3Tokens	got = {0};
+
+			CHECK_STATUS(p3_tokens_push(&got, 7, &err), P3_OK);
+			CHECK_STATUS(p3_tokenize_bounded(phi3_tok, buf, len, flags, want.n - 1, &got, &err),
+						 P3_ERR_CONTEXT_FULL);
+			CHECK(got.n == 1 && got.ids[0] == 7);
+			CHECK_MSG(strstr(err.message, "more than") != NULL, "message: %s", err.message);
+			p3_tokens_free(&got);
+		}
+		p3_tokens_free(&want);
+	}
+	free(buf);
+
+	/*
+	 * 4 MB of one letter (about a million tokens, and some 130 MB of
+	 * scratch for p3_tokenize): refused at once with a bound of 1000
+	 */
+	{
+		const size_t big = 4 << 20;
+		char	   *text = malloc(big);
+		P3Tokens	got = {0};
+		P3Error		err = {0};
+
+		memset(text, 'a', big);
+		CHECK_STATUS(p3_tokenize_bounded(phi3_tok, text, big, 0, 1000, &got, &err), P3_ERR_CONTEXT_FULL);
+		CHECK(got.n == 0);
+		free(text);
+	}
+
+	/* many special tokens: the fragment list stops growing at the bound */
+	{
+		const char *texts[] = {"<unk>", "<s>", "</s>", "a", "<x>"};
+		int32_t		types[] = {P3_TOKEN_UNKNOWN, P3_TOKEN_CONTROL, P3_TOKEN_CONTROL, P3_TOKEN_NORMAL,
+		P3_TOKEN_USER_DEFINED};
+		P3TokenizerVocab v = {0};
+		P3Tokenizer *tok = NULL;
+		P3Error		err = {0};
+		const size_t reps = 100000;
+		char	   *text = malloc(3 * reps);
+		P3Tokens	got = {0};
+
+		v.n_tokens = 5;
+		v.texts = texts;
+		v.types = types;
+		v.bos_id = 1;
+		v.eos_id = 2;
+		v.unk_id = 0;
+		CHECK_STATUS(p3_tokenizer_from_vocab(&v, &tok, &err), P3_OK);
+		for (size_t i = 0; i < reps; i++)
+			memcpy(text + 3 * i, "<x>", 3);
+		if (tok != NULL)
+		{
+			CHECK_STATUS(p3_tokenize_bounded(tok, text, 3 * reps, 0, 10, &got, &err), P3_ERR_CONTEXT_FULL);
+			CHECK(got.n == 0);
+			CHECK_STATUS(p3_tokenize_bounded(tok, text, 3 * 10, 0, 10, &got, &err), P3_OK);
+			CHECK_EQ_INT(got.n, 10);
+			p3_tokens_free(&got);
+			/* BOS alone does not fit a bound of 0 */
+			CHECK_STATUS(p3_tokenize_bounded(tok, "", 0, P3_TOKENIZE_ADD_BOS, 0, &got, &err), P3_ERR_CONTEXT_FULL);
+			CHECK_STATUS(p3_tokenize_bounded(tok, "", 0, P3_TOKENIZE_ADD_BOS, 1, &got, &err), P3_OK);
+			CHECK_EQ_INT(got.n, 1);
+			p3_tokens_free(&got);
+		}
+		p3_tokenizer_free(tok);
+		free(text);
+	}
+}
+
 /* ------------------------------------------------------------------------
  * GGUF loading
  * ------------------------------------------------------------------------ */
@@ -1263,6 +1368,7 @@ main(void)
 	RUN(test_detok_random_ids);
 	RUN(test_round_trips);
 	RUN(test_long_text_speed);
+	RUN(test_tokenize_bounded);
 	RUN(test_gguf_validation);
 
 	p3_tokenizer_free(phi3_tok);
