@@ -136,7 +136,7 @@ extern bool ModelCacheIsPreloaded(void);
 /* ---- errors.c ---- */
 extern void Phi3ReportModelNotSet(void) pg_attribute_noreturn();
 extern void Phi3ReportEngineError(const P3Error *err, const char *model_path) pg_attribute_noreturn();
-extern void Phi3ReportInputTooLong(int32 n_prompt, int32 max_tokens, int32 n_ctx,
+extern void Phi3ReportInputTooLong(int32 n_prompt, bool more_than, int32 max_tokens, int32 n_ctx,
 								   bool after_truncation) pg_attribute_noreturn();
 
 /* ---- memory.c ---- */

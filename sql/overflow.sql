@@ -24,12 +24,18 @@ SELECT phi3_generate(:'long_doc', 'Be brief.', 4);
 SELECT phi3_complete(:'long_doc', 4) = phi3_complete(phi3_detokenize((phi3_tokenize(:'long_doc'))[1:59]), 4) AS same_as_prefix;
 -- an input that fits is not touched (no notice)
 SELECT phi3_complete('Alpha beta', 4);
+-- a document too long to count (more than 2 * context + 1024 tokens) is
+-- only tokenized that far: a huge document costs no more than that
+SELECT phi3_complete(repeat('word ', 3000), 4);
+SELECT phi3_complete(repeat('word ', 3000), 4) = phi3_complete(phi3_detokenize((phi3_tokenize(repeat('word ', 3000)))[1:59]), 4) AS same_as_prefix;
 -- when even the instruction and the answer do not fit, truncation cannot help
 SELECT phi3_generate(:'long_doc', max_tokens => 60);
 SELECT phi3_summarize(:'long_doc', 100);
 
 -- phi3.max_context_size caps phi3.context_size
 RESET phi3.input_overflow;
+SELECT regress_error($$SELECT phi3_complete(repeat('word ', 3000), 4)$$);
+SELECT regress_error($$SELECT phi3_generate('Hi', repeat('word ', 3000), 4)$$);
 SET phi3.context_size = 4096;
 SET phi3.max_context_size = 64;
 SELECT phi3_summarize(:'long_doc', 5);

@@ -59,15 +59,21 @@ Phi3ReportModelNotSet(void)
 /*
  * Report an input whose prompt and answer do not fit the context.  With
  * after_truncation, n_prompt is the prompt with its document removed
- * entirely (phi3.input_overflow = truncate could not make it fit).
+ * entirely (phi3.input_overflow = truncate could not make it fit).  With
+ * more_than, the prompt was too long to count and has more than n_prompt
+ * tokens.
  */
 void
-Phi3ReportInputTooLong(int32 n_prompt, int32 max_tokens, int32 n_ctx, bool after_truncation)
+Phi3ReportInputTooLong(int32 n_prompt, bool more_than, int32 max_tokens, int32 n_ctx,
+					   bool after_truncation)
 {
 	if (after_truncation)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("input is too long"),
+				 more_than ?
+				 errdetail("Without its document the prompt has more than %d tokens and %d tokens are reserved for the answer, but the context holds %d tokens.",
+						   n_prompt, max_tokens, n_ctx) :
 				 errdetail("Without its document the prompt has %d tokens and %d tokens are reserved for the answer, but the context holds %d tokens.",
 						   n_prompt, max_tokens, n_ctx),
 				 errhint("Raise phi3.context_size or lower max_tokens.")));
@@ -75,6 +81,9 @@ Phi3ReportInputTooLong(int32 n_prompt, int32 max_tokens, int32 n_ctx, bool after
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("input is too long"),
+				 more_than ?
+				 errdetail("The prompt has more than %d tokens and %d tokens are reserved for the answer, but the context holds %d tokens.",
+						   n_prompt, max_tokens, n_ctx) :
 				 errdetail("The prompt has %d tokens and %d tokens are reserved for the answer, but the context holds %d tokens.",
 						   n_prompt, max_tokens, n_ctx),
 				 errhint("Raise phi3.context_size, lower max_tokens, or set phi3.input_overflow = 'truncate'.")));

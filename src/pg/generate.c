@@ -53,10 +53,12 @@ PG_FUNCTION_INFO_V1(phi3_complete);
 PG_FUNCTION_INFO_V1(phi3_summarize);
 PG_FUNCTION_INFO_V1(phi3_describe);
 
-static void BuildPrompt(const P3Tokenizer *tok, const Phi3GenRequest *req,
-						const char *content, size_t content_len, P3Tokens *out);
-static void TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req,
-							int32 n_ctx, P3Tokens *prompt);
+static size_t PromptCountLimit(int32 n_ctx);
+static bool BuildPrompt(const P3Tokenizer *tok, const Phi3GenRequest *req,
+						const char *content, size_t content_len, size_t limit, P3Tokens *out);
+static void TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req, int32 n_ctx,
+							size_t limit, bool counted, P3Tokens *prompt);
+static size_t Utf8Prefix(const char *s, size_t n);
 static text *TrimmedResult(char *s, size_t len);
 
 /*
@@ -281,7 +283,9 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	P3Context  *ctx = ModelCacheGetContext();
 	const P3Tokenizer *tok = p3_context_model(ctx)->tokenizer;
 	int32		n_ctx = p3_context_params(ctx)->n_ctx;
+	size_t		limit = PromptCountLimit(n_ctx);
 	P3Tokens   *prompt = Phi3TokensNew();
+	bool		counted;
 	P3Text	   *out;
 	P3GenerateParams gp;
 	P3GenerateStats stats;
@@ -292,18 +296,18 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	/* A cancel that arrived between rows stops here, before any work */
 	CHECK_FOR_INTERRUPTS();
 
-	BuildPrompt(tok, req, req->content, req->content_len, prompt);
+	counted = BuildPrompt(tok, req, req->content, req->content_len, limit, prompt);
 
-	if ((int64) prompt->n + req->max_tokens > n_ctx)
+	if (!counted || (int64) prompt->n + req->max_tokens > n_ctx)
 	{
 		if (phi3_input_overflow != PHI3_OVERFLOW_TRUNCATE)
 		{
-			int32		n_prompt = (int32) Min(prompt->n, (size_t) PG_INT32_MAX);
+			int32		n_prompt = (int32) (counted ? Min(prompt->n, limit) : limit);
 
 			Phi3TokensFree(prompt);
-			Phi3ReportInputTooLong(n_prompt, req->max_tokens, n_ctx, false);
+			Phi3ReportInputTooLong(n_prompt, !counted, req->max_tokens, n_ctx, false);
 		}
-		TruncateContent(tok, req, n_ctx, prompt);
+		TruncateContent(tok, req, n_ctx, limit, counted, prompt);
 	}
 
 	*out_len = 0;
@@ -348,12 +352,27 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 }
 
 /*
- * Tokenize the prompt of req with the given content into *out (cleared
- * first).
+ * The most prompt tokens worth counting for a context of n_ctx: a prompt
+ * past the context fails or is truncated anyway, and beyond this it is
+ * only known to have "more than" this many tokens.  Below it, error
+ * messages give the exact count; above it, a huge document (up to 1 GB of
+ * text) costs the tokenizer time and memory for this many tokens only,
+ * not about 30 bytes of scratch per byte of text, which could get the
+ * backend killed by the kernel's out-of-memory killer.
  */
-static void
+static size_t
+PromptCountLimit(int32 n_ctx)
+{
+	return (size_t) n_ctx * 2 + 1024;
+}
+
+/*
+ * Tokenize the prompt of req with the given content into *out (cleared
+ * first).  False, with *out empty, if it has more than limit tokens.
+ */
+static bool
 BuildPrompt(const P3Tokenizer *tok, const Phi3GenRequest *req,
-			const char *content, size_t content_len, P3Tokens *out)
+			const char *content, size_t content_len, size_t limit, P3Tokens *out)
 {
 	size_t		user_len = req->instruction_len + content_len;
 	char	   *user = palloc(user_len + 1);
@@ -384,13 +403,13 @@ BuildPrompt(const P3Tokenizer *tok, const Phi3GenRequest *req,
 		messages[n].content = user;
 		messages[n].len = user_len;
 		n++;
-		st = p3_chat_tokenize(tok, messages, n, true, out, &err);
+		st = p3_chat_tokenize_bounded(tok, messages, n, true, limit, out, &err);
 	}
 	else
 	{
 		unsigned	flags = p3_tokenizer_add_bos(tok) ? P3_TOKENIZE_ADD_BOS : 0;
 
-		st = p3_tokenize(tok, user, user_len, flags, out, &err);
+		st = p3_tokenize_bounded(tok, user, user_len, flags, limit, out, &err);
 		/* An empty raw prompt starts from BOS: an unconditional continuation */
 		if (st == P3_OK && out->n == 0)
 		{
@@ -405,45 +424,73 @@ BuildPrompt(const P3Tokenizer *tok, const Phi3GenRequest *req,
 		}
 	}
 	pfree(user);
+	if (st == P3_ERR_CONTEXT_FULL)
+		return false;
 	if (st != P3_OK)
 		Phi3ReportEngineError(&err, ModelCachePath());
+	return true;
 }
 
 /*
  * Shorten req's content until the prompt plus max_tokens fits n_ctx
  * (phi3.input_overflow = truncate): drop tokens from the end of the
  * content, never from the instruction or the template, and rebuild the
- * prompt in *prompt.  Emits a NOTICE with the counts.
+ * prompt in *prompt.  counted says whether *prompt holds the whole prompt
+ * (false: it had more than limit tokens).  Emits a NOTICE with the counts.
  */
 static void
-TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req,
-				int32 n_ctx, P3Tokens *prompt)
+TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req, int32 n_ctx,
+				size_t limit, bool counted, P3Tokens *prompt)
 {
 	P3Tokens   *content_tokens = Phi3TokensNew();
 	P3Text	   *kept_text = Phi3TextNew();
 	char	   *kept = NULL;
+	size_t		cut = req->content_len;
+	bool		cut_short = false;
 	int64		n_content;
 	int64		keep;
 	P3Error		err;
 	P3Status	st;
 
+	/*
+	 * The content's own tokens.  A content with more than limit tokens is
+	 * first cut to a prefix that has at most that many (halving it): only
+	 * its start can be kept anyway.
+	 */
 	p3_error_clear(&err);
-	st = p3_tokenize(tok, req->content, req->content_len, 0, content_tokens, &err);
+	for (;;)
+	{
+		st = p3_tokenize_bounded(tok, req->content, cut, 0, limit, content_tokens, &err);
+		if (st != P3_ERR_CONTEXT_FULL)
+			break;
+		cut = Utf8Prefix(req->content, cut / 2);
+		cut_short = true;
+	}
 	if (st != P3_OK)
 		Phi3ReportEngineError(&err, ModelCachePath());
 	n_content = (int64) content_tokens->n;
-	keep = n_content - ((int64) prompt->n + req->max_tokens - n_ctx);
+	if (counted && !cut_short)
+		keep = n_content - ((int64) prompt->n + req->max_tokens - n_ctx);
+	else
+	{
+		/* no count of the whole prompt: start from the room the rest of it leaves */
+		if (!BuildPrompt(tok, req, "", 0, limit, prompt))
+			Phi3ReportInputTooLong((int32) limit, true, req->max_tokens, n_ctx, true);
+		keep = Min(n_content, (int64) n_ctx - req->max_tokens - (int64) prompt->n);
+	}
 
 	for (;;)
 	{
 		if (keep < 1)
 		{
 			/* Not even one token of the content fits */
+			bool		rest_counted;
+
 			Phi3TokensFree(content_tokens);
 			Phi3TextFree(kept_text);
-			BuildPrompt(tok, req, "", 0, prompt);
-			Phi3ReportInputTooLong((int32) Min(prompt->n, (size_t) PG_INT32_MAX),
-								   req->max_tokens, n_ctx, true);
+			rest_counted = BuildPrompt(tok, req, "", 0, limit, prompt);
+			Phi3ReportInputTooLong((int32) (rest_counted ? Min(prompt->n, limit) : limit),
+								   !rest_counted, req->max_tokens, n_ctx, true);
 		}
 
 		Phi3TextFree(kept_text);
@@ -454,22 +501,45 @@ TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req,
 			pfree(kept);
 		kept = pnstrdup(kept_text->data ? kept_text->data : "", kept_text->len);
 
-		BuildPrompt(tok, req, kept, kept_text->len, prompt);
-		if ((int64) prompt->n + req->max_tokens <= n_ctx)
+		if (!BuildPrompt(tok, req, kept, kept_text->len, limit, prompt))
+			keep = 0;			/* cannot happen: the rest of the prompt fits */
+		else if ((int64) prompt->n + req->max_tokens <= n_ctx)
 			break;
-		/* Merges at the cut can change the count: drop the excess and retry */
-		keep -= (int64) prompt->n + req->max_tokens - n_ctx;
+		else
+		{
+			/* Merges at the cut can change the count: drop the excess and retry */
+			keep -= (int64) prompt->n + req->max_tokens - n_ctx;
+		}
 	}
 
-	ereport(NOTICE,
-			(errmsg("input truncated to fit the context"),
-			 errdetail("Kept %lld of %lld tokens of the input; the prompt has %d tokens and %d tokens are reserved for the answer in a context of %d tokens.",
-					   (long long) keep, (long long) n_content, (int) prompt->n,
-					   req->max_tokens, n_ctx)));
+	if (cut_short)
+		ereport(NOTICE,
+				(errmsg("input truncated to fit the context"),
+				 errdetail("Kept %lld of more than %lld tokens of the input; the prompt has %d tokens and %d tokens are reserved for the answer in a context of %d tokens.",
+						   (long long) keep, (long long) limit, (int) prompt->n,
+						   req->max_tokens, n_ctx)));
+	else
+		ereport(NOTICE,
+				(errmsg("input truncated to fit the context"),
+				 errdetail("Kept %lld of %lld tokens of the input; the prompt has %d tokens and %d tokens are reserved for the answer in a context of %d tokens.",
+						   (long long) keep, (long long) n_content, (int) prompt->n,
+						   req->max_tokens, n_ctx)));
 
 	Phi3TokensFree(content_tokens);
 	Phi3TextFree(kept_text);
 	pfree(kept);
+}
+
+/*
+ * The largest n' <= n such that s[0..n') does not end inside a UTF-8
+ * character (s has more than n bytes).
+ */
+static size_t
+Utf8Prefix(const char *s, size_t n)
+{
+	while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80)
+		n--;
+	return n;
 }
 
 /*
