@@ -31,7 +31,8 @@
  * a few tokens (the first and last ids included), is filled up to n_ctx
  * and must then refuse one more token without changing the sequence, and
  * p3_generate produces 2 tokens, whose text must be valid UTF-8.  The
- * kernel set, KV type and activation precision are chosen from the input.
+ * kernel set, KV type, activation precision and sampling are chosen from
+ * a hash of the file's header.
  */
 #include <float.h>
 #include <math.h>
@@ -271,7 +272,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	P3Model    *m = NULL;
 	P3Error		err;
 	P3Status	st;
-	unsigned	choice = 0;
+	unsigned	choice;
 
 	REQUIRE(buf != NULL);
 	memcpy(buf, data, size);
@@ -294,9 +295,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	check_model(m, buf, size);
-	for (size_t i = 0; i < size && i < 64; i++)
-		choice = choice * 31 + data[size - 1 - i];
-	run_model(m, choice);
+	/* kernels, KV type, activations, sampling: from a hash of the header, which every mutation changes */
+	choice = 2166136261u;
+	for (size_t i = 0; i < m->gguf->data_offset; i++)
+		choice = (choice ^ data[i]) * 16777619u;
+	run_model(m, choice ^ (choice >> 16));
 	p3_model_free(m);
 	free(buf);
 	return 0;
@@ -930,14 +933,35 @@ write_kv(P3GGUFWriter *w, const P3GGUF *g, uint64_t i, const Plan *p, uint32_t *
 	return p3_gguf_writer_add_value(w, key, &v, err);
 }
 
-/* Rewrite g with the plan applied; the new file in *out (malloc'ed). */
+/* Bytes of a tensor of this type and shape, or UINT64_MAX if it cannot be written. */
+static uint64_t
+tensor_bytes(uint32_t type, uint32_t n_dims, const int64_t *ne)
+{
+	size_t		row;
+	uint64_t	total;
+
+	if (n_dims < 1 || n_dims > P3_GGUF_MAX_DIMS || !p3_row_bytes(type, ne[0], &row))
+		return UINT64_MAX;
+	total = row;
+	for (uint32_t d = 1; d < n_dims; d++)
+		if (ne[d] < 1 || __builtin_mul_overflow(total, (uint64_t) ne[d], &total))
+			return UINT64_MAX;
+	return total;
+}
+
+/*
+ * Rewrite g with the plan applied; the new file in *out (malloc'ed).  A
+ * file that would exceed max_size is not built at all (repeated reshapes
+ * could otherwise ask the writer for gigabytes).
+ */
 static bool
-rewrite(const P3GGUF *g, const Plan *p, uint8_t **out, size_t *out_size)
+rewrite(const P3GGUF *g, const Plan *p, size_t max_size, uint8_t **out, size_t *out_size)
 {
 	P3GGUFWriter *w = NULL;
 	P3Error		err;
 	TensorFill *fills = NULL;
 	uint32_t	alignment = 0;
+	uint64_t	data_bytes = 0;
 	bool		ok = false;
 
 	if (p3_gguf_writer_new(&w, &err) != P3_OK)
@@ -953,6 +977,10 @@ rewrite(const P3GGUF *g, const Plan *p, uint8_t **out, size_t *out_size)
 	if (p->kind == MUT_ALIGNMENT)
 		alignment = p->alignment;
 	if (alignment && p3_gguf_writer_set_alignment(w, alignment, &err) != P3_OK)
+		goto done;
+	/* every tensor is padded to the alignment: a huge one (2^31 is valid) means a huge file */
+	data_bytes = alignment ? alignment : P3_GGUF_DEFAULT_ALIGNMENT;
+	if (data_bytes > max_size)
 		goto done;
 
 	for (uint64_t i = 0; i < g->n_tensors; i++)
@@ -984,6 +1012,16 @@ rewrite(const P3GGUF *g, const Plan *p, uint8_t **out, size_t *out_size)
 			f->field = p->field;
 		}
 		f->type = type;
+		{
+			uint64_t	tb = tensor_bytes(type, n_dims, ne);
+
+			if (tb > max_size)
+				goto done;
+			data_bytes += (tb + (alignment ? alignment : P3_GGUF_DEFAULT_ALIGNMENT)) *
+				(mine && p->kind == MUT_TENSOR_DUP ? 2 : 1);
+			if (data_bytes > max_size)
+				goto done;
+		}
 		if (p3_gguf_writer_add_tensor_deferred(w, name, type, n_dims, ne, fill_tensor, f, &err) != P3_OK)
 			goto done;
 		if (mine && p->kind == MUT_TENSOR_DUP &&
@@ -1042,7 +1080,7 @@ LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned in
 	{
 		bool		planned = plan_mutation(&r, g, &p);
 
-		if (planned && rewrite(g, &p, &out, &out_size) && out_size <= max_size)
+		if (planned && rewrite(g, &p, max_size, &out, &out_size) && out_size <= max_size)
 		{
 			free(p.array_bytes);
 			free(p.strings);

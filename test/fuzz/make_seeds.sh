@@ -5,7 +5,8 @@
 #
 # fuzz_model: tiny one-layer models from bin/phi3-mkmodel over a 372-token
 # subset of the real vocabulary (build/fuzz/make_small_vocab): f32, q8_0,
-# q4_k (embd 256, ff 512), LongRoPE, split Q/K/V, tied output, GQA.  The
+# q4_k (embd 256, ff 512), LongRoPE, split Q/K/V, tied output, GQA, and
+# odd dimensions (SIMD tails) and the other weight types.  The
 # same files and the small vocabulary seed fuzz_gguf.  fuzz_tokenizer: a
 # flag byte and a text each; fuzz_vocab and fuzz_sampler: a few inputs in
 # their byte layouts (see the harness headers).  Existing corpus files are
@@ -34,6 +35,18 @@ model longrope --embd 32 --heads 2 --ff 64 --longrope --ctx 64 --orig-ctx 4
 model split --embd 32 --heads 2 --ff 64 --split-qkv --type f16
 model tied --embd 32 --heads 2 --ff 64 --tied --type q8_0
 model gqa --embd 32 --heads 4 --kv-heads 2 --ff 64
+# dimensions that are no multiple of a SIMD width (tails), odd block counts, every weight type
+model odd-f32 --embd 24 --heads 3 --ff 36
+model odd-f16 --embd 20 --heads 2 --ff 36 --type f16 --split-qkv
+model odd-bf16 --embd 12 --heads 2 --kv-heads 1 --ff 10 --type bf16 --rot 4
+model q4_0 --embd 96 --heads 3 --ff 160 --type q4_0
+model q5_1 --embd 96 --heads 3 --ff 160 --type q5_1 --tied
+model iq4_nl --embd 64 --heads 2 --ff 96 --type iq4_nl
+model q4_k_m --embd 256 --heads 4 --ff 256 --type q4_k_m --tied
+model q5_k_m --embd 256 --heads 4 --ff 256 --type q5_k_m --tied
+model q2_k --embd 256 --heads 2 --ff 256 --type q2_k --tied
+model q3_k --embd 256 --heads 8 --kv-heads 2 --ff 256 --type q3_k --tied
+model iq4_xs --embd 256 --heads 4 --ff 256 --type iq4_xs --tied --longrope --orig-ctx 4
 cp "$out"/fuzz_model/*.gguf "$small" "$out/fuzz_gguf/"
 
 # fuzz_tokenizer: flag byte (bit 0 special, 1 bos, 2 detok special, 3 strip, 4 gen prompt), text
