@@ -107,6 +107,14 @@ typedef enum Phi3InputOverflow
 #define PHI3_DEFAULT_SUMMARY_WORDS		60
 #define PHI3_MAX_SUMMARY_WORDS			10000
 
+/*
+ * Input bounds of the tokenizer functions.  The tokenizer's working memory
+ * is about 30 bytes per byte of text, outside PostgreSQL's accounting and
+ * not interruptible: these keep one call below about half a gigabyte.
+ */
+#define PHI3_MAX_TOKENIZE_BYTES			(16 * 1024 * 1024)
+#define PHI3_MAX_DETOKENIZE_TOKENS		(4 * 1024 * 1024)
+
 /* GUC variables (guc.c) */
 extern char *phi3_model;
 extern int	phi3_threads;

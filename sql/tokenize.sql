@@ -41,6 +41,13 @@ SELECT phi3_detokenize('{-1}');
 SELECT phi3_detokenize('{15043,NULL}');
 SELECT phi3_detokenize('{{15043,3186},{1,2}}');
 
+-- bounded inputs: 16 MB of text, 4M token ids (the engine's memory is outside PostgreSQL's)
+SELECT phi3_token_count(repeat('a', 1024 * 1024)) > 0 AS one_megabyte_is_fine;
+SELECT phi3_token_count(repeat('a', 16 * 1024 * 1024 + 1));
+SELECT phi3_tokenize(repeat('word ', 4 * 1024 * 1024));
+SELECT phi3_detokenize(array_fill(450, ARRAY[4 * 1024 * 1024 + 1]));
+SELECT length(phi3_detokenize(array_fill(450, ARRAY[1000]))) AS ok_below;
+
 -- the tokenizer functions work per row and are STABLE / PARALLEL SAFE
 SELECT proname, provolatile, proparallel, proisstrict, procost
 FROM pg_proc WHERE proname IN ('phi3_tokenize', 'phi3_detokenize', 'phi3_token_count') ORDER BY proname;

@@ -11,6 +11,10 @@
  * the first piece, so phi3_detokenize(phi3_tokenize(t)) = t for ordinary
  * text, and renders control tokens (<s>, <|end|>, ...) as nothing.
  *
+ * Inputs are bounded (PHI3_MAX_TOKENIZE_BYTES, PHI3_MAX_DETOKENIZE_TOKENS):
+ * the engine's working memory lives outside PostgreSQL's accounting and a
+ * single huge argument must not be able to exhaust the machine's memory.
+ *
  * IDENTIFICATION
  *	  src/pg/tokenize.c
  *
@@ -90,6 +94,13 @@ phi3_detokenize(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("token array must be one-dimensional")));
+	if (ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array)) > PHI3_MAX_DETOKENIZE_TOKENS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("token array is too long to detokenize"),
+				 errdetail("The array has %d elements; phi3_detokenize accepts at most %d.",
+						   ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array)), PHI3_MAX_DETOKENIZE_TOKENS),
+				 errhint("Split the array and concatenate the texts.")));
 	deconstruct_array(array, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elems, &nulls, &n);
 
 	model = ModelCacheGetModel();
@@ -222,6 +233,13 @@ TokenizeText(text *t)
 	P3Error		err;
 
 	utf8 = Phi3TextToUtf8(t, &len);
+	if (len > PHI3_MAX_TOKENIZE_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("text is too long to tokenize"),
+				 errdetail("The text has %zu bytes; the tokenizer functions accept at most %d bytes.",
+						   len, PHI3_MAX_TOKENIZE_BYTES),
+				 errhint("Split the text and add up the counts.")));
 	model = ModelCacheGetModel();
 	tokens = Phi3TokensNew();
 	p3_error_clear(&err);
