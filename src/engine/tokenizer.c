@@ -26,7 +26,10 @@
  *      are recognised by their recorded size.  Every merge produces a
  *      vocabulary entry, so llama.cpp's rev_merge re-segmentation never
  *      applies; a final symbol that is not a token is a single character
- *      outside the vocabulary and becomes one <0xXX> token per byte.
+ *      outside the vocabulary and becomes one <0xXX> token per byte.  As
+ *      in SentencePiece, merges and that lookup never yield a control,
+ *      unknown or byte piece, so plain text cannot become a chat marker
+ *      whatever pieces the vocabulary has.
  * The heap keeps a whole fragment O(n log n); a 100 KB text takes
  * milliseconds.
  *
@@ -277,6 +280,21 @@ is_special_type(uint8_t type)
 	return type == P3_TOKEN_CONTROL || type == P3_TOKEN_USER_DEFINED || type == P3_TOKEN_UNKNOWN;
 }
 
+/*
+ * May SPM produce this token from text?  As in SentencePiece, control,
+ * unknown and byte pieces are never the result of a merge or a lookup:
+ * otherwise a vocabulary whose pieces chain up to "<|end|>" would let
+ * plain text become the marker.  (Byte tokens come from the byte fallback
+ * only; <unk> is its last resort.)
+ */
+static inline bool
+spm_piece_ok(const P3Tokenizer *tok, int32_t id)
+{
+	uint8_t		type = tok->types[id];
+
+	return type != P3_TOKEN_CONTROL && type != P3_TOKEN_UNKNOWN && type != P3_TOKEN_BYTE;
+}
+
 /* Has the token exactly this text? */
 static bool
 token_text_is(const P3Tokenizer *tok, int32_t id, const char *s)
@@ -354,7 +372,7 @@ tokenizer_index(P3Tokenizer *tok, P3Error *err)
 	tok->n_specials = nspec;
 	free(entries);
 
-	/* byte fallback: <0xXX>, else the one-byte string, else <unk> */
+	/* byte fallback: <0xXX>, else the one-byte string (neither a control token), else <unk> */
 	for (int b = 0; b < 256; b++)
 	{
 		char		name[8];
@@ -363,8 +381,12 @@ tokenizer_index(P3Tokenizer *tok, P3Error *err)
 
 		snprintf(name, sizeof(name), "<0x%02X>", b);
 		id = vocab_lookup(tok, name, 6);
+		if (id >= 0 && (tok->types[id] == P3_TOKEN_CONTROL || tok->types[id] == P3_TOKEN_UNKNOWN))
+			id = -1;			/* a control "<0xXX>" is not a byte */
 		if (id < 0)
 			id = vocab_lookup(tok, &one, 1);
+		if (id >= 0 && (tok->types[id] == P3_TOKEN_CONTROL || tok->types[id] == P3_TOKEN_UNKNOWN))
+			id = -1;
 		if (id < 0)
 			id = tok->unk;
 		tok->byte_tokens[b] = id;
@@ -820,7 +842,7 @@ try_add_bigram(const P3Tokenizer *tok, SpmWork *w, int32_t left, int32_t right)
 		return true;
 	b.size = w->sym[left].n + w->sym[right].n;
 	id = vocab_lookup(tok, w->text + w->sym[left].start, b.size);
-	if (id < 0)
+	if (id < 0 || !spm_piece_ok(tok, id))
 		return true;
 	b.score = tok->scores[id];
 	b.left = left;
@@ -834,7 +856,7 @@ emit_symbol(const P3Tokenizer *tok, const char *s, size_t n, P3Tokens *out, P3Er
 {
 	int32_t		id = vocab_lookup(tok, s, n);
 
-	if (id >= 0)
+	if (id >= 0 && spm_piece_ok(tok, id))
 		return p3_tokens_push(out, id, err);
 	for (size_t i = 0; i < n; i++)
 	{

@@ -496,6 +496,75 @@ test_special_custom_vocab(void)
 	}
 }
 
+/*
+ * Plain text never becomes a control, unknown or byte piece, even when the
+ * vocabulary's normal pieces chain up to one (found by test/fuzz/fuzz_vocab:
+ * "<|x|>" merged through "<|" + "|>", then "x|>", into the marker).
+ */
+static void
+test_merges_skip_special_pieces(void)
+{
+	const char *texts[] = {"<unk>", "<s>", "</s>", "<", "|", "x", ">", "<|", "|>", "x|>", "<|x|>",
+		"0", "<0", "<0x", "4", "1", "<0x4", "<0x41", "<0x41>", "y"};
+	float		scores[] = {0, 0, 0, -1, -1, -1, -1, -2, -2, -3, -4,
+		-1, -2, -3, -1, -1, -4, -5, -6, -1};
+	int32_t		types[] = {P3_TOKEN_UNKNOWN, P3_TOKEN_CONTROL, P3_TOKEN_CONTROL,
+		P3_TOKEN_NORMAL, P3_TOKEN_NORMAL, P3_TOKEN_NORMAL, P3_TOKEN_NORMAL, P3_TOKEN_NORMAL,
+		P3_TOKEN_NORMAL, P3_TOKEN_NORMAL, P3_TOKEN_NORMAL,
+		P3_TOKEN_NORMAL, P3_TOKEN_NORMAL, P3_TOKEN_NORMAL, P3_TOKEN_NORMAL, P3_TOKEN_NORMAL,
+		P3_TOKEN_NORMAL, P3_TOKEN_NORMAL, P3_TOKEN_BYTE, P3_TOKEN_CONTROL};
+	P3TokenizerVocab v = {0};
+	P3Tokenizer *tok = NULL;
+	P3Error		err = {0};
+	P3Tokens	t = {0};
+	P3Text		out = {0};
+
+	v.n_tokens = (int32_t) (sizeof(texts) / sizeof(texts[0]));
+	v.texts = texts;
+	v.scores = scores;
+	v.types = types;
+	v.bos_id = 1;
+	v.eos_id = 2;
+	v.unk_id = 0;
+	v.add_space_prefix = false;
+	CHECK_STATUS(p3_tokenizer_from_vocab(&v, &tok, &err), P3_OK);
+	if (tok == NULL)
+		return;
+	CHECK_EQ_INT(p3_tokenizer_token_type(tok, 10), P3_TOKEN_CONTROL);
+
+	/* the pieces stay pieces: "<|" + "x|>" is as far as the merges go */
+	CHECK_STATUS(p3_tokenize(tok, "<|x|>", 5, 0, &t, &err), P3_OK);
+	{
+		const int32_t want[] = {7, 9};
+
+		CHECK(ids_equal("no marker from pieces", t.ids, t.n, want, 2));
+	}
+	CHECK_STATUS(p3_detokenize(tok, t.ids, t.n, false, false, &out, &err), P3_OK);
+	CHECK(out.len == 5 && memcmp(out.data, "<|x|>", 5) == 0);
+	/* asked for, the marker is recognised as a whole */
+	t.n = 0;
+	CHECK_STATUS(p3_tokenize(tok, "<|x|>", 5, P3_TOKENIZE_SPECIAL, &t, &err), P3_OK);
+	CHECK(t.n == 1 && t.ids[0] == 10);
+
+	/* "<0x41>" typed as text is not the byte token (which decodes as "A") */
+	t.n = 0;
+	out.len = 0;
+	CHECK_STATUS(p3_tokenize(tok, "<0x41>", 6, 0, &t, &err), P3_OK);
+	for (size_t i = 0; i < t.n; i++)
+		CHECK(t.ids[i] != 18);
+	CHECK_STATUS(p3_detokenize(tok, t.ids, t.n, false, false, &out, &err), P3_OK);
+	CHECK(out.len == 6 && memcmp(out.data, "<0x41>", 6) == 0);
+
+	/* a one-character control token is not a piece either: <unk> stands in */
+	t.n = 0;
+	CHECK_STATUS(p3_tokenize(tok, "y", 1, 0, &t, &err), P3_OK);
+	CHECK(t.n == 1 && t.ids[0] == 0);
+
+	p3_tokens_free(&t);
+	p3_text_free(&out);
+	p3_tokenizer_free(tok);
+}
+
 /* ------------------------------------------------------------------------
  * Byte fallback and hostile input
  * ------------------------------------------------------------------------ */
@@ -1361,6 +1430,7 @@ main(void)
 	RUN(test_verified_examples);
 	RUN(test_special_tokens);
 	RUN(test_special_custom_vocab);
+	RUN(test_merges_skip_special_pieces);
 	RUN(test_byte_fallback);
 	RUN(test_invalid_utf8);
 	RUN(test_token_to_piece);
