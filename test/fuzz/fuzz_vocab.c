@@ -24,7 +24,9 @@
  * text and type as given (chat markers CONTROL, unknown types UNDEFINED),
  * find each text at its last id, and tokenize the text into ids in range
  * (or refuse with P3_ERR_UNSUPPORTED when a byte has no token and there is
- * no <unk>).  Decoding — whole or streamed, with or without special — must
+ * no <unk>); without P3_TOKENIZE_SPECIAL no id but BOS and <unk> may be a
+ * chat marker <|...|> (tokenizer.h: plain text cannot inject one, whatever
+ * pieces the vocabulary has).  Decoding — whole or streamed, with or without special — must
  * give valid UTF-8, and p3_token_to_piece must report the same length for
  * every buffer size.  When the text is valid UTF-8 without "<0x" or U+2581
  * and every token produced is NORMAL (not a "<0xXX>" text, not <unk>, the
@@ -45,13 +47,20 @@ int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_TOKENS 48
 
+/* Is s[0..n) a chat marker <|...|>? */
+static bool
+is_chat_marker(const char *s, size_t n)
+{
+	return n >= 5 && s[0] == '<' && s[1] == '|' && s[n - 2] == '|' && s[n - 1] == '>';
+}
+
 /* The effective type p3_tokenizer_from_vocab documents. */
 static int32_t
 effective_type(int32_t type, const char *s, size_t n)
 {
 	if (type < P3_TOKEN_UNDEFINED || type > P3_TOKEN_BYTE)
 		type = P3_TOKEN_UNDEFINED;
-	if (type != P3_TOKEN_BYTE && n >= 5 && s[0] == '<' && s[1] == '|' && s[n - 2] == '|' && s[n - 1] == '>')
+	if (type != P3_TOKEN_BYTE && is_chat_marker(s, n))
 		type = P3_TOKEN_CONTROL;
 	return type;
 }
@@ -148,6 +157,10 @@ exercise(const P3Tokenizer *tok, int32_t n, int32_t unk, unsigned flags, bool ad
 		REQUIRE(toks.ids[i] >= 0 && toks.ids[i] < n);
 		t = p3_tokenizer_token_type(tok, toks.ids[i]);
 		ts = p3_tokenizer_token_text(tok, toks.ids[i], &tl);
+		/* plain text never becomes a chat marker (but BOS, if asked for, or <unk> may be one) */
+		if (!(tflags & P3_TOKENIZE_SPECIAL) && toks.ids[i] != unk &&
+			!(i == 0 && (tflags & P3_TOKENIZE_ADD_BOS) && toks.ids[i] == p3_tokenizer_bos(tok)))
+			REQUIRE(!is_chat_marker(ts, tl));
 		if (toks.ids[i] == unk ||
 			!(t == P3_TOKEN_BYTE || (t == P3_TOKEN_NORMAL && !is_byte_text(ts, tl))))
 			decodable = false;
