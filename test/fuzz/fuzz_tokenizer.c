@@ -12,8 +12,9 @@
  * Input: one flag byte, then text.  Flag bits: 0 P3_TOKENIZE_SPECIAL,
  * 1 P3_TOKENIZE_ADD_BOS, 2 detokenize with special, 3 strip the leading
  * space, 4 add the generation prompt.  For every input:
- *   1. tokenize with the flags: ids in range, BOS first when asked;
- *      detokenize: valid UTF-8.
+ *   1. tokenize with the flags: ids in range, BOS first when asked, no
+ *      control or unknown token without P3_TOKENIZE_SPECIAL; detokenize:
+ *      valid UTF-8.
  *   2. oracle: for valid UTF-8 text without special-token text (and without
  *      U+2581, which SentencePiece decodes as a space), tokenizing plainly
  *      and detokenizing with the leading space stripped gives the text back
@@ -118,6 +119,11 @@ fuzz_round_trip(unsigned flags, const char *text, size_t len)
 	st = p3_tokenize(vocab_tok, text, len, tflags, &toks, &err);
 	REQUIRE(st == P3_OK);
 	check_ids(&toks);
+	/* without special parsing no control or unknown token comes from the text */
+	if (!(tflags & P3_TOKENIZE_SPECIAL))
+		for (size_t i = (tflags & P3_TOKENIZE_ADD_BOS) ? 1 : 0; i < toks.n; i++)
+			REQUIRE(p3_tokenizer_token_type(vocab_tok, toks.ids[i]) != P3_TOKEN_CONTROL &&
+					p3_tokenizer_token_type(vocab_tok, toks.ids[i]) != P3_TOKEN_UNKNOWN);
 	if (tflags & P3_TOKENIZE_ADD_BOS)
 		REQUIRE(toks.n >= 1 && toks.ids[0] == p3_tokenizer_bos(vocab_tok));
 	REQUIRE(len == 0 || toks.n > (tflags & P3_TOKENIZE_ADD_BOS ? 1u : 0u));

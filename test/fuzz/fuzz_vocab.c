@@ -13,7 +13,8 @@
  *              6 P3_TOKENIZE_ADD_BOS, 7 detokenize with special
  *   u8 × 3     bos, eos, unk: b % (n + 3) - 2, so -2 and n are out of range
  *   per token: u8 kind (& 7: 0 "<0xXX>" with the next byte, 1 a duplicate of
- *              an earlier text, 2 empty, 3 a marker such as <|end|>, else raw
+ *              an earlier text (next byte), or a proper prefix of it when the
+ *              byte after is odd, 2 empty, 3 a marker such as <|end|>, else raw
  *              text of next % 8 bytes), u8 type (< 128: NORMAL, else
  *              b % 10 - 2, i.e. -2..7), u8 score (& 7: 0 NaN, 1 +inf, 2 -inf,
  *              3 a denormal, 4 -0, else the next byte as a signed number / 4)
@@ -216,7 +217,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const markers[] = {
 		"<|end|>", "<|user|>", "<|assistant|>", "<|system|>", "<|endoftext|>", "<s>", "</s>", "<unk>",
-		"<|", "[PAD1]", "\xe2\x96\x81", "\xe2\x96\x81t", "<|x|>"
+		"<|", "[PAD1]", "\xe2\x96\x81", "\xe2\x96\x81t", "<|x|>", "|>", "x|>", "<|x", "<0", "<0x"
 	};
 	FuzzReader	r = {data, size};
 	uint8_t		nb = fuzz_u8(&r);
@@ -256,10 +257,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			case 1:
 				{
+					/* a duplicate, or a prefix: prefixes of a marker chain up to it by merges */
 					int32_t		src = id ? fuzz_u8(&r) % id : 0;
+					uint8_t		cut = fuzz_u8(&r);
 
 					memcpy(texts[id], texts[src], sizeof(texts[id]));
 					lens[id] = id ? lens[src] : 0;
+					if ((cut & 1) && lens[id] > 0)
+					{
+						lens[id] = (size_t) (cut >> 1) % lens[id];
+						memset(texts[id] + lens[id], 0, sizeof(texts[id]) - lens[id]);
+					}
 					break;
 				}
 			case 2:
