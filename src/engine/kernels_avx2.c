@@ -2,19 +2,21 @@
  * kernels_avx2.c — the "avx2" kernel set: AVX2 + FMA + F16C, for x86 CPUs
  * without AVX-512 (and for valgrind, which cannot run AVX-512).
  *
- * The same design as kernels_avx512.c with 8-lane registers:
- *   - float dots: four 8-lane accumulators, element i goes to lane i % 8 of
- *     accumulator (i / 8) % 4 (a final partial group of 8 through a zeroed
- *     copy and a blend that leaves the unused lanes untouched), one fixed
- *     reduction; the fused dot_f32[T] decode exactly dequant[T]'s values
- *     into the same lanes, so they have dot_f32_f32(dequant[T](w), x)'s bits;
- *   - integer dots: weights unpacked to bytes, vpmaddubsw pair sums, then
- *     vpmaddwd with the sub-block scales (K-quants) or with ones (32-element
- *     formats, |w| against sign-moved activations); exact block sums, float
- *     combination in lanes; one inline kernel per format for NT activation
- *     rows (vec_dot: NT = 1, vec_dot_ntok: NT = 4, the same bits per row);
- *   - quantizers bit-identical to the reference (see kernels_avx512.c).
- * Tails are read through small zeroed buffers rather than masked loads.
+ * Every function here is compiled for those instructions by the target
+ * pragma below and is only reachable through p3_kernels_fill_avx2, which
+ * kernels_x86.c calls after checking the CPU.  What this set shares with
+ * the "avx512" set (the float layout, the float dots, the quantizers, the
+ * dequant / fused dot_f32 loop, the 256-bit helpers) is written once in
+ * kernels_x86_common.h, on the 8-lane vector layer defined below; tails
+ * go through small zeroed buffers rather than masked loads.  Here:
+ *   - the decoders of the quantized formats to f32 (the reference's
+ *     arithmetic), 32 values in four registers per call;
+ *   - the integer dots: weights unpacked to bytes, vpmaddubsw pair sums,
+ *     then vpmaddwd with the sub-block scales (K-quants) or with ones
+ *     (32-element formats, |w| against sign-moved activations); exact
+ *     block sums, float combination in lanes; one inline kernel per format
+ *     for NT activation rows (vec_dot: NT = 1, vec_dot_ntok: NT = 4, the
+ *     same bits per row).
  */
 #if defined(__x86_64__)
 
@@ -29,31 +31,171 @@
 #pragma GCC target("avx2,fma,f16c")
 
 #define INLINE static inline __attribute__((always_inline))
-#define NTOK P3_KERNEL_NTOK
 
 /* ---------------------------------------------------------------------
- * helpers
+ * the vector layer of the shared kernels (see kernels_x86_common.h)
  * --------------------------------------------------------------------- */
 
-INLINE float
-h2f(uint16_t h)
+#define VL 8
+/* two rows of four accumulators plus four weight registers fit in the 16 registers */
+#define X86_NTOK_ROWS 2
+typedef __m256 vfloat;
+
+/* the arithmetic: the 8-lane intrinsics */
+INLINE __m256
+vf_zero(void)
 {
-	return _cvtsh_ss(h);
+	return _mm256_setzero_ps();
 }
 
-/* f32 -> f16 for a stored scale, as the reference's half_sat */
-INLINE uint16_t
-f2h_sat(float f)
+INLINE __m256
+vf_set1(float a)
 {
-	if (f != f)
-		return 0;
-	if (f > 65504.0f)
-		f = 65504.0f;
-	else if (f < -65504.0f)
-		f = -65504.0f;
-	return (uint16_t) _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+	return _mm256_set1_ps(a);
 }
 
+INLINE __m256
+vf_load(const float *p)
+{
+	return _mm256_loadu_ps(p);
+}
+
+INLINE void
+vf_store(float *p, __m256 v)
+{
+	_mm256_storeu_ps(p, v);
+}
+
+INLINE __m256
+vf_add(__m256 a, __m256 b)
+{
+	return _mm256_add_ps(a, b);
+}
+
+INLINE __m256
+vf_mul(__m256 a, __m256 b)
+{
+	return _mm256_mul_ps(a, b);
+}
+
+INLINE __m256
+vf_fmadd(__m256 a, __m256 b, __m256 c)
+{
+	return _mm256_fmadd_ps(a, b, c);
+}
+
+/* the last r < 8 elements as a zero-padded register */
+INLINE __m256
+vf_load_part(const float *p, int r)
+{
+	float		buf[8] = {0};
+
+	memcpy(buf, p, (size_t) r * sizeof(float));
+	return _mm256_loadu_ps(buf);
+}
+
+INLINE void
+vf_store_part(float *p, __m256 v, int r)
+{
+	float		buf[8];
+
+	_mm256_storeu_ps(buf, v);
+	memcpy(p, buf, (size_t) r * sizeof(float));
+}
+
+/* the mask of the r live lanes */
+INLINE __m256
+tail_mask(int r)
+{
+	static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+	return _mm256_loadu_ps((const float *) (m + 8 - r));
+}
+
+/* acc + a * b in the live lanes, acc elsewhere */
+INLINE __m256
+vf_fmadd_part(__m256 a, __m256 b, __m256 acc, int r)
+{
+	return _mm256_blendv_ps(acc, _mm256_fmadd_ps(a, b, acc), tail_mask(r));
+}
+
+/* 8 f16 values as floats (vcvtph2ps) */
+INLINE __m256
+vf_load_f16(const uint16_t *p)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) p));
+}
+
+INLINE __m256
+vf_load_f16_part(const uint16_t *p, int r)
+{
+	uint16_t	buf[8] = {0};
+
+	memcpy(buf, p, (size_t) r * sizeof(uint16_t));
+	return vf_load_f16(buf);
+}
+
+/* 8 bf16 values as floats: the bits shifted up */
+INLINE __m256
+vf_load_bf16(const uint16_t *p)
+{
+	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) p)), 16));
+}
+
+INLINE __m256
+vf_load_bf16_part(const uint16_t *p, int r)
+{
+	uint16_t	buf[8] = {0};
+
+	memcpy(buf, p, (size_t) r * sizeof(uint16_t));
+	return vf_load_bf16(buf);
+}
+
+/* 8 f16 values to f32 exactly as p3_fp16_to_fp32 (signalling NaNs, rare, converted one by one) */
+INLINE __m256
+vf_load_f16_exact(const uint16_t *p)
+{
+	__m128i		h = _mm_loadu_si128((const __m128i *) p);
+	__m128i		snan = _mm_andnot_si128(_mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x3FF)), _mm_setzero_si128()),
+										_mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7E00)), _mm_set1_epi16(0x7C00)));
+
+	if (_mm_movemask_epi8(snan))
+	{
+		float		buf[8];
+
+		for (int j = 0; j < 8; j++)
+			buf[j] = p3_fp16_to_fp32(p[j]);
+		return _mm256_loadu_ps(buf);
+	}
+	return _mm256_cvtph_ps(h);
+}
+
+INLINE __m256
+vf_load_f16_exact_part(const uint16_t *p, int r)
+{
+	uint16_t	buf[8] = {0};
+
+	memcpy(buf, p, (size_t) r * sizeof(uint16_t));
+	return vf_load_f16_exact(buf);
+}
+
+/* 8 floats to f16, round to nearest even */
+INLINE void
+vf_store_f16(uint16_t *p, __m256 v)
+{
+	_mm_storeu_si128((__m128i *) p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+INLINE void
+vf_store_f16_part(uint16_t *p, __m256 v, int r)
+{
+	uint16_t	buf[8];
+
+	vf_store_f16(buf, v);
+	memcpy(p, buf, (size_t) r * sizeof(uint16_t));
+}
+
+/* the sum of the 8 lanes, in a fixed order */
 INLINE float
 hsum8(__m256 v)
 {
@@ -71,6 +213,7 @@ reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
 	return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
+/* the sum of 8 int32 lanes */
 INLINE int
 hsum8_epi32(__m256i v)
 {
@@ -81,8 +224,9 @@ hsum8_epi32(__m256i v)
 	return _mm_cvtsi128_si32(s);
 }
 
+/* the largest of the 8 lanes */
 INLINE float
-hmax8(__m256 v)
+vf_hmax(__m256 v)
 {
 	__m128		s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 
@@ -91,6 +235,7 @@ hmax8(__m256 v)
 	return _mm_cvtss_f32(s);
 }
 
+/* |v| per lane (the sign bit cleared) */
 INLINE __m256
 abs8(__m256 v)
 {
@@ -104,6 +249,14 @@ absmax_fold(__m256 x, __m256 m)
 	return _mm256_max_ps(abs8(x), m);
 }
 
+/* bit k set where |v[k]| == a */
+INLINE unsigned
+vf_abs_eq(__m256 v, float a)
+{
+	return (unsigned) _mm256_movemask_ps(_mm256_cmp_ps(abs8(v), _mm256_set1_ps(a), _CMP_EQ_OQ));
+}
+
+/* NaN lanes -> 0 */
 INLINE __m256
 nan_to_zero(__m256 v)
 {
@@ -137,326 +290,45 @@ pack32_epi8(__m256i q0, __m256i q1, __m256i q2, __m256i q3)
 	return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+/* Q8_0 / Q8_1 codes of v[0..3] * id (roundf, clamped); returns their sum */
+INLINE int
+q8_codes32(const __m256 *v, float id, int8_t *qs)
+{
+	__m256i		q[4];
+
+#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++)
+		q[k] = round_away_clamp(_mm256_mul_ps(v[k], _mm256_set1_ps(id)), 127.0f);
+	_mm256_storeu_si256((__m256i *) qs, pack32_epi8(q[0], q[1], q[2], q[3]));
+	return hsum8_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+}
+
+/* Q8_K codes of 32 values x * iscale (nearest even, clamped, NaN -> 0) and the sums of their halves */
 INLINE void
-k4_unpack(const uint8_t *scales, uint8_t *sc, uint8_t *mn)
+q8k_codes32(const float *x, float iscale, int8_t *qs, int16_t *bsums)
 {
-	uint32_t	s[3];
-	uint32_t	v[4];
+	__m256i		q[4];
 
-	memcpy(s, scales, 12);
-	v[0] = s[0] & 0x3f3f3f3fu;
-	v[1] = (s[2] & 0x0f0f0f0fu) | (((s[0] >> 6) & 0x03030303u) << 4);
-	v[2] = s[1] & 0x3f3f3f3fu;
-	v[3] = ((s[2] >> 4) & 0x0f0f0f0fu) | (((s[1] >> 6) & 0x03030303u) << 4);
-	memcpy(sc, v, 8);
-	memcpy(mn, v + 2, 8);
-}
-
-/* 8 bytes -> 8 int32 */
-INLINE __m256i
-u8x8(const uint8_t *p)
-{
-	return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *) p));
-}
-
-INLINE __m256i
-s8x8(const int8_t *p)
-{
-	return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *) p));
-}
-
-/* ---------------------------------------------------------------------
- * float kernels
- * --------------------------------------------------------------------- */
-
-/* the last r < 8 elements as a zero-padded register, and the mask of the live lanes */
-INLINE __m256
-tail_ps(const float *p, int r)
-{
-	float		buf[8] = {0};
-
-	memcpy(buf, p, (size_t) r * sizeof(float));
-	return _mm256_loadu_ps(buf);
-}
-
-INLINE __m256
-tail_mask(int r)
-{
-	static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-	return _mm256_loadu_ps((const float *) (m + 8 - r));
-}
-
-/* acc + a * b in the live lanes, acc elsewhere */
-INLINE __m256
-fma_tail(__m256 a, __m256 b, __m256 acc, int r)
-{
-	return _mm256_blendv_ps(acc, _mm256_fmadd_ps(a, b, acc), tail_mask(r));
-}
-
-static float
-dot_f32_f32(const float *a, const float *b, int64_t n)
-{
-	__m256		acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-	int64_t		i = 0;
-	int			k = 0;
-
-	for (; i + 32 <= n; i += 32)
+#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++)
 	{
-		acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[0]);
-		acc[1] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc[1]);
-		acc[2] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc[2]);
-		acc[3] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc[3]);
+		__m256		v = nan_to_zero(_mm256_mul_ps(_mm256_set1_ps(iscale), _mm256_loadu_ps(x + 8 * k)));
+
+		v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+		q[k] = _mm256_cvttps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 	}
-	for (; i + 8 <= n; i += 8, k++)
-		acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc[k]);
-	if (i < n)
-		acc[k] = fma_tail(tail_ps(a + i, (int) (n - i)), tail_ps(b + i, (int) (n - i)), acc[k], (int) (n - i));
-	return reduce4(acc[0], acc[1], acc[2], acc[3]);
+	_mm256_storeu_si256((__m256i *) qs, pack32_epi8(q[0], q[1], q[2], q[3]));
+	bsums[0] = (int16_t) hsum8_epi32(_mm256_add_epi32(q[0], q[1]));
+	bsums[1] = (int16_t) hsum8_epi32(_mm256_add_epi32(q[2], q[3]));
 }
+
+#include "kernels_x86_common.h"
 
 /*
- * Rows x0, x1 of dot_f32_f32_ntok over elements [i0, i0 + m) (the pointers
- * are at element i0): per row
- * dot_f32_f32's operations, the four accumulators of each row kept in its
- * state between calls (i0 is a multiple of 64, hence of 32).
+ * y += a * x (multiply, then add: the reference's rounding exactly).  Not
+ * shared: a tail through the zeroed buffers would cost this short kernel
+ * (attention, once per cached position) a stack frame on every call.
  */
-INLINE void
-dot_f32_f32_two(const float *w, const float *x0, const float *x1, int64_t n, int64_t i0, int64_t m,
-				float *st0, float *st1, float *out)
-{
-	__m256		a[2][4];
-	const float *xs[2] = {x0, x1};
-	float	   *st[2] = {st0, st1};
-	int64_t		i = 0;			/* element i0 + i; i0 % 64 == 0 keeps the lanes */
-	int64_t		end = m;
-	int			k = 0;
-
-	for (int t = 0; t < 2; t++)
-		for (int j = 0; j < 4; j++)
-			a[t][j] = i0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(st[t] + 8 * j);
-	for (; i + 32 <= end; i += 32)
-	{
-		__m256		w0 = _mm256_loadu_ps(w + i);
-		__m256		w1 = _mm256_loadu_ps(w + i + 8);
-		__m256		w2 = _mm256_loadu_ps(w + i + 16);
-		__m256		w3 = _mm256_loadu_ps(w + i + 24);
-
-#pragma GCC unroll 2
-		for (int t = 0; t < 2; t++)
-		{
-			a[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[t] + i), a[t][0]);
-			a[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xs[t] + i + 8), a[t][1]);
-			a[t][2] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xs[t] + i + 16), a[t][2]);
-			a[t][3] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xs[t] + i + 24), a[t][3]);
-		}
-	}
-	for (; i + 8 <= end; i += 8, k++)
-		for (int t = 0; t < 2; t++)
-			a[t][k] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(xs[t] + i), a[t][k]);
-	if (i < end)
-		for (int t = 0; t < 2; t++)
-			a[t][k] = fma_tail(tail_ps(w + i, (int) (end - i)), tail_ps(xs[t] + i, (int) (end - i)), a[t][k],
-							   (int) (end - i));
-	for (int t = 0; t < 2; t++)
-	{
-		if (i0 + m >= n)
-			out[t] = reduce4(a[t][0], a[t][1], a[t][2], a[t][3]);
-		else
-			for (int j = 0; j < 4; j++)
-				_mm256_storeu_ps(st[t] + 8 * j, a[t][j]);
-	}
-}
-
-static void
-dot_f32_f32_ntok(const float *w, const float *x, int64_t ldx, int64_t n,
-				 int64_t i0, int64_t m, float *state, float *out)
-{
-	for (int t = 0; t < NTOK; t += 2)
-		dot_f32_f32_two(w, x + t * ldx, x + (t + 1) * ldx, n, i0, m,
-						state + t * P3_KERNEL_DOT_STATE, state + (t + 1) * P3_KERNEL_DOT_STATE, out + t);
-}
-
-INLINE __m256
-f16x8(const uint16_t *p)
-{
-	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) p));
-}
-
-INLINE __m256
-f16_tail(const uint16_t *p, int r)
-{
-	uint16_t	buf[8] = {0};
-
-	memcpy(buf, p, (size_t) r * sizeof(uint16_t));
-	return f16x8(buf);
-}
-
-static float
-dot_f16_f32(const uint16_t *w, const float *x, int64_t n)
-{
-	__m256		acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-	int64_t		i = 0;
-	int			k = 0;
-
-	for (; i + 32 <= n; i += 32)
-	{
-		acc[0] = _mm256_fmadd_ps(f16x8(w + i), _mm256_loadu_ps(x + i), acc[0]);
-		acc[1] = _mm256_fmadd_ps(f16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), acc[1]);
-		acc[2] = _mm256_fmadd_ps(f16x8(w + i + 16), _mm256_loadu_ps(x + i + 16), acc[2]);
-		acc[3] = _mm256_fmadd_ps(f16x8(w + i + 24), _mm256_loadu_ps(x + i + 24), acc[3]);
-	}
-	for (; i + 8 <= n; i += 8, k++)
-		acc[k] = _mm256_fmadd_ps(f16x8(w + i), _mm256_loadu_ps(x + i), acc[k]);
-	if (i < n)
-		acc[k] = fma_tail(f16_tail(w + i, (int) (n - i)), tail_ps(x + i, (int) (n - i)), acc[k], (int) (n - i));
-	return reduce4(acc[0], acc[1], acc[2], acc[3]);
-}
-
-INLINE __m256
-bf16x8(const uint16_t *p)
-{
-	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) p)), 16));
-}
-
-INLINE __m256
-bf16_tail(const uint16_t *p, int r)
-{
-	uint16_t	buf[8] = {0};
-
-	memcpy(buf, p, (size_t) r * sizeof(uint16_t));
-	return bf16x8(buf);
-}
-
-static float
-dot_f32_BF16(const void *vw, const float *x, int64_t n)
-{
-	const uint16_t *w = vw;
-	__m256		acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-	int64_t		i = 0;
-	int			k = 0;
-
-	for (; i + 32 <= n; i += 32)
-	{
-		acc[0] = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), acc[0]);
-		acc[1] = _mm256_fmadd_ps(bf16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), acc[1]);
-		acc[2] = _mm256_fmadd_ps(bf16x8(w + i + 16), _mm256_loadu_ps(x + i + 16), acc[2]);
-		acc[3] = _mm256_fmadd_ps(bf16x8(w + i + 24), _mm256_loadu_ps(x + i + 24), acc[3]);
-	}
-	for (; i + 8 <= n; i += 8, k++)
-		acc[k] = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), acc[k]);
-	if (i < n)
-		acc[k] = fma_tail(bf16_tail(w + i, (int) (n - i)), tail_ps(x + i, (int) (n - i)), acc[k], (int) (n - i));
-	return reduce4(acc[0], acc[1], acc[2], acc[3]);
-}
-
-static float
-dot_f32_F16(const void *w, const float *x, int64_t n)
-{
-	return dot_f16_f32(w, x, n);
-}
-
-static float
-vec_dot_F16(const void *w, const void *a, int64_t n)
-{
-	return dot_f16_f32(w, a, n);
-}
-
-static float
-dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
-{
-	return dot_f16_f32(b, a, n);
-}
-
-static float
-dot_f32_F32(const void *w, const float *x, int64_t n)
-{
-	return dot_f32_f32(w, x, n);
-}
-
-static float
-vec_dot_F32(const void *w, const void *a, int64_t n)
-{
-	return dot_f32_f32(w, a, n);
-}
-
-static float
-vec_dot_BF16(const void *w, const void *a, int64_t n)
-{
-	return dot_f32_BF16(w, a, n);
-}
-
-#define DEF_FLOAT_NTOK(T) \
-static void \
-vec_dot_ntok_##T(const void *w, const void *a, size_t stride, int64_t n, float *out) \
-{ \
-	for (int t = 0; t < NTOK; t++) \
-		out[t] = vec_dot_##T(w, (const uint8_t *) a + (size_t) t * stride, n); \
-}
-
-DEF_FLOAT_NTOK(F32)
-DEF_FLOAT_NTOK(F16)
-DEF_FLOAT_NTOK(BF16)
-
-/* 8 f16 values to f32 exactly as p3_fp16_to_fp32 (signalling NaNs kept unquieted) */
-INLINE void
-f16x8_store_exact(const uint16_t *p, float *y)
-{
-	__m128i		h = _mm_loadu_si128((const __m128i *) p);
-	__m128i		snan = _mm_andnot_si128(_mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x3FF)), _mm_setzero_si128()),
-										_mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7E00)), _mm_set1_epi16(0x7C00)));
-
-	_mm256_storeu_ps(y, _mm256_cvtph_ps(h));
-	if (_mm_movemask_epi8(snan))
-#pragma GCC unroll 16
-		for (int j = 0; j < 8; j++)
-			y[j] = p3_fp16_to_fp32(p[j]);
-}
-
-static void
-dequant_F16(const void *vw, float *y, int64_t n)
-{
-	const uint16_t *w = vw;
-	int64_t		i = 0;
-
-	for (; i + 8 <= n; i += 8)
-		f16x8_store_exact(w + i, y + i);
-	for (; i < n; i++)
-		y[i] = p3_fp16_to_fp32(w[i]);
-}
-
-static void
-dequant_BF16(const void *vw, float *y, int64_t n)
-{
-	const uint16_t *w = vw;
-	int64_t		i = 0;
-
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, bf16x8(w + i));
-	for (; i < n; i++)
-		y[i] = p3_bf16_to_fp32(w[i]);
-}
-
-static void
-quantize_F16(const float *x, void *vy, int64_t n)
-{
-	uint16_t   *y = vy;
-	int64_t		i = 0;
-
-	for (; i + 8 <= n; i += 8)
-		_mm_storeu_si128((__m128i *) (y + i),
-						 _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-	if (i < n)
-	{
-		uint16_t	buf[8];
-
-		_mm_storeu_si128((__m128i *) buf,
-						 _mm256_cvtps_ph(tail_ps(x + i, (int) (n - i)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-		memcpy(y + i, buf, (size_t) (n - i) * sizeof(uint16_t));
-	}
-}
-
-/* y += a * x (multiply, then add: the reference's rounding exactly) */
 static void
 axpy_f32(float *y, float a, const float *x, int64_t n)
 {
@@ -476,17 +348,31 @@ axpy_f16(float *y, float a, const uint16_t *x, int64_t n)
 	int64_t		i = 0;
 
 	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(av, f16x8(x + i))));
+		_mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_mul_ps(av, vf_load_f16(x + i))));
 	for (; i < n; i++)
 		y[i] += a * h2f(x[i]);
 }
 
 /* ---------------------------------------------------------------------
- * decoders of the quantized formats to f32 (the reference's arithmetic)
- * and the dequant / fused dot_f32 kernels built on them; a decoder gives
- * the 32 values of a (sub-)block in four registers
+ * decoders of the quantized formats to f32 (the reference's arithmetic):
+ * the 32 values of a (sub-)block in four registers, for DEF_FLOAT_KERNELS
  * --------------------------------------------------------------------- */
 
+/* 8 bytes -> 8 int32 */
+INLINE __m256i
+u8x8(const uint8_t *p)
+{
+	return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *) p));
+}
+
+/* 8 signed bytes -> 8 int32 */
+INLINE __m256i
+s8x8(const int8_t *p)
+{
+	return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *) p));
+}
+
+/* Q8_0: (float) q * d */
 INLINE void
 dec_q8_0(const P3BlockQ8_0 *b, __m256 *v)
 {
@@ -506,6 +392,7 @@ nib8(const uint8_t *qs, int k)
 	return k < 2 ? _mm256_and_si256(q, _mm256_set1_epi32(15)) : _mm256_srli_epi32(q, 4);
 }
 
+/* Q4_0: (float) (q - 8) * d */
 INLINE void
 dec_q4_0(const P3BlockQ4_0 *b, __m256 *v)
 {
@@ -516,6 +403,7 @@ dec_q4_0(const P3BlockQ4_0 *b, __m256 *v)
 		v[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(nib8(b->qs, k), _mm256_set1_epi32(8))), d);
 }
 
+/* Q4_1: (float) q * d + m */
 INLINE void
 dec_q4_1(const P3BlockQ4_1 *b, __m256 *v)
 {
@@ -527,6 +415,7 @@ dec_q4_1(const P3BlockQ4_1 *b, __m256 *v)
 		v[k] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(nib8(b->qs, k)), d), m);
 }
 
+/* IQ4_NL: d * T[q] */
 INLINE void
 dec_iq4_nl(const P3BlockIQ4_NL *b, __m256 *v)
 {
@@ -552,7 +441,7 @@ bit5x8(uint32_t qh, int e0)
 	return _mm256_slli_epi32(_mm256_and_si256(bits, _mm256_set1_epi32(1)), 4);
 }
 
-/* the element order of nib8: group k holds elements 8k .. 8k+7 */
+/* Q5_0: (float) (q - 16) * d, q with its 5th bit (nib8's order: group k holds elements 8k .. 8k+7) */
 INLINE void
 dec_q5_0(const P3BlockQ5_0 *b, __m256 *v)
 {
@@ -569,6 +458,7 @@ dec_q5_0(const P3BlockQ5_0 *b, __m256 *v)
 	}
 }
 
+/* Q5_1: (float) q * d + m */
 INLINE void
 dec_q5_1(const P3BlockQ5_1 *b, __m256 *v)
 {
@@ -586,44 +476,12 @@ dec_q5_1(const P3BlockQ5_1 *b, __m256 *v)
 	}
 }
 
-#define DEF_FLOAT32_KERNELS(NAME, BLOCK, DEC) \
-static void \
-dequant_##NAME(const void *vw, float *y, int64_t n) \
-{ \
-	const BLOCK *b = vw; \
-	for (int64_t i = 0; i < n / 32; i++, y += 32) \
-	{ \
-		__m256		v[4]; \
-		DEC(&b[i], v); \
-		_Pragma("GCC unroll 16") \
-		for (int k = 0; k < 4; k++) \
-			_mm256_storeu_ps(y + 8 * k, v[k]); \
-	} \
-} \
-static float \
-dot_f32_##NAME(const void *vw, const float *x, int64_t n) \
-{ \
-	const BLOCK *b = vw; \
-	__m256		a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(); \
-	__m256		a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
-	for (int64_t i = 0; i < n / 32; i++, x += 32) \
-	{ \
-		__m256		v[4]; \
-		DEC(&b[i], v); \
-		a0 = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), a0); \
-		a1 = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), a1); \
-		a2 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), a2); \
-		a3 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), a3); \
-	} \
-	return reduce4(a0, a1, a2, a3); \
-}
-
-DEF_FLOAT32_KERNELS(Q8_0, P3BlockQ8_0, dec_q8_0)
-DEF_FLOAT32_KERNELS(Q4_0, P3BlockQ4_0, dec_q4_0)
-DEF_FLOAT32_KERNELS(Q4_1, P3BlockQ4_1, dec_q4_1)
-DEF_FLOAT32_KERNELS(Q5_0, P3BlockQ5_0, dec_q5_0)
-DEF_FLOAT32_KERNELS(Q5_1, P3BlockQ5_1, dec_q5_1)
-DEF_FLOAT32_KERNELS(IQ4_NL, P3BlockIQ4_NL, dec_iq4_nl)
+DEF_FLOAT_KERNELS(Q8_0, P3BlockQ8_0, 32, , dec_q8_0(b, v))
+DEF_FLOAT_KERNELS(Q4_0, P3BlockQ4_0, 32, , dec_q4_0(b, v))
+DEF_FLOAT_KERNELS(Q4_1, P3BlockQ4_1, 32, , dec_q4_1(b, v))
+DEF_FLOAT_KERNELS(Q5_0, P3BlockQ5_0, 32, , dec_q5_0(b, v))
+DEF_FLOAT_KERNELS(Q5_1, P3BlockQ5_1, 32, , dec_q5_1(b, v))
+DEF_FLOAT_KERNELS(IQ4_NL, P3BlockIQ4_NL, 32, , dec_iq4_nl(b, v))
 
 /*
  * Q4_K / Q5_K sub-block j (32 elements): d1 * q - m1 with d1 = d * sc[j],
@@ -653,54 +511,8 @@ dec_k_affine_sub(const uint8_t *qs, const uint8_t *qh, int j, float d1, float m1
 	}
 }
 
-#define DEF_FLOAT_K_AFFINE(NAME, BLOCK, QH) \
-static void \
-dequant_##NAME(const void *vw, float *y, int64_t n) \
-{ \
-	const BLOCK *b = vw; \
-	for (int64_t i = 0; i < n / P3_QK_K; i++) \
-	{ \
-		const float d = h2f(b[i].d), dmin = h2f(b[i].dmin); \
-		uint8_t		sc[8], mn[8]; \
-		k4_unpack(b[i].scales, sc, mn); \
-		_Pragma("GCC unroll 16") \
-		for (int j = 0; j < 8; j++, y += 32) \
-		{ \
-			__m256		v[4]; \
-			dec_k_affine_sub(b[i].qs, QH, j, d * (float) sc[j], dmin * (float) mn[j], v); \
-			_Pragma("GCC unroll 16") \
-			for (int k = 0; k < 4; k++) \
-				_mm256_storeu_ps(y + 8 * k, v[k]); \
-		} \
-	} \
-} \
-static float \
-dot_f32_##NAME(const void *vw, const float *x, int64_t n) \
-{ \
-	const BLOCK *b = vw; \
-	__m256		a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(); \
-	__m256		a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
-	for (int64_t i = 0; i < n / P3_QK_K; i++) \
-	{ \
-		const float d = h2f(b[i].d), dmin = h2f(b[i].dmin); \
-		uint8_t		sc[8], mn[8]; \
-		k4_unpack(b[i].scales, sc, mn); \
-		_Pragma("GCC unroll 16") \
-		for (int j = 0; j < 8; j++, x += 32) \
-		{ \
-			__m256		v[4]; \
-			dec_k_affine_sub(b[i].qs, QH, j, d * (float) sc[j], dmin * (float) mn[j], v); \
-			a0 = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), a0); \
-			a1 = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), a1); \
-			a2 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), a2); \
-			a3 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), a3); \
-		} \
-	} \
-	return reduce4(a0, a1, a2, a3); \
-}
-
-DEF_FLOAT_K_AFFINE(Q4_K, P3BlockQ4_K, NULL)
-DEF_FLOAT_K_AFFINE(Q5_K, P3BlockQ5_K, b[i].qh)
+DEF_FLOAT_KERNELS(Q4_K, P3BlockQ4_K, P3_QK_K, K_AFFINE_SETUP(true), dec_k_affine_sub(b->qs, NULL, r, d1[r], m1[r], v))
+DEF_FLOAT_KERNELS(Q5_K, P3BlockQ5_K, P3_QK_K, K_AFFINE_SETUP(true), dec_k_affine_sub(b->qs, b->qh, r, d1[r], m1[r], v))
 
 /*
  * Q6_K: the codes 0..63 of half h in four registers of 32 bytes, elements
@@ -725,23 +537,17 @@ q6_k_codes(const P3BlockQ6_K *b, int h, __m256i *q)
 						   _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8((char) 0xC0)), 2));
 }
 
-/*
- * The 32 values of q6_k_codes' register k of half h (elements 128h + 32k
- * ..), as the reference's d * sc[g] * (q - 32): dsc holds d * (float) sc[g].
- */
+/* 32 signed bytes (values in int8 range) times per-16 factors f0, f1, as four registers of 8 floats */
 INLINE void
-q6_k_values(__m256i q, const float *dsc, int h, int k, __m256 *v)
+bytes_times(__m256i c, float f0, float f1, __m256 *v)
 {
-	__m256i		c = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
 	__m128i		lo = _mm256_castsi256_si128(c);
 	__m128i		hi = _mm256_extracti128_si256(c, 1);
-	__m256		d0 = _mm256_set1_ps(dsc[8 * h + 2 * k]);
-	__m256		d1 = _mm256_set1_ps(dsc[8 * h + 2 * k + 1]);
 
-	v[0] = _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
-	v[1] = _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
-	v[2] = _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
-	v[3] = _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
+	v[0] = _mm256_mul_ps(_mm256_set1_ps(f0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
+	v[1] = _mm256_mul_ps(_mm256_set1_ps(f0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
+	v[2] = _mm256_mul_ps(_mm256_set1_ps(f1), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
+	v[3] = _mm256_mul_ps(_mm256_set1_ps(f1), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
 }
 
 /* d * (float) sc[g] of the 16 groups, as the reference's left-to-right d * sc * q */
@@ -754,248 +560,92 @@ q6_k_factors(const P3BlockQ6_K *b, float *dsc)
 	_mm256_storeu_ps(dsc + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(s8x8(b->scales + 8))));
 }
 
-static void
-dequant_Q6_K(const void *vw, float *y, int64_t n)
+/*
+ * Elements 32r .. 32r+31 of a Q6_K block, dsc[g] * (q - 32): the codes of
+ * half r / 4 are unpacked into q when its first 32 elements are asked for.
+ */
+INLINE void
+dec_q6_k_32(const P3BlockQ6_K *b, const float *dsc, __m256i *q, int r, __m256 *v)
 {
-	const P3BlockQ6_K *b = vw;
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++)
-	{
-		float		dsc[16];
-
-		q6_k_factors(&b[i], dsc);
-#pragma GCC unroll 16
-		for (int h = 0; h < 2; h++)
-		{
-			__m256i		q[4];
-
-			q6_k_codes(&b[i], h, q);
-#pragma GCC unroll 16
-			for (int k = 0; k < 4; k++, y += 32)
-			{
-				__m256		v[4];
-
-				q6_k_values(q[k], dsc, h, k, v);
-				for (int j = 0; j < 4; j++)
-					_mm256_storeu_ps(y + 8 * j, v[j]);
-			}
-		}
-	}
+	if (r % 4 == 0)
+		q6_k_codes(b, r / 4, q);
+	bytes_times(_mm256_sub_epi8(q[r % 4], _mm256_set1_epi8(32)), dsc[2 * r], dsc[2 * r + 1], v);
 }
 
-static float
-dot_f32_Q6_K(const void *vw, const float *x, int64_t n)
-{
-	const P3BlockQ6_K *b = vw;
-	__m256		a0 = _mm256_setzero_ps(),
-				a1 = _mm256_setzero_ps();
-	__m256		a2 = _mm256_setzero_ps(),
-				a3 = _mm256_setzero_ps();
+DEF_FLOAT_KERNELS(Q6_K, P3BlockQ6_K, P3_QK_K, float dsc[16]; __m256i q6[4]; q6_k_factors(b, dsc),
+				  dec_q6_k_32(b, dsc, q6, r, v))
 
-	for (int64_t i = 0; i < n / P3_QK_K; i++)
-	{
-		float		dsc[16];
-
-		q6_k_factors(&b[i], dsc);
-#pragma GCC unroll 16
-		for (int h = 0; h < 2; h++)
-		{
-			__m256i		q[4];
-
-			q6_k_codes(&b[i], h, q);
-#pragma GCC unroll 16
-			for (int k = 0; k < 4; k++, x += 32)
-			{
-				__m256		v[4];
-
-				q6_k_values(q[k], dsc, h, k, v);
-				a0 = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), a0);
-				a1 = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), a1);
-				a2 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), a2);
-				a3 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), a3);
-			}
-		}
-	}
-	return reduce4(a0, a1, a2, a3);
-}
-
-/* ---------------------------------------------------------------------
- * activation quantizers (bit-identical to the reference)
- * --------------------------------------------------------------------- */
-
+/* the 6-bit scale minus 32 of IQ4_XS sub-block ib (kernels_avx512.c's 8-at-once iq4xs_scales is slower here) */
 INLINE int
-quant_q8_block32(const float *x, int8_t *qs, float *d_out)
+iq4xs_scale(const P3BlockIQ4_XS *b, int ib)
 {
-	__m256		v[4];
-	__m256		m = _mm256_setzero_ps();
-	__m256i		q[4];
-	float		amax,
-				d,
-				id;
-
-#pragma GCC unroll 16
-	for (int k = 0; k < 4; k++)
-	{
-		v[k] = _mm256_loadu_ps(x + 8 * k);
-		m = absmax_fold(v[k], m);
-	}
-	amax = hmax8(m);
-	d = amax / 127;
-	id = d != 0.0f ? 1.0f / d : 0.0f;
-#pragma GCC unroll 16
-	for (int k = 0; k < 4; k++)
-		q[k] = round_away_clamp(_mm256_mul_ps(v[k], _mm256_set1_ps(id)), 127.0f);
-	_mm256_storeu_si256((__m256i *) qs, pack32_epi8(q[0], q[1], q[2], q[3]));
-	*d_out = d;
-	return hsum8_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+	return (((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | (((b->scales_h >> (2 * ib)) & 3) << 4)) - 32;
 }
 
-static void
-quantize_Q8_0(const float *x, void *vy, int64_t n)
+/*
+ * The 2-bit codes of elements 32j .. 32j+31 of a Q2_K / Q3_K block (j = 4h
+ * + s): bits 2s of qs[32h + l].
+ */
+INLINE __m256i
+codes2_32(const uint8_t *qs, int j)
 {
-	P3BlockQ8_0 *y = vy;
+	__m256i		q = _mm256_loadu_si256((const __m256i *) (qs + 32 * (j / 4)));
 
-	for (int64_t i = 0; i < n / 32; i++, x += 32)
-	{
-		float		d;
-
-		(void) quant_q8_block32(x, y[i].qs, &d);
-		y[i].d = f2h_sat(d);
-	}
+	return _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3));
 }
 
-static void
-quantize_Q8_1(const float *x, void *vy, int64_t n)
+/* Q3_K elements 32j ..: q + 4 (0..7), 4 added where bit j of hmask[l] is set */
+INLINE __m256i
+q3k_codes32(const P3BlockQ3_K *b, int j)
 {
-	P3BlockQ8_1 *y = vy;
+	__m256i		hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *) b->hmask), _mm_cvtsi32_si128(j)),
+									  _mm256_set1_epi8(1));
 
-	for (int64_t i = 0; i < n / 32; i++, x += 32)
-	{
-		float		d;
-		int			sum = quant_q8_block32(x, y[i].qs, &d);
-
-		y[i].d = f2h_sat(d);
-		y[i].s = f2h_sat((float) sum * d);
-	}
+	return _mm256_or_si256(codes2_32(b->qs, j), _mm256_slli_epi16(hb, 2));
 }
 
-static void
-quantize_Q8_K(const float *x, void *vy, int64_t n)
+/*
+ * The 32 values of elements 32j .. of a block, as the reference computes
+ * them: IQ4_XS dl * T[q] (dl = d * (ls - 32)); Q3_K dl * q (dl = d * sc[g]);
+ * Q2_K dl * q - ml (dl = d * (sc & 15), ml = dmin * (sc >> 4)).
+ */
+INLINE void
+dec_iq4_xs_32(const P3BlockIQ4_XS *b, float d, int j, __m256 *v)
 {
-	P3BlockQ8_K *y = vy;
+	const float dl = d * (float) iq4xs_scale(b, j);
 
-	for (int64_t i = 0; i < n / P3_QK_K; i++, x += P3_QK_K)
-	{
-		__m256		m = _mm256_setzero_ps();
-		float		amax;
-		float		max = 0.0f;
-		__m256		is;
-
-#pragma GCC unroll 16
-		for (int k = 0; k < 32; k++)
-			m = absmax_fold(_mm256_loadu_ps(x + 8 * k), m);
-		amax = hmax8(m);
-		if (amax == 0.0f)
-		{
-			memset(&y[i], 0, sizeof(P3BlockQ8_K));
-			continue;
-		}
-		/* the first element of largest magnitude, with its sign */
-#pragma GCC unroll 16
-		for (int k = 0; k < 32; k++)
-		{
-			int			e = _mm256_movemask_ps(_mm256_cmp_ps(abs8(_mm256_loadu_ps(x + 8 * k)),
-															 _mm256_set1_ps(amax), _CMP_EQ_OQ));
-
-			if (e)
-			{
-				max = x[8 * k + __builtin_ctz((unsigned) e)];
-				break;
-			}
-		}
-
-		/* an infinite element counts as +-1e38, as in the reference */
-		const float iscale = -127.0f / (isinf(max) ? copysignf(1e38f, max) : max);
-
-		is = _mm256_set1_ps(iscale);
-#pragma GCC unroll 16
-		for (int g = 0; g < 8; g++)
-		{
-			__m256i		q[4];
-
-#pragma GCC unroll 16
-			for (int k = 0; k < 4; k++)
-			{
-				__m256		v = nan_to_zero(_mm256_mul_ps(is, _mm256_loadu_ps(x + 32 * g + 8 * k)));
-
-				v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
-				q[k] = _mm256_cvttps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-			}
-			_mm256_storeu_si256((__m256i *) (y[i].qs + 32 * g), pack32_epi8(q[0], q[1], q[2], q[3]));
-			y[i].bsums[2 * g] = (int16_t) hsum8_epi32(_mm256_add_epi32(q[0], q[1]));
-			y[i].bsums[2 * g + 1] = (int16_t) hsum8_epi32(_mm256_add_epi32(q[2], q[3]));
-		}
-		y[i].d = 1.0f / iscale;
-	}
+	bytes_times(iq4nl_values32(b->qs + 16 * j), dl, dl, v);
 }
+
+INLINE void
+dec_q3_k_32(const P3BlockQ3_K *b, const int *sc, float d, int j, __m256 *v)
+{
+	bytes_times(_mm256_sub_epi8(q3k_codes32(b, j), _mm256_set1_epi8(4)),
+				d * (float) sc[2 * j], d * (float) sc[2 * j + 1], v);
+}
+
+INLINE void
+dec_q2_k_32(const P3BlockQ2_K *b, float d, float dmin, int j, __m256 *v)
+{
+	const uint8_t s0 = b->scales[2 * j];
+	const uint8_t s1 = b->scales[2 * j + 1];
+
+	bytes_times(codes2_32(b->qs, j), d * (float) (s0 & 15), d * (float) (s1 & 15), v);
+	v[0] = _mm256_sub_ps(v[0], _mm256_set1_ps(dmin * (float) (s0 >> 4)));
+	v[1] = _mm256_sub_ps(v[1], _mm256_set1_ps(dmin * (float) (s0 >> 4)));
+	v[2] = _mm256_sub_ps(v[2], _mm256_set1_ps(dmin * (float) (s1 >> 4)));
+	v[3] = _mm256_sub_ps(v[3], _mm256_set1_ps(dmin * (float) (s1 >> 4)));
+}
+
+DEF_FLOAT_KERNELS(IQ4_XS, P3BlockIQ4_XS, P3_QK_K, const float d = h2f(b->d), dec_iq4_xs_32(b, d, r, v))
+DEF_FLOAT_KERNELS(Q3_K, P3BlockQ3_K, P3_QK_K, const float d = h2f(b->d); int sc[16]; p3_q3k_scales(b->scales, sc),
+				  dec_q3_k_32(b, sc, d, r, v))
+DEF_FLOAT_KERNELS(Q2_K, P3BlockQ2_K, P3_QK_K, const float d = h2f(b->d); const float dmin = h2f(b->dmin),
+				  dec_q2_k_32(b, d, dmin, r, v))
 
 /* ---------------------------------------------------------------------
  * integer dot products with quantized activations, for NT rows at once
  * --------------------------------------------------------------------- */
-
-#define ACT_ROW(type, a, stride, t) ((const type *) ((const uint8_t *) (a) + (size_t) (t) * (stride)))
-
-/* 16 bytes of nibbles -> 32 codes: low nibbles (elements 0..15), then high */
-INLINE __m256i
-nibbles32(const uint8_t *p)
-{
-	__m128i		q = _mm_loadu_si128((const __m128i *) p);
-	__m128i		m4 = _mm_set1_epi8(0x0F);
-
-	return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-}
-
-/* 32 bits -> 32 bytes, 0xFF where the bit of the byte's index is set */
-INLINE __m256i
-bits_to_bytes(uint32_t bits)
-{
-	__m256i		v = _mm256_shuffle_epi8(_mm256_set1_epi32((int) bits),
-										_mm256_setr_epi64x(0, 0x0101010101010101LL,
-														   0x0202020202020202LL, 0x0303030303030303LL));
-	__m256i		sel = _mm256_set1_epi64x((long long) 0x8040201008040201ULL);
-
-	return _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
-}
-
-/* signed weight bytes of the 32-element formats with Q8_0 activations */
-INLINE __m256i
-sw_q8_0(const P3BlockQ8_0 *b)
-{
-	return _mm256_loadu_si256((const __m256i *) b->qs);
-}
-
-INLINE __m256i
-sw_q4_0(const P3BlockQ4_0 *b)
-{
-	return _mm256_sub_epi8(nibbles32(b->qs), _mm256_set1_epi8(8));
-}
-
-INLINE __m256i
-sw_iq4_nl(const P3BlockIQ4_NL *b)
-{
-	return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) p3_iq4nl_values)),
-							   nibbles32(b->qs));
-}
-
-INLINE __m256i
-sw_q5_0(const P3BlockQ5_0 *b)
-{
-	uint32_t	qh;
-
-	memcpy(&qh, b->qh, 4);
-	return _mm256_sub_epi8(_mm256_or_si256(nibbles32(b->qs), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16))),
-						   _mm256_set1_epi8(16));
-}
 
 /* 8 int32 lane sums of w · y for signed w (|w| against y with w's sign) */
 INLINE __m256i
@@ -1004,6 +654,7 @@ sdot32(__m256i aw, __m256i sgn, __m256i y)
 	return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, sgn)), _mm256_set1_epi16(1));
 }
 
+/* the 32-element formats with Q8_0 activations: signed weight bytes SW (kernels_x86_common.h) */
 #define DEF_VEC_DOT_S8(NAME, BLOCK, SW) \
 INLINE void \
 vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt) \
@@ -1028,39 +679,14 @@ vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, fl
 	for (int t = 0; t < nt; t++) \
 		out[t] = hsum8(acc[t]); \
 } \
-static float \
-vec_dot_##NAME(const void *w, const void *a, int64_t n) \
-{ \
-	float		out; \
-	vec_dot_##NAME##_nt(w, a, 0, n, &out, 1); \
-	return out; \
-} \
-static void \
-vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, float *out) \
-{ \
-	vec_dot_##NAME##_nt(w, a, stride, n, out, NTOK); \
-}
+DEF_VEC_WRAPPERS(NAME, vec_dot_##NAME##_nt)
 
 DEF_VEC_DOT_S8(Q8_0, P3BlockQ8_0, sw_q8_0)
 DEF_VEC_DOT_S8(Q4_0, P3BlockQ4_0, sw_q4_0)
 DEF_VEC_DOT_S8(Q5_0, P3BlockQ5_0, sw_q5_0)
 DEF_VEC_DOT_S8(IQ4_NL, P3BlockIQ4_NL, sw_iq4_nl)
 
-INLINE __m256i
-uw_q4_1(const P3BlockQ4_1 *b)
-{
-	return nibbles32(b->qs);
-}
-
-INLINE __m256i
-uw_q5_1(const P3BlockQ5_1 *b)
-{
-	uint32_t	qh;
-
-	memcpy(&qh, b->qh, 4);
-	return _mm256_or_si256(nibbles32(b->qs), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
-}
-
+/* Q4_1 / Q5_1 · Q8_1: dx dy Σ q y + m s per block, unsigned weight bytes UW */
 #define DEF_VEC_DOT_U8_Q8_1(NAME, BLOCK, UW) \
 INLINE void \
 vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt) \
@@ -1090,18 +716,7 @@ vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, fl
 	for (int t = 0; t < nt; t++) \
 		out[t] = hsum8(acc[t]) + summ[t]; \
 } \
-static float \
-vec_dot_##NAME(const void *w, const void *a, int64_t n) \
-{ \
-	float		out; \
-	vec_dot_##NAME##_nt(w, a, 0, n, &out, 1); \
-	return out; \
-} \
-static void \
-vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, float *out) \
-{ \
-	vec_dot_##NAME##_nt(w, a, stride, n, out, NTOK); \
-}
+DEF_VEC_WRAPPERS(NAME, vec_dot_##NAME##_nt)
 
 DEF_VEC_DOT_U8_Q8_1(Q4_1, P3BlockQ4_1, uw_q4_1)
 DEF_VEC_DOT_U8_Q8_1(Q5_1, P3BlockQ5_1, uw_q5_1)
@@ -1112,9 +727,10 @@ DEF_VEC_DOT_U8_Q8_1(Q5_1, P3BlockQ5_1, uw_q5_1)
  * vpmaddwd, exact int32 lanes per block; mins against the bsums.
  */
 INLINE void
-vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, size_t stride,
+vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size_t stride,
 					int64_t n, float *out, const int nt)
 {
+	const uint8_t *xb = vw;
 	const int64_t nb = n / P3_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0F);
 	__m256		acc[NTOK];
@@ -1123,22 +739,20 @@ vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, s
 		acc[t] = _mm256_setzero_ps();
 	for (int64_t i = 0; i < nb; i++, xb += xsize)
 	{
+		/* Q4_K and Q5_K share d, dmin, scales; qs (and qh) follow */
 		const P3BlockQ4_K *b4 = (const P3BlockQ4_K *) xb;
 		const uint8_t *qh = xb + offsetof(P3BlockQ5_K, qh);
 		const uint8_t *qs = five ? xb + offsetof(P3BlockQ5_K, qs) : xb + offsetof(P3BlockQ4_K, qs);
-		uint8_t		sc[8],
-					mn[8];
-		uint64_t	mn8;
+		uint64_t	sc8,
+					mn8;
 		__m256i		mins16;
 		__m256i		hv = _mm256_setzero_si256();
 		__m256i		si[NTOK];
 		const float dx = h2f(b4->d);
 		const float dmx = h2f(b4->dmin);
 
-		k4_unpack(b4->scales, sc, mn);
-		memcpy(&mn8, mn, 8);
-		mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(_mm_cvtsi64_si128((long long) mn8),
-														_mm_cvtsi64_si128((long long) mn8)));
+		k4_unpack(b4->scales, &sc8, &mn8);
+		mins16 = k4_mins16(mn8);
 		if (five)
 			hv = _mm256_loadu_si256((const __m256i *) qh);
 		for (int t = 0; t < nt; t++)
@@ -1149,8 +763,8 @@ vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, s
 			__m256i		q4 = _mm256_loadu_si256((const __m256i *) (qs + 32 * c));
 			__m256i		lo = _mm256_and_si256(q4, m4);
 			__m256i		hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-			__m256i		s_lo = _mm256_set1_epi16(sc[2 * c]);
-			__m256i		s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+			__m256i		s_lo = _mm256_set1_epi16((short) ((sc8 >> (16 * c)) & 0xFF));
+			__m256i		s_hi = _mm256_set1_epi16((short) ((sc8 >> (16 * c + 8)) & 0xFF));
 
 			if (five)
 			{
@@ -1173,7 +787,7 @@ vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, s
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m256i		pm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), mins16);
+			__m256i		pm = bsums_madd(y, mins16);
 
 			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
 			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-(dmx * y->d)), acc[t]);
@@ -1183,35 +797,8 @@ vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, s
 		out[t] = hsum8(acc[t]);
 }
 
-static float
-vec_dot_Q4_K(const void *w, const void *a, int64_t n)
-{
-	float		out;
-
-	vec_dot_k_affine_nt(w, sizeof(P3BlockQ4_K), 0, a, 0, n, &out, 1);
-	return out;
-}
-
-static void
-vec_dot_ntok_Q4_K(const void *w, const void *a, size_t stride, int64_t n, float *out)
-{
-	vec_dot_k_affine_nt(w, sizeof(P3BlockQ4_K), 0, a, stride, n, out, NTOK);
-}
-
-static float
-vec_dot_Q5_K(const void *w, const void *a, int64_t n)
-{
-	float		out;
-
-	vec_dot_k_affine_nt(w, sizeof(P3BlockQ5_K), 1, a, 0, n, &out, 1);
-	return out;
-}
-
-static void
-vec_dot_ntok_Q5_K(const void *w, const void *a, size_t stride, int64_t n, float *out)
-{
-	vec_dot_k_affine_nt(w, sizeof(P3BlockQ5_K), 1, a, stride, n, out, NTOK);
-}
+DEF_VEC_WRAPPERS(Q4_K, vec_dot_k_affine_nt, sizeof(P3BlockQ4_K), 0)
+DEF_VEC_WRAPPERS(Q5_K, vec_dot_k_affine_nt, sizeof(P3BlockQ5_K), 1)
 
 /* Q6_K · Q8_K: unsigned codes, 16-element groups with int8 scales, -32 via the bsums */
 INLINE void
@@ -1233,8 +820,7 @@ vec_dot_q6_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
 
-			si[t] = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), sc16), 5);
-			si[t] = _mm256_sub_epi32(_mm256_setzero_si256(), si[t]);
+			si[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bsums_madd(y, sc16), 5));
 		}
 #pragma GCC unroll 16
 		for (int h = 0; h < 2; h++)
@@ -1270,157 +856,12 @@ vec_dot_q6_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		out[t] = hsum8(acc[t]);
 }
 
-static float
-vec_dot_Q6_K(const void *w, const void *a, int64_t n)
-{
-	float		out;
-
-	vec_dot_q6_k_nt(w, a, 0, n, &out, 1);
-	return out;
-}
-
-static void
-vec_dot_ntok_Q6_K(const void *w, const void *a, size_t stride, int64_t n, float *out)
-{
-	vec_dot_q6_k_nt(w, a, stride, n, out, NTOK);
-}
-
-/* ---------------------------------------------------------------------
- * IQ4_XS, Q3_K, Q2_K
- * --------------------------------------------------------------------- */
-
-/* the 6-bit scale minus 32 of IQ4_XS sub-block ib */
-INLINE int
-iq4xs_scale(const P3BlockIQ4_XS *b, int ib)
-{
-	return (((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | (((b->scales_h >> (2 * ib)) & 3) << 4)) - 32;
-}
-
-/* the 32 signed code-book values of IQ4_XS sub-block ib, in element order */
-INLINE __m256i
-iq4xs_values(const P3BlockIQ4_XS *b, int ib)
-{
-	return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) p3_iq4nl_values)),
-							   nibbles32(b->qs + 16 * ib));
-}
+DEF_VEC_WRAPPERS(Q6_K, vec_dot_q6_k_nt)
 
 /*
- * The 2-bit codes of elements 32j .. 32j+31 of a Q2_K / Q3_K block (j = 4h
- * + s): bits 2s of qs[32h + l].
+ * The 16 signed scales (-32..31) of a Q3_K block as words (see
+ * p3_q3k_scales; kernels_avx512.c has them as dwords in one register).
  */
-INLINE __m256i
-codes2_32(const uint8_t *qs, int j)
-{
-	__m256i		q = _mm256_loadu_si256((const __m256i *) (qs + 32 * (j / 4)));
-
-	return _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j % 4))), _mm256_set1_epi8(3));
-}
-
-/* Q3_K elements 32j ..: q + 4 (0..7), 4 added where bit j of hmask[l] is set */
-INLINE __m256i
-q3k_codes32(const P3BlockQ3_K *b, int j)
-{
-	__m256i		hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *) b->hmask), _mm_cvtsi32_si128(j)),
-									  _mm256_set1_epi8(1));
-
-	return _mm256_or_si256(codes2_32(b->qs, j), _mm256_slli_epi16(hb, 2));
-}
-
-/* 32 signed bytes (values in int8 range) times per-16 factors f0, f1, as four registers of 8 floats */
-INLINE void
-bytes_times(__m256i c, float f0, float f1, __m256 *v)
-{
-	__m128i		lo = _mm256_castsi256_si128(c);
-	__m128i		hi = _mm256_extracti128_si256(c, 1);
-
-	v[0] = _mm256_mul_ps(_mm256_set1_ps(f0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
-	v[1] = _mm256_mul_ps(_mm256_set1_ps(f0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
-	v[2] = _mm256_mul_ps(_mm256_set1_ps(f1), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
-	v[3] = _mm256_mul_ps(_mm256_set1_ps(f1), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
-}
-
-/*
- * The 32 values of elements 32j .. of a block, as the reference computes
- * them: IQ4_XS dl * T[q] (dl = d * (ls - 32)); Q3_K dl * q (dl = d * sc[g]);
- * Q2_K dl * q - ml (dl = d * (sc & 15), ml = dmin * (sc >> 4)).
- */
-INLINE void
-dec_iq4_xs_32(const P3BlockIQ4_XS *b, float d, int j, __m256 *v)
-{
-	const float dl = d * (float) iq4xs_scale(b, j);
-
-	bytes_times(iq4xs_values(b, j), dl, dl, v);
-}
-
-INLINE void
-dec_q3_k_32(const P3BlockQ3_K *b, const int *sc, float d, int j, __m256 *v)
-{
-	bytes_times(_mm256_sub_epi8(q3k_codes32(b, j), _mm256_set1_epi8(4)),
-				d * (float) sc[2 * j], d * (float) sc[2 * j + 1], v);
-}
-
-INLINE void
-dec_q2_k_32(const P3BlockQ2_K *b, float d, float dmin, int j, __m256 *v)
-{
-	const uint8_t s0 = b->scales[2 * j];
-	const uint8_t s1 = b->scales[2 * j + 1];
-
-	bytes_times(codes2_32(b->qs, j), d * (float) (s0 & 15), d * (float) (s1 & 15), v);
-	v[0] = _mm256_sub_ps(v[0], _mm256_set1_ps(dmin * (float) (s0 >> 4)));
-	v[1] = _mm256_sub_ps(v[1], _mm256_set1_ps(dmin * (float) (s0 >> 4)));
-	v[2] = _mm256_sub_ps(v[2], _mm256_set1_ps(dmin * (float) (s1 >> 4)));
-	v[3] = _mm256_sub_ps(v[3], _mm256_set1_ps(dmin * (float) (s1 >> 4)));
-}
-
-/* dequant and fused dot_f32 of a 256-element format from a 32-element decoder; SETUP runs per block */
-#define DEF_FLOAT_K32(NAME, BLOCK, SETUP, DEC) \
-static void \
-dequant_##NAME(const void *vw, float *y, int64_t n) \
-{ \
-	const BLOCK *b = vw; \
-	for (int64_t i = 0; i < n / P3_QK_K; i++) \
-	{ \
-		SETUP; \
-		_Pragma("GCC unroll 8") \
-		for (int j = 0; j < 8; j++, y += 32) \
-		{ \
-			__m256		v[4]; \
-			DEC; \
-			for (int k = 0; k < 4; k++) \
-				_mm256_storeu_ps(y + 8 * k, v[k]); \
-		} \
-	} \
-} \
-static float \
-dot_f32_##NAME(const void *vw, const float *x, int64_t n) \
-{ \
-	const BLOCK *b = vw; \
-	__m256		a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(); \
-	__m256		a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
-	for (int64_t i = 0; i < n / P3_QK_K; i++) \
-	{ \
-		SETUP; \
-		_Pragma("GCC unroll 8") \
-		for (int j = 0; j < 8; j++, x += 32) \
-		{ \
-			__m256		v[4]; \
-			DEC; \
-			a0 = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(x), a0); \
-			a1 = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + 8), a1); \
-			a2 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + 16), a2); \
-			a3 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + 24), a3); \
-		} \
-	} \
-	return reduce4(a0, a1, a2, a3); \
-}
-
-DEF_FLOAT_K32(IQ4_XS, P3BlockIQ4_XS, const float d = h2f(b[i].d), dec_iq4_xs_32(&b[i], d, j, v))
-DEF_FLOAT_K32(Q3_K, P3BlockQ3_K, const float d = h2f(b[i].d); int sc[16]; p3_q3k_scales(b[i].scales, sc),
-			  dec_q3_k_32(&b[i], sc, d, j, v))
-DEF_FLOAT_K32(Q2_K, P3BlockQ2_K, const float d = h2f(b[i].d); const float dmin = h2f(b[i].dmin),
-			  dec_q2_k_32(&b[i], d, dmin, j, v))
-
-/* the 16 signed scales (-32..31) of a Q3_K block as words (see p3_q3k_scales) */
 INLINE __m256i
 q3k_scales_w(const uint8_t *scales)
 {
@@ -1435,6 +876,7 @@ q3k_scales_w(const uint8_t *scales)
 	memcpy(&lo8, scales, 8);
 	memcpy(&hi, scales + 8, 4);
 	v = _mm_cvtsi64_si128((long long) lo8);
+	/* groups 0-7: low nibbles of bytes 0-7, groups 8-15: high nibbles */
 	l4 = _mm_unpacklo_epi64(_mm_and_si128(v, _mm_set1_epi8(15)), _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)));
 	/* high 2 bits of group j: bits 2 (j / 4) of byte 8 + j % 4 */
 	h0 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int) hi), _mm256_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26)),
@@ -1471,7 +913,7 @@ vec_dot_iq4_xs_nt(const void *vw, const void *va, size_t stride, int64_t n, floa
 #pragma GCC unroll 8
 		for (int j = 0; j < 8; j++)
 		{
-			__m256i		w = iq4xs_values(&x[i], j);
+			__m256i		w = iq4nl_values32(x[i].qs + 16 * j);
 			__m256i		aw = _mm256_sign_epi8(w, w);
 			__m256i		sc = _mm256_set1_epi16((short) iq4xs_scale(&x[i], j));
 
@@ -1514,8 +956,7 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
 
-			si[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
-									 _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), sc16), 2));
+			si[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bsums_madd(y, sc16), 2));
 		}
 #pragma GCC unroll 8
 		for (int j = 0; j < 8; j++)
@@ -1540,6 +981,7 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		out[t] = hsum8(acc[t]);
 }
 
+/* (see vec_dot_q3_k_nt) */
 INLINE void
 vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
@@ -1551,8 +993,7 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
 		__m256i		si[NTOK];
-		__m128i		scb = _mm_loadu_si128((const __m128i *) x[i].scales);
-		__m256i		mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4), _mm_set1_epi8(15)));
+		__m256i		mins16 = q2k_mins16(x[i].scales);
 		const float dx = h2f(x[i].d);
 		const float dmx = h2f(x[i].dmin);
 
@@ -1577,7 +1018,7 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m256i		pm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), mins16);
+			__m256i		pm = bsums_madd(y, mins16);
 
 			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
 			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-(dmx * y->d)), acc[t]);
@@ -1587,91 +1028,18 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		out[t] = hsum8(acc[t]);
 }
 
-#define DEF_VEC_WRAPPERS(NAME, FN) \
-static float \
-vec_dot_##NAME(const void *w, const void *a, int64_t n) \
-{ \
-	float		out; \
-	FN(w, a, 0, n, &out, 1); \
-	return out; \
-} \
-static void \
-vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, float *out) \
-{ \
-	FN(w, a, stride, n, out, NTOK); \
-}
-
 DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)
 DEF_VEC_WRAPPERS(Q3_K, vec_dot_q3_k_nt)
 DEF_VEC_WRAPPERS(Q2_K, vec_dot_q2_k_nt)
 
 #pragma GCC pop_options
 
-/* ---------------------------------------------------------------------
- * the set (compiled without the target options; it only stores pointers)
- * --------------------------------------------------------------------- */
-
+/* Fill the avx2 set (compiled without the target options: it only stores pointers). */
 void
 p3_kernels_fill_avx2(P3KernelSet *k)
 {
 	k->name = "avx2";
-
-	k->dot_f32_f32 = dot_f32_f32;
-	k->dot_f32_f32_ntok = dot_f32_f32_ntok;
-	k->dot_f32_f16 = dot_f32_f16;
-	k->axpy_f16 = axpy_f16;
-	k->axpy_f32 = axpy_f32;
-
-	k->dot_f32[P3_TYPE_F32] = dot_f32_F32;
-	k->vec_dot[P3_TYPE_F32] = vec_dot_F32;
-	k->vec_dot_ntok[P3_TYPE_F32] = vec_dot_ntok_F32;
-	k->dequant[P3_TYPE_F16] = dequant_F16;
-	k->dot_f32[P3_TYPE_F16] = dot_f32_F16;
-	k->vec_dot[P3_TYPE_F16] = vec_dot_F16;
-	k->vec_dot_ntok[P3_TYPE_F16] = vec_dot_ntok_F16;
-	k->quantize[P3_TYPE_F16] = quantize_F16;
-	k->dequant[P3_TYPE_BF16] = dequant_BF16;
-	k->dot_f32[P3_TYPE_BF16] = dot_f32_BF16;
-	k->vec_dot[P3_TYPE_BF16] = vec_dot_BF16;
-	k->vec_dot_ntok[P3_TYPE_BF16] = vec_dot_ntok_BF16;
-
-	k->quantize[P3_TYPE_Q8_0] = quantize_Q8_0;
-	k->quantize[P3_TYPE_Q8_1] = quantize_Q8_1;
-	k->quantize[P3_TYPE_Q8_K] = quantize_Q8_K;
-
-#define SET_FLOAT(T) \
-	do { k->dequant[P3_TYPE_##T] = dequant_##T; k->dot_f32[P3_TYPE_##T] = dot_f32_##T; } while (0)
-#define SET_VEC(T) \
-	do { k->vec_dot[P3_TYPE_##T] = vec_dot_##T; k->vec_dot_ntok[P3_TYPE_##T] = vec_dot_ntok_##T; } while (0)
-
-	SET_FLOAT(Q8_0);
-	SET_FLOAT(Q4_0);
-	SET_FLOAT(Q4_1);
-	SET_FLOAT(Q5_0);
-	SET_FLOAT(Q5_1);
-	SET_FLOAT(IQ4_NL);
-	SET_FLOAT(Q4_K);
-	SET_FLOAT(Q5_K);
-	SET_FLOAT(Q6_K);
-
-	SET_FLOAT(IQ4_XS);
-	SET_FLOAT(Q3_K);
-	SET_FLOAT(Q2_K);
-
-	SET_VEC(Q8_0);
-	SET_VEC(Q4_0);
-	SET_VEC(Q5_0);
-	SET_VEC(IQ4_NL);
-	SET_VEC(Q4_1);
-	SET_VEC(Q5_1);
-	SET_VEC(Q4_K);
-	SET_VEC(Q5_K);
-	SET_VEC(Q6_K);
-	SET_VEC(IQ4_XS);
-	SET_VEC(Q3_K);
-	SET_VEC(Q2_K);
-#undef SET_FLOAT
-#undef SET_VEC
+	X86_FILL_SET(k);
 }
 
 #endif							/* __x86_64__ */

@@ -4,17 +4,18 @@
  *
  * Every function here is compiled for those instructions by the target
  * pragma below and is only reachable through p3_kernels_fill_avx512, which
- * kernels_x86.c calls after checking the CPU.
+ * kernels_x86.c calls after checking the CPU.  What this set shares with
+ * the "avx2" set (the float layout, the float dots, the quantizers, the
+ * dequant / fused dot_f32 loop, the 256-bit helpers) is written once in
+ * kernels_x86_common.h, on the 16-lane vector layer defined below; tails
+ * use masked loads and stores.  Here:
  *
- * Float layout.  dot_f32_f32 keeps four 16-lane accumulators: element i is
- * added (by FMA, in increasing i) to lane i % 16 of accumulator (i / 16) % 4;
- * a final partial group of 16 uses masked lanes; the accumulators are then
- * reduced in one fixed order (reduce4).  Every fused dot_f32[T] decodes its
- * weights to exactly the f32 values dequant[T] produces (the reference's
- * arithmetic, operation for operation, often through a 16- or 32-entry
- * table of the possible values of a sub-block, read by vpermps) and feeds
- * them through the same lanes in the same order, so dot_f32[T](w, x) has
- * the bits of dot_f32_f32(dequant[T](w), x).
+ * Decoders.  Every fused dot_f32[T] decodes its weights to exactly the f32
+ * values dequant[T] produces (the reference's arithmetic, operation for
+ * operation), often through a 16- or 32-entry table of the possible values
+ * of a sub-block, read by vpermps; the 256-element formats decode a round
+ * of 64 elements at a time for DEF_FLOAT_KERNELS, the 32-element formats
+ * two blocks at a time (DEF_FLOAT32_PAIRS).
  *
  * Integer dots.  Weights are unpacked to bytes once per block; K-quants take
  * u8 x s8 pair sums (vpmaddubsw) times the 16-bit sub-block scales
@@ -24,11 +25,6 @@
  * differs from the reference's order.  Each kernel is written once for NT
  * activation rows (inline, NT a constant): NT = 1 is vec_dot, NT = 4 is
  * vec_dot_ntok; per row the operations are identical, hence so are the bits.
- *
- * Quantizers reproduce the reference bit for bit: Q8_0 / Q8_1 round halves
- * away from zero (roundf), Q8_K to nearest even, NaN gives 0, values are
- * clamped first (clamping to integers commutes with rounding), and the
- * stored f16 scales come from vcvtps2ph with round-to-nearest-even.
  */
 #if defined(__x86_64__)
 
@@ -43,30 +39,166 @@
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
 
 #define INLINE static inline __attribute__((always_inline))
-#define NTOK P3_KERNEL_NTOK
 
 /* ---------------------------------------------------------------------
- * helpers
+ * the vector layer of the shared kernels (see kernels_x86_common.h)
  * --------------------------------------------------------------------- */
 
-/* f16 bits -> f32 (exact; a signalling NaN comes back quiet) */
-INLINE float
-h2f(uint16_t h)
+#define VL 16
+/* all four rows: sixteen accumulators and four weight registers fit in the 32 registers */
+#define X86_NTOK_ROWS 4
+typedef __m512 vfloat;
+
+/* the arithmetic: the 16-lane intrinsics */
+INLINE __m512
+vf_zero(void)
 {
-	return _cvtsh_ss(h);
+	return _mm512_setzero_ps();
 }
 
-/* f32 -> f16 for a stored scale, as the reference's half_sat: NaN -> 0, saturate, nearest even */
-INLINE uint16_t
-f2h_sat(float f)
+INLINE __m512
+vf_set1(float a)
 {
-	if (f != f)
-		return 0;
-	if (f > 65504.0f)
-		f = 65504.0f;
-	else if (f < -65504.0f)
-		f = -65504.0f;
-	return (uint16_t) _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+	return _mm512_set1_ps(a);
+}
+
+INLINE __m512
+vf_load(const float *p)
+{
+	return _mm512_loadu_ps(p);
+}
+
+INLINE void
+vf_store(float *p, __m512 v)
+{
+	_mm512_storeu_ps(p, v);
+}
+
+INLINE __m512
+vf_add(__m512 a, __m512 b)
+{
+	return _mm512_add_ps(a, b);
+}
+
+INLINE __m512
+vf_mul(__m512 a, __m512 b)
+{
+	return _mm512_mul_ps(a, b);
+}
+
+INLINE __m512
+vf_fmadd(__m512 a, __m512 b, __m512 c)
+{
+	return _mm512_fmadd_ps(a, b, c);
+}
+
+/* the mask of the first r < 16 lanes */
+INLINE __mmask16
+tail16(int r)
+{
+	return (__mmask16) ((1u << r) - 1);
+}
+
+/* the tails: masked loads and stores */
+INLINE __m512
+vf_load_part(const float *p, int r)
+{
+	return _mm512_maskz_loadu_ps(tail16(r), p);
+}
+
+INLINE void
+vf_store_part(float *p, __m512 v, int r)
+{
+	_mm512_mask_storeu_ps(p, tail16(r), v);
+}
+
+INLINE __m512
+vf_fmadd_part(__m512 a, __m512 b, __m512 c, int r)
+{
+	return _mm512_mask3_fmadd_ps(a, b, c, tail16(r));
+}
+
+/* 16 f16 values as floats (vcvtph2ps) */
+INLINE __m512
+vf_load_f16(const uint16_t *p)
+{
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) p));
+}
+
+INLINE __m512
+vf_load_f16_part(const uint16_t *p, int r)
+{
+	return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail16(r), p));
+}
+
+/* bf16 -> f32 of 16 values: the bits shifted up */
+INLINE __m512
+bf16x16(__m256i h)
+{
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* 16 bf16 values as floats */
+INLINE __m512
+vf_load_bf16(const uint16_t *p)
+{
+	return bf16x16(_mm256_loadu_si256((const __m256i *) p));
+}
+
+INLINE __m512
+vf_load_bf16_part(const uint16_t *p, int r)
+{
+	return bf16x16(_mm256_maskz_loadu_epi16(tail16(r), p));
+}
+
+/*
+ * 16 f16 values to f32 exactly as p3_fp16_to_fp32: vcvtph2ps, except that
+ * a signalling NaN keeps its payload unquieted (rare; fixed up by mask).
+ */
+INLINE __m512
+f16x16_exact(__m256i h)
+{
+	__m512		v = _mm512_cvtph_ps(h);
+	__mmask16	snan = _mm256_mask_cmpeq_epi16_mask(
+		_mm256_test_epi16_mask(h, _mm256_set1_epi16(0x3FF)),
+		_mm256_and_si256(h, _mm256_set1_epi16(0x7E00)), _mm256_set1_epi16(0x7C00));
+
+	if (snan)
+	{
+		__m512i		x = _mm512_cvtepu16_epi32(h);
+		__m512i		bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x8000)), 16),
+										   _mm512_or_si512(_mm512_set1_epi32(0x7F800000),
+														   _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x3FF)), 13)));
+
+		v = _mm512_mask_mov_ps(v, snan, _mm512_castsi512_ps(bits));
+	}
+	return v;
+}
+
+/* 16 f16 values as floats exactly as p3_fp16_to_fp32 */
+INLINE __m512
+vf_load_f16_exact(const uint16_t *p)
+{
+	return f16x16_exact(_mm256_loadu_si256((const __m256i *) p));
+}
+
+INLINE __m512
+vf_load_f16_exact_part(const uint16_t *p, int r)
+{
+	return f16x16_exact(_mm256_maskz_loadu_epi16(tail16(r), p));
+}
+
+/* 16 floats to f16, round to nearest even */
+INLINE void
+vf_store_f16(uint16_t *p, __m512 v)
+{
+	_mm256_storeu_si256((__m256i *) p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+INLINE void
+vf_store_f16_part(uint16_t *p, __m512 v, int r)
+{
+	_mm256_mask_storeu_epi16(p, tail16(r), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
 /* The fixed reduction of one accumulator. */
@@ -95,6 +227,20 @@ absmax_fold(__m512 x, __m512 m)
 	return _mm512_max_ps(_mm512_abs_ps(x), m);
 }
 
+/* the largest of the 16 lanes */
+INLINE float
+vf_hmax(__m512 m)
+{
+	return _mm512_reduce_max_ps(m);
+}
+
+/* bit k set where |v[k]| == a */
+INLINE unsigned
+vf_abs_eq(__m512 v, float a)
+{
+	return _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(a), _CMP_EQ_OQ);
+}
+
 /* NaN lanes -> 0 */
 INLINE __m512
 nan_to_zero(__m512 v)
@@ -121,337 +267,38 @@ round_away_clamp(__m512 v, float lim)
 	return _mm512_cvttps_epi32(t);
 }
 
-/* 0, 1, ..., 15 as floats: the codes of a 16-entry value table */
-INLINE __m512
-iota16(void)
+/* Q8_0 / Q8_1 codes of v[0..1] * id (roundf, clamped); returns their sum */
+INLINE int
+q8_codes32(const __m512 *v, float id, int8_t *qs)
 {
-	return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	__m512i		q0 = round_away_clamp(_mm512_mul_ps(v[0], _mm512_set1_ps(id)), 127.0f);
+	__m512i		q1 = round_away_clamp(_mm512_mul_ps(v[1], _mm512_set1_ps(id)), 127.0f);
+
+	_mm_storeu_si128((__m128i *) qs, _mm512_cvtsepi32_epi8(q0));
+	_mm_storeu_si128((__m128i *) (qs + 16), _mm512_cvtsepi32_epi8(q1));
+	return _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
 }
 
-/* Scales and mins (6 bits each) of the 8 sub-blocks of a Q4_K / Q5_K block, as bytes. */
+/* Q8_K codes of 32 values x * iscale (nearest even, clamped, NaN -> 0) and the sums of their halves */
 INLINE void
-k4_unpack(const uint8_t *scales, uint64_t *sc8, uint64_t *mn8)
+q8k_codes32(const float *x, float iscale, int8_t *qs, int16_t *bsums)
 {
-	uint32_t	s[3];
-
-	memcpy(s, scales, 12);
-	*sc8 = (s[0] & 0x3f3f3f3fu) |
-		((uint64_t) ((s[2] & 0x0f0f0f0fu) | (((s[0] >> 6) & 0x03030303u) << 4)) << 32);
-	*mn8 = (s[1] & 0x3f3f3f3fu) |
-		((uint64_t) (((s[2] >> 4) & 0x0f0f0f0fu) | (((s[1] >> 6) & 0x03030303u) << 4)) << 32);
-}
-
-/*
- * The factors of the 8 sub-blocks of a Q4_K / Q5_K block, as the
- * reference computes them: d1[j] = d * (float) sc[j], m1[j] = dmin * (float) mn[j].
- */
-INLINE void
-k4_factors(const uint8_t *scales, float d, float dmin, float *d1, float *m1, bool reload)
-{
-	uint64_t	sc8,
-				mn8;
-
-	k4_unpack(scales, &sc8, &mn8);
-	_mm256_storeu_ps(d1, _mm256_mul_ps(_mm256_set1_ps(d),
-									   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long) sc8)))));
-	_mm256_storeu_ps(m1, _mm256_mul_ps(_mm256_set1_ps(dmin),
-									   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long) mn8)))));
-	/*
-	 * With reload, make the compiler read them back from memory: broadcasts
-	 * from memory take a load slot instead of two ALU operations (faster for
-	 * the ALU-heavy Q5_K decoder, slower for the load-heavy Q4_K one).
-	 */
-	if (reload)
-		__asm__ volatile("" ::: "memory");
-}
-
-/* ---------------------------------------------------------------------
- * float kernels
- * --------------------------------------------------------------------- */
-
-static float
-dot_f32_f32(const float *a, const float *b, int64_t n)
-{
-	__m512		acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-	int64_t		i = 0;
-	int			k = 0;
-
-	for (; i + 64 <= n; i += 64)
+#pragma GCC unroll 2
+	for (int k = 0; k < 2; k++)
 	{
-		acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc[0]);
-		acc[1] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc[1]);
-		acc[2] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), acc[2]);
-		acc[3] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), acc[3]);
-	}
-	for (; i + 16 <= n; i += 16, k++)
-		acc[k] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc[k]);
-	if (i < n)
-	{
-		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
+		__m512		v = nan_to_zero(_mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_loadu_ps(x + 16 * k)));
+		__m512i		q;
 
-		acc[k] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i),
-									   acc[k], m);
-	}
-	return reduce4(acc[0], acc[1], acc[2], acc[3]);
-}
-
-/*
- * dot_f32_f32 of one row w against NTOK rows of x, per row the same
- * operations, over elements [i0, i0 + m) (w and x point at element i0) with
- * the four accumulators of each row kept in state between calls (i0 is a
- * multiple of 64, so every element meets the accumulator dot_f32_f32 gives it).
- */
-static void
-dot_f32_f32_ntok(const float *w, const float *x, int64_t ldx, int64_t n,
-				 int64_t i0, int64_t m, float *state, float *out)
-{
-	__m512		acc[NTOK][4];
-	int64_t		i = 0;			/* element i0 + i; i0 % 64 == 0 keeps the lanes */
-	int64_t		end = m;
-	int			k = 0;
-
-	for (int t = 0; t < NTOK; t++)
-		for (int j = 0; j < 4; j++)
-			acc[t][j] = i0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(state + t * P3_KERNEL_DOT_STATE + 16 * j);
-	for (; i + 64 <= end; i += 64)
-	{
-		__m512		w0 = _mm512_loadu_ps(w + i);
-		__m512		w1 = _mm512_loadu_ps(w + i + 16);
-		__m512		w2 = _mm512_loadu_ps(w + i + 32);
-		__m512		w3 = _mm512_loadu_ps(w + i + 48);
-
-#pragma GCC unroll 4
-		for (int t = 0; t < NTOK; t++)
-		{
-			const float *xt = x + t * ldx + i;
-
-			acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[t][0]);
-			acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt + 16), acc[t][1]);
-			acc[t][2] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xt + 32), acc[t][2]);
-			acc[t][3] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xt + 48), acc[t][3]);
-		}
-	}
-	for (; i + 16 <= end; i += 16, k++)
-		for (int t = 0; t < NTOK; t++)
-			acc[t][k] = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + t * ldx + i), acc[t][k]);
-	if (i < end)
-	{
-		__mmask16	msk = (__mmask16) ((1u << (end - i)) - 1);
-
-		for (int t = 0; t < NTOK; t++)
-			acc[t][k] = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(msk, w + i),
-											  _mm512_maskz_loadu_ps(msk, x + t * ldx + i), acc[t][k], msk);
-	}
-	if (i0 + m >= n)
-	{
-		for (int t = 0; t < NTOK; t++)
-			out[t] = reduce4(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
-	}
-	else
-	{
-		for (int t = 0; t < NTOK; t++)
-			for (int j = 0; j < 4; j++)
-				_mm512_storeu_ps(state + t * P3_KERNEL_DOT_STATE + 16 * j, acc[t][j]);
+		v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+		q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+		_mm_storeu_si128((__m128i *) (qs + 16 * k), _mm512_cvtsepi32_epi8(q));
+		bsums[k] = (int16_t) _mm512_reduce_add_epi32(q);
 	}
 }
 
-/* f16 weights · f32 (also the attention's q · k for an f16 K cache) */
-static float
-dot_f16_f32(const uint16_t *w, const float *x, int64_t n)
-{
-	__m512		acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-	int64_t		i = 0;
-	int			k = 0;
+#include "kernels_x86_common.h"
 
-	for (; i + 64 <= n; i += 64)
-	{
-		acc[0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + i))),
-								 _mm512_loadu_ps(x + i), acc[0]);
-		acc[1] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + i + 16))),
-								 _mm512_loadu_ps(x + i + 16), acc[1]);
-		acc[2] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + i + 32))),
-								 _mm512_loadu_ps(x + i + 32), acc[2]);
-		acc[3] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + i + 48))),
-								 _mm512_loadu_ps(x + i + 48), acc[3]);
-	}
-	for (; i + 16 <= n; i += 16, k++)
-		acc[k] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + i))),
-								 _mm512_loadu_ps(x + i), acc[k]);
-	if (i < n)
-	{
-		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
-
-		acc[k] = _mm512_mask3_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i)),
-									   _mm512_maskz_loadu_ps(m, x + i), acc[k], m);
-	}
-	return reduce4(acc[0], acc[1], acc[2], acc[3]);
-}
-
-static float
-dot_f32_F16(const void *w, const float *x, int64_t n)
-{
-	return dot_f16_f32(w, x, n);
-}
-
-static float
-vec_dot_F16(const void *w, const void *a, int64_t n)
-{
-	return dot_f16_f32(w, a, n);
-}
-
-static float
-dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
-{
-	return dot_f16_f32(b, a, n);
-}
-
-static float
-dot_f32_F32(const void *w, const float *x, int64_t n)
-{
-	return dot_f32_f32(w, x, n);
-}
-
-static float
-vec_dot_F32(const void *w, const void *a, int64_t n)
-{
-	return dot_f32_f32(w, a, n);
-}
-
-/* bf16 -> f32 of 16 values: the bits shifted up */
-INLINE __m512
-bf16x16(__m256i h)
-{
-	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-static float
-dot_f32_BF16(const void *vw, const float *x, int64_t n)
-{
-	const uint16_t *w = vw;
-	__m512		acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-	int64_t		i = 0;
-	int			k = 0;
-
-	for (; i + 64 <= n; i += 64)
-	{
-		acc[0] = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *) (w + i))),
-								 _mm512_loadu_ps(x + i), acc[0]);
-		acc[1] = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *) (w + i + 16))),
-								 _mm512_loadu_ps(x + i + 16), acc[1]);
-		acc[2] = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *) (w + i + 32))),
-								 _mm512_loadu_ps(x + i + 32), acc[2]);
-		acc[3] = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *) (w + i + 48))),
-								 _mm512_loadu_ps(x + i + 48), acc[3]);
-	}
-	for (; i + 16 <= n; i += 16, k++)
-		acc[k] = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *) (w + i))),
-								 _mm512_loadu_ps(x + i), acc[k]);
-	if (i < n)
-	{
-		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
-
-		acc[k] = _mm512_mask3_fmadd_ps(bf16x16(_mm256_maskz_loadu_epi16(m, w + i)),
-									   _mm512_maskz_loadu_ps(m, x + i), acc[k], m);
-	}
-	return reduce4(acc[0], acc[1], acc[2], acc[3]);
-}
-
-static float
-vec_dot_BF16(const void *w, const void *a, int64_t n)
-{
-	return dot_f32_BF16(w, a, n);
-}
-
-/* float weights: the activations are f32 rows; NTOK calls of the single-row kernel */
-#define DEF_FLOAT_NTOK(T) \
-static void \
-vec_dot_ntok_##T(const void *w, const void *a, size_t stride, int64_t n, float *out) \
-{ \
-	for (int t = 0; t < NTOK; t++) \
-		out[t] = vec_dot_##T(w, (const uint8_t *) a + (size_t) t * stride, n); \
-}
-
-DEF_FLOAT_NTOK(F32)
-DEF_FLOAT_NTOK(F16)
-DEF_FLOAT_NTOK(BF16)
-
-/*
- * 16 f16 values to f32 exactly as p3_fp16_to_fp32: vcvtph2ps, except that
- * a signalling NaN keeps its payload unquieted (rare; fixed up by mask).
- */
-INLINE __m512
-f16x16_exact(__m256i h)
-{
-	__m512		v = _mm512_cvtph_ps(h);
-	__mmask16	snan = _mm256_mask_cmpeq_epi16_mask(
-		_mm256_test_epi16_mask(h, _mm256_set1_epi16(0x3FF)),
-		_mm256_and_si256(h, _mm256_set1_epi16(0x7E00)), _mm256_set1_epi16(0x7C00));
-
-	if (snan)
-	{
-		__m512i		x = _mm512_cvtepu16_epi32(h);
-		__m512i		bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x8000)), 16),
-										   _mm512_or_si512(_mm512_set1_epi32(0x7F800000),
-														   _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x3FF)), 13)));
-
-		v = _mm512_mask_mov_ps(v, snan, _mm512_castsi512_ps(bits));
-	}
-	return v;
-}
-
-static void
-dequant_F16(const void *vw, float *y, int64_t n)
-{
-	const uint16_t *w = vw;
-	int64_t		i = 0;
-
-	for (; i + 16 <= n; i += 16)
-		_mm512_storeu_ps(y + i, f16x16_exact(_mm256_loadu_si256((const __m256i *) (w + i))));
-	if (i < n)
-	{
-		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
-
-		_mm512_mask_storeu_ps(y + i, m, f16x16_exact(_mm256_maskz_loadu_epi16(m, w + i)));
-	}
-}
-
-static void
-dequant_BF16(const void *vw, float *y, int64_t n)
-{
-	const uint16_t *w = vw;
-	int64_t		i = 0;
-
-	for (; i + 16 <= n; i += 16)
-		_mm512_storeu_ps(y + i, bf16x16(_mm256_loadu_si256((const __m256i *) (w + i))));
-	if (i < n)
-	{
-		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
-
-		_mm512_mask_storeu_ps(y + i, m, bf16x16(_mm256_maskz_loadu_epi16(m, w + i)));
-	}
-}
-
-/* f32 -> f16, round to nearest even (the KV cache store) */
-static void
-quantize_F16(const float *x, void *vy, int64_t n)
-{
-	uint16_t   *y = vy;
-	int64_t		i = 0;
-
-	for (; i + 16 <= n; i += 16)
-		_mm256_storeu_si256((__m256i *) (y + i),
-							_mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-	if (i < n)
-	{
-		__mmask16	m = (__mmask16) ((1u << (n - i)) - 1);
-
-		_mm256_mask_storeu_epi16(y + i, m,
-								 _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
-												 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-	}
-}
-
-/* y += a * x (multiply, then add: the reference's rounding exactly) */
+/* y += a * x (multiply, then add: the reference's rounding exactly); per set (see kernels_avx2.c) */
 static void
 axpy_f32(float *y, float a, const float *x, int64_t n)
 {
@@ -491,6 +338,13 @@ axpy_f16(float *y, float a, const uint16_t *x, int64_t n)
  * decoders of the quantized formats to f32 (the reference's values) and
  * the dequant / fused dot_f32 kernels built on them
  * --------------------------------------------------------------------- */
+
+/* 0, 1, ..., 15 as floats: the codes of a 16-entry value table */
+INLINE __m512
+iota16(void)
+{
+	return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
 
 /* Q8_0: (float) q * d */
 INLINE void
@@ -576,8 +430,12 @@ dec_q5_1(const P3BlockQ5_1 *b, __m512 *v0, __m512 *v1)
 	dec_q5_tab(b->qs, b->qh, lo, hi, v0, v1);
 }
 
-/* dequant and fused dot_f32 of a 32-element format from its block decoder */
-#define DEF_FLOAT32_KERNELS(NAME, BLOCK, DEC) \
+/*
+ * dequant and fused dot_f32 of a 32-element format from its block decoder:
+ * a round of four registers holds two blocks (a last odd block half a
+ * round), so these are not DEF_FLOAT_KERNELS
+ */
+#define DEF_FLOAT32_PAIRS(NAME, BLOCK, DEC) \
 static void \
 dequant_##NAME(const void *vw, float *y, int64_t n) \
 { \
@@ -618,12 +476,12 @@ dot_f32_##NAME(const void *vw, const float *x, int64_t n) \
 	return reduce4(a0, a1, a2, a3); \
 }
 
-DEF_FLOAT32_KERNELS(Q8_0, P3BlockQ8_0, dec_q8_0)
-DEF_FLOAT32_KERNELS(Q4_0, P3BlockQ4_0, dec_q4_0)
-DEF_FLOAT32_KERNELS(Q4_1, P3BlockQ4_1, dec_q4_1)
-DEF_FLOAT32_KERNELS(Q5_0, P3BlockQ5_0, dec_q5_0)
-DEF_FLOAT32_KERNELS(Q5_1, P3BlockQ5_1, dec_q5_1)
-DEF_FLOAT32_KERNELS(IQ4_NL, P3BlockIQ4_NL, dec_iq4_nl)
+DEF_FLOAT32_PAIRS(Q8_0, P3BlockQ8_0, dec_q8_0)
+DEF_FLOAT32_PAIRS(Q4_0, P3BlockQ4_0, dec_q4_0)
+DEF_FLOAT32_PAIRS(Q4_1, P3BlockQ4_1, dec_q4_1)
+DEF_FLOAT32_PAIRS(Q5_0, P3BlockQ5_0, dec_q5_0)
+DEF_FLOAT32_PAIRS(Q5_1, P3BlockQ5_1, dec_q5_1)
+DEF_FLOAT32_PAIRS(IQ4_NL, P3BlockIQ4_NL, dec_iq4_nl)
 
 /*
  * Q4_K, chunk c (elements 64c .. 64c+63): sub-block 2c from the low
@@ -631,8 +489,7 @@ DEF_FLOAT32_KERNELS(IQ4_NL, P3BlockIQ4_NL, dec_iq4_nl)
  * (k4_factors), by a table of the 16 values per sub-block.
  */
 INLINE void
-dec_q4_k_chunk(const uint8_t *qs, const uint8_t *qh, int c, const float *d1, const float *m1,
-			   __m512 *v0, __m512 *v1, __m512 *v2, __m512 *v3)
+dec_q4_k_chunk(const uint8_t *qs, const uint8_t *qh, int c, const float *d1, const float *m1, __m512 *v)
 {
 	__m512		t0 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(d1[2 * c]), iota16()), _mm512_set1_ps(m1[2 * c]));
 	__m512		t1 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(d1[2 * c + 1]), iota16()), _mm512_set1_ps(m1[2 * c + 1]));
@@ -640,10 +497,10 @@ dec_q4_k_chunk(const uint8_t *qs, const uint8_t *qh, int c, const float *d1, con
 	__m512i		q1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (qs + 32 * c + 16)));
 
 	(void) qh;
-	*v0 = _mm512_permutexvar_ps(q0, t0);	/* uses the low 4 bits of each index */
-	*v1 = _mm512_permutexvar_ps(q1, t0);
-	*v2 = _mm512_permutexvar_ps(_mm512_srli_epi32(q0, 4), t1);
-	*v3 = _mm512_permutexvar_ps(_mm512_srli_epi32(q1, 4), t1);
+	v[0] = _mm512_permutexvar_ps(q0, t0);	/* uses the low 4 bits of each index */
+	v[1] = _mm512_permutexvar_ps(q1, t0);
+	v[2] = _mm512_permutexvar_ps(_mm512_srli_epi32(q0, 4), t1);
+	v[3] = _mm512_permutexvar_ps(_mm512_srli_epi32(q1, 4), t1);
 }
 
 /*
@@ -651,8 +508,7 @@ dec_q4_k_chunk(const uint8_t *qs, const uint8_t *qh, int c, const float *d1, con
  * of qh[l]; the 5-bit codes index 32-entry tables (two registers).
  */
 INLINE void
-dec_q5_k_chunk(const uint8_t *qs, const uint8_t *qh, int c, const float *d1, const float *m1,
-			   __m512 *v0, __m512 *v1, __m512 *v2, __m512 *v3)
+dec_q5_k_chunk(const uint8_t *qs, const uint8_t *qh, int c, const float *d1, const float *m1, __m512 *v)
 {
 	__m512		da = _mm512_set1_ps(d1[2 * c]);
 	__m512		ma = _mm512_set1_ps(m1[2 * c]);
@@ -680,59 +536,14 @@ dec_q5_k_chunk(const uint8_t *qs, const uint8_t *qh, int c, const float *d1, con
 	i1 = _mm512_mask_or_epi32(i1, _mm512_test_epi32_mask(h1, blo), i1, s16);
 	i2 = _mm512_mask_or_epi32(i2, _mm512_test_epi32_mask(h0, bhi), i2, s16);
 	i3 = _mm512_mask_or_epi32(i3, _mm512_test_epi32_mask(h1, bhi), i3, s16);
-	*v0 = _mm512_permutex2var_ps(tal, i0, tah);
-	*v1 = _mm512_permutex2var_ps(tal, i1, tah);
-	*v2 = _mm512_permutex2var_ps(tbl, i2, tbh);
-	*v3 = _mm512_permutex2var_ps(tbl, i3, tbh);
+	v[0] = _mm512_permutex2var_ps(tal, i0, tah);
+	v[1] = _mm512_permutex2var_ps(tal, i1, tah);
+	v[2] = _mm512_permutex2var_ps(tbl, i2, tbh);
+	v[3] = _mm512_permutex2var_ps(tbl, i3, tbh);
 }
 
-#define DEF_FLOAT_K_AFFINE(NAME, BLOCK, DEC, QH, RELOAD) \
-static void \
-dequant_##NAME(const void *vw, float *y, int64_t n) \
-{ \
-	const BLOCK *b = vw; \
-	for (int64_t i = 0; i < n / P3_QK_K; i++) \
-	{ \
-		float		d1[8], m1[8]; \
-		k4_factors(b[i].scales, h2f(b[i].d), h2f(b[i].dmin), d1, m1, RELOAD); \
-		_Pragma("GCC unroll 16") \
-		for (int c = 0; c < 4; c++, y += 64) \
-		{ \
-			__m512		v0, v1, v2, v3; \
-			DEC(b[i].qs, QH, c, d1, m1, &v0, &v1, &v2, &v3); \
-			_mm512_storeu_ps(y, v0); \
-			_mm512_storeu_ps(y + 16, v1); \
-			_mm512_storeu_ps(y + 32, v2); \
-			_mm512_storeu_ps(y + 48, v3); \
-		} \
-	} \
-} \
-static float \
-dot_f32_##NAME(const void *vw, const float *x, int64_t n) \
-{ \
-	const BLOCK *b = vw; \
-	__m512		a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(); \
-	__m512		a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps(); \
-	for (int64_t i = 0; i < n / P3_QK_K; i++) \
-	{ \
-		float		d1[8], m1[8]; \
-		k4_factors(b[i].scales, h2f(b[i].d), h2f(b[i].dmin), d1, m1, RELOAD); \
-		_Pragma("GCC unroll 16") \
-		for (int c = 0; c < 4; c++, x += 64) \
-		{ \
-			__m512		v0, v1, v2, v3; \
-			DEC(b[i].qs, QH, c, d1, m1, &v0, &v1, &v2, &v3); \
-			a0 = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x), a0); \
-			a1 = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + 16), a1); \
-			a2 = _mm512_fmadd_ps(v2, _mm512_loadu_ps(x + 32), a2); \
-			a3 = _mm512_fmadd_ps(v3, _mm512_loadu_ps(x + 48), a3); \
-		} \
-	} \
-	return reduce4(a0, a1, a2, a3); \
-}
-
-DEF_FLOAT_K_AFFINE(Q4_K, P3BlockQ4_K, dec_q4_k_chunk, NULL, false)
-DEF_FLOAT_K_AFFINE(Q5_K, P3BlockQ5_K, dec_q5_k_chunk, b[i].qh, true)
+DEF_FLOAT_KERNELS(Q4_K, P3BlockQ4_K, P3_QK_K, K_AFFINE_SETUP(false), dec_q4_k_chunk(b->qs, NULL, r, d1, m1, v))
+DEF_FLOAT_KERNELS(Q5_K, P3BlockQ5_K, P3_QK_K, K_AFFINE_SETUP(true), dec_q5_k_chunk(b->qs, b->qh, r, d1, m1, v))
 
 /*
  * Q6_K: the 256 codes (q - 32, signed bytes) of a block in element order,
@@ -757,6 +568,7 @@ q6_k_codes(const P3BlockQ6_K *b, int h, __m512i *lo, __m512i *hi)
 						  _mm512_and_si512(_mm512_srlv_epi16(qh, shr_hi), m30));
 }
 
+/* a decoded Q6_K block: the codes q - 32 in element order and the group factors d * sc[g] */
 INLINE void
 dec_q6_k_block(const P3BlockQ6_K *b, int8_t *codes, float *dsc)
 {
@@ -777,167 +589,179 @@ dec_q6_k_block(const P3BlockQ6_K *b, int8_t *codes, float *dsc)
 										_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) b->scales)))));
 }
 
-/* element group g (16 values) of a decoded Q6_K block */
-INLINE __m512
-q6_k_group(const int8_t *codes, const float *dsc, int g)
+/*
+ * Round r of a decoded Q6_K / Q3_K / Q2_K block: groups g = 4r .. 4r+3 (16
+ * elements each), dl[g] * (float) code, minus ml[g] when ml is given.
+ */
+INLINE void
+code_groups(const int8_t *codes, const float *dl, const float *ml, int r, __m512 *v)
 {
-	return _mm512_mul_ps(_mm512_set1_ps(dsc[g]),
-						 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) (codes + 16 * g)))));
-}
-
-static void
-dequant_Q6_K(const void *vw, float *y, int64_t n)
-{
-	const P3BlockQ6_K *b = vw;
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++, y += P3_QK_K)
+#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++)
 	{
-		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
-		float		dsc[16] __attribute__((aligned(64)));
+		int			g = 4 * r + k;
 
-		dec_q6_k_block(&b[i], codes, dsc);
-#pragma GCC unroll 16
-		for (int g = 0; g < 16; g++)
-			_mm512_storeu_ps(y + 16 * g, q6_k_group(codes, dsc, g));
+		v[k] = _mm512_mul_ps(_mm512_set1_ps(dl[g]),
+							 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) (codes + 16 * g)))));
+		if (ml != NULL)
+			v[k] = _mm512_sub_ps(v[k], _mm512_set1_ps(ml[g]));
 	}
 }
 
-static float
-dot_f32_Q6_K(const void *vw, const float *x, int64_t n)
+DEF_FLOAT_KERNELS(Q6_K, P3BlockQ6_K, P3_QK_K,
+				  int8_t codes[P3_QK_K] __attribute__((aligned(64))); float dsc[16] __attribute__((aligned(64)));
+				  dec_q6_k_block(b, codes, dsc),
+				  code_groups(codes, dsc, NULL, r, v))
+
+/* the 8 sub-block scales ls - 32 of an IQ4_XS block (dwords) */
+INLINE __m256i
+iq4xs_scales(const P3BlockIQ4_XS *b)
 {
-	const P3BlockQ6_K *b = vw;
-	__m512		a0 = _mm512_setzero_ps(),
-				a1 = _mm512_setzero_ps();
-	__m512		a2 = _mm512_setzero_ps(),
-				a3 = _mm512_setzero_ps();
+	uint32_t	lo;
 
-	for (int64_t i = 0; i < n / P3_QK_K; i++)
-	{
-		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
-		float		dsc[16] __attribute__((aligned(64)));
+	memcpy(&lo, b->scales_l, 4);
+	/* low 4 bits of sub-block ib at bit 4 ib of scales_l, high 2 at bit 2 ib of scales_h */
+	__m256i		l4 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int) lo),
+														_mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+									  _mm256_set1_epi32(15));
+	__m256i		h2 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
+														_mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+									  _mm256_set1_epi32(3));
 
-		dec_q6_k_block(&b[i], codes, dsc);
-#pragma GCC unroll 16
-		for (int g = 0; g < 16; g += 4, x += 64)
-		{
-			a0 = _mm512_fmadd_ps(q6_k_group(codes, dsc, g), _mm512_loadu_ps(x), a0);
-			a1 = _mm512_fmadd_ps(q6_k_group(codes, dsc, g + 1), _mm512_loadu_ps(x + 16), a1);
-			a2 = _mm512_fmadd_ps(q6_k_group(codes, dsc, g + 2), _mm512_loadu_ps(x + 32), a2);
-			a3 = _mm512_fmadd_ps(q6_k_group(codes, dsc, g + 3), _mm512_loadu_ps(x + 48), a3);
-		}
-	}
-	return reduce4(a0, a1, a2, a3);
+	return _mm256_sub_epi32(_mm256_or_si256(l4, _mm256_slli_epi32(h2, 4)), _mm256_set1_epi32(32));
 }
 
-/* ---------------------------------------------------------------------
- * activation quantizers (bit-identical to the reference)
- * --------------------------------------------------------------------- */
-
-/* Q8_0 / Q8_1 block: returns the sum of the codes */
-INLINE int
-quant_q8_block32(const float *x, int8_t *qs, float *d_out)
+/* dl[ib] = d * (float) (ls - 32) of the 8 sub-blocks of an IQ4_XS block, as the reference */
+INLINE void
+iq4xs_factors(const P3BlockIQ4_XS *b, float *dl)
 {
-	__m512		v0 = _mm512_loadu_ps(x);
-	__m512		v1 = _mm512_loadu_ps(x + 16);
-	__m512		m = absmax_fold(v1, absmax_fold(v0, _mm512_setzero_ps()));
-	const float amax = _mm512_reduce_max_ps(m);
-	const float d = amax / 127;
-	const float id = d != 0.0f ? 1.0f / d : 0.0f;
-	__m512i		q0 = round_away_clamp(_mm512_mul_ps(v0, _mm512_set1_ps(id)), 127.0f);
-	__m512i		q1 = round_away_clamp(_mm512_mul_ps(v1, _mm512_set1_ps(id)), 127.0f);
-
-	_mm_storeu_si128((__m128i *) qs, _mm512_cvtsepi32_epi8(q0));
-	_mm_storeu_si128((__m128i *) (qs + 16), _mm512_cvtsepi32_epi8(q1));
-	*d_out = d;
-	return _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+	_mm256_storeu_ps(dl, _mm256_mul_ps(_mm256_set1_ps(h2f(b->d)), _mm256_cvtepi32_ps(iq4xs_scales(b))));
 }
 
-static void
-quantize_Q8_0(const float *x, void *vy, int64_t n)
+/*
+ * The 16 signed scales (-32..31) of a Q3_K block as dwords in one register
+ * (kernels_avx2.c's q3k_scales_w at full width; deriving these from its
+ * words cost 11-14% in every Q3_K kernel here).
+ */
+INLINE __m512i
+q3k_scales16(const uint8_t *scales)
 {
-	P3BlockQ8_0 *y = vy;
+	uint64_t	lo8;
+	uint32_t	hi;
+	__m128i		v;
+	__m128i		l4;
 
-	for (int64_t i = 0; i < n / 32; i++, x += 32)
-	{
-		float		d;
+	memcpy(&lo8, scales, 8);
+	memcpy(&hi, scales + 8, 4);
+	v = _mm_cvtsi64_si128((long long) lo8);
+	/* groups 0-7: low nibbles of bytes 0-7, groups 8-15: high nibbles */
+	l4 = _mm_unpacklo_epi64(_mm_and_si128(v, _mm_set1_epi8(15)), _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)));
+	/* high 2 bits of group j: bits 2 (j / 4) of byte 8 + j % 4 */
+	__m512i		h2 = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int) hi),
+														_mm512_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26,
+																		  4, 12, 20, 28, 6, 14, 22, 30)),
+									  _mm512_set1_epi32(3));
 
-		(void) quant_q8_block32(x, y[i].qs, &d);
-		y[i].d = f2h_sat(d);
-	}
+	return _mm512_sub_epi32(_mm512_or_si512(_mm512_cvtepu8_epi32(l4), _mm512_slli_epi32(h2, 4)), _mm512_set1_epi32(32));
 }
 
-static void
-quantize_Q8_1(const float *x, void *vy, int64_t n)
+/* 16 dword scales as word pairs (both halves the scale) for vpdpwssd */
+INLINE __m512i
+word_pairs(__m512i v)
 {
-	P3BlockQ8_1 *y = vy;
-
-	for (int64_t i = 0; i < n / 32; i++, x += 32)
-	{
-		float		d;
-		int			sum = quant_q8_block32(x, y[i].qs, &d);
-
-		y[i].d = f2h_sat(d);
-		y[i].s = f2h_sat((float) sum * d);
-	}
+	return _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(v, 16));
 }
 
-static void
-quantize_Q8_K(const float *x, void *vy, int64_t n)
+/* dword lane k of element group e (64 elements, 16 per scale): scale 4e + k / 4 */
+INLINE __m512i
+group_scales(__m512i pairs, int e)
 {
-	P3BlockQ8_K *y = vy;
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++, x += P3_QK_K)
-	{
-		__m512		m = _mm512_setzero_ps();
-		float		amax;
-		float		max = 0.0f;
-		float		iscale;
-
-#pragma GCC unroll 16
-		for (int k = 0; k < 16; k++)
-			m = absmax_fold(_mm512_loadu_ps(x + 16 * k), m);
-		amax = _mm512_reduce_max_ps(m);
-		if (amax == 0.0f)
-		{
-			memset(&y[i], 0, sizeof(P3BlockQ8_K));
-			continue;
-		}
-		/* the first element of largest magnitude, with its sign */
-#pragma GCC unroll 16
-		for (int k = 0; k < 16; k++)
-		{
-			__mmask16	e = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)),
-											   _mm512_set1_ps(amax), _CMP_EQ_OQ);
-
-			if (e)
-			{
-				max = x[16 * k + __builtin_ctz(e)];
-				break;
-			}
-		}
-		/* an infinite element counts as +-1e38, as in the reference */
-		iscale = -127.0f / (isinf(max) ? copysignf(1e38f, max) : max);
-#pragma GCC unroll 16
-		for (int k = 0; k < 16; k++)
-		{
-			__m512		v = nan_to_zero(_mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_loadu_ps(x + 16 * k)));
-			__m512i		q;
-
-			v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
-			q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-			_mm_storeu_si128((__m128i *) (y[i].qs + 16 * k), _mm512_cvtsepi32_epi8(q));
-			y[i].bsums[k] = (int16_t) _mm512_reduce_add_epi32(q);
-		}
-		y[i].d = 1.0f / iscale;
-	}
+	return _mm512_permutexvar_epi32(_mm512_srli_epi32(_mm512_add_epi32(_mm512_set1_epi32(16 * e),
+																	   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), 2),
+									pairs);
 }
+
+/*
+ * The 2-bit codes of element group e (elements 64e .. 64e+63) of a Q2_K /
+ * Q3_K block: bits 2s of qs[32 (e / 2) + l], s = 2 (e % 2) for the first 32
+ * elements and s + 1 for the next 32.
+ */
+INLINE __m512i
+codes2(const uint8_t *qs, int e)
+{
+	__m512i		q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (qs + 32 * (e / 2))));
+	__m512i		sh = _mm512_inserti64x4(_mm512_set1_epi16((short) (4 * (e % 2))), _mm256_set1_epi16((short) (4 * (e % 2) + 2)), 1);
+
+	return _mm512_and_si512(_mm512_srlv_epi16(q, sh), _mm512_set1_epi8(3));
+}
+
+/* Q3_K element group e as q + 4 (0..7): the 2-bit code plus 4 where bit 4h + s of hmask[l] is set */
+INLINE __m512i
+q3k_codes(const P3BlockQ3_K *b, int e)
+{
+	__m512i		low = codes2(b->qs, e);
+	__m512i		hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) b->hmask));
+	int			bit = 4 * (e / 2) + 2 * (e % 2);
+	__m512i		sel = _mm512_inserti64x4(_mm512_set1_epi8((char) (1 << bit)), _mm256_set1_epi8((char) (1 << (bit + 1))), 1);
+
+	return _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hm, sel), low, _mm512_set1_epi8(4));
+}
+
+/* IQ4_XS sub-block ib: d * (ls - 32) * T[q], by a table of its 16 values */
+INLINE void
+dec_iq4_xs_sub(const P3BlockIQ4_XS *b, const float *dl, int ib, __m512 *v)
+{
+	__m512		tab = _mm512_mul_ps(_mm512_set1_ps(dl[ib]),
+									_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) p3_iq4nl_values))));
+	__m512i		q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (b->qs + 16 * ib)));
+
+	v[0] = _mm512_permutexvar_ps(q, tab);
+	v[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
+}
+
+DEF_FLOAT_KERNELS(IQ4_XS, P3BlockIQ4_XS, P3_QK_K, float dl[8]; iq4xs_factors(b, dl),
+				  dec_iq4_xs_sub(b, dl, 2 * r, v); dec_iq4_xs_sub(b, dl, 2 * r + 1, v + 2))
+
+/*
+ * Q3_K / Q2_K decoded block: codes (signed q for Q3_K, 0..3 for Q2_K) in
+ * element order, and the group factors (Q3_K: d * sc[g]; Q2_K: d * (sc & 15)
+ * and dmin * (sc >> 4)), as the reference computes them.
+ */
+INLINE void
+dec_q3_k_block(const P3BlockQ3_K *b, int8_t *codes, float *dl)
+{
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++)
+		_mm512_storeu_si512(codes + 64 * e, _mm512_sub_epi8(q3k_codes(b, e), _mm512_set1_epi8(4)));
+	_mm512_storeu_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(b->d)), _mm512_cvtepi32_ps(q3k_scales16(b->scales))));
+}
+
+/* (see dec_q3_k_block) */
+INLINE void
+dec_q2_k_block(const P3BlockQ2_K *b, int8_t *codes, float *dl, float *ml)
+{
+	__m512i		sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) b->scales));
+
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++)
+		_mm512_storeu_si512(codes + 64 * e, codes2(b->qs, e));
+	_mm512_storeu_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(b->d)),
+									   _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15)))));
+	_mm512_storeu_ps(ml, _mm512_mul_ps(_mm512_set1_ps(h2f(b->dmin)), _mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4))));
+}
+
+DEF_FLOAT_KERNELS(Q3_K, P3BlockQ3_K, P3_QK_K,
+				  int8_t codes[P3_QK_K] __attribute__((aligned(64))); float dl[16] __attribute__((aligned(64)));
+				  dec_q3_k_block(b, codes, dl),
+				  code_groups(codes, dl, NULL, r, v))
+DEF_FLOAT_KERNELS(Q2_K, P3BlockQ2_K, P3_QK_K,
+				  int8_t codes[P3_QK_K] __attribute__((aligned(64))); float dl[16] __attribute__((aligned(64)));
+				  float ml[16] __attribute__((aligned(64))); dec_q2_k_block(b, codes, dl, ml),
+				  code_groups(codes, dl, ml, r, v))
 
 /* ---------------------------------------------------------------------
  * integer dot products with quantized activations, for NT rows at once
  * --------------------------------------------------------------------- */
-
-/* the activation block i of row t */
-#define ACT_ROW(type, a, stride, t) ((const type *) ((const uint8_t *) (a) + (size_t) (t) * (stride)))
 
 /* 16 dword lanes: [v0 x 8, v1 x 8] */
 INLINE __m512
@@ -966,16 +790,6 @@ nibbles_pair(const uint8_t *p0, const uint8_t *p1)
 	return _mm512_and_si512(_mm512_srlv_epi16(z, sh), _mm512_set1_epi8(0x0F));
 }
 
-/* the same for one block (32 bytes) */
-INLINE __m256i
-nibbles_one(const uint8_t *p)
-{
-	__m256i		z = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) p));
-
-	return _mm256_and_si256(_mm256_srlv_epi16(z, _mm256_setr_epi64x(0, 0, 0x0004000400040004LL, 0x0004000400040004LL)),
-							_mm256_set1_epi8(0x0F));
-}
-
 /*
  * Signed weight bytes of a 32-element format (two blocks per register):
  * the int32 lane sums of w · y by vpdpbusd on |w| and y with w's sign.
@@ -986,6 +800,7 @@ sdot_pair(__m512i aw, __mmask64 neg, __m512i y)
 	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y));
 }
 
+/* the same for one block in 256 bits */
 INLINE __m256i
 sdot_one(__m256i w, __m256i y)
 {
@@ -999,22 +814,10 @@ sw_pair_q8_0(const P3BlockQ8_0 *b)
 	return load_pair(b[0].qs, b[1].qs);
 }
 
-INLINE __m256i
-sw_one_q8_0(const P3BlockQ8_0 *b)
-{
-	return _mm256_loadu_si256((const __m256i *) b->qs);
-}
-
 INLINE __m512i
 sw_pair_q4_0(const P3BlockQ4_0 *b)
 {
 	return _mm512_sub_epi8(nibbles_pair(b[0].qs, b[1].qs), _mm512_set1_epi8(8));
-}
-
-INLINE __m256i
-sw_one_q4_0(const P3BlockQ4_0 *b)
-{
-	return _mm256_sub_epi8(nibbles_one(b->qs), _mm256_set1_epi8(8));
 }
 
 INLINE __m512i
@@ -1023,14 +826,6 @@ sw_pair_iq4_nl(const P3BlockIQ4_NL *b)
 	__m512i		tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *) p3_iq4nl_values));
 
 	return _mm512_shuffle_epi8(tab, nibbles_pair(b[0].qs, b[1].qs));
-}
-
-INLINE __m256i
-sw_one_iq4_nl(const P3BlockIQ4_NL *b)
-{
-	__m256i		tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) p3_iq4nl_values));
-
-	return _mm256_shuffle_epi8(tab, nibbles_one(b->qs));
 }
 
 /* Q5_0: (nibble | bit << 4) - 16; the bit of element j is bit j of qh, i.e. of byte j */
@@ -1044,16 +839,6 @@ sw_pair_q5_0(const P3BlockQ5_0 *b)
 	memcpy(&h1, b[1].qh, 4);
 	return _mm512_mask_sub_epi8(nibbles_pair(b[0].qs, b[1].qs), _cvtu64_mask64(~((uint64_t) h1 << 32 | h0)),
 								nibbles_pair(b[0].qs, b[1].qs), _mm512_set1_epi8(16));
-}
-
-INLINE __m256i
-sw_one_q5_0(const P3BlockQ5_0 *b)
-{
-	uint32_t	h;
-	__m256i		q = nibbles_one(b->qs);
-
-	memcpy(&h, b->qh, 4);
-	return _mm256_mask_sub_epi8(q, (__mmask32) ~h, q, _mm256_set1_epi8(16));
 }
 
 /* the f16 scales of 4 consecutive blocks of size bsz (d first in the block) as 4 floats */
@@ -1070,7 +855,8 @@ d4_ps(const uint8_t *p, size_t bsz)
 /*
  * The 32-element formats with Q8_0 activations: blocks in fours, the
  * products dx * dy of their scales formed at once; per pair of blocks the
- * lane sums times [dd0 x 8, dd1 x 8] go into one accumulator.
+ * lane sums times [dd0 x 8, dd1 x 8] go into one accumulator; a last
+ * odd block (SWONE, one block as 32 bytes) in the low half.
  */
 #define DEF_VEC_DOT_S8(NAME, BLOCK, SWPAIR, SWONE) \
 INLINE void \
@@ -1131,35 +917,18 @@ vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, fl
 	for (int t = 0; t < nt; t++) \
 		out[t] = hsum16(acc[t]); \
 } \
-static float \
-vec_dot_##NAME(const void *w, const void *a, int64_t n) \
-{ \
-	float		out; \
-	vec_dot_##NAME##_nt(w, a, 0, n, &out, 1); \
-	return out; \
-} \
-static void \
-vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, float *out) \
-{ \
-	vec_dot_##NAME##_nt(w, a, stride, n, out, NTOK); \
-}
+DEF_VEC_WRAPPERS(NAME, vec_dot_##NAME##_nt)
 
-DEF_VEC_DOT_S8(Q8_0, P3BlockQ8_0, sw_pair_q8_0, sw_one_q8_0)
-DEF_VEC_DOT_S8(Q4_0, P3BlockQ4_0, sw_pair_q4_0, sw_one_q4_0)
-DEF_VEC_DOT_S8(Q5_0, P3BlockQ5_0, sw_pair_q5_0, sw_one_q5_0)
-DEF_VEC_DOT_S8(IQ4_NL, P3BlockIQ4_NL, sw_pair_iq4_nl, sw_one_iq4_nl)
+DEF_VEC_DOT_S8(Q8_0, P3BlockQ8_0, sw_pair_q8_0, sw_q8_0)
+DEF_VEC_DOT_S8(Q4_0, P3BlockQ4_0, sw_pair_q4_0, sw_q4_0)
+DEF_VEC_DOT_S8(Q5_0, P3BlockQ5_0, sw_pair_q5_0, sw_q5_0)
+DEF_VEC_DOT_S8(IQ4_NL, P3BlockIQ4_NL, sw_pair_iq4_nl, sw_iq4_nl)
 
 /* unsigned weight bytes of Q4_1 / Q5_1 (codes 0..15 / 0..31) */
 INLINE __m512i
 uw_pair_q4_1(const P3BlockQ4_1 *b)
 {
 	return nibbles_pair(b[0].qs, b[1].qs);
-}
-
-INLINE __m256i
-uw_one_q4_1(const P3BlockQ4_1 *b)
-{
-	return nibbles_one(b->qs);
 }
 
 INLINE __m512i
@@ -1172,16 +941,6 @@ uw_pair_q5_1(const P3BlockQ5_1 *b)
 	memcpy(&h0, b[0].qh, 4);
 	memcpy(&h1, b[1].qh, 4);
 	return _mm512_mask_add_epi8(q, _cvtu64_mask64((uint64_t) h1 << 32 | h0), q, _mm512_set1_epi8(16));
-}
-
-INLINE __m256i
-uw_one_q5_1(const P3BlockQ5_1 *b)
-{
-	uint32_t	h;
-	__m256i		q = nibbles_one(b->qs);
-
-	memcpy(&h, b->qh, 4);
-	return _mm256_mask_add_epi8(q, (__mmask32) h, q, _mm256_set1_epi8(16));
 }
 
 /* Q4_1 / Q5_1 · Q8_1: dx dy Σ q y + m s per block, blocks in fours (see DEF_VEC_DOT_S8) */
@@ -1252,21 +1011,10 @@ vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, fl
 		out[t] = hsum16(acc[t]) + (summ[t] + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))); \
 	} \
 } \
-static float \
-vec_dot_##NAME(const void *w, const void *a, int64_t n) \
-{ \
-	float		out; \
-	vec_dot_##NAME##_nt(w, a, 0, n, &out, 1); \
-	return out; \
-} \
-static void \
-vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, float *out) \
-{ \
-	vec_dot_##NAME##_nt(w, a, stride, n, out, NTOK); \
-}
+DEF_VEC_WRAPPERS(NAME, vec_dot_##NAME##_nt)
 
-DEF_VEC_DOT_U8_Q8_1(Q4_1, P3BlockQ4_1, uw_pair_q4_1, uw_one_q4_1)
-DEF_VEC_DOT_U8_Q8_1(Q5_1, P3BlockQ5_1, uw_pair_q5_1, uw_one_q5_1)
+DEF_VEC_DOT_U8_Q8_1(Q4_1, P3BlockQ4_1, uw_pair_q4_1, uw_q4_1)
+DEF_VEC_DOT_U8_Q8_1(Q5_1, P3BlockQ5_1, uw_pair_q5_1, uw_q5_1)
 
 /*
  * Q4_K / Q5_K · Q8_K.  Chunk c of a block (64 elements) is unpacked to the
@@ -1276,9 +1024,10 @@ DEF_VEC_DOT_U8_Q8_1(Q5_1, P3BlockQ5_1, uw_pair_q5_1, uw_one_q5_1)
  * and accumulates exactly; the mins meet the activations' bsums.
  */
 INLINE void
-vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, size_t stride,
+vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size_t stride,
 					int64_t n, float *out, const int nt)
 {
+	const uint8_t *xb = vw;
 	const int64_t nb = n / P3_QK_K;
 	const __m512i m4 = _mm512_set1_epi8(0x0F);
 	const __m512i shift04 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
@@ -1307,8 +1056,7 @@ vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, s
 
 			scz = _mm512_castsi256_si512(_mm256_or_si256(scd, _mm256_slli_epi32(scd, 16)));
 		}
-		mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(_mm_cvtsi64_si128((long long) mn8),
-														_mm_cvtsi64_si128((long long) mn8)));
+		mins16 = k4_mins16(mn8);
 #pragma GCC unroll 16
 		for (int c = 0; c < 4; c++)
 		{
@@ -1341,7 +1089,7 @@ vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, s
 #pragma GCC unroll 16
 			for (int c = 0; c < 4; c++)
 				s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wv[c], _mm512_loadu_si512(y->qs + 64 * c)), sv[c]);
-			pm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), mins16);
+			pm = bsums_madd(y, mins16);
 			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
 			acc[t] = _mm512_mask3_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(pm)),
 										   _mm512_set1_ps(-(dmx * y->d)), acc[t], 0x00FF);
@@ -1351,35 +1099,8 @@ vec_dot_k_affine_nt(const uint8_t *xb, size_t xsize, int five, const void *va, s
 		out[t] = hsum16(acc[t]);
 }
 
-static float
-vec_dot_Q4_K(const void *w, const void *a, int64_t n)
-{
-	float		out;
-
-	vec_dot_k_affine_nt(w, sizeof(P3BlockQ4_K), 0, a, 0, n, &out, 1);
-	return out;
-}
-
-static void
-vec_dot_ntok_Q4_K(const void *w, const void *a, size_t stride, int64_t n, float *out)
-{
-	vec_dot_k_affine_nt(w, sizeof(P3BlockQ4_K), 0, a, stride, n, out, NTOK);
-}
-
-static float
-vec_dot_Q5_K(const void *w, const void *a, int64_t n)
-{
-	float		out;
-
-	vec_dot_k_affine_nt(w, sizeof(P3BlockQ5_K), 1, a, 0, n, &out, 1);
-	return out;
-}
-
-static void
-vec_dot_ntok_Q5_K(const void *w, const void *a, size_t stride, int64_t n, float *out)
-{
-	vec_dot_k_affine_nt(w, sizeof(P3BlockQ5_K), 1, a, stride, n, out, NTOK);
-}
+DEF_VEC_WRAPPERS(Q4_K, vec_dot_k_affine_nt, sizeof(P3BlockQ4_K), 0)
+DEF_VEC_WRAPPERS(Q5_K, vec_dot_k_affine_nt, sizeof(P3BlockQ5_K), 1)
 
 /*
  * Q6_K · Q8_K: codes 0..63 as unsigned bytes (q6_k_codes); group e of 64
@@ -1420,7 +1141,7 @@ vec_dot_q6_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
 			__m512i		s = _mm512_setzero_si512();
-			__m256i		corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), sc16);
+			__m256i		corr = bsums_madd(y, sc16);
 
 #pragma GCC unroll 16
 			for (int e = 0; e < 4; e++)
@@ -1433,316 +1154,7 @@ vec_dot_q6_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		out[t] = hsum16(acc[t]);
 }
 
-static float
-vec_dot_Q6_K(const void *w, const void *a, int64_t n)
-{
-	float		out;
-
-	vec_dot_q6_k_nt(w, a, 0, n, &out, 1);
-	return out;
-}
-
-static void
-vec_dot_ntok_Q6_K(const void *w, const void *a, size_t stride, int64_t n, float *out)
-{
-	vec_dot_q6_k_nt(w, a, stride, n, out, NTOK);
-}
-
-/* ---------------------------------------------------------------------
- * IQ4_XS, Q3_K, Q2_K
- * --------------------------------------------------------------------- */
-
-/* the 8 sub-block scales ls - 32 of an IQ4_XS block (dwords) */
-INLINE __m256i
-iq4xs_scales(const P3BlockIQ4_XS *b)
-{
-	uint32_t	lo;
-
-	memcpy(&lo, b->scales_l, 4);
-	/* low 4 bits of sub-block ib at bit 4 ib of scales_l, high 2 at bit 2 ib of scales_h */
-	__m256i		l4 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int) lo),
-														_mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
-									  _mm256_set1_epi32(15));
-	__m256i		h2 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
-														_mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
-									  _mm256_set1_epi32(3));
-
-	return _mm256_sub_epi32(_mm256_or_si256(l4, _mm256_slli_epi32(h2, 4)), _mm256_set1_epi32(32));
-}
-
-/* the 16 signed scales (-32..31) of a Q3_K block (dwords) */
-INLINE __m512i
-q3k_scales16(const uint8_t *scales)
-{
-	uint64_t	lo8;
-	uint32_t	hi;
-	__m128i		v;
-	__m128i		l4;
-
-	memcpy(&lo8, scales, 8);
-	memcpy(&hi, scales + 8, 4);
-	v = _mm_cvtsi64_si128((long long) lo8);
-	/* groups 0-7: low nibbles of bytes 0-7, groups 8-15: high nibbles */
-	l4 = _mm_unpacklo_epi64(_mm_and_si128(v, _mm_set1_epi8(15)), _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)));
-	/* high 2 bits of group j: bits 2 (j / 4) of byte 8 + j % 4 */
-	__m512i		h2 = _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int) hi),
-														_mm512_setr_epi32(0, 8, 16, 24, 2, 10, 18, 26,
-																		  4, 12, 20, 28, 6, 14, 22, 30)),
-									  _mm512_set1_epi32(3));
-
-	return _mm512_sub_epi32(_mm512_or_si512(_mm512_cvtepu8_epi32(l4), _mm512_slli_epi32(h2, 4)), _mm512_set1_epi32(32));
-}
-
-/* 16 dword scales as word pairs (both halves the scale) for vpdpwssd */
-INLINE __m512i
-word_pairs(__m512i v)
-{
-	return _mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(v, 16));
-}
-
-/* dword lane k of element group e (64 elements, 16 per scale): scale 4e + k / 4 */
-INLINE __m512i
-group_scales(__m512i pairs, int e)
-{
-	return _mm512_permutexvar_epi32(_mm512_srli_epi32(_mm512_add_epi32(_mm512_set1_epi32(16 * e),
-																	   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), 2),
-									pairs);
-}
-
-/*
- * The 2-bit codes of element group e (elements 64e .. 64e+63) of a Q2_K /
- * Q3_K block: bits 2s of qs[32 (e / 2) + l], s = 2 (e % 2) for the first 32
- * elements and s + 1 for the next 32.
- */
-INLINE __m512i
-codes2(const uint8_t *qs, int e)
-{
-	__m512i		q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (qs + 32 * (e / 2))));
-	__m512i		sh = _mm512_inserti64x4(_mm512_set1_epi16((short) (4 * (e % 2))), _mm256_set1_epi16((short) (4 * (e % 2) + 2)), 1);
-
-	return _mm512_and_si512(_mm512_srlv_epi16(q, sh), _mm512_set1_epi8(3));
-}
-
-/* Q3_K element group e as q + 4 (0..7): the 2-bit code plus 4 where bit 4h + s of hmask[l] is set */
-INLINE __m512i
-q3k_codes(const P3BlockQ3_K *b, int e)
-{
-	__m512i		low = codes2(b->qs, e);
-	__m512i		hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) b->hmask));
-	int			bit = 4 * (e / 2) + 2 * (e % 2);
-	__m512i		sel = _mm512_inserti64x4(_mm512_set1_epi8((char) (1 << bit)), _mm256_set1_epi8((char) (1 << (bit + 1))), 1);
-
-	return _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hm, sel), low, _mm512_set1_epi8(4));
-}
-
-/* IQ4_XS sub-block ib: d * (ls - 32) * T[q], by a table of its 16 values */
-INLINE void
-dec_iq4_xs_sub(const P3BlockIQ4_XS *b, const float *dl, int ib, __m512 *v0, __m512 *v1)
-{
-	__m512		tab = _mm512_mul_ps(_mm512_set1_ps(dl[ib]),
-									_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) p3_iq4nl_values))));
-	__m512i		q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (b->qs + 16 * ib)));
-
-	*v0 = _mm512_permutexvar_ps(q, tab);
-	*v1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
-}
-
-/* dl[ib] = d * (float) (ls - 32), as the reference */
-INLINE void
-iq4xs_factors(const P3BlockIQ4_XS *b, float *dl)
-{
-	_mm256_storeu_ps(dl, _mm256_mul_ps(_mm256_set1_ps(h2f(b->d)), _mm256_cvtepi32_ps(iq4xs_scales(b))));
-}
-
-static void
-dequant_IQ4_XS(const void *vw, float *y, int64_t n)
-{
-	const P3BlockIQ4_XS *b = vw;
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++)
-	{
-		float		dl[8];
-
-		iq4xs_factors(&b[i], dl);
-#pragma GCC unroll 8
-		for (int ib = 0; ib < 8; ib++, y += 32)
-		{
-			__m512		v0,
-						v1;
-
-			dec_iq4_xs_sub(&b[i], dl, ib, &v0, &v1);
-			_mm512_storeu_ps(y, v0);
-			_mm512_storeu_ps(y + 16, v1);
-		}
-	}
-}
-
-static float
-dot_f32_IQ4_XS(const void *vw, const float *x, int64_t n)
-{
-	const P3BlockIQ4_XS *b = vw;
-	__m512		a0 = _mm512_setzero_ps(),
-				a1 = _mm512_setzero_ps();
-	__m512		a2 = _mm512_setzero_ps(),
-				a3 = _mm512_setzero_ps();
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++)
-	{
-		float		dl[8];
-
-		iq4xs_factors(&b[i], dl);
-#pragma GCC unroll 8
-		for (int ib = 0; ib < 8; ib += 2, x += 64)
-		{
-			__m512		v0,
-						v1,
-						v2,
-						v3;
-
-			dec_iq4_xs_sub(&b[i], dl, ib, &v0, &v1);
-			dec_iq4_xs_sub(&b[i], dl, ib + 1, &v2, &v3);
-			a0 = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x), a0);
-			a1 = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + 16), a1);
-			a2 = _mm512_fmadd_ps(v2, _mm512_loadu_ps(x + 32), a2);
-			a3 = _mm512_fmadd_ps(v3, _mm512_loadu_ps(x + 48), a3);
-		}
-	}
-	return reduce4(a0, a1, a2, a3);
-}
-
-/*
- * Q3_K / Q2_K decoded block: codes (signed q for Q3_K, 0..3 for Q2_K) in
- * element order, and the group factors (Q3_K: d * sc[g]; Q2_K: d * (sc & 15)
- * and dmin * (sc >> 4)), as the reference computes them.
- */
-INLINE void
-dec_q3_k_block(const P3BlockQ3_K *b, int8_t *codes, float *dl)
-{
-#pragma GCC unroll 4
-	for (int e = 0; e < 4; e++)
-		_mm512_storeu_si512(codes + 64 * e, _mm512_sub_epi8(q3k_codes(b, e), _mm512_set1_epi8(4)));
-	_mm512_storeu_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(b->d)), _mm512_cvtepi32_ps(q3k_scales16(b->scales))));
-}
-
-/* group g (16 values) of a decoded Q3_K block: dl * (float) q */
-INLINE __m512
-q3_k_group(const int8_t *codes, const float *dl, int g)
-{
-	return _mm512_mul_ps(_mm512_set1_ps(dl[g]),
-						 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) (codes + 16 * g)))));
-}
-
-INLINE void
-dec_q2_k_block(const P3BlockQ2_K *b, int8_t *codes, float *dl, float *ml)
-{
-	__m512i		sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) b->scales));
-
-#pragma GCC unroll 4
-	for (int e = 0; e < 4; e++)
-		_mm512_storeu_si512(codes + 64 * e, codes2(b->qs, e));
-	_mm512_storeu_ps(dl, _mm512_mul_ps(_mm512_set1_ps(h2f(b->d)),
-									   _mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15)))));
-	_mm512_storeu_ps(ml, _mm512_mul_ps(_mm512_set1_ps(h2f(b->dmin)), _mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4))));
-}
-
-/* group g of a decoded Q2_K block: dl * (float) q - ml */
-INLINE __m512
-q2_k_group(const int8_t *codes, const float *dl, const float *ml, int g)
-{
-	return _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[g]),
-									   _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) (codes + 16 * g))))),
-						 _mm512_set1_ps(ml[g]));
-}
-
-static void
-dequant_Q3_K(const void *vw, float *y, int64_t n)
-{
-	const P3BlockQ3_K *b = vw;
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++, y += P3_QK_K)
-	{
-		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
-		float		dl[16] __attribute__((aligned(64)));
-
-		dec_q3_k_block(&b[i], codes, dl);
-#pragma GCC unroll 16
-		for (int g = 0; g < 16; g++)
-			_mm512_storeu_ps(y + 16 * g, q3_k_group(codes, dl, g));
-	}
-}
-
-static float
-dot_f32_Q3_K(const void *vw, const float *x, int64_t n)
-{
-	const P3BlockQ3_K *b = vw;
-	__m512		a0 = _mm512_setzero_ps(),
-				a1 = _mm512_setzero_ps();
-	__m512		a2 = _mm512_setzero_ps(),
-				a3 = _mm512_setzero_ps();
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++)
-	{
-		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
-		float		dl[16] __attribute__((aligned(64)));
-
-		dec_q3_k_block(&b[i], codes, dl);
-#pragma GCC unroll 16
-		for (int g = 0; g < 16; g += 4, x += 64)
-		{
-			a0 = _mm512_fmadd_ps(q3_k_group(codes, dl, g), _mm512_loadu_ps(x), a0);
-			a1 = _mm512_fmadd_ps(q3_k_group(codes, dl, g + 1), _mm512_loadu_ps(x + 16), a1);
-			a2 = _mm512_fmadd_ps(q3_k_group(codes, dl, g + 2), _mm512_loadu_ps(x + 32), a2);
-			a3 = _mm512_fmadd_ps(q3_k_group(codes, dl, g + 3), _mm512_loadu_ps(x + 48), a3);
-		}
-	}
-	return reduce4(a0, a1, a2, a3);
-}
-
-static void
-dequant_Q2_K(const void *vw, float *y, int64_t n)
-{
-	const P3BlockQ2_K *b = vw;
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++, y += P3_QK_K)
-	{
-		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
-		float		dl[16] __attribute__((aligned(64)));
-		float		ml[16] __attribute__((aligned(64)));
-
-		dec_q2_k_block(&b[i], codes, dl, ml);
-#pragma GCC unroll 16
-		for (int g = 0; g < 16; g++)
-			_mm512_storeu_ps(y + 16 * g, q2_k_group(codes, dl, ml, g));
-	}
-}
-
-static float
-dot_f32_Q2_K(const void *vw, const float *x, int64_t n)
-{
-	const P3BlockQ2_K *b = vw;
-	__m512		a0 = _mm512_setzero_ps(),
-				a1 = _mm512_setzero_ps();
-	__m512		a2 = _mm512_setzero_ps(),
-				a3 = _mm512_setzero_ps();
-
-	for (int64_t i = 0; i < n / P3_QK_K; i++)
-	{
-		int8_t		codes[P3_QK_K] __attribute__((aligned(64)));
-		float		dl[16] __attribute__((aligned(64)));
-		float		ml[16] __attribute__((aligned(64)));
-
-		dec_q2_k_block(&b[i], codes, dl, ml);
-#pragma GCC unroll 16
-		for (int g = 0; g < 16; g += 4, x += 64)
-		{
-			a0 = _mm512_fmadd_ps(q2_k_group(codes, dl, ml, g), _mm512_loadu_ps(x), a0);
-			a1 = _mm512_fmadd_ps(q2_k_group(codes, dl, ml, g + 1), _mm512_loadu_ps(x + 16), a1);
-			a2 = _mm512_fmadd_ps(q2_k_group(codes, dl, ml, g + 2), _mm512_loadu_ps(x + 32), a2);
-			a3 = _mm512_fmadd_ps(q2_k_group(codes, dl, ml, g + 3), _mm512_loadu_ps(x + 48), a3);
-		}
-	}
-	return reduce4(a0, a1, a2, a3);
-}
+DEF_VEC_WRAPPERS(Q6_K, vec_dot_q6_k_nt)
 
 /*
  * IQ4_XS · Q8_K: per pair of sub-blocks (64 elements, the activations'
@@ -1830,7 +1242,7 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
 			__m512i		s = _mm512_setzero_si512();
-			__m256i		corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), sc16);
+			__m256i		corr = bsums_madd(y, sc16);
 
 #pragma GCC unroll 4
 			for (int e = 0; e < 4; e++)
@@ -1843,6 +1255,7 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		out[t] = hsum16(acc[t]);
 }
 
+/* (see vec_dot_q3_k_nt) */
 INLINE void
 vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
@@ -1857,7 +1270,7 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		__m512i		sv[4];
 		__m128i		sc = _mm_loadu_si128((const __m128i *) x[i].scales);
 		__m512i		pairs = word_pairs(_mm512_cvtepu8_epi32(_mm_and_si128(sc, _mm_set1_epi8(15))));
-		__m256i		mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(15)));
+		__m256i		mins16 = q2k_mins16(x[i].scales);
 		const float dx = h2f(x[i].d);
 		const float dmx = h2f(x[i].dmin);
 
@@ -1872,7 +1285,7 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
 			__m512i		s = _mm512_setzero_si512();
-			__m256i		pm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y->bsums), mins16);
+			__m256i		pm = bsums_madd(y, mins16);
 
 #pragma GCC unroll 4
 			for (int e = 0; e < 4; e++)
@@ -1886,92 +1299,18 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		out[t] = hsum16(acc[t]);
 }
 
-#define DEF_VEC_WRAPPERS(NAME, FN) \
-static float \
-vec_dot_##NAME(const void *w, const void *a, int64_t n) \
-{ \
-	float		out; \
-	FN(w, a, 0, n, &out, 1); \
-	return out; \
-} \
-static void \
-vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, float *out) \
-{ \
-	FN(w, a, stride, n, out, NTOK); \
-}
-
 DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)
 DEF_VEC_WRAPPERS(Q3_K, vec_dot_q3_k_nt)
 DEF_VEC_WRAPPERS(Q2_K, vec_dot_q2_k_nt)
 
 #pragma GCC pop_options
 
-/* ---------------------------------------------------------------------
- * the set (compiled without the target options: called before any check
- * could matter, it only stores pointers)
- * --------------------------------------------------------------------- */
-
+/* Fill the avx512 set (compiled without the target options: it only stores pointers). */
 void
 p3_kernels_fill_avx512(P3KernelSet *k)
 {
 	k->name = "avx512";
-
-	k->dot_f32_f32 = dot_f32_f32;
-	k->dot_f32_f32_ntok = dot_f32_f32_ntok;
-	k->dot_f32_f16 = dot_f32_f16;
-	k->axpy_f16 = axpy_f16;
-	k->axpy_f32 = axpy_f32;
-
-	k->dot_f32[P3_TYPE_F32] = dot_f32_F32;
-	k->vec_dot[P3_TYPE_F32] = vec_dot_F32;
-	k->vec_dot_ntok[P3_TYPE_F32] = vec_dot_ntok_F32;
-	k->vec_dot_ntok[P3_TYPE_F16] = vec_dot_ntok_F16;
-	k->vec_dot_ntok[P3_TYPE_BF16] = vec_dot_ntok_BF16;
-	k->dequant[P3_TYPE_F16] = dequant_F16;
-	k->dot_f32[P3_TYPE_F16] = dot_f32_F16;
-	k->vec_dot[P3_TYPE_F16] = vec_dot_F16;
-	k->quantize[P3_TYPE_F16] = quantize_F16;
-	k->dequant[P3_TYPE_BF16] = dequant_BF16;
-	k->dot_f32[P3_TYPE_BF16] = dot_f32_BF16;
-	k->vec_dot[P3_TYPE_BF16] = vec_dot_BF16;
-
-	k->quantize[P3_TYPE_Q8_0] = quantize_Q8_0;
-	k->quantize[P3_TYPE_Q8_1] = quantize_Q8_1;
-	k->quantize[P3_TYPE_Q8_K] = quantize_Q8_K;
-
-#define SET_FLOAT(T) \
-	do { k->dequant[P3_TYPE_##T] = dequant_##T; k->dot_f32[P3_TYPE_##T] = dot_f32_##T; } while (0)
-#define SET_VEC(T) \
-	do { k->vec_dot[P3_TYPE_##T] = vec_dot_##T; k->vec_dot_ntok[P3_TYPE_##T] = vec_dot_ntok_##T; } while (0)
-
-	SET_FLOAT(Q8_0);
-	SET_FLOAT(Q4_0);
-	SET_FLOAT(Q4_1);
-	SET_FLOAT(Q5_0);
-	SET_FLOAT(Q5_1);
-	SET_FLOAT(IQ4_NL);
-	SET_FLOAT(Q4_K);
-	SET_FLOAT(Q5_K);
-	SET_FLOAT(Q6_K);
-
-	SET_FLOAT(IQ4_XS);
-	SET_FLOAT(Q3_K);
-	SET_FLOAT(Q2_K);
-
-	SET_VEC(Q8_0);
-	SET_VEC(Q4_0);
-	SET_VEC(Q5_0);
-	SET_VEC(IQ4_NL);
-	SET_VEC(Q4_1);
-	SET_VEC(Q5_1);
-	SET_VEC(Q4_K);
-	SET_VEC(Q5_K);
-	SET_VEC(Q6_K);
-	SET_VEC(IQ4_XS);
-	SET_VEC(Q3_K);
-	SET_VEC(Q2_K);
-#undef SET_FLOAT
-#undef SET_VEC
+	X86_FILL_SET(k);
 }
 
 #endif							/* __x86_64__ */

@@ -2,8 +2,9 @@
  * kernels_x86.c — run-time choice of the x86 SIMD kernel sets.
  *
  * The kernels themselves are compiled for their instruction sets with
- * per-function target options (kernels_avx2.c, kernels_avx512.c), never
- * with a global -march, so the engine runs on any x86-64 CPU.  The first
+ * per-function target options (kernels_avx2.c, kernels_avx512.c, which
+ * share kernels_x86_common.h), never with a global -march, so the engine
+ * runs on any x86-64 CPU.  The first
  * call asks the CPU (through libgcc's cpuid data, which also checks that
  * the OS saves the wider registers) which sets it can run, and builds
  * those sets from the reference set plus the accelerated entries.  That

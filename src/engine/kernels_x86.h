@@ -5,7 +5,8 @@
  * Each fill function overwrites the entries its set accelerates in a copy
  * of the reference set; the other entries stay the reference functions, so
  * every set is complete.  A fill function may only be called once the CPU
- * is known to support the set's instructions.
+ * is known to support the set's instructions.  The two kernel files write
+ * what they have in common once, in kernels_x86_common.h.
  */
 #ifndef PHI3_KERNELS_X86_H
 #define PHI3_KERNELS_X86_H
