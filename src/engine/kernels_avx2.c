@@ -647,6 +647,13 @@ DEF_FLOAT_KERNELS(Q2_K, P3BlockQ2_K, P3_QK_K, const float d = h2f(b->d); const f
  * integer dot products with quantized activations, for NT rows at once
  * --------------------------------------------------------------------- */
 
+/* 8 dword lanes: the pair sums of the unsigned codes q · the 32 activation bytes at y, times the word scales s */
+INLINE __m256i
+scaled_pairs(__m256i q, const int8_t *y, __m256i s)
+{
+	return _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *) y)), s);
+}
+
 /* 8 int32 lane sums of w · y for signed w (|w| against y with w's sign) */
 INLINE __m256i
 sdot32(__m256i aw, __m256i sgn, __m256i y)
@@ -707,8 +714,7 @@ vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, fl
 		for (int t = 0; t < nt; t++) \
 		{ \
 			const P3BlockQ8_1 *y = ACT_ROW(P3BlockQ8_1, va, stride, t) + i; \
-			__m256i		s = _mm256_madd_epi16(_mm256_maddubs_epi16(uw, _mm256_loadu_si256((const __m256i *) y->qs)), \
-											  _mm256_set1_epi16(1)); \
+			__m256i		s = scaled_pairs(uw, y->qs, _mm256_set1_epi16(1)); \
 			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dx * h2f(y->d)), acc[t]); \
 			summ[t] += mx * h2f(y->s); \
 		} \
@@ -777,10 +783,8 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 			for (int t = 0; t < nt; t++)
 			{
 				const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-				__m256i		p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) (y->qs + 64 * c))), s_lo);
-				__m256i		p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (y->qs + 64 * c + 32))), s_hi);
-
-				si[t] = _mm256_add_epi32(si[t], _mm256_add_epi32(p_lo, p_hi));
+				si[t] = _mm256_add_epi32(si[t], _mm256_add_epi32(scaled_pairs(lo, y->qs + 64 * c, s_lo),
+																 scaled_pairs(hi, y->qs + 64 * c + 32, s_hi)));
 			}
 		}
 #pragma GCC unroll 4
@@ -838,9 +842,7 @@ vec_dot_q6_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 				for (int t = 0; t < nt; t++)
 				{
 					const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-					__m256i		p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *) (y->qs + 128 * h + 32 * k)));
-
-					si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(p, s));
+					si[t] = _mm256_add_epi32(si[t], scaled_pairs(q[k], y->qs + 128 * h + 32 * k, s));
 				}
 			}
 		}
@@ -968,9 +970,7 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 			for (int t = 0; t < nt; t++)
 			{
 				const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-				__m256i		p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *) (y->qs + 32 * j)));
-
-				si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(p, s));
+				si[t] = _mm256_add_epi32(si[t], scaled_pairs(q, y->qs + 32 * j, s));
 			}
 		}
 #pragma GCC unroll 4
@@ -1009,9 +1009,7 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 			for (int t = 0; t < nt; t++)
 			{
 				const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-				__m256i		p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *) (y->qs + 32 * j)));
-
-				si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(p, s));
+				si[t] = _mm256_add_epi32(si[t], scaled_pairs(q, y->qs + 32 * j, s));
 			}
 		}
 #pragma GCC unroll 4

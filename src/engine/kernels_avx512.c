@@ -681,6 +681,13 @@ group_scales(__m512i pairs, int e)
 									pairs);
 }
 
+/* dword lanes of chunk c (64 elements, 32 per scale): lanes 0-7 scale 2c, lanes 8-15 scale 2c + 1 */
+INLINE __m512i
+chunk_scales(__m512i pairs, int c)
+{
+	return _mm512_permutexvar_epi32(_mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1), pairs);
+}
+
 /*
  * The 2-bit codes of element group e (elements 64e .. 64e+63) of a Q2_K /
  * Q3_K block: bits 2s of qs[32 (e / 2) + l], s = 2 (e % 2) for the first 32
@@ -850,6 +857,29 @@ d4_ps(const uint8_t *p, size_t bsz)
 	for (int j = 0; j < 4; j++)
 		memcpy(&h[j], p + j * bsz, 2);
 	return _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *) h));
+}
+
+/*
+ * The exact dot of a 256-element block of unsigned codes wv[e] (element
+ * groups of 64) with the Q8_K activations y: vpmaddubsw pair sums times
+ * the word scales sv[e] of each dword lane, accumulated by vpdpwssd.
+ */
+INLINE __m512i
+groups_dot(const __m512i *wv, const __m512i *sv, const P3BlockQ8_K *y)
+{
+	__m512i		s = _mm512_setzero_si512();
+
+#pragma GCC unroll 4
+	for (int e = 0; e < 4; e++)
+		s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wv[e], _mm512_loadu_si512(y->qs + 64 * e)), sv[e]);
+	return s;
+}
+
+/* acc + (float) pm * f in the low 8 lanes (the mins against the bsums), acc in the others */
+INLINE __m512
+fmadd_low8(__m256i pm, float f, __m512 acc)
+{
+	return _mm512_mask3_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(pm)), _mm512_set1_ps(f), acc, 0x00FF);
 }
 
 /*
@@ -1060,11 +1090,9 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 #pragma GCC unroll 16
 		for (int c = 0; c < 4; c++)
 		{
-			__m512i		idx = _mm512_inserti64x4(_mm512_set1_epi32(2 * c), _mm256_set1_epi32(2 * c + 1), 1);
-
 			wv[c] = _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) (qs + 32 * c))),
 													   shift04), m4);
-			sv[c] = _mm512_permutexvar_epi32(idx, scz);
+			sv[c] = chunk_scales(scz, c);
 		}
 		if (five)
 		{
@@ -1083,16 +1111,11 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m512i		s = _mm512_setzero_si512();
-			__m256i		pm;
+			__m512i		s = groups_dot(wv, sv, y);
+			__m256i		pm = bsums_madd(y, mins16);
 
-#pragma GCC unroll 16
-			for (int c = 0; c < 4; c++)
-				s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wv[c], _mm512_loadu_si512(y->qs + 64 * c)), sv[c]);
-			pm = bsums_madd(y, mins16);
 			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
-			acc[t] = _mm512_mask3_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(pm)),
-										   _mm512_set1_ps(-(dmx * y->d)), acc[t], 0x00FF);
+			acc[t] = fmadd_low8(pm, -(dmx * y->d), acc[t]);
 		}
 	}
 	for (int t = 0; t < nt; t++)
@@ -1121,31 +1144,22 @@ vec_dot_q6_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		__m512i		wv[4];
 		__m512i		sv[4];
 		__m128i		sc = _mm_loadu_si128((const __m128i *) x[i].scales);
-		__m512i		scd = _mm512_cvtepi8_epi32(sc);
+		__m512i		pairs = word_pairs(_mm512_cvtepi8_epi32(sc));
 		__m256i		sc16 = _mm256_cvtepi8_epi16(sc);
 		const float dx = h2f(x[i].d);
 
-		scd = _mm512_or_si512(_mm512_and_si512(scd, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(scd, 16));
 		q6_k_codes(&x[i], 0, &wv[0], &wv[1]);
 		q6_k_codes(&x[i], 1, &wv[2], &wv[3]);
 #pragma GCC unroll 16
 		for (int e = 0; e < 4; e++)
-		{
-			__m512i		idx = _mm512_srli_epi32(_mm512_add_epi32(_mm512_set1_epi32(16 * e),
-																 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), 2);
-
-			sv[e] = _mm512_permutexvar_epi32(idx, scd);
-		}
+			sv[e] = group_scales(pairs, e);
 #pragma GCC unroll 4
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m512i		s = _mm512_setzero_si512();
 			__m256i		corr = bsums_madd(y, sc16);
+			__m512i		s = groups_dot(wv, sv, y);
 
-#pragma GCC unroll 16
-			for (int e = 0; e < 4; e++)
-				s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wv[e], _mm512_loadu_si512(y->qs + 64 * e)), sv[e]);
 			s = _mm512_sub_epi32(s, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
 			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
 		}
@@ -1186,7 +1200,7 @@ vec_dot_iq4_xs_nt(const void *vw, const void *va, size_t stride, int64_t n, floa
 
 			aw[p] = _mm512_abs_epi8(w);
 			neg[p] = _mm512_movepi8_mask(w);
-			sv[p] = _mm512_permutexvar_epi32(_mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1), scz);
+			sv[p] = chunk_scales(scz, p);
 		}
 #pragma GCC unroll 4
 		for (int t = 0; t < nt; t++)
@@ -1241,12 +1255,9 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m512i		s = _mm512_setzero_si512();
 			__m256i		corr = bsums_madd(y, sc16);
+			__m512i		s = groups_dot(wv, sv, y);
 
-#pragma GCC unroll 4
-			for (int e = 0; e < 4; e++)
-				s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wv[e], _mm512_loadu_si512(y->qs + 64 * e)), sv[e]);
 			s = _mm512_sub_epi32(s, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
 			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
 		}
@@ -1284,15 +1295,11 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m512i		s = _mm512_setzero_si512();
 			__m256i		pm = bsums_madd(y, mins16);
+			__m512i		s = groups_dot(wv, sv, y);
 
-#pragma GCC unroll 4
-			for (int e = 0; e < 4; e++)
-				s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wv[e], _mm512_loadu_si512(y->qs + 64 * e)), sv[e]);
 			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
-			acc[t] = _mm512_mask3_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(pm)),
-										   _mm512_set1_ps(-(dmx * y->d)), acc[t], 0x00FF);
+			acc[t] = fmadd_low8(pm, -(dmx * y->d), acc[t]);
 		}
 	}
 	for (int t = 0; t < nt; t++)
