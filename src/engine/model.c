@@ -204,7 +204,8 @@ bind_weight(P3Model *model, const char *name, int64_t ne0, int64_t ne1, bool opt
 
 /*
  * Bind a 1-D vector of n floats.  F32 data aligned to 4 bytes is used in
- * place; F16/BF16 (or unaligned F32) is converted into a private copy.
+ * place; F16/BF16 (or unaligned F32) is converted into a private copy,
+ * F16/BF16 at an odd address byte by byte.
  */
 static P3Status
 bind_vector(P3Model *model, const char *name, int64_t n, bool optional, const float **out, P3Error *err)
@@ -234,7 +235,21 @@ bind_vector(P3Model *model, const char *name, int64_t n, bool optional, const fl
 	copy = owned_alloc(model, (size_t) n * sizeof(float));
 	if (copy == NULL)
 		return p3_error(err, P3_ERR_NOMEM, "out of memory converting tensor \"%s\"", name);
-	p3_dequantize_row_ref(t->type, t->data, copy, n);
+	if (t->type != P3_TYPE_F32 && ((uintptr_t) t->data % 2) != 0)
+	{
+		/* at an odd address (general.alignment 1): no uint16_t loads, read the bytes */
+		const uint8_t *bytes = t->data;
+
+		for (int64_t i = 0; i < n; i++)
+		{
+			uint16_t	h;
+
+			memcpy(&h, bytes + 2 * i, sizeof(h));
+			copy[i] = t->type == P3_TYPE_F16 ? p3_fp16_to_fp32(h) : p3_bf16_to_fp32(h);
+		}
+	}
+	else
+		p3_dequantize_row_ref(t->type, t->data, copy, n);
 	*out = copy;
 	return P3_OK;
 }
