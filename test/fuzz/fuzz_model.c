@@ -110,6 +110,7 @@ check_model(const P3Model *m, const uint8_t *buf, size_t size)
 	REQUIRE(isfinite(hp->rope_freq_base) && hp->rope_freq_base > 0.0f);
 	REQUIRE(isfinite(hp->rope_attn_factor) && hp->rope_attn_factor > 0.0f);
 	REQUIRE(m->tokenizer != NULL && p3_tokenizer_n_vocab(m->tokenizer) == hp->n_vocab);
+	REQUIRE(memchr(m->name, '\0', sizeof(m->name)) != NULL && fuzz_valid_utf8(m->name, strlen(m->name)));
 
 	check_weight(&m->token_embd, hp->n_embd, hp->n_vocab, buf, size);
 	check_weight(&m->output, hp->n_embd, hp->n_vocab, buf, size);
@@ -611,7 +612,7 @@ typedef struct Plan
 	int			special;
 	size_t		field;
 	uint32_t	alignment;
-	char		text_buf[64];
+	char		text_buf[256];
 } Plan;
 
 /* Decide a change to the value of entry kv. */
@@ -639,13 +640,36 @@ plan_value(Rng *r, const P3GGUFKV *kv, Plan *p)
 			{
 				static const char *const strs[] = {"phi3", "llama", "", "phi2", "gpt2", "Phi3"};
 
-				if (below(r, 2))
+				uint64_t	k = below(r, 3);
+
+				if (k == 0)
 				{
 					p->value.v.str.ptr = strs[below(r, sizeof(strs) / sizeof(strs[0]))];
 					p->value.v.str.len = strlen(p->value.v.str.ptr);
 				}
-				else
+				else if (k == 1)
 					p->value.v.str.len = below(r, v->v.str.len + 1);
+				else
+				{
+					/* UTF-8-ish bytes, long enough to be cut (general.name keeps 127) */
+					static const char *const parts[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+						"\xff", "\xc3", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe0\x80\x80", " ", ""};
+					size_t		n = 0;
+					size_t		want = (size_t) below(r, sizeof(p->text_buf) - 4);
+
+					while (n < want)
+					{
+						const char *part = parts[below(r, sizeof(parts) / sizeof(parts[0]))];
+						size_t		pl = strlen(part);
+
+						memcpy(p->text_buf + n, part, pl);
+						n += pl;
+						if (pl == 0)
+							p->text_buf[n++] = '\0';
+					}
+					p->value.v.str.ptr = p->text_buf;
+					p->value.v.str.len = n;
+				}
 				return true;
 			}
 		case P3_GGUF_ARRAY:

@@ -11,10 +11,12 @@
  *
  * Input: one flag byte, then text.  Flag bits: 0 P3_TOKENIZE_SPECIAL,
  * 1 P3_TOKENIZE_ADD_BOS, 2 detokenize with special, 3 strip the leading
- * space, 4 add the generation prompt.  For every input:
+ * space, 4 add the generation prompt, 5-7 the max_tokens of the bounded
+ * forms (from small tables).  For every input:
  *   1. tokenize with the flags: ids in range, BOS first when asked, no
- *      control or unknown token without P3_TOKENIZE_SPECIAL; detokenize:
- *      valid UTF-8.
+ *      control or unknown token without P3_TOKENIZE_SPECIAL; the bounded
+ *      form gives the same ids when they fit, else P3_ERR_CONTEXT_FULL
+ *      appending nothing; detokenize: valid UTF-8.
  *   2. oracle: for valid UTF-8 text without special-token text (and without
  *      U+2581, which SentencePiece decodes as a space), tokenizing plainly
  *      and detokenizing with the leading space stripped gives the text back
@@ -25,7 +27,8 @@
  *      when the raw pieces concatenate to valid UTF-8 the result is exactly
  *      that concatenation (less one leading space when stripping).
  *   4. the text cut at 0x1E into chat messages (first byte of each: the
- *      role): p3_chat_tokenize gives ids in range, and, when no content
+ *      role): p3_chat_tokenize gives ids in range (the bounded form: the
+ *      same ids, or CONTEXT_FULL exactly when they do not fit), and, when no content
  *      holds special-token text, exactly what tokenizing p3_chat_render's
  *      text with P3_TOKENIZE_SPECIAL (+ BOS) gives.
  */
@@ -127,6 +130,24 @@ fuzz_round_trip(unsigned flags, const char *text, size_t len)
 	if (tflags & P3_TOKENIZE_ADD_BOS)
 		REQUIRE(toks.n >= 1 && toks.ids[0] == p3_tokenizer_bos(vocab_tok));
 	REQUIRE(len == 0 || toks.n > (tflags & P3_TOKENIZE_ADD_BOS ? 1u : 0u));
+	/* the bounded form: the same tokens when they fit, else CONTEXT_FULL and nothing appended */
+	{
+		static const size_t bounds[8] = {0, 1, 2, 3, 5, 8, 13, 64};
+		size_t		max_tokens = bounds[(flags >> 5) & 7];
+		P3Tokens	bounded = {0};
+
+		REQUIRE(p3_tokens_push(&bounded, -7, &err) == P3_OK);
+		st = p3_tokenize_bounded(vocab_tok, text, len, tflags, max_tokens, &bounded, &err);
+		if (toks.n <= max_tokens)
+		{
+			REQUIRE(st == P3_OK && bounded.n == toks.n + 1);
+			REQUIRE(toks.n == 0 || memcmp(bounded.ids + 1, toks.ids, toks.n * sizeof(int32_t)) == 0);
+		}
+		else
+			REQUIRE(st == P3_ERR_CONTEXT_FULL && bounded.n == 1);
+		REQUIRE(bounded.ids[0] == -7);
+		p3_tokens_free(&bounded);
+	}
 	st = p3_detokenize(vocab_tok, toks.ids, toks.n, (flags & 4) != 0, (flags & 8) != 0, &out, &err);
 	REQUIRE(st == P3_OK && out.data != NULL && out.data[out.len] == '\0');
 	REQUIRE(fuzz_valid_utf8(out.data, out.len));
@@ -239,6 +260,19 @@ fuzz_chat(unsigned flags, const char *text, size_t len)
 
 	REQUIRE(p3_chat_tokenize(vocab_tok, msgs, n_msgs, gen_prompt, &toks, &err) == P3_OK);
 	check_ids(&toks);
+	{
+		static const size_t bounds[8] = {0, 1, 3, 6, 10, 20, 40, 200};
+		size_t		max_tokens = bounds[(flags >> 5) & 7];
+		P3Tokens	bounded = {0};
+		P3Status	st = p3_chat_tokenize_bounded(vocab_tok, msgs, n_msgs, gen_prompt, max_tokens, &bounded, &err);
+
+		if (toks.n <= max_tokens)
+			REQUIRE(st == P3_OK && bounded.n == toks.n &&
+					(toks.n == 0 || memcmp(bounded.ids, toks.ids, toks.n * sizeof(int32_t)) == 0));
+		else
+			REQUIRE(st == P3_ERR_CONTEXT_FULL && bounded.n == 0);
+		p3_tokens_free(&bounded);
+	}
 	if (plain)
 	{
 		P3Text		rendered = {0};
