@@ -49,12 +49,6 @@ vf_zero(void)
 }
 
 INLINE __m256
-vf_set1(float a)
-{
-	return _mm256_set1_ps(a);
-}
-
-INLINE __m256
 vf_load(const float *p)
 {
 	return _mm256_loadu_ps(p);
@@ -64,18 +58,6 @@ INLINE void
 vf_store(float *p, __m256 v)
 {
 	_mm256_storeu_ps(p, v);
-}
-
-INLINE __m256
-vf_add(__m256 a, __m256 b)
-{
-	return _mm256_add_ps(a, b);
-}
-
-INLINE __m256
-vf_mul(__m256 a, __m256 b)
-{
-	return _mm256_mul_ps(a, b);
 }
 
 INLINE __m256

@@ -57,12 +57,6 @@ vf_zero(void)
 }
 
 INLINE __m512
-vf_set1(float a)
-{
-	return _mm512_set1_ps(a);
-}
-
-INLINE __m512
 vf_load(const float *p)
 {
 	return _mm512_loadu_ps(p);
@@ -72,18 +66,6 @@ INLINE void
 vf_store(float *p, __m512 v)
 {
 	_mm512_storeu_ps(p, v);
-}
-
-INLINE __m512
-vf_add(__m512 a, __m512 b)
-{
-	return _mm512_add_ps(a, b);
-}
-
-INLINE __m512
-vf_mul(__m512 a, __m512 b)
-{
-	return _mm512_mul_ps(a, b);
 }
 
 INLINE __m512

@@ -41,7 +41,7 @@
  *   INLINE                    static inline, always inlined
  *   VL, vfloat                float lanes per register, the register type
  *   X86_NTOK_ROWS             activation rows dot_f32_f32_ntok runs at once
- *   vf_zero() vf_set1(a) vf_load(p) vf_store(p, v) vf_add(a, b) vf_mul(a, b)
+ *   vf_zero() vf_load(p) vf_store(p, v)
  *   vf_fmadd(a, b, c)         a * b + c, fused
  *   vf_load_part(p, r)        the first r < VL floats at p, zeros elsewhere
  *                             (reads only those r), vf_store_part(p, v, r)
