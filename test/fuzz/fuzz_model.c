@@ -19,7 +19,8 @@
  *     emptied, turned into a marker or a bad <0xXX>; a score NaN/inf; a
  *     type out of range), an array shortened, lengthened or retyped;
  *   - a tensor retyped, reshaped, renamed, dropped or duplicated, its data
- *     filled with NaN / inf / huge values at a block field;
+ *     filled with NaN / inf / huge values at a block field; a 1-3 byte
+ *     tensor inserted before it (misaligning what follows);
  *   - general.alignment changed;
  * and sometimes mutates the raw header bytes (tensor offsets, counts,
  * lengths) with libFuzzer's own mutator, keeping the data section.
@@ -30,7 +31,9 @@
  * a context with small limits (n_ctx 8, n_batch 4, 1 thread) evaluates
  * a few tokens (the first and last ids included), is filled up to n_ctx
  * and must then refuse one more token without changing the sequence, and
- * p3_generate produces 2 tokens, whose text must be valid UTF-8.  The
+ * p3_generate produces 2 tokens, whose text must be valid UTF-8, and the
+ * same text again when it reuses the cached prompt (the last prompt token
+ * evaluated alone must give the same logits bits as inside a chunk).  The
  * kernel set, KV type, activation precision and sampling are chosen from
  * a hash of the file's header.
  */
@@ -259,6 +262,22 @@ run_model(const P3Model *m, unsigned choice)
 		REQUIRE(out.len == 0 || out.data != NULL);
 		REQUIRE(fuzz_valid_utf8(out.data, out.len));
 		REQUIRE(p3_kv_seq_len(ctx, 0) <= n_ctx);
+
+		/*
+		 * Again, now reusing the cached prompt prefix: the last prompt token
+		 * is evaluated alone instead of inside a chunk, which must not change
+		 * a bit of its logits (context.h), so the same seed gives the same text.
+		 */
+		{
+			P3Text		again = {0};
+			P3GenerateStats stats2;
+
+			st = p3_generate(ctx, 0, toks.ids, n_prompt, &gp, &again, &stats2, &err);
+			REQUIRE_STATUS(st, P3_OK, err);
+			REQUIRE(stats2.n_generated == stats.n_generated && stats2.stop == stats.stop);
+			REQUIRE(again.len == out.len && (out.len == 0 || memcmp(again.data, out.data, out.len) == 0));
+			p3_text_free(&again);
+		}
 		p3_text_free(&out);
 	}
 	p3_tokens_free(&toks);
@@ -591,6 +610,7 @@ enum MutationKind
 	MUT_TENSOR_DUP,
 	MUT_TENSOR_DATA,
 	MUT_ALIGNMENT,
+	MUT_TENSOR_PAD,
 	MUT_COUNT
 };
 
@@ -904,6 +924,13 @@ plan_mutation(Rng *r, const P3GGUF *g, Plan *p)
 		case MUT_ALIGNMENT:
 			p->alignment = 1u << below(r, 9);
 			return true;
+		case MUT_TENSOR_PAD:
+			/* an odd-sized tensor before this one: with a small alignment, what follows is misaligned */
+			if (g->n_tensors == 0)
+				return false;
+			p->new_ne[0] = 1 + (int64_t) below(r, 3);
+			snprintf(p->new_name, sizeof(p->new_name), "fuzz.pad.%u", (unsigned) below(r, 1000));
+			return true;
 	}
 	return false;
 }
@@ -1021,6 +1048,16 @@ rewrite(const P3GGUF *g, const Plan *p, size_t max_size, uint8_t **out, size_t *
 		f->src_len = (size_t) t->nbytes;
 		if (mine && p->kind == MUT_TENSOR_DROP)
 			continue;
+		if (mine && p->kind == MUT_TENSOR_PAD)
+		{
+			static const uint8_t pad_bytes[3] = {1, 2, 3};
+			static const TensorFill pad_fill = {pad_bytes, sizeof(pad_bytes), P3_TYPE_I8, 0, 0};
+			int64_t		pad_ne[P3_GGUF_MAX_DIMS] = {p->new_ne[0], 1, 1, 1};
+
+			if (p3_gguf_writer_add_tensor_deferred(w, p->new_name, P3_TYPE_I8, 1, pad_ne, fill_tensor,
+												   (void *) &pad_fill, &err) != P3_OK)
+				goto done;
+		}
 		if (mine && p->kind == MUT_TENSOR_TYPE)
 			type = p->new_type;
 		if (mine && p->kind == MUT_TENSOR_SHAPE)
