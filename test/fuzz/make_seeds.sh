@@ -65,6 +65,10 @@ tok digits '\0103.14159 2024-01-01 0x41 <0x41>'
 printf '\005\003\003\004\002\000\101\200\005\000\102\200\005\003\000\001\005\004\003a\001\005\004\002bc\001\005abc' \
 	> "$out/fuzz_vocab/small"
 printf '\003\043\001\002\000\003\003\204\005\003\001\204\005\003\002\204\005<|end|> x' > "$out/fuzz_vocab/markers"
+# regression seed: "<|x|>" and its prefixes "<|", "<|x", "<|x|" as tokens, text "<|x|>": plain
+# tokenization merged through the prefixes into the marker before 9ab72c2
+printf '\004\000\001\001\001\003\014\000\005\000\001\000\005\000\005\000\001\000\007\000\005\000\001\000\011\000\005\000\002\000\005\000<|x|>' \
+	> "$out/fuzz_vocab/marker-chain"
 
 # fuzz_sampler: u16 vocab, 6 parameter selectors + seed, accepted tokens, mask kind, logits
 printf '\377\007\005\005\003\013\000\002\001\000\000\000\000\000\003\000\001\000\0107\011\012\013\014\015\016\017' \
