@@ -241,7 +241,7 @@ installcheck: test-models regress-outputdir
 # (each harness's header gives its input layout, options and checks).
 # ---------------------------------------------------------------------------
 FUZZ_CC      ?= clang
-FUZZ_CFLAGS   = -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -Iinclude -pthread
+FUZZ_CFLAGS   = -std=gnu11 -g -O1 -ffp-contract=off -fno-omit-frame-pointer -D_GNU_SOURCE -Iinclude -pthread
 FUZZ_SAN      = address,undefined -fno-sanitize-recover=undefined
 FUZZ_OBJS     = $(patsubst src/engine/%.c,build/fuzz/obj/%.o,$(ENGINE_SRCS))
 FUZZ_TARGETS  = $(patsubst test/fuzz/%.c,build/fuzz/%,$(sort $(wildcard test/fuzz/fuzz_*.c)))
