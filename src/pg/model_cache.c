@@ -19,7 +19,7 @@
  *   - The context is recreated when the model changes, or when the
  *     effective context size, thread count or kernel choice changes
  *     (cheap: the KV cache grows lazily).
- *   - Both are freed at backend exit (on_proc_exit), which also joins the
+ *   - Both are freed when the backend exits, by an on_proc_exit callback, which also joins the
  *     engine's threads.
  *
  * Preload: with shared_preload_libraries = 'phi3' and phi3.model set in
