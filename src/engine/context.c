@@ -89,6 +89,8 @@ struct P3Context
 	int32_t    *chunk_pos;		/* (n_batch) position of each token */
 	int32_t    *chunk_seq;		/* (n_batch) sequence of each token */
 	int32_t    *chunk_out;		/* (n_batch) indices of tokens whose logits are kept */
+	int64_t    *eval_len;		/* (n_seq) each sequence's length during p3_eval */
+	bool	   *eval_long;		/* (n_seq) whether p3_eval uses the long LongRoPE factors */
 
 	/* outputs of the last p3_eval */
 	float	   *logits;			/* (logits_cap, n_vocab) */
@@ -240,9 +242,11 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 	ctx->chunk_pos = scratch_alloc(ctx, (size_t) B, sizeof(int32_t));
 	ctx->chunk_seq = scratch_alloc(ctx, (size_t) B, sizeof(int32_t));
 	ctx->chunk_out = scratch_alloc(ctx, (size_t) B, sizeof(int32_t));
+	ctx->eval_len = scratch_alloc(ctx, (size_t) p.n_seq, sizeof(int64_t));
+	ctx->eval_long = scratch_alloc(ctx, (size_t) p.n_seq, sizeof(bool));
 	if (!ctx->x || !ctx->xn || !ctx->qkv || !ctx->attn || !ctx->proj || !ctx->gate_up ||
 		!ctx->act || !ctx->rope_cs || !ctx->att_scratch || !ctx->mm_scratch || !ctx->act_q ||
-		!ctx->chunk_pos || !ctx->chunk_seq || !ctx->chunk_out)
+		!ctx->chunk_pos || !ctx->chunk_seq || !ctx->chunk_out || !ctx->eval_len || !ctx->eval_long)
 		goto nomem;
 
 	if ((st = p3_threadpool_new(ctx->n_threads, &ctx->pool, err)))
@@ -299,6 +303,8 @@ p3_context_free(P3Context *ctx)
 	free(ctx->chunk_pos);
 	free(ctx->chunk_seq);
 	free(ctx->chunk_out);
+	free(ctx->eval_len);
+	free(ctx->eval_long);
 	free(ctx->logits);
 	free(ctx);
 }
@@ -715,17 +721,31 @@ forward_chunk(P3Context *ctx, const int32_t *tokens, int32_t n, const bool *seq_
 	return P3_OK;
 }
 
+/* The sequence of batch token i (sequence 0 when the batch gives none). */
+static inline int32_t
+batch_seq(const P3Batch *batch, int32_t i)
+{
+	return batch->seq ? batch->seq[i] : 0;
+}
+
+/* Whether batch token i keeps its logits (only the last one when the batch does not say). */
+static inline bool
+batch_wants_logits(const P3Batch *batch, int32_t i)
+{
+	return batch->want_logits ? batch->want_logits[i] != 0 : i == batch->n_tokens - 1;
+}
+
 P3Status
 p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 {
 	const P3HParams *hp = &ctx->model->hp;
 	int32_t		n = batch->n_tokens;
 	int32_t		n_seq = ctx->params.n_seq;
-	int64_t    *new_len = NULL;		/* int64: len + n may pass INT32_MAX */
-	bool	   *seq_long = NULL;
+	int64_t    *new_len = ctx->eval_len;	/* int64: len + n may pass INT32_MAX */
+	bool	   *seq_long = ctx->eval_long;
 	int32_t		n_out = 0;
 	int32_t		out_done = 0;
-	P3Status	st = P3_OK;
+	P3Status	st;
 
 	ctx->n_outputs = 0;
 	if (n < 1)
@@ -736,7 +756,7 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 						(int) n, (int) n_seq, (int) ctx->params.n_ctx);
 	for (int32_t i = 0; i < n; i++)
 	{
-		int32_t		s = batch->seq ? batch->seq[i] : 0;
+		int32_t		s = batch_seq(batch, i);
 
 		if (batch->tokens[i] < 0 || batch->tokens[i] >= hp->n_vocab)
 			return p3_error(err, P3_ERR_INVALID_ARG, "token id %d at batch index %d is out of range (0 to %d)",
@@ -744,21 +764,14 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 		if (s < 0 || s >= n_seq)
 			return p3_error(err, P3_ERR_INVALID_ARG, "sequence id %d at batch index %d is out of range (0 to %d)",
 							(int) s, (int) i, (int) n_seq - 1);
-		if (batch->want_logits ? batch->want_logits[i] != 0 : i == n - 1)
+		if (batch_wants_logits(batch, i))
 			n_out++;
 	}
 
-	new_len = malloc((size_t) n_seq * sizeof(int64_t));
-	seq_long = malloc((size_t) n_seq * sizeof(bool));
-	if (new_len == NULL || seq_long == NULL)
-	{
-		st = p3_error(err, P3_ERR_NOMEM, "out of memory");
-		goto done;
-	}
 	for (int32_t s = 0; s < n_seq; s++)
 		new_len[s] = ctx->seqs[s].len;
 	for (int32_t i = 0; i < n; i++)
-		new_len[batch->seq ? batch->seq[i] : 0]++;
+		new_len[batch_seq(batch, i)]++;
 
 	for (int32_t s = 0; s < n_seq; s++)
 	{
@@ -766,15 +779,12 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 		int32_t		seen;
 
 		if (new_len[s] > ctx->params.n_ctx)
-		{
-			st = p3_error(err, P3_ERR_CONTEXT_FULL,
-						  "sequence %d would hold %lld positions (%d cached + %lld new) but the context holds %d",
-						  (int) s, (long long) new_len[s], (int) seq->len, (long long) (new_len[s] - seq->len),
-						  (int) ctx->params.n_ctx);
-			goto done;
-		}
+			return p3_error(err, P3_ERR_CONTEXT_FULL,
+							"sequence %d would hold %lld positions (%d cached + %lld new) but the context holds %d",
+							(int) s, (long long) new_len[s], (int) seq->len, (long long) (new_len[s] - seq->len),
+							(int) ctx->params.n_ctx);
 		if (new_len[s] > seq->len && (st = seq_reserve(ctx, seq, (int32_t) new_len[s], err)))
-			goto done;
+			return st;
 		/* LongRoPE: the length this pass sees (or the caller's hint) decides the factor list */
 		seen = new_len[s] > seq->rope_len_hint ? (int32_t) new_len[s] : seq->rope_len_hint;
 		seq_long[s] = hp->has_longrope && seen > hp->n_ctx_orig;
@@ -785,10 +795,7 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 		float	   *grown = realloc(ctx->logits, (size_t) n_out * (size_t) hp->n_vocab * sizeof(float));
 
 		if (grown == NULL)
-		{
-			st = p3_error(err, P3_ERR_NOMEM, "out of memory allocating logits for %d positions", (int) n_out);
-			goto done;
-		}
+			return p3_error(err, P3_ERR_NOMEM, "out of memory allocating logits for %d positions", (int) n_out);
 		ctx->logits = grown;
 		ctx->logits_cap = n_out;
 	}
@@ -803,22 +810,19 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 		int32_t		m_out = 0;
 
 		if (should_abort(ctx))
-		{
-			st = p3_error(err, P3_ERR_ABORTED, "evaluation was aborted by the caller");
-			goto done;
-		}
+			return p3_error(err, P3_ERR_ABORTED, "evaluation was aborted by the caller");
 		for (int32_t i = 0; i < m; i++)
 		{
 			int32_t		bi = start + i;
-			int32_t		s = batch->seq ? batch->seq[bi] : 0;
+			int32_t		s = batch_seq(batch, bi);
 
 			ctx->chunk_seq[i] = s;
 			ctx->chunk_pos[i] = (int32_t) new_len[s]++;
-			if (batch->want_logits ? batch->want_logits[bi] != 0 : bi == n - 1)
+			if (batch_wants_logits(batch, bi))
 				ctx->chunk_out[m_out++] = i;
 		}
 		if ((st = forward_chunk(ctx, batch->tokens + start, m, seq_long, m_out, out_done, err)))
-			goto done;
+			return st;
 		out_done += m_out;
 	}
 
@@ -826,9 +830,5 @@ p3_eval(P3Context *ctx, const P3Batch *batch, P3Error *err)
 	for (int32_t s = 0; s < n_seq; s++)
 		ctx->seqs[s].len = (int32_t) new_len[s];
 	ctx->n_outputs = n_out;
-
-done:
-	free(new_len);
-	free(seq_long);
-	return st;
+	return P3_OK;
 }
