@@ -130,17 +130,12 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 					 errdetail("%s", message)));
 			break;
 		case P3_ERR_UNSUPPORTED:
-			if (IsTensorTypeProblem(err->message))
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("model file \"%s\" is not supported", path),
-						 errdetail("%s", message),
-						 errhint("Use a GGUF file quantized with a supported type, e.g. Q4_K_M, Q8_0 or F16.")));
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("model file \"%s\" is not supported", path),
-						 errdetail("%s", message)));
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("model file \"%s\" is not supported", path),
+					 errdetail("%s", message),
+					 IsTensorTypeProblem(err->message) ?
+					 errhint("Use a GGUF file quantized with a supported type, e.g. Q4_K_M, Q8_0 or F16.") : 0));
 			break;
 		case P3_ERR_CONTEXT_FULL:
 			ereport(ERROR,
