@@ -31,12 +31,6 @@
  * small numeric helpers
  * --------------------------------------------------------------------- */
 
-static inline float
-half(uint16_t h)
-{
-	return p3_fp16_to_fp32(h);
-}
-
 /* f32 -> f16 for a stored scale: round to nearest even, but saturate at the
  * largest finite half and map NaN to 0, so a stored scale is always finite. */
 static inline uint16_t
@@ -652,7 +646,7 @@ quantize_unsigned_scales(const float *v, int count, int levels, uint8_t *codes)
 		if (v[j] > max)
 			max = v[j];
 	h = half_sat(max / (float) levels);
-	step = half(h);
+	step = p3_fp16_to_fp32(h);
 	for (int j = 0; j < count; j++)
 		codes[j] = (uint8_t) (step > 0.0f ? clamp_int(nearest_int(v[j] / step), 0, levels) : 0);
 	return h;
@@ -718,7 +712,7 @@ encode_k_affine32(const float *x, int nmax, uint16_t *d, uint16_t *dmin,
 					m;
 
 		p3_q4k_scale_min(j, scales12, &sc, &m);
-		requantize_affine(x + 32 * j, 32, nmax, half(*d) * (float) sc, half(*dmin) * (float) m, L + 32 * j);
+		requantize_affine(x + 32 * j, 32, nmax, p3_fp16_to_fp32(*d) * (float) sc, p3_fp16_to_fp32(*dmin) * (float) m, L + 32 * j);
 	}
 }
 
@@ -787,8 +781,8 @@ quant_q2_k(const float *x, void *dst, int64_t nb)
 		for (int g = 0; g < 16; g++)
 		{
 			y[i].scales[g] = (uint8_t) (ls[g] | (lm[g] << 4));
-			requantize_affine(x + 16 * g, 16, 3, half(y[i].d) * (float) ls[g],
-							  half(y[i].dmin) * (float) lm[g], L + 16 * g);
+			requantize_affine(x + 16 * g, 16, 3, p3_fp16_to_fp32(y[i].d) * (float) ls[g],
+							  p3_fp16_to_fp32(y[i].dmin) * (float) lm[g], L + 16 * g);
 		}
 		/* element 128h + 32s + l is in bits 2s of qs[32h + l] */
 		for (int h = 0; h < 2; h++)
@@ -820,7 +814,7 @@ quantize_signed_scales(const float *v, int count, int levels, int *codes)
 		}
 	}
 	h = half_sat(max / (float) -levels);
-	step = half(h);
+	step = p3_fp16_to_fp32(h);
 	for (int j = 0; j < count; j++)
 		codes[j] = step != 0.0f ? clamp_int(nearest_int(v[j] / step), -levels, levels - 1) : 0;
 	return h;
@@ -858,7 +852,7 @@ quant_q3_k(const float *x, void *dst, int64_t nb)
 			scales[g] = fit_symmetric(16, 4, x + 16 * g, w, L + 16 * g, 9, true);
 		}
 		y[i].d = quantize_signed_scales(scales, 16, 32, codes);
-		d = half(y[i].d);
+		d = p3_fp16_to_fp32(y[i].d);
 		memset(y[i].scales, 0, sizeof y[i].scales);
 		for (int g = 0; g < 16; g++)
 		{
@@ -911,7 +905,7 @@ quant_q6_k(const float *x, void *dst, int64_t nb)
 			scales[g] = fit_symmetric(16, 32, x + 16 * g, w, L + 16 * g, 6, false);
 		}
 		y[i].d = quantize_signed_scales(scales, 16, 128, codes);
-		d = half(y[i].d);
+		d = p3_fp16_to_fp32(y[i].d);
 		for (int g = 0; g < 16; g++)
 		{
 			y[i].scales[g] = (int8_t) codes[g];
@@ -996,7 +990,7 @@ quant_iq4_xs(const float *x, void *dst, int64_t nb)
 			scales[ib] = fit_iq4(x + 32 * ib, w);
 		}
 		y[i].d = quantize_signed_scales(scales, 8, 32, codes);
-		d = half(y[i].d);
+		d = p3_fp16_to_fp32(y[i].d);
 		y[i].scales_h = 0;
 		memset(y[i].scales_l, 0, sizeof y[i].scales_l);
 		for (int ib = 0; ib < 8; ib++)
