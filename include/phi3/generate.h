@@ -14,11 +14,13 @@
  * the markers' rstrip swallows the "\n" after them and any whitespace that
  * starts the content, and the content gets SentencePiece's dummy space.
  *
- * Generation: the prompt is evaluated (reusing the longest prefix already
- * in the sequence's KV cache, e.g. a system prompt shared by every row of
- * an UPDATE), then tokens are sampled one at a time until max_tokens, an
- * end-of-generation token (<|end|>, <|endoftext|>, the file's eos) or the
- * caller's callback says stop.  Text is delivered as complete UTF-8.
+ * Generation (p3_generate): the prompt is evaluated (reusing the longest
+ * prefix already in the sequence's KV cache, e.g. a system prompt shared by
+ * every row of an UPDATE), then tokens are sampled one at a time until
+ * max_tokens, an end-of-generation token (<|end|>, <|endoftext|>, the
+ * file's eos), the constraint's completion or the caller's callback says
+ * stop.  Text is delivered as complete UTF-8.  It runs the step-wise
+ * decoder of phi3/decoder.h over one sequence.
  */
 #ifndef PHI3_GENERATE_H
 #define PHI3_GENERATE_H
@@ -28,6 +30,7 @@
 #include <stdint.h>
 
 #include "phi3/context.h"
+#include "phi3/decoder.h"
 #include "phi3/sampler.h"
 #include "phi3/status.h"
 #include "phi3/tokenizer.h"
@@ -70,22 +73,11 @@ P3Status	p3_chat_tokenize_bounded(const P3Tokenizer *tok, const P3ChatMessage *m
 P3Status	p3_chat_render(const P3Tokenizer *tok, const P3ChatMessage *messages, int n_messages,
 						   bool add_generation_prompt, P3Text *out, P3Error *err);
 
-typedef enum P3StopReason
-{
-	P3_STOP_NONE = 0,
-	P3_STOP_EOG,				/* the model produced an end-of-generation token */
-	P3_STOP_MAX_TOKENS,			/* max_tokens reached */
-	P3_STOP_CONTEXT,			/* the context is full */
-	P3_STOP_CALLBACK			/* a callback returned false */
-} P3StopReason;
-
 /*
- * Fills mask (n_vocab bits, all preset to 1) for the next token; return
- * P3_OK or an error that stops generation.  Used for constrained decoding.
+ * One generation in one sequence, as the command-line tool and the
+ * bit-exact tests run it: a thin wrapper over the decoder (phi3/decoder.h),
+ * which the SQL functions drive step by step themselves.
  */
-typedef P3Status (*P3MaskFn) (void *user, const int32_t *generated, int32_t n_generated,
-							  uint32_t *mask, P3Error *err);
-
 typedef struct P3GenerateParams
 {
 	int32_t		max_tokens;		/* tokens to generate at most (>= 0) */
@@ -99,28 +91,20 @@ typedef struct P3GenerateParams
 	bool		(*on_text) (void *user, const char *text, size_t len);
 	/* Drop one leading space of the reply (chat answers); keep it for raw completions. */
 	bool		strip_leading_space;
-	P3MaskFn	mask_fn;		/* optional constraint on the next token */
+	const P3Constraint *constraint; /* optional constraint on the tokens (phi3/decoder.h) */
 } P3GenerateParams;
 
 /* max_tokens 256, default sampling, stop_at_eog, reuse_prefix, strip_leading_space, no callbacks */
 P3GenerateParams p3_generate_default_params(void);
 
-typedef struct P3GenerateStats
-{
-	int32_t		n_prompt;		/* prompt tokens */
-	int32_t		n_prompt_reused;	/* of which taken from the KV cache */
-	int32_t		n_generated;	/* tokens sampled (including a final EOG) */
-	double		prompt_ms;		/* time evaluating the prompt */
-	double		generate_ms;	/* time sampling and evaluating generated tokens */
-	P3StopReason stop;
-} P3GenerateStats;
-
 /*
  * Generate a continuation of prompt[0..n_prompt) in sequence `seq` of ctx.
  * Generated text (without the final EOG token) is appended to *out, which
  * may be NULL when on_text is used.  Errors: those of p3_eval (including
- * P3_ERR_ABORTED from the context's abort callback, polled between tokens
- * too), P3_ERR_CONTEXT_FULL when the prompt alone does not fit.
+ * P3_ERR_ABORTED from the context's abort callback, polled between forward
+ * chunks and layers), P3_ERR_CONTEXT_FULL when the prompt alone does not
+ * fit, and a constraint's own errors.  Runs a decoder of its own over ctx
+ * (phi3/decoder.h): no other decoder may be using ctx meanwhile.
  */
 P3Status	p3_generate(P3Context *ctx, int32_t seq, const int32_t *prompt, int32_t n_prompt,
 						const P3GenerateParams *params, P3Text *out, P3GenerateStats *stats,

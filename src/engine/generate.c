@@ -1,25 +1,20 @@
 /*
- * generate.c — the generation loop shared by phi3-run and the SQL
- * functions (see phi3/generate.h).
+ * generate.c — p3_generate, one generation in one sequence (see
+ * phi3/generate.h), for phi3-run and the engine tests.
  *
- *   1. Prefix reuse: the sequence's KV cache already holds the tokens of the
- *      previous call.  The longest common prefix with the new prompt is kept
- *      (if it was rotated with the same LongRoPE factor list this prompt
- *      will use), so rows that share a system prompt and instruction only
- *      evaluate their own part.  At least the last prompt token is always
- *      evaluated, since its logits choose the first generated token.
- *   2. The rest of the prompt is evaluated in one p3_eval call (chunked
- *      inside into matrix-matrix products).
- *   3. Tokens are sampled one at a time; each is streamed as complete UTF-8
- *      through the detokenizer and, unless it ends generation, fed back.
- * The context's abort callback is polled inside p3_eval and before every
- * token, so a cancel stops generation within one token.
+ * A thin wrapper over the step-wise decoder (decoder.c), which owns the
+ * generation rules: prefix reuse from the sequence's KV cache (at least the
+ * last prompt token is always evaluated), the prompt evaluated in chunks of
+ * the context's n_batch, then one token sampled, streamed as complete UTF-8
+ * and fed back per step.  Here the steps are run to the end, each step's
+ * text is appended to the caller's buffer and handed to on_text, and a
+ * false from on_text finishes the sequence.  The context's abort callback
+ * is polled inside every step (p3_eval), so a cancel stops generation
+ * within one token.
  */
 #include "phi3/generate.h"
 
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 P3GenerateParams
 p3_generate_default_params(void)
@@ -36,41 +31,13 @@ p3_generate_default_params(void)
 	return p;
 }
 
-static double
-now_ms(void)
+/* Hand the step's new text to the caller's callback; false means stop. */
+static bool
+deliver(const P3GenerateParams *params, const P3SeqInfo *info)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
-}
-
-/*
- * How many leading prompt tokens the sequence already holds, computed the
- * way this prompt would compute them (same tokens, same LongRoPE list).
- */
-static int32_t
-reusable_prefix(const P3Context *ctx, int32_t seq, const int32_t *prompt, int32_t n_prompt)
-{
-	const P3HParams *hp = &p3_context_model(ctx)->hp;
-	const int32_t *held = p3_kv_seq_tokens(ctx, seq);
-	int32_t		n_held = p3_kv_seq_len(ctx, seq);
-	bool		will_be_long = hp->has_longrope && n_prompt > hp->n_ctx_orig;
-	int32_t		n = 0;
-
-	while (n < n_held && n < n_prompt - 1 && held[n] == prompt[n] &&
-		   p3_kv_seq_pos_is_long(ctx, seq, n) == will_be_long)
-		n++;
-	return n;
-}
-
-/* Hand the text appended since `from` to the caller's callback; false means stop. */
-static void
-deliver(const P3GenerateParams *params, const P3Text *text, size_t from, bool *keep_going)
-{
-	if (params->on_text && text->len > from &&
-		!params->on_text(params->user, text->data + from, text->len - from))
-		*keep_going = false;
+	if (params->on_text && info->delta_len > 0)
+		return params->on_text(params->user, info->delta, info->delta_len);
+	return true;
 }
 
 P3Status
@@ -78,21 +45,14 @@ p3_generate(P3Context *ctx, int32_t seq, const int32_t *prompt, int32_t n_prompt
 			const P3GenerateParams *params, P3Text *out, P3GenerateStats *stats,
 			P3Error *err)
 {
-	const P3Model *model = p3_context_model(ctx);
-	const P3Tokenizer *tok = model->tokenizer;
 	int32_t		n_ctx = p3_context_params(ctx)->n_ctx;
-	int32_t		n_vocab = model->hp.n_vocab;
 	P3GenerateStats local_stats;
-	P3Sampler  *sampler = NULL;
-	P3Detokenizer detok;
-	P3Text		scratch = {0};
-	P3Text	   *text;
-	P3Tokens	generated = {0};
-	uint32_t   *mask = NULL;
+	P3Decoder  *dec = NULL;
+	P3SeqParams sp = p3_seq_default_params();
+	P3SeqInfo	info;
 	P3Status	st;
-	int32_t		reuse = 0;
-	double		t0;
-	bool		keep_going = true;
+	int32_t		slot;
+	bool		callback_stopped = false;
 
 	if (stats == NULL)
 		stats = &local_stats;
@@ -113,131 +73,61 @@ p3_generate(P3Context *ctx, int32_t seq, const int32_t *prompt, int32_t n_prompt
 						"the prompt has %d tokens and up to %d may be generated, but the context holds %d",
 						(int) n_prompt, (int) params->max_tokens, (int) n_ctx);
 
-	if ((st = p3_sampler_new(&params->sampling, n_vocab, &sampler, err)))
+	sp.max_tokens = params->max_tokens;
+	sp.sampling = params->sampling;
+	sp.stop_at_eog = params->stop_at_eog;
+	sp.reuse_prefix = params->reuse_prefix;
+	sp.strip_leading_space = params->strip_leading_space;
+	sp.constraint = params->constraint;
+	sp.slot = seq;
+
+	if ((st = p3_decoder_new(ctx, 0, &dec, err)))
 		return st;
-	for (int32_t i = 0; i < n_prompt; i++)
-		p3_sampler_accept(sampler, prompt[i]);
-	if (params->mask_fn)
+	if ((st = p3_decoder_add(dec, prompt, n_prompt, &sp, &slot, err)))
+		goto done;
+	while (p3_decoder_n_live(dec) > 0)
 	{
-		mask = malloc(((size_t) n_vocab + 31) / 32 * sizeof(uint32_t));
-		if (mask == NULL)
+		p3_decoder_seq_info(dec, slot, &info);
+		if ((st = p3_decoder_step(dec, err)))
 		{
-			st = p3_error(err, P3_ERR_NOMEM, "out of memory allocating the token mask");
+			/* the cache holds part of the prompt at most: forget it rather than half a prompt */
+			if (info.phase == P3_SEQ_PREFILL)
+				p3_kv_seq_clear(ctx, seq);
 			goto done;
 		}
-	}
-
-	/* 1. prefix reuse, 2. the rest of the prompt */
-	t0 = now_ms();
-	if (params->reuse_prefix)
-		reuse = reusable_prefix(ctx, seq, prompt, n_prompt);
-	p3_kv_seq_truncate(ctx, seq, reuse);
-	if (reuse == 0)
-		p3_kv_seq_clear(ctx, seq);
-	p3_seq_set_rope_len(ctx, seq, n_prompt);
-	stats->n_prompt_reused = reuse;
-	{
-		P3Batch		batch = {0};
-		int32_t    *seq_ids = malloc((size_t) (n_prompt - reuse) * sizeof(int32_t));
-
-		if (seq_ids == NULL)
-		{
-			st = p3_error(err, P3_ERR_NOMEM, "out of memory");
+		p3_decoder_seq_info(dec, slot, &info);
+		if (out && info.delta_len > 0 && (st = p3_text_append(out, info.delta, info.delta_len, err)))
 			goto done;
-		}
-		for (int32_t i = 0; i < n_prompt - reuse; i++)
-			seq_ids[i] = seq;
-		batch.n_tokens = n_prompt - reuse;
-		batch.tokens = prompt + reuse;
-		batch.seq = seq_ids;
-		st = p3_eval(ctx, &batch, err);
-		free(seq_ids);
-		if (st)
+		if (!deliver(params, &info))
 		{
-			/* the cache holds only the reused prefix now; forget it rather than half a prompt */
-			p3_kv_seq_clear(ctx, seq);
-			goto done;
-		}
-	}
-	stats->prompt_ms = now_ms() - t0;
-
-	/* 3. sample, stream, feed back */
-	t0 = now_ms();
-	text = out ? out : &scratch;
-	p3_detok_init(&detok, tok, false, params->strip_leading_space);
-	for (int32_t g = 0; g < params->max_tokens && keep_going; g++)
-	{
-		const float *logits = p3_logits(ctx, p3_n_outputs(ctx) - 1);
-		int32_t		id;
-		size_t		before;
-
-		if (mask)
-		{
-			memset(mask, 0xFF, ((size_t) n_vocab + 31) / 32 * sizeof(uint32_t));
-			if ((st = params->mask_fn(params->user, generated.ids, (int32_t) generated.n, mask, err)))
-				goto done;
-		}
-		if ((st = p3_sampler_sample(sampler, logits, mask, &id, err)))
-			goto done;
-		stats->n_generated++;
-		if ((st = p3_tokens_push(&generated, id, err)))
-			goto done;
-		if (params->stop_at_eog && p3_tokenizer_is_eog(tok, id))
-		{
-			stats->stop = P3_STOP_EOG;
-			break;
-		}
-		p3_sampler_accept(sampler, id);
-
-		before = text->len;
-		if ((st = p3_detok_push(&detok, id, text, err)))
-			goto done;
-		deliver(params, text, before, &keep_going);
-		if (!keep_going)
-		{
-			stats->stop = P3_STOP_CALLBACK;
-			break;
-		}
-		if (g == params->max_tokens - 1)
-		{
-			stats->stop = P3_STOP_MAX_TOKENS;
-			break;
-		}
-		if (p3_kv_seq_len(ctx, seq) >= n_ctx)
-		{
-			if (params->context_full_is_error)
+			/* as before the decoder: the callback's "stop" wins over max_tokens and a full context */
+			if (info.phase != P3_SEQ_DONE || info.stats.stop == P3_STOP_MAX_TOKENS ||
+				info.stats.stop == P3_STOP_CONTEXT)
+				callback_stopped = true;
+			if (info.phase != P3_SEQ_DONE)
 			{
-				st = p3_error(err, P3_ERR_CONTEXT_FULL, "the context of %d tokens is full", (int) n_ctx);
-				goto done;
+				p3_decoder_finish(dec, slot);
+				p3_decoder_seq_info(dec, slot, &info);
+				if (out && info.delta_len > 0 && (st = p3_text_append(out, info.delta, info.delta_len, err)))
+					goto done;
+				(void) deliver(params, &info);
 			}
-			stats->stop = P3_STOP_CONTEXT;
-			break;
-		}
-		{
-			P3Batch		batch = {0};
-
-			batch.n_tokens = 1;
-			batch.tokens = &id;
-			batch.seq = &seq;
-			if ((st = p3_eval(ctx, &batch, err)))
-				goto done;
 		}
 	}
-	if (params->max_tokens == 0)
-		stats->stop = P3_STOP_MAX_TOKENS;
+	p3_decoder_seq_info(dec, slot, &info);
+	*stats = info.stats;
+	if (callback_stopped)
+		stats->stop = P3_STOP_CALLBACK;
+	if (info.stats.stop == P3_STOP_ERROR)
 	{
-		size_t		before = text->len;
-
-		if ((st = p3_detok_flush(&detok, text, err)))
-			goto done;
-		deliver(params, text, before, &keep_going);
+		st = info.error->status;
+		if (err)
+			*err = *info.error;
 	}
-	stats->generate_ms = now_ms() - t0;
+	else if (info.stats.stop == P3_STOP_CONTEXT && params->context_full_is_error)
+		st = p3_error(err, P3_ERR_CONTEXT_FULL, "the context of %d tokens is full", (int) n_ctx);
 
 done:
-	p3_sampler_free(sampler);
-	p3_tokens_free(&generated);
-	p3_text_free(&scratch);
-	free(mask);
+	p3_decoder_free(dec);
 	return st;
 }
