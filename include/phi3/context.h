@@ -143,6 +143,18 @@ void		p3_kv_seq_truncate(P3Context *ctx, int32_t seq, int32_t len);
 /* Make dst hold the first len positions of src (shared-prefix reuse across sequences). */
 P3Status	p3_kv_seq_copy(P3Context *ctx, int32_t src, int32_t dst, int32_t len, P3Error *err);
 
+/*
+ * Shrink every sequence's KV cache to room for `keep` positions (rounded up
+ * to a multiple of 16), dropping cached positions past keep; sequences
+ * already that small are untouched.  The memory goes back to the system.
+ * Call it between generations (a decoder's live sequences would lose
+ * their positions).
+ */
+void		p3_kv_trim(P3Context *ctx, int32_t keep);
+
+/* Bytes the KV cache holds now (all sequences). */
+size_t		p3_kv_memory(const P3Context *ctx);
+
 /* Bytes the context has allocated now (KV cache + scratch + logits). */
 size_t		p3_context_memory(const P3Context *ctx);
 

@@ -20,9 +20,9 @@
  * the thread count.
  *
  * KV cache: per sequence and layer, K and V arrays of cap positions ×
- * n_embd_kv values.  cap grows in steps of KV_GROW_STEP positions as the
- * sequence grows (realloc of large blocks is an mremap, not a copy), never
- * beyond n_ctx.  A sequence also records its token ids and, per position,
+ * n_embd_kv values, each an anonymous mapping.  cap grows in steps of
+ * KV_GROW_STEP positions as the sequence grows (mremap, not a copy), never
+ * beyond n_ctx, and p3_kv_trim shrinks it again, returning the memory.  A sequence also records its token ids and, per position,
  * whether the long LongRoPE factors rotated it, so callers can reuse a
  * prefix only when it was computed the same way.
  *
@@ -35,11 +35,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "phi3/kernels.h"
 #include "phi3/threadpool.h"
 
 #define KV_GROW_STEP	256
+#define KV_TRIM_STEP	16		/* p3_kv_trim keeps whole multiples of this */
 #define MAX_BATCH		4096
 
 typedef struct P3Sequence
@@ -263,15 +266,65 @@ nomem:
 					(int) p.n_batch, (int) p.n_ctx);
 }
 
-static void
-free_sequence(P3Sequence *s, int32_t n_layer)
+/*
+ * KV arrays are anonymous mappings, resized with mremap: growth of a large
+ * block moves no data, and shrinking (p3_kv_trim) returns the memory to
+ * the system at once, where malloc could keep it in its heap.  Sizes are
+ * whole pages of `bytes`; NULL for an empty array.
+ */
+static size_t
+kv_map_size(size_t bytes)
 {
+	static size_t page = 0;
+
+	if (page == 0)
+	{
+		long		p = sysconf(_SC_PAGESIZE);
+
+		page = p > 0 ? (size_t) p : 4096;
+	}
+	return (bytes + page - 1) / page * page;
+}
+
+/* Resize a KV array from old_bytes to new_bytes (either may be 0); NULL with *ok false on failure. */
+static void *
+kv_resize(void *old, size_t old_bytes, size_t new_bytes, bool *ok)
+{
+	size_t		from = kv_map_size(old_bytes);
+	size_t		to = kv_map_size(new_bytes);
+	void	   *p;
+
+	*ok = true;
+	if (from == to)
+		return old;
+	if (to == 0)
+	{
+		munmap(old, from);
+		return NULL;
+	}
+	if (old == NULL)
+		p = mmap(NULL, to, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	else
+		p = mremap(old, from, to, MREMAP_MAYMOVE);
+	if (p == MAP_FAILED)
+	{
+		*ok = false;
+		return old;
+	}
+	return p;
+}
+
+static void
+free_sequence(P3Sequence *s, int32_t n_layer, size_t row)
+{
+	bool		ok;
+
 	if (s->k)
 		for (int32_t l = 0; l < n_layer; l++)
-			free(s->k[l]);
+			(void) kv_resize(s->k[l], (size_t) s->cap * row, 0, &ok);
 	if (s->v)
 		for (int32_t l = 0; l < n_layer; l++)
-			free(s->v[l]);
+			(void) kv_resize(s->v[l], (size_t) s->cap * row, 0, &ok);
 	free(s->k);
 	free(s->v);
 	free(s->tokens);
@@ -287,7 +340,8 @@ p3_context_free(P3Context *ctx)
 	p3_threadpool_free(ctx->pool);
 	if (ctx->seqs)
 		for (int32_t s = 0; s < ctx->params.n_seq; s++)
-			free_sequence(&ctx->seqs[s], ctx->model->hp.n_layer);
+			free_sequence(&ctx->seqs[s], ctx->model->hp.n_layer,
+						  (size_t) ctx->model->hp.n_embd_kv * ctx->kv_elem);
 	free(ctx->seqs);
 	free(ctx->x);
 	free(ctx->xn);
@@ -336,6 +390,86 @@ p3_context_kernel_name(const P3Context *ctx)
 
 /* ---- sequences and the KV cache ---- */
 
+/* Resize the K and V arrays of layers [0, n_layer) back from `from` to `to` bytes. */
+static void
+undo_resize(P3Sequence *s, int32_t n_layer, size_t from, size_t to)
+{
+	bool		ok;
+
+	for (int32_t l = 0; l < n_layer; l++)
+	{
+		s->k[l] = kv_resize(s->k[l], from, to, &ok);
+		s->v[l] = kv_resize(s->v[l], from, to, &ok);
+	}
+}
+
+/*
+ * Give sequence s room for exactly cap positions (cap >= its length; the
+ * contents up to the length are kept).  On failure nothing changed.
+ */
+static bool
+seq_set_cap(P3Context *ctx, P3Sequence *s, int32_t cap)
+{
+	const P3HParams *hp = &ctx->model->hp;
+	size_t		row = (size_t) hp->n_embd_kv * ctx->kv_elem;
+	size_t		old_bytes = (size_t) s->cap * row;
+	size_t		new_bytes = (size_t) cap * row;
+	int32_t		done = 0;
+	bool		ok = true;
+
+	if (cap == s->cap)
+		return true;
+	/* each layer's K and V arrays; on a failure, put back those already resized */
+	for (; done < hp->n_layer; done++)
+	{
+		void	   *k = kv_resize(s->k[done], old_bytes, new_bytes, &ok);
+		void	   *v;
+
+		if (!ok)
+			break;
+		v = kv_resize(s->v[done], old_bytes, new_bytes, &ok);
+		if (!ok)
+		{
+			s->k[done] = kv_resize(k, new_bytes, old_bytes, &ok);
+			ok = false;
+			break;
+		}
+		s->k[done] = k;
+		s->v[done] = v;
+	}
+	if (!ok)
+	{
+		undo_resize(s, done, new_bytes, old_bytes);
+		return false;
+	}
+	if (cap == 0)
+	{
+		free(s->tokens);
+		free(s->is_long);
+		s->tokens = NULL;
+		s->is_long = NULL;
+	}
+	else
+	{
+		int32_t    *tokens = realloc(s->tokens, (size_t) cap * sizeof(int32_t));
+		uint8_t    *is_long;
+
+		if (tokens != NULL)
+			s->tokens = tokens;
+		is_long = tokens ? realloc(s->is_long, (size_t) cap) : NULL;
+		if (is_long != NULL)
+			s->is_long = is_long;
+		if (tokens == NULL || is_long == NULL)
+		{
+			/* the id arrays only fail when growing: undo the KV growth */
+			undo_resize(s, hp->n_layer, new_bytes, old_bytes);
+			return false;
+		}
+	}
+	s->cap = cap;
+	return true;
+}
+
 /* Make room for `need` positions in sequence s (keeps its contents). */
 static P3Status
 seq_reserve(P3Context *ctx, P3Sequence *s, int32_t need, P3Error *err)
@@ -349,43 +483,45 @@ seq_reserve(P3Context *ctx, P3Sequence *s, int32_t need, P3Error *err)
 	cap = ((need + KV_GROW_STEP - 1) / KV_GROW_STEP) * KV_GROW_STEP;
 	if (cap > ctx->params.n_ctx)
 		cap = ctx->params.n_ctx;
-
-	/* grow each array to cap; a failure leaves the arrays valid (some larger) */
-	{
-		int32_t    *tokens = realloc(s->tokens, (size_t) cap * sizeof(int32_t));
-
-		if (tokens == NULL)
-			goto nomem;
-		s->tokens = tokens;
-	}
-	{
-		uint8_t    *is_long = realloc(s->is_long, (size_t) cap);
-
-		if (is_long == NULL)
-			goto nomem;
-		s->is_long = is_long;
-	}
-	for (int32_t l = 0; l < hp->n_layer; l++)
-	{
-		void	   *k = realloc(s->k[l], (size_t) cap * row);
-
-		if (k == NULL)
-			goto nomem;
-		s->k[l] = k;
-		{
-			void	   *v = realloc(s->v[l], (size_t) cap * row);
-
-			if (v == NULL)
-				goto nomem;
-			s->v[l] = v;
-		}
-	}
-	s->cap = cap;
+	if (!seq_set_cap(ctx, s, cap))
+		return p3_error(err, P3_ERR_NOMEM, "out of memory growing the KV cache to %d positions (%zu bytes)",
+						(int) cap, (size_t) cap * row * 2 * (size_t) hp->n_layer);
 	return P3_OK;
+}
 
-nomem:
-	return p3_error(err, P3_ERR_NOMEM, "out of memory growing the KV cache to %d positions (%zu bytes)",
-					(int) cap, (size_t) cap * row * 2 * (size_t) hp->n_layer);
+void
+p3_kv_trim(P3Context *ctx, int32_t keep)
+{
+	int32_t		cap;
+
+	if (keep < 0)
+		keep = 0;
+	cap = (keep + KV_TRIM_STEP - 1) / KV_TRIM_STEP * KV_TRIM_STEP;
+	if (cap > ctx->params.n_ctx)
+		cap = ctx->params.n_ctx;
+	for (int32_t i = 0; i < ctx->params.n_seq; i++)
+	{
+		P3Sequence *s = &ctx->seqs[i];
+
+		if (s->cap <= cap)
+			continue;
+		if (s->len > keep)
+			s->len = keep;
+		(void) seq_set_cap(ctx, s, cap);	/* shrinking cannot fail; if it did, nothing changed */
+	}
+}
+
+size_t
+p3_kv_memory(const P3Context *ctx)
+{
+	const P3HParams *hp = &ctx->model->hp;
+	size_t		row = (size_t) hp->n_embd_kv * ctx->kv_elem;
+	size_t		total = 0;
+
+	for (int32_t s = 0; s < ctx->params.n_seq; s++)
+		total += 2 * (size_t) hp->n_layer * kv_map_size((size_t) ctx->seqs[s].cap * row) +
+			(size_t) ctx->seqs[s].cap * (sizeof(int32_t) + 1);
+	return total;
 }
 
 static bool
@@ -481,13 +617,9 @@ size_t
 p3_context_memory(const P3Context *ctx)
 {
 	const P3HParams *hp = &ctx->model->hp;
-	size_t		total = sizeof(*ctx) + ctx->scratch_bytes;
 
-	for (int32_t s = 0; s < ctx->params.n_seq; s++)
-		total += (size_t) ctx->seqs[s].cap *
-			(2 * (size_t) hp->n_layer * (size_t) hp->n_embd_kv * ctx->kv_elem + sizeof(int32_t) + 1);
-	total += (size_t) ctx->logits_cap * (size_t) hp->n_vocab * sizeof(float);
-	return total;
+	return sizeof(*ctx) + ctx->scratch_bytes + p3_kv_memory(ctx) +
+		(size_t) ctx->logits_cap * (size_t) hp->n_vocab * sizeof(float);
 }
 
 int32_t

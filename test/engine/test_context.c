@@ -396,6 +396,97 @@ test_kv_grows_lazily(void)
 	p3_model_free(m);
 }
 
+/* Resident set size of this process in bytes (/proc/self/statm), 0 if unknown. */
+static size_t
+rss_bytes(void)
+{
+	FILE	   *f = fopen("/proc/self/statm", "r");
+	unsigned long size = 0,
+				resident = 0;
+
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return (size_t) resident * (size_t) sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * p3_kv_trim gives the KV cache back: the count drops to the kept room,
+ * the process's resident memory drops with it, the kept prefix still
+ * continues exactly as before, and trimming to 0 frees everything.
+ */
+static void
+test_kv_trim(void)
+{
+	P3Model    *m = open_model("tiny-q4_k.gguf");
+	const int32_t V = m->hp.n_vocab;
+	const int	N = 1500;
+	P3Error		err = {0};
+	P3Context  *ctx = new_context(m, 2048, 2, 64, 1, P3_MATMUL_AUTO);
+	size_t		per_token = p3_model_kv_bytes_per_token(m, true);
+	int32_t    *ids = malloc(sizeof(int32_t) * N);
+	float	   *ref = malloc(sizeof(float) * V);
+	size_t		kv_full,
+				rss_full;
+
+	make_tokens(ids, N, 77, V);
+	CHECK_EQ_INT(p3_kv_memory(ctx), 0);
+	{
+		P3Batch		b = {0};	/* only the last token's logits */
+
+		b.n_tokens = N;
+		b.tokens = ids;
+		CHECK_STATUS(p3_eval(ctx, &b, &err), P3_OK);
+	}
+	CHECK_STATUS(eval_all(ctx, ids, 40, 1, NULL, &err), P3_OK);
+	kv_full = p3_kv_memory(ctx);
+	CHECK(kv_full >= (size_t) N * per_token);
+	rss_full = rss_bytes();
+
+	/* the logits of token 40 after a 40-token prefix, for the continuation check */
+	{
+		P3Context  *fresh = new_context(m, 2048, 1, 64, 1, P3_MATMUL_AUTO);
+
+		CHECK_STATUS(eval_all(fresh, ids, 41, 0, NULL, &err), P3_OK);
+		memcpy(ref, p3_logits(fresh, 40), sizeof(float) * V);
+		p3_context_free(fresh);
+	}
+
+	p3_kv_trim(ctx, 40);
+	CHECK_EQ_INT(p3_kv_seq_len(ctx, 0), 40);
+	CHECK_EQ_INT(p3_kv_seq_len(ctx, 1), 40);
+	/* room for 48 positions (a multiple of 16) in each of the two sequences */
+	CHECK_MSG(p3_kv_memory(ctx) <= 2 * (48 * per_token + 2 * (size_t) m->hp.n_layer * 4096) + 2 * 48 * 5,
+			  "after trim: %zu bytes", p3_kv_memory(ctx));
+	{
+		size_t		freed = kv_full - p3_kv_memory(ctx);
+		size_t		rss_now = rss_bytes();
+
+		CHECK_MSG(rss_full > rss_now && rss_full - rss_now >= freed / 2,
+				  "resident memory went from %zu to %zu bytes; %zu should have been freed",
+				  rss_full, rss_now, freed);
+	}
+	/* the kept prefix continues as a fresh evaluation would */
+	CHECK_STATUS(eval_all(ctx, ids + 40, 1, 0, NULL, &err), P3_OK);
+	CHECK(memcmp(p3_logits(ctx, 0), ref, sizeof(float) * V) == 0);
+	/* and the cache grows again past the trimmed room */
+	CHECK_STATUS(eval_all(ctx, ids + 41, 200, 0, NULL, &err), P3_OK);
+	CHECK_EQ_INT(p3_kv_seq_len(ctx, 0), 241);
+
+	p3_kv_trim(ctx, 0);
+	CHECK_EQ_INT(p3_kv_memory(ctx), 0);
+	CHECK_EQ_INT(p3_kv_seq_len(ctx, 0), 0);
+	CHECK_STATUS(eval_all(ctx, ids, 41, 0, NULL, &err), P3_OK);
+	CHECK(memcmp(p3_logits(ctx, 40), ref, sizeof(float) * V) == 0);
+
+	free(ids);
+	free(ref);
+	p3_context_free(ctx);
+	p3_model_free(m);
+}
+
 /* LongRoPE: short factors while the pass sees <= n_ctx_orig positions, long beyond. */
 static void
 test_longrope_choice(void)
@@ -962,6 +1053,7 @@ main(void)
 	RUN(test_abort_and_errors_roll_back);
 	RUN(test_copy_and_truncate);
 	RUN(test_kv_grows_lazily);
+	RUN(test_kv_trim);
 	RUN(test_longrope_choice);
 	RUN(test_generate);
 	RUN(test_loader_rejects);
