@@ -28,6 +28,7 @@
 #include "lib/stringinfo.h"
 
 #include "phi3/context.h"
+#include "phi3/decoder.h"
 #include "phi3/generate.h"
 #include "phi3/model.h"
 #include "phi3/sampler.h"
@@ -40,6 +41,16 @@
 #define PHI3_MIN_THREADS				0
 #define PHI3_DEFAULT_THREADS			0
 #define PHI3_MAX_THREADS				256
+
+/* phi3.max_threads: superuser cap on phi3.threads, 0 = the CPUs the backend may use */
+#define PHI3_MIN_MAX_THREADS			0
+#define PHI3_DEFAULT_MAX_THREADS		0
+#define PHI3_MAX_MAX_THREADS			PHI3_MAX_THREADS
+
+/* phi3.kv_keep_tokens: KV positions a backend keeps after a statement */
+#define PHI3_MIN_KV_KEEP_TOKENS			0
+#define PHI3_DEFAULT_KV_KEEP_TOKENS		128
+#define PHI3_MAX_KV_KEEP_TOKENS			131072
 
 /* phi3.context_size: positions per call (KV cache bound), in tokens */
 #define PHI3_MIN_CONTEXT_SIZE			64
@@ -118,6 +129,8 @@ typedef enum Phi3InputOverflow
 /* GUC variables (guc.c) */
 extern char *phi3_model;
 extern int	phi3_threads;
+extern int	phi3_max_threads;
+extern int	phi3_kv_keep_tokens;
 extern int	phi3_context_size;
 extern int	phi3_max_context_size;
 extern int	phi3_max_tokens;
@@ -137,6 +150,8 @@ extern void GucInit(void);
 extern void ModelCacheInit(void);
 extern const P3Model *ModelCacheGetModel(void);
 extern P3Context *ModelCacheGetContext(void);
+extern P3Decoder *ModelCacheGetDecoder(void);
+extern void ModelCacheScheduleTrim(void);
 extern void ModelCacheCheckMappingFault(void);
 extern const char *ModelCachePath(void);
 extern bool ModelCacheIsPreloaded(void);

@@ -57,6 +57,7 @@ SET ROLE regress_phi3_user;
 SET phi3.model = '/etc/passwd';
 SET phi3.max_context_size = 131072;
 SET phi3.max_tokens_limit = 131072;
+SET phi3.max_threads = 64;
 -- per-session settings are allowed
 SET phi3.context_size = 1024;
 SET phi3.temperature = 0.7;
@@ -77,6 +78,20 @@ SET phi3.context_size = 131072;
 SELECT phi3_model_info()->'context_size' AS context_size;
 RESET phi3.context_size;
 RESET phi3.max_context_size;
+
+-- phi3.threads is used up to phi3.max_threads and the CPUs (at least 1 here)
+SET phi3.max_threads = 1;
+SET phi3.threads = 8;
+SELECT phi3_model_info()->'threads' AS threads;
+SET phi3.threads = 0;
+SELECT phi3_model_info()->'threads' AS threads;
+RESET phi3.max_threads;
+SET phi3.threads = 1;
+SELECT phi3_model_info()->'threads' AS threads;
+-- both at 0 (the defaults): every CPU the backend may use
+RESET phi3.threads;
+SELECT (phi3_model_info()->>'threads')::int >= 1 AS all_cpus;
+SET phi3.max_threads = -1;
 
 -- phi3.max_tokens (the default per call) is used up to phi3.max_tokens_limit,
 -- while an explicit max_tokens above the limit is an error

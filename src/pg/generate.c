@@ -6,21 +6,24 @@
  *
  * A call resolves its options (NULL argument = the setting), converts its
  * text to UTF-8, builds the prompt (chat template or raw), makes sure the
- * prompt plus the answer fits the context (phi3.input_overflow), and runs
- * p3_generate in sequence 0 of the backend's context with prefix reuse, so
- * that consecutive rows sharing a system prompt and instruction reuse its
- * KV cache.
+ * prompt plus the answer fits the context (phi3.input_overflow), and adds
+ * it to the backend's step-wise decoder (phi3/decoder.h) with prefix
+ * reuse, so that consecutive rows sharing a system prompt and instruction
+ * reuse its KV cache.  The glue drives the decoder's steps itself
+ * (RunDecoder), with CHECK_FOR_INTERRUPTS() after every step.
  *
  * Determinism: every call builds a fresh sampler seeded from the seed
  * argument, else phi3.seed, else (phi3.seed = -1) a random seed.  With a
  * fixed seed, or with temperature 0 (greedy, the default), the same input
  * gives the same text in any backend, in any row order.
  *
- * Cancel: the engine polls the context's abort callback (model_cache.c)
- * between layers and tokens and returns P3_ERR_ABORTED, turned into
- * CHECK_FOR_INTERRUPTS() by errors.c.  CHECK_FOR_INTERRUPTS() is never
- * called from inside an engine callback: it would longjmp through the
- * engine's frames, leaving its state half-updated and its memory leaked.
+ * Cancel: CHECK_FOR_INTERRUPTS() runs between decoder steps (one token,
+ * or one prompt chunk); inside a step the engine polls the context's abort
+ * callback (model_cache.c) between layers and returns P3_ERR_ABORTED,
+ * turned into CHECK_FOR_INTERRUPTS() by errors.c.  CHECK_FOR_INTERRUPTS()
+ * is never called from inside an engine callback: it would longjmp through
+ * the engine's frames, leaving its state half-updated and its memory
+ * leaked.  Between steps the engine holds nothing half-done.
  *
  * Memory: the engine's token lists and texts come from memory.c, so they
  * are freed with the call's memory context whatever path is taken; they
@@ -60,6 +63,7 @@ static void TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req, i
 							size_t limit, bool counted, P3Tokens *prompt);
 static size_t Utf8Prefix(const char *s, size_t n);
 static text *TrimmedResult(char *s, size_t len);
+static void RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo *info);
 
 /*
  * phi3_generate(prompt text, system text, max_tokens int, temperature
@@ -286,11 +290,8 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	size_t		limit = PromptCountLimit(n_ctx);
 	P3Tokens   *prompt = Phi3TokensNew();
 	bool		counted;
-	P3Text	   *out;
-	P3GenerateParams gp;
-	P3GenerateStats stats;
-	P3Error		err;
-	P3Status	st;
+	P3SeqParams sp;
+	P3SeqInfo	info;
 	char	   *result;
 
 	/* A cancel that arrived between rows stops here, before any work */
@@ -317,38 +318,65 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 		return pstrdup("");
 	}
 
-	gp = p3_generate_default_params();
-	gp.max_tokens = req->max_tokens;
-	gp.sampling = req->sampling;
-	gp.stop_at_eog = true;
-	gp.context_full_is_error = true;
-	gp.reuse_prefix = true;
+	sp = p3_seq_default_params();
+	sp.max_tokens = req->max_tokens;
+	sp.sampling = req->sampling;
+	sp.stop_at_eog = true;
+	sp.reuse_prefix = true;
 	/* SentencePiece's dummy space starts a chat answer; a raw continuation keeps it */
-	gp.strip_leading_space = req->chat;
+	sp.strip_leading_space = req->chat;
 
-	out = Phi3TextNew();
-	memset(&stats, 0, sizeof(stats));
-	p3_error_clear(&err);
-	st = p3_generate(ctx, 0, prompt->ids, (int32) prompt->n, &gp, out, &stats, &err);
+	RunDecoder(prompt, &sp, &info);
 	Phi3TokensFree(prompt);
-	ModelCacheCheckMappingFault();
-	if (st != P3_OK)
-	{
-		Phi3TextFree(out);
-		Phi3ReportEngineError(&err, ModelCachePath());
-	}
 
 	elog(DEBUG1, "phi3: prompt %d tokens (%d reused) in %.1f ms, %d tokens generated in %.1f ms",
-		 stats.n_prompt, stats.n_prompt_reused, stats.prompt_ms,
-		 stats.n_generated, stats.generate_ms);
+		 info.stats.n_prompt, info.stats.n_prompt_reused, info.stats.prompt_ms,
+		 info.stats.n_generated, info.stats.generate_ms);
 
-	result = palloc(out->len + 1);
-	if (out->len > 0)
-		memcpy(result, out->data, out->len);
-	result[out->len] = '\0';
-	*out_len = out->len;
-	Phi3TextFree(out);
+	result = palloc(info.text_len + 1);
+	if (info.text_len > 0)
+		memcpy(result, info.text, info.text_len);
+	result[info.text_len] = '\0';
+	*out_len = info.text_len;
 	return result;
+}
+
+/*
+ * Generate for one prompt on the backend's decoder, driving its steps
+ * here so that PostgreSQL's interrupt handling runs between them: a
+ * cancel, statement_timeout, terminate, a lost client connection
+ * (client_connection_check_interval) or a barrier is served after every
+ * token, as anywhere else in the server, and not only through the
+ * engine's abort poll.  The poll stays, for long prompt chunks: it makes
+ * a step return P3_ERR_ABORTED, which errors.c turns into the pending
+ * interrupt.  On return *info describes the finished sequence; its text
+ * stays valid until the decoder is used again.  Any error leaves the
+ * sequence in the decoder, which the next call resets.
+ */
+static void
+RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo *info)
+{
+	P3Decoder  *dec = ModelCacheGetDecoder();
+	int32		seq;
+	P3Error		err;
+
+	p3_error_clear(&err);
+	if (p3_decoder_add(dec, prompt->ids, (int32) prompt->n, sp, &seq, &err) != P3_OK)
+		Phi3ReportEngineError(&err, ModelCachePath());
+	for (;;)
+	{
+		P3Status	st = p3_decoder_step(dec, &err);
+
+		ModelCacheCheckMappingFault();
+		if (st != P3_OK)
+			Phi3ReportEngineError(&err, ModelCachePath());
+		p3_decoder_seq_info(dec, seq, info);
+		if (info->phase == P3_SEQ_DONE)
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (info->stats.stop == P3_STOP_ERROR)
+		Phi3ReportEngineError(info->error, ModelCachePath());
 }
 
 /*

@@ -3,15 +3,16 @@
  * guc.c
  *	  Every phi3.* setting.
  *
- * The contexts follow the risk of each setting: the model path and the two
- * resource caps (phi3.max_context_size, phi3.max_tokens_limit) are
- * superuser-only, so no role can make the server open an arbitrary file or
+ * The contexts follow the risk of each setting: the model path and the
+ * resource caps (phi3.max_context_size, phi3.max_tokens_limit,
+ * phi3.max_threads) are superuser-only, so no role can make the server open an arbitrary file or
  * take more memory or time per call than the administrator allows; the
  * rest is per session.  Limits are the PHI3_MIN/DEFAULT/MAX_* macros of
  * pg_phi3.h.
  *
  * Settings that bound one another (phi3.context_size by
- * phi3.max_context_size, phi3.max_tokens by phi3.max_tokens_limit) are
+ * phi3.max_context_size, phi3.max_tokens by phi3.max_tokens_limit,
+ * phi3.threads by phi3.max_threads) are
  * reconciled where they are used, not in check hooks: a check hook sees the
  * settings in whatever order postgresql.conf or ALTER SYSTEM applies them,
  * so it would refuse valid combinations.
@@ -27,6 +28,8 @@
 
 char	   *phi3_model = NULL;
 int			phi3_threads = PHI3_DEFAULT_THREADS;
+int			phi3_max_threads = PHI3_DEFAULT_MAX_THREADS;
+int			phi3_kv_keep_tokens = PHI3_DEFAULT_KV_KEEP_TOKENS;
 int			phi3_context_size = PHI3_DEFAULT_CONTEXT_SIZE;
 int			phi3_max_context_size = PHI3_DEFAULT_MAX_CONTEXT_SIZE;
 int			phi3_max_tokens = PHI3_DEFAULT_MAX_TOKENS;
@@ -72,10 +75,36 @@ GucInit(void)
 	DefineCustomIntVariable("phi3.threads",
 							"Sets the number of compute threads of each backend.",
 							"0 uses every CPU the backend may run on; a larger "
-							"value is reduced to that number. Valid range is 0..256.",
+							"value is reduced to that number and to "
+							"phi3.max_threads. Valid range is 0..256.",
 							&phi3_threads,
 							PHI3_DEFAULT_THREADS,
 							PHI3_MIN_THREADS, PHI3_MAX_THREADS,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.max_threads",
+							"Sets the most compute threads any session may use.",
+							"Caps phi3.threads. 0 means the number of CPUs the "
+							"backend may run on. Valid range is 0..256.",
+							&phi3_max_threads,
+							PHI3_DEFAULT_MAX_THREADS,
+							PHI3_MIN_MAX_THREADS, PHI3_MAX_MAX_THREADS,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.kv_keep_tokens",
+							"Sets how many token positions of KV cache a backend "
+							"keeps after each statement.",
+							"At the end of a statement that generated, the cache is "
+							"shrunk to this many positions (a Phi-3-mini token takes "
+							"384 kB); the prompt prefix they hold is reused by the "
+							"next statement. Valid range is 0..131072 tokens.",
+							&phi3_kv_keep_tokens,
+							PHI3_DEFAULT_KV_KEEP_TOKENS,
+							PHI3_MIN_KV_KEEP_TOKENS, PHI3_MAX_KV_KEEP_TOKENS,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);

@@ -18,7 +18,14 @@
  *     is checked at most once per statement.
  *   - The context is recreated when the model changes, or when the
  *     effective context size, thread count or kernel choice changes
- *     (cheap: the KV cache grows lazily).
+ *     (cheap: the KV cache grows lazily).  The thread count is
+ *     phi3.threads capped by the superuser's phi3.max_threads and by the
+ *     CPUs the backend may run on.
+ *   - The decoder (phi3/decoder.h) lives and dies with the context; each
+ *     generating call takes it with no live sequence (ModelCacheGetDecoder).
+ *   - The KV cache shrinks to phi3.kv_keep_tokens positions at the end of
+ *     every statement that generated (ModelCacheScheduleTrim), so one long
+ *     document does not leave gigabytes behind in an idle backend.
  *   - Both are freed when the backend exits, by an on_proc_exit callback, which also joins the
  *     engine's threads.
  *
@@ -45,14 +52,15 @@
  * mapping, so if someone truncates or rewrites the file in place (cp over
  * it, say) while a backend computes, reading a page past the new end of
  * file raises SIGBUS -- which would kill the backend and make the
- * postmaster restart every session.  Backends therefore install a SIGBUS
- * handler: a fault inside the model's mapping is answered by mapping a page
- * of zeros at the faulting address (the engine, which only reads, then
- * finishes its computation on garbage), and recording the fault; after
- * the engine returns, ModelCacheCheckMappingFault() discards the model
- * and raises an error instead of returning that garbage.  Any other SIGBUS
- * falls through to the default action, as if there were no handler.  The
- * engine's helper threads leave SIGBUS unblocked for this (threadpool.h).
+ * postmaster restart every session.  Backends therefore guard the mapping
+ * (phi3/mapguard.h): a fault inside it is answered by mapping a page of
+ * zeros at the faulting address (the engine, which only reads, then
+ * finishes its computation on garbage), and recorded; after the engine
+ * returns, ModelCacheCheckMappingFault() discards the model and raises an
+ * error instead of returning that garbage.  Any other SIGBUS goes to the
+ * handler that was installed before (another extension's, or the default
+ * action), and releasing the model puts that handler back.  The engine's
+ * helper threads leave SIGBUS unblocked for this (threadpool.h).
  *
  * Cancel: the context's abort callback returns true once a query cancel
  * (including statement_timeout) or a termination is pending.  The engine
@@ -67,18 +75,17 @@
  */
 #include "pg_phi3.h"
 
-#include <signal.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "phi3/mapguard.h"
 #include "phi3/threadpool.h"
 #include "storage/ipc.h"
-#include "utils/memutils.h"
 #include "access/xact.h"
-#include "utils/timestamp.h"
 #include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 /* What identifies the file a model was opened from */
 typedef struct FileIdentity
@@ -102,12 +109,11 @@ static int	cache_ctx_kernels = 0;
 
 static bool exit_callback_registered = false;
 
-/* The SIGBUS guard over the model's mapping (read by the signal handler) */
-static const uint8 *volatile guard_base = NULL;
-static volatile size_t guard_size = 0;
-static volatile sig_atomic_t guard_faulted = 0;
-static uintptr_t guard_page_size = 4096;
-static bool guard_installed = false;
+/* The step-wise decoder over cache_ctx (created with it) */
+static P3Decoder *cache_dec = NULL;
+
+/* A KV trim is scheduled for the end of the current statement */
+static bool trim_scheduled = false;
 
 static bool StatIdentity(const char *path, FileIdentity *id);
 static bool CachedModelIsCurrent(const char *path);
@@ -118,7 +124,8 @@ static void ModelCacheAtExit(int code, Datum arg);
 static bool ShouldAbort(void *user);
 static void GuardArm(const P3Model *model);
 static void GuardDisarm(void);
-static void GuardHandler(int signo, siginfo_t *info, void *context);
+static void TrimAtStatementEnd(void *arg);
+static int32 EffectiveThreads(void);
 
 /*
  * Preload the model when loaded through shared_preload_libraries.
@@ -197,9 +204,8 @@ ModelCacheCheckMappingFault(void)
 {
 	char	   *path;
 
-	if (!guard_faulted)
+	if (!p3_mapguard_take_fault())
 		return;
-	guard_faulted = 0;
 	path = pstrdup(cache_path ? cache_path : "");
 	ReleaseAll();
 	ereport(ERROR,
@@ -231,9 +237,7 @@ ModelCacheGetContext(void)
 	n_ctx = Min(phi3_context_size, phi3_max_context_size);
 	if (model->hp.n_ctx_train > 0)
 		n_ctx = Min(n_ctx, model->hp.n_ctx_train);
-	threads = phi3_threads;
-	if (threads > 0)
-		threads = Min(threads, Max(p3_cpu_count(), 1));
+	threads = EffectiveThreads();
 
 	if (cache_ctx != NULL && cache_ctx_n_ctx == n_ctx && cache_ctx_threads == threads &&
 		cache_ctx_kernels == phi3_kernels)
@@ -257,6 +261,80 @@ ModelCacheGetContext(void)
 	cache_ctx_threads = threads;
 	cache_ctx_kernels = phi3_kernels;
 	return cache_ctx;
+}
+
+/*
+ * Compute threads for the context: phi3.threads (0: every CPU the backend
+ * may run on), at most phi3.max_threads (0: those CPUs), at most the CPUs.
+ */
+static int32
+EffectiveThreads(void)
+{
+	int32		cpus = Max(p3_cpu_count(), 1);
+	int32		cap = phi3_max_threads > 0 ? Min(phi3_max_threads, cpus) : cpus;
+
+	return phi3_threads > 0 ? Min(phi3_threads, cap) : cap;
+}
+
+/*
+ * The backend's decoder over the current context, with no live sequence:
+ * one left by a call that stopped on an error (a cancel between steps,
+ * say) is removed first; its KV stays for prefix reuse.  Schedules the
+ * trim of the KV cache at the end of the statement.
+ */
+P3Decoder *
+ModelCacheGetDecoder(void)
+{
+	P3Context  *ctx = ModelCacheGetContext();
+	P3Error		err;
+
+	if (cache_dec == NULL)
+	{
+		p3_error_clear(&err);
+		if (p3_decoder_new(ctx, 0, &cache_dec, &err) != P3_OK)
+			Phi3ReportEngineError(&err, cache_path);
+	}
+	p3_decoder_reset(cache_dec);
+	ModelCacheScheduleTrim();
+	return cache_dec;
+}
+
+/*
+ * Shrink the KV cache to phi3.kv_keep_tokens positions when the current
+ * statement ends: a reset callback on the portal's memory context (the
+ * top-level statement's, whatever SPI nesting runs us), or on the
+ * transaction's when there is no portal (a background worker).  A cache
+ * grown by one long document is not kept for the life of the backend,
+ * while the shared prefix of the next statement's rows still is.
+ */
+void
+ModelCacheScheduleTrim(void)
+{
+	MemoryContext cxt = PortalContext ? PortalContext : TopTransactionContext;
+	MemoryContextCallback *cb;
+
+	if (trim_scheduled || cxt == NULL)
+		return;
+	cb = MemoryContextAllocZero(cxt, sizeof(MemoryContextCallback));
+	cb->func = TrimAtStatementEnd;
+	cb->arg = NULL;
+	MemoryContextRegisterResetCallback(cxt, cb);
+	trim_scheduled = true;
+}
+
+/*
+ * The reset callback: runs at the end of the statement, also when it
+ * failed (during abort cleanup), so it only calls the engine, which
+ * cannot raise errors.
+ */
+static void
+TrimAtStatementEnd(void *arg)
+{
+	trim_scheduled = false;
+	if (cache_dec != NULL)
+		p3_decoder_reset(cache_dec);
+	if (cache_ctx != NULL)
+		p3_kv_trim(cache_ctx, phi3_kv_keep_tokens);
 }
 
 /*
@@ -365,6 +443,13 @@ StatIdentity(const char *path, FileIdentity *id)
 static void
 ReleaseContext(void)
 {
+	if (cache_dec != NULL)
+	{
+		P3Decoder  *dec = cache_dec;
+
+		cache_dec = NULL;
+		p3_decoder_free(dec);
+	}
 	if (cache_ctx != NULL)
 	{
 		P3Context  *ctx = cache_ctx;
@@ -417,61 +502,20 @@ ShouldAbort(void *user)
 
 /*
  * Watch the model's mapping for SIGBUS (only in backends: the postmaster
- * never computes).  The handler is installed once per process.
+ * never computes).  The handler (phi3/mapguard.h) is installed on the
+ * first arm and passes faults outside the mapping to whatever handler was
+ * there before; disarming puts that handler back.
  */
 static void
 GuardArm(const P3Model *model)
 {
 	if (!IsUnderPostmaster && IsPostmasterEnvironment)
 		return;
-	if (!guard_installed)
-	{
-		struct sigaction sa;
-		long		page = sysconf(_SC_PAGESIZE);
-
-		if (page > 0)
-			guard_page_size = (uintptr_t) page;
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = GuardHandler;
-		sa.sa_flags = SA_SIGINFO;
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(SIGBUS, &sa, NULL) != 0)
-			return;				/* no guard: behave as before */
-		guard_installed = true;
-	}
-	guard_size = model->gguf->size;
-	guard_base = model->gguf->base;
+	(void) p3_mapguard_arm(model->gguf->base, model->gguf->size);	/* false: no guard, as before */
 }
 
 static void
 GuardDisarm(void)
 {
-	guard_base = NULL;
-	guard_size = 0;
-}
-
-/*
- * SIGBUS handler, on whichever thread faulted.  Only async-signal-safe work:
- * replace the faulting page of the model's mapping with a page of zeros
- * and note the fault; the faulting read is then retried and succeeds.  A
- * fault anywhere else gets the default action (the process dies, as it
- * would have without this handler).
- */
-static void
-GuardHandler(int signo, siginfo_t *info, void *context)
-{
-	uintptr_t	addr = (uintptr_t) info->si_addr;
-	uintptr_t	base = (uintptr_t) guard_base;
-
-	if (base != 0 && addr >= base && addr - base < guard_size)
-	{
-		void	   *page = (void *) (addr & ~(guard_page_size - 1));
-
-		if (mmap(page, guard_page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED)
-		{
-			guard_faulted = 1;
-			return;
-		}
-	}
-	signal(signo, SIG_DFL);
+	p3_mapguard_disarm();
 }

@@ -214,6 +214,10 @@ phi3_model_info(PG_FUNCTION_ARGS)
 	appendStringInfo(&buf, "%d", params->n_threads);
 	AppendKey(&buf, &first, "context_memory");
 	appendStringInfo(&buf, "%llu", (unsigned long long) p3_context_memory(ctx));
+	AppendKey(&buf, &first, "kv_cache_memory");
+	appendStringInfo(&buf, "%llu", (unsigned long long) p3_kv_memory(ctx));
+	AppendKey(&buf, &first, "kv_keep_tokens");
+	appendStringInfo(&buf, "%d", phi3_kv_keep_tokens);
 	appendStringInfoChar(&buf, '}');
 
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
