@@ -190,6 +190,7 @@ prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 #   not-gguf               a text file
 #   truncated              tiny-f32 without its last 4096 bytes
 #   wrong-arch             tiny-f32 with general.architecture "gpt2"
+#   arch-tensor-type       no tensors, general.architecture "tensor type" only
 #   bad-type               tiny-q4_k with blk.0.ffn_down.weight typed IQ2_XXS
 #                          (a ggml type the engine cannot compute)
 #   vocab-only             the vocabulary GGUF: architecture phi3, no tensors
@@ -213,6 +214,8 @@ $(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	f=$(PHI3_TEST_MODEL_DIR)/wrong-arch.gguf; \
 	off=$$(LC_ALL=C grep -obaF 'general.architecture' $$f | head -n 1 | cut -d: -f1); \
 	printf 'gpt2' | dd of=$$f bs=1 seek=$$(( off + 32 )) conv=notrunc status=none
+	printf 'GGUF\003\0\0\0\0\0\0\0\0\0\0\0\001\0\0\0\0\0\0\0\024\0\0\0\0\0\0\0general.architecture\010\0\0\0\013\0\0\0\0\0\0\0tensor type' \
+		> $(PHI3_TEST_MODEL_DIR)/arch-tensor-type.gguf
 	cp $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf $(PHI3_TEST_MODEL_DIR)/bad-type.gguf
 	f=$(PHI3_TEST_MODEL_DIR)/bad-type.gguf; \
 	off=$$(LC_ALL=C grep -obaF 'blk.0.ffn_down.weight' $$f | head -n 1 | cut -d: -f1); \
