@@ -2,6 +2,7 @@
 #
 #   make                 the extension (phi3.so) and the tools bin/phi3-run, bin/phi3-mkmodel
 #   make install         install the extension (PGXS)
+#   make install-test-hooks  install phi3_test_hooks.so, the C functions only the tests call
 #   make engine-check    engine unit tests and the forward pass against the numpy reference;
 #                        no server, no PostgreSQL headers (src/engine is built without them)
 #   make engine-valgrind the engine unit tests under valgrind
@@ -231,6 +232,21 @@ regress-outputdir:
 	@mkdir -p build/regress
 
 installcheck: test-models regress-outputdir
+
+# Test hooks (test/hooks/phi3_test_hooks.c): SQL-callable C functions only the
+# tests use, in build/hooks/phi3_test_hooks.so, never in phi3.so; installed by
+# `make install-test-hooks` (scripts/test.sh), never by `make install`.
+TEST_HOOKS_SO   = build/hooks/phi3_test_hooks$(DLSUFFIX)
+TEST_HOOKS_OBJS = build/hooks/phi3_test_hooks.o src/pg/extract_answer.o src/pg/encoding.o
+all: $(TEST_HOOKS_SO)
+build/hooks/phi3_test_hooks.o: test/hooks/phi3_test_hooks.c $(wildcard include/*.h) $(wildcard include/phi3/*.h)
+	@mkdir -p build/hooks
+	$(COMPILE.c) -o $@ $<
+$(TEST_HOOKS_SO): $(TEST_HOOKS_OBJS) test/hooks/exports.map
+	$(CC) $(CFLAGS) $(TEST_HOOKS_OBJS) $(LDFLAGS) $(LDFLAGS_SL) -shared -Wl,--version-script=test/hooks/exports.map -o $@
+.PHONY: install-test-hooks
+install-test-hooks: $(TEST_HOOKS_SO)
+	$(INSTALL_SHLIB) $(TEST_HOOKS_SO) '$(DESTDIR)$(pkglibdir)/'
 
 # ---------------------------------------------------------------------------
 # libFuzzer harnesses (test/fuzz; not part of CI, needs clang with

@@ -23,7 +23,6 @@
 #include "pg_phi3.h"
 
 PG_FUNCTION_INFO_V1(phi3_extract);
-PG_FUNCTION_INFO_V1(phi3_extract_answer);
 
 /*
  * phi3_extract(doc text, schema jsonb) returns jsonb.
@@ -51,23 +50,5 @@ phi3_extract(PG_FUNCTION_ARGS)
 		answer = Phi3Generate(&req, &len);
 	}
 
-	PG_RETURN_JSONB_P(Phi3ExtractFromAnswer(schema, answer, len));
-}
-
-/*
- * phi3_extract_answer(answer text, schema jsonb) returns jsonb: the
- * parsing and coercion half of phi3_extract, applied to a given answer
- * instead of the model's.  Not part of the extension's SQL API: the
- * regression tests declare it themselves (AS '$libdir/phi3') to check the
- * coercion rules on answers they write.
- */
-Datum
-phi3_extract_answer(PG_FUNCTION_ARGS)
-{
-	Phi3ExtractSchema *schema = Phi3ExtractParseSchema(PG_GETARG_JSONB_P(1));
-	char	   *answer;
-	size_t		len;
-
-	answer = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &len);
 	PG_RETURN_JSONB_P(Phi3ExtractFromAnswer(schema, answer, len));
 }
