@@ -25,11 +25,37 @@
  * An answer without a parseable object (none, unfinished, invalid JSON,
  * nested deeper than EXTRACT_MAX_DEPTH) gives every field null.
  *
- * Encoding: the answer is UTF-8 (the engine's, or a test's converted from
- * the server encoding); the schema, a jsonb, is in the server encoding.
- * Keys are compared in UTF-8; the result's keys are the schema's own, its
- * text values are converted back to the server encoding (encoding.c: a
- * character the server encoding lacks becomes "?").
+ * Encoding: everything compared or parsed here is UTF-8, everything
+ * returned is in the server encoding.  The answer is UTF-8 (the engine's,
+ * or a test's converted from the server encoding); the schema, a jsonb, is
+ * in the server encoding, so its keys are converted to UTF-8 for matching
+ * (and for the prompt) and the result uses the schema's own keys; text
+ * values are converted back to the server encoding (encoding.c).
+ *
+ * \u escapes need care: PostgreSQL's JSON lexer turns \uXXXX into the
+ * *server* encoding (pg_unicode_to_server), raising an error for a
+ * character that encoding lacks (and for any non-ASCII escape in
+ * SQL_ASCII), while the answer's other bytes stay UTF-8.  So before the
+ * lexer sees the answer's object, each \u escape naming a non-ASCII
+ * character (a surrogate pair for one beyond U+FFFF) is replaced by that
+ * character's UTF-8 bytes (InlineUnicodeEscapes); the lexer is left only
+ * ASCII escapes, the same byte in every encoding, and every key and value
+ * it yields is UTF-8.  An escape thus means exactly the character it
+ * names, as if the model had written the character itself:
+ *
+ *     - a text value with a character the server encoding lacks (U+20AC in
+ *       LATIN1, say) gets "?" for it, as all generated text does; the call
+ *       does not fail, and an escaped and a raw character give the same
+ *       result (a null would hide the rest of a mostly good value, and
+ *       differ from the raw character for no reason the user could see)
+ *     - a key with such a character matches no schema key (the schema,
+ *       in the server encoding, cannot have it): it is ignored
+ *     - in SQL_ASCII the character's UTF-8 bytes are returned, as for
+ *       generated text
+ *
+ * Escapes PostgreSQL's parser rejects (\u0000, which no text value can
+ * hold, an unpaired surrogate, bad hex digits) are left for it to reject:
+ * the answer is unparseable and every field null, as for any invalid JSON.
  *
  * This file depends on nothing but PostgreSQL and encoding.c: no settings,
  * no model, no _PG_init.  phi3.so links it for phi3_extract (extract.c);
@@ -109,6 +135,9 @@ typedef struct ParseState
 static void ParseAnswer(const Phi3ExtractSchema *schema, const char *answer, size_t len,
 						FieldAnswer *answers);
 static bool FindObject(const char *s, size_t len, size_t *start, size_t *end);
+static char *InlineUnicodeEscapes(const char *s, size_t len, size_t *out_len);
+static int	UnicodeEscape(const char *s, size_t len, pg_wchar *cp);
+static int	Hex4(const char *s);
 static void OnObjectStart(void *state);
 static void OnObjectEnd(void *state);
 static void OnField(void *state, char *fname, bool isnull);
@@ -239,6 +268,7 @@ ParseAnswer(const Phi3ExtractSchema *schema, const char *answer, size_t len, Fie
 	size_t		start;
 	size_t		end;
 	char	   *object;
+	size_t		object_len;
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	ParseState	state;
@@ -246,8 +276,9 @@ ParseAnswer(const Phi3ExtractSchema *schema, const char *answer, size_t len, Fie
 	if (!FindObject(answer, len, &start, &end))
 		return;
 
-	object = pnstrdup(answer + start, end - start);
-	lex = makeJsonLexContextCstringLen(object, (int) (end - start), PG_UTF8, true);
+	/* non-ASCII escapes as UTF-8 bytes, so that the lexer yields UTF-8 only */
+	object = InlineUnicodeEscapes(answer + start, end - start, &object_len);
+	lex = makeJsonLexContextCstringLen(object, (int) object_len, PG_UTF8, true);
 
 	memset(&state, 0, sizeof(state));
 	state.schema = schema;
@@ -315,6 +346,103 @@ FindObject(const char *s, size_t len, size_t *start, size_t *end)
 		}
 	}
 	return false;
+}
+
+/*
+ * Copy the JSON text s[0..len) with each \u escape inside a string that
+ * names a non-ASCII character (a surrogate pair for one beyond U+FFFF)
+ * replaced by the character's UTF-8 bytes; palloc'd and NUL-terminated,
+ * *out_len gets its length (never more than len).  Every other escape,
+ * including a malformed one, is copied as it is, for the JSON parser to
+ * take or reject; so is everything outside strings.
+ */
+static char *
+InlineUnicodeEscapes(const char *s, size_t len, size_t *out_len)
+{
+	char	   *out = palloc(len + 1);
+	size_t		i = 0;
+	size_t		n = 0;
+	bool		in_string = false;
+
+	while (i < len)
+	{
+		pg_wchar	cp;
+		int			consumed;
+
+		if (s[i] == '"')
+			in_string = !in_string;
+		else if (in_string && s[i] == '\\' && i + 1 < len)
+		{
+			consumed = s[i + 1] == 'u' ? UnicodeEscape(s + i, len - i, &cp) : 0;
+			if (consumed > 0 && cp >= 0x80)
+			{
+				/* at most 4 bytes for the 6 or 12 of the escape */
+				unicode_to_utf8(cp, (unsigned char *) out + n);
+				n += pg_utf_mblen((unsigned char *) out + n);
+				i += consumed;
+				continue;
+			}
+			/* keep the backslash with the character it escapes (\\, \") */
+			out[n++] = s[i++];
+		}
+		out[n++] = s[i++];
+	}
+	out[n] = '\0';
+	*out_len = n;
+	return out;
+}
+
+/*
+ * The code point of the \uXXXX escape at s (len bytes available), or of
+ * the surrogate pair \uD8XX\uDCXX there; returns the bytes it takes (6 or
+ * 12), or 0 if there is no well-formed escape of a valid code point (bad
+ * hex digits, an unpaired surrogate).
+ */
+static int
+UnicodeEscape(const char *s, size_t len, pg_wchar *cp)
+{
+	int			first;
+	int			second;
+
+	if (len < 6 || s[0] != '\\' || s[1] != 'u' || (first = Hex4(s + 2)) < 0)
+		return 0;
+	if (is_utf16_surrogate_second(first))
+		return 0;
+	if (!is_utf16_surrogate_first(first))
+	{
+		*cp = (pg_wchar) first;
+		return 6;
+	}
+	if (len < 12 || s[6] != '\\' || s[7] != 'u' || (second = Hex4(s + 8)) < 0 ||
+		!is_utf16_surrogate_second(second))
+		return 0;
+	*cp = surrogate_pair_to_codepoint(first, second);
+	return 12;
+}
+
+/* The value of the 4 hex digits at s, or -1 if they are not 4 hex digits */
+static int
+Hex4(const char *s)
+{
+	int			value = 0;
+	int			i;
+
+	for (i = 0; i < 4; i++)
+	{
+		char		c = s[i];
+		int			digit;
+
+		if (c >= '0' && c <= '9')
+			digit = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			digit = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			digit = c - 'A' + 10;
+		else
+			return -1;
+		value = value * 16 + digit;
+	}
+	return value;
 }
 
 /* Semantic action: an object or array starts */
