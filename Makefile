@@ -2,6 +2,7 @@
 #
 #   make                 the extension (phi3.so) and the tools bin/phi3-run, bin/phi3-mkmodel
 #   make install         install the extension (PGXS)
+#   make install-test-hooks  install phi3_test_hooks.so, the C functions only the tests call
 #   make engine-check    engine unit tests and the forward pass against the numpy reference;
 #                        no server, no PostgreSQL headers (src/engine is built without them)
 #   make engine-valgrind the engine unit tests under valgrind
@@ -190,6 +191,7 @@ prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 #   not-gguf               a text file
 #   truncated              tiny-f32 without its last 4096 bytes
 #   wrong-arch             tiny-f32 with general.architecture "gpt2"
+#   arch-tensor-type       no tensors, general.architecture "tensor type" only
 #   bad-type               tiny-q4_k with blk.0.ffn_down.weight typed IQ2_XXS
 #                          (a ggml type the engine cannot compute)
 #   vocab-only             the vocabulary GGUF: architecture phi3, no tensors
@@ -213,6 +215,8 @@ $(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	f=$(PHI3_TEST_MODEL_DIR)/wrong-arch.gguf; \
 	off=$$(LC_ALL=C grep -obaF 'general.architecture' $$f | head -n 1 | cut -d: -f1); \
 	printf 'gpt2' | dd of=$$f bs=1 seek=$$(( off + 32 )) conv=notrunc status=none
+	printf 'GGUF\003\0\0\0\0\0\0\0\0\0\0\0\001\0\0\0\0\0\0\0\024\0\0\0\0\0\0\0general.architecture\010\0\0\0\013\0\0\0\0\0\0\0tensor type' \
+		> $(PHI3_TEST_MODEL_DIR)/arch-tensor-type.gguf
 	cp $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf $(PHI3_TEST_MODEL_DIR)/bad-type.gguf
 	f=$(PHI3_TEST_MODEL_DIR)/bad-type.gguf; \
 	off=$$(LC_ALL=C grep -obaF 'blk.0.ffn_down.weight' $$f | head -n 1 | cut -d: -f1); \
@@ -228,6 +232,21 @@ regress-outputdir:
 	@mkdir -p build/regress
 
 installcheck: test-models regress-outputdir
+
+# Test hooks (test/hooks/phi3_test_hooks.c): SQL-callable C functions only the
+# tests use, in build/hooks/phi3_test_hooks.so, never in phi3.so; installed by
+# `make install-test-hooks` (scripts/test.sh), never by `make install`.
+TEST_HOOKS_SO   = build/hooks/phi3_test_hooks$(DLSUFFIX)
+TEST_HOOKS_OBJS = build/hooks/phi3_test_hooks.o src/pg/extract_answer.o src/pg/encoding.o
+all: $(TEST_HOOKS_SO)
+build/hooks/phi3_test_hooks.o: test/hooks/phi3_test_hooks.c $(wildcard include/*.h) $(wildcard include/phi3/*.h)
+	@mkdir -p build/hooks
+	$(COMPILE.c) -o $@ $<
+$(TEST_HOOKS_SO): $(TEST_HOOKS_OBJS) test/hooks/exports.map
+	$(CC) $(CFLAGS) $(TEST_HOOKS_OBJS) $(LDFLAGS) $(LDFLAGS_SL) -shared -Wl,--version-script=test/hooks/exports.map -o $@
+.PHONY: install-test-hooks
+install-test-hooks: $(TEST_HOOKS_SO)
+	$(INSTALL_SHLIB) $(TEST_HOOKS_SO) '$(DESTDIR)$(pkglibdir)/'
 
 # ---------------------------------------------------------------------------
 # libFuzzer harnesses (test/fuzz; not part of CI, needs clang with

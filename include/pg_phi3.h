@@ -8,10 +8,13 @@
  *     model_cache.c  the backend's open model and engine context, preload
  *     errors.c       the one place that turns engine errors into ereport
  *     memory.c       engine-allocated buffers owned by a memory context
+ *     encoding.c     server encoding <-> UTF-8 (no engine, no settings)
  *     prompts.c      the text of every prompt the task functions use
  *     generate.c     phi3_generate, phi3_complete, phi3_summarize,
  *                    phi3_describe and the shared generation helper
- *     extract.c      phi3_extract (prompt, JSON parsing, type coercion)
+ *     extract.c      phi3_extract: runs the model on the schema's prompt
+ *     extract_answer.c  the schema, and the answer parsed and coerced to it
+ *                    (no engine, no settings: test/hooks links it too)
  *     tokenize.c     phi3_tokenize, phi3_detokenize, phi3_token_count,
  *                    phi3_model_info
  *     trigger.c      the phi3_fill trigger function
@@ -26,6 +29,7 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/jsonb.h"
 
 #include "phi3/context.h"
 #include "phi3/decoder.h"
@@ -167,6 +171,8 @@ extern P3Tokens *Phi3TokensNew(void);
 extern void Phi3TokensFree(P3Tokens *tokens);
 extern P3Text *Phi3TextNew(void);
 extern void Phi3TextFree(P3Text *text);
+
+/* ---- encoding.c ---- */
 extern char *Phi3TextToUtf8(text *t, size_t *len);
 extern char *Phi3CStringToUtf8(const char *s, size_t len, size_t *out_len);
 extern text *Phi3Utf8ToText(const char *s, size_t len);
@@ -179,6 +185,13 @@ extern const char *Phi3DescribeSystem(void);
 extern char *Phi3DescribeInstruction(const char *style);
 extern const char *Phi3ExtractSystem(void);
 extern char *Phi3ExtractInstruction(const char *field_list);
+
+/* ---- extract_answer.c: phi3_extract's schema and answer handling ---- */
+typedef struct Phi3ExtractSchema Phi3ExtractSchema;
+
+extern Phi3ExtractSchema *Phi3ExtractParseSchema(Jsonb *schema);
+extern char *Phi3ExtractFieldList(const Phi3ExtractSchema *schema);
+extern Jsonb *Phi3ExtractFromAnswer(const Phi3ExtractSchema *schema, const char *answer, size_t len);
 
 /* ---- generate.c: the shared generation helper ---- */
 

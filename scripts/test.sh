@@ -4,7 +4,9 @@
 #   2. build the extension and tools; engine unit tests and the forward
 #      pass against the numpy reference (make engine-check, no server),
 #      then the engine tests again under valgrind (make engine-valgrind)
-#   3. install the extension; start a throwaway PostgreSQL cluster; run the
+#   3. install the extension and the test hooks (phi3_test_hooks.so, which
+#      make install never installs; a staged make install is checked to
+#      ship no test hook); start a throwaway PostgreSQL cluster; run the
 #      pg_regress suite on tiny generated models (make installcheck)
 #   4. TAP tests: cancel, statement_timeout, concurrent sessions,
 #      shared_preload_libraries (make prove-check), each on its own cluster
@@ -31,6 +33,7 @@ make -s engine-valgrind PG_CONFIG="$PG_CONFIG"
 
 echo "== install"
 $SUDO make -s install PG_CONFIG="$PG_CONFIG"
+$SUDO make -s install-test-hooks PG_CONFIG="$PG_CONFIG"
 
 WORK=$(mktemp -d /tmp/phi3-test.XXXXXX)
 chmod 755 "$WORK"
@@ -40,6 +43,16 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
+
+echo "== make install ships no test hook"
+make -s install DESTDIR="$WORK/stage" PG_CONFIG="$PG_CONFIG" >/dev/null
+STAGED_LIB="$WORK/stage$("$PG_CONFIG" --pkglibdir)"
+if [ ! -f "$STAGED_LIB/phi3.so" ] || [ -e "$STAGED_LIB/phi3_test_hooks.so" ] ||
+	nm -D --defined-only "$STAGED_LIB/phi3.so" | grep -q extract_answer; then
+	echo "make install must install phi3.so without test hooks:"; ls -l "$STAGED_LIB"
+	nm -D --defined-only "$STAGED_LIB/phi3.so" | grep extract_answer
+	exit 1
+fi
 
 echo "== test models"
 export PHI3_TEST_MODEL_DIR="$WORK/models"

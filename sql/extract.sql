@@ -2,12 +2,14 @@
 -- extract: phi3_extract always returns exactly the schema's keys, each
 -- value of the declared type or null; schema errors; and the coercion
 -- rules, checked on written answers through phi3_extract_answer (the
--- parsing half of phi3_extract, a C function of the module that is not
--- part of the extension's SQL API).
+-- parsing half of phi3_extract, in phi3_test_hooks.so, a module only the
+-- tests install: make install-test-hooks).
 --
 SET phi3.max_tokens = 48;
 CREATE FUNCTION pg_temp.phi3_extract_answer(answer text, schema jsonb) RETURNS jsonb
-AS '$libdir/phi3', 'phi3_extract_answer' LANGUAGE C STRICT;
+AS '$libdir/phi3_test_hooks', 'phi3_extract_answer' LANGUAGE C STRICT;
+-- the shipped library has no such entry point
+SELECT split_part(regress_error($$CREATE FUNCTION pg_temp.no_hook(text, jsonb) RETURNS jsonb AS '$libdir/phi3', 'phi3_extract_answer' LANGUAGE C STRICT$$), ' in file', 1) AS phi3_so;
 
 -- the model's answer, whatever it is, comes back in the schema's shape
 \set schema '{"vendor": "text", "total": "numeric", "invoice_no": "integer", "paid": "boolean", "issued": "date"}'

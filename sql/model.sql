@@ -10,6 +10,7 @@
 \set not_gguf :model_dir '/not-gguf.gguf'
 \set truncated :model_dir '/truncated.gguf'
 \set wrong_arch :model_dir '/wrong-arch.gguf'
+\set arch_tensor_type :model_dir '/arch-tensor-type.gguf'
 \set bad_type :model_dir '/bad-type.gguf'
 \set vocab_only :model_dir '/vocab-only.gguf'
 \set tiny_longrope :model_dir '/tiny-longrope.gguf'
@@ -49,6 +50,9 @@ SELECT regress_error('SELECT phi3_model_info()');
 SET phi3.model = :'truncated';
 SELECT regress_error('SELECT phi3_model_info()');
 SET phi3.model = :'wrong_arch';
+SELECT regress_error('SELECT phi3_model_info()');
+-- an architecture whose name speaks of tensor types is still no tensor-type problem (no hint)
+SET phi3.model = :'arch_tensor_type';
 SELECT regress_error('SELECT phi3_model_info()');
 SET phi3.model = :'bad_type';
 SELECT regress_error('SELECT phi3_model_info()');

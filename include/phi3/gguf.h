@@ -137,7 +137,8 @@ typedef struct P3GGUF
 /*
  * Map and validate a GGUF file.  On success *out owns the mapping; release
  * it with p3_gguf_close.  On failure *out is NULL and err says why
- * (P3_ERR_IO with errno for open/stat/mmap failures).
+ * (P3_ERR_IO with errno for open/stat/mmap failures, err->kind saying
+ * which: P3_KIND_FILE_OPEN, _STAT, _MAP, _TOO_LARGE).
  */
 P3Status	p3_gguf_open(const char *path, P3GGUF **out, P3Error *err);
 

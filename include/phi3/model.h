@@ -111,6 +111,7 @@ typedef struct P3Model
  * tensor shapes, missing tensor — the message names it),
  * P3_ERR_UNSUPPORTED (architecture other than phi3, a tensor type we cannot
  * compute — the message names the tensor and the type), P3_ERR_NOMEM.
+ * err->kind says which I/O step or unsupported feature failed (status.h).
  */
 P3Status	p3_model_open(const char *path, P3Model **out, P3Error *err);
 

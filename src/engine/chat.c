@@ -71,8 +71,8 @@ find_marker(const P3Tokenizer *tok, const char *text, int32_t *id, P3Error *err)
 {
 	*id = p3_tokenizer_find(tok, text);
 	if (*id < 0)
-		return p3_error(err, P3_ERR_UNSUPPORTED, "vocabulary has no %s token, needed by the chat template",
-						text);
+		return p3_error_kind(err, P3_ERR_UNSUPPORTED, P3_KIND_MISSING_TOKEN,
+							 "vocabulary has no %s token, needed by the chat template", text);
 	return P3_OK;
 }
 

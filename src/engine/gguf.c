@@ -558,8 +558,8 @@ parse_tensor_info(GGUFCursor *c, uint64_t i, P3GGUFTensor *t, P3Error *err)
 
 	traits = p3_type_traits(t->type);
 	if (traits == NULL)
-		return p3_error(err, P3_ERR_UNSUPPORTED,
-						"tensor \"%s\" has unknown type %u", t->name, t->type);
+		return p3_error_kind(err, P3_ERR_UNSUPPORTED, P3_KIND_TENSOR_TYPE,
+							 "tensor \"%s\" has unknown type %u", t->name, t->type);
 	if (t->ne[0] % traits->block_size != 0)
 		return p3_error(err, P3_ERR_FORMAT,
 						"tensor \"%s\": row length %lld is not a multiple of the %s block size %u",
@@ -818,18 +818,18 @@ p3_gguf_open(const char *path, P3GGUF **out, P3Error *err)
 	/* O_NONBLOCK: opening a FIFO must not hang; it is rejected below */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		return p3_error_errno(err, P3_ERR_IO, "could not open model file \"%s\"", path);
+		return p3_error_errno_kind(err, P3_ERR_IO, P3_KIND_FILE_OPEN, "could not open model file \"%s\"", path);
 	if (fstat(fd, &sb) != 0)
 	{
-		st = p3_error_errno(err, P3_ERR_IO, "could not stat model file \"%s\"", path);
+		st = p3_error_errno_kind(err, P3_ERR_IO, P3_KIND_FILE_STAT, "could not stat model file \"%s\"", path);
 		close(fd);
 		return st;
 	}
 	if (!S_ISREG(sb.st_mode))
 	{
 		errno = S_ISDIR(sb.st_mode) ? EISDIR : EINVAL;
-		st = p3_error_errno(err, P3_ERR_IO,
-							"could not open model file \"%s\" (not a regular file)", path);
+		st = p3_error_errno_kind(err, P3_ERR_IO, P3_KIND_FILE_OPEN,
+								 "could not open model file \"%s\" (not a regular file)", path);
 		close(fd);
 		return st;
 	}
@@ -841,14 +841,15 @@ p3_gguf_open(const char *path, P3GGUF **out, P3Error *err)
 	if ((uint64_t) sb.st_size > (uint64_t) SIZE_MAX)
 	{
 		close(fd);
-		return p3_error(err, P3_ERR_IO, "model file \"%s\" is too large to map (%lld bytes)",
-						path, (long long) sb.st_size);
+		return p3_error_kind(err, P3_ERR_IO, P3_KIND_FILE_TOO_LARGE,
+							 "model file \"%s\" is too large to map (%lld bytes)",
+							 path, (long long) sb.st_size);
 	}
 
 	map = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 	{
-		st = p3_error_errno(err, P3_ERR_IO, "could not map model file \"%s\"", path);
+		st = p3_error_errno_kind(err, P3_ERR_IO, P3_KIND_FILE_MAP, "could not map model file \"%s\"", path);
 		close(fd);
 		return st;
 	}

@@ -904,7 +904,7 @@ p3_gguf_writer_write_file(P3GGUFWriter *w, const char *path, P3Error *err)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 	{
-		st = p3_error_errno(err, P3_ERR_IO, "could not create file \"%s\"", tmp);
+		st = p3_error_errno_kind(err, P3_ERR_IO, P3_KIND_FILE_CREATE, "could not create file \"%s\"", tmp);
 		free(tmp);
 		free(hdr.data);
 		free(scratch);
@@ -942,7 +942,8 @@ p3_gguf_writer_write_file(P3GGUFWriter *w, const char *path, P3Error *err)
 	fd = -1;
 	if (rename(tmp, path) != 0)
 	{
-		st = p3_error_errno(err, P3_ERR_IO, "could not rename \"%s\" to \"%s\"", tmp, path);
+		st = p3_error_errno_kind(err, P3_ERR_IO, P3_KIND_FILE_RENAME, "could not rename \"%s\" to \"%s\"",
+								 tmp, path);
 		goto fail;
 	}
 	free(tmp);
@@ -951,7 +952,7 @@ p3_gguf_writer_write_file(P3GGUFWriter *w, const char *path, P3Error *err)
 	return P3_OK;
 
 write_error:
-	st = p3_error_errno(err, P3_ERR_IO, "could not write file \"%s\"", tmp);
+	st = p3_error_errno_kind(err, P3_ERR_IO, P3_KIND_FILE_WRITE, "could not write file \"%s\"", tmp);
 fail:
 	if (fd >= 0)
 		close(fd);

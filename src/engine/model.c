@@ -129,9 +129,9 @@ load_hparams(const P3GGUF *g, P3HParams *hp, P3Error *err)
 	if (st != P3_OK)
 		return st;
 	if (!p3_gguf_string_eq(arch, "phi3"))
-		return p3_error(err, P3_ERR_UNSUPPORTED,
-						"model architecture \"%.*s\" is not supported (supported: phi3)",
-						(int) (arch.len > 64 ? 64 : arch.len), arch.ptr);
+		return p3_error_kind(err, P3_ERR_UNSUPPORTED, P3_KIND_ARCHITECTURE,
+							 "model architecture \"%.*s\" is not supported (supported: phi3)",
+							 (int) (arch.len > 64 ? 64 : arch.len), arch.ptr);
 
 	memset(hp, 0, sizeof(*hp));
 	if ((st = get_required(g, "context_length", 1, MAX_CTX, &hp->n_ctx_train, err)) ||
@@ -184,13 +184,14 @@ bind_weight(P3Model *model, const char *name, int64_t ne0, int64_t ne1, bool opt
 						(long long) t->ne[3], (long long) ne0, (long long) ne1);
 	traits = p3_type_traits(t->type);
 	if (traits == NULL || !traits->weights_ok)
-		return p3_error(err, P3_ERR_UNSUPPORTED,
-						"tensor \"%s\" has type %s, which this engine cannot compute with "
-						"(supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)",
-						name, p3_type_name(t->type));
+		return p3_error_kind(err, P3_ERR_UNSUPPORTED, P3_KIND_TENSOR_TYPE,
+							 "tensor \"%s\" has type %s, which this engine cannot compute with "
+							 "(supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)",
+							 name, p3_type_name(t->type));
 	if (((uintptr_t) t->data % 4) != 0)
-		return p3_error(err, P3_ERR_UNSUPPORTED,
-						"tensor \"%s\" data is not 4-byte aligned in the file (general.alignment too small)", name);
+		return p3_error_kind(err, P3_ERR_UNSUPPORTED, P3_KIND_TENSOR_ALIGNMENT,
+							 "tensor \"%s\" data is not 4-byte aligned in the file (general.alignment too small)",
+							 name);
 	w->name = t->name;
 	w->type = t->type;
 	w->n_in = ne0;
@@ -225,8 +226,9 @@ bind_vector(P3Model *model, const char *name, int64_t n, bool optional, const fl
 						name, (long long) t->ne[0], (long long) t->ne[1], (long long) t->ne[2],
 						(long long) t->ne[3], (long long) n);
 	if (t->type != P3_TYPE_F32 && t->type != P3_TYPE_F16 && t->type != P3_TYPE_BF16)
-		return p3_error(err, P3_ERR_UNSUPPORTED, "tensor \"%s\" has type %s, expected f32, f16 or bf16",
-						name, p3_type_name(t->type));
+		return p3_error_kind(err, P3_ERR_UNSUPPORTED, P3_KIND_TENSOR_TYPE,
+							 "tensor \"%s\" has type %s, expected f32, f16 or bf16",
+							 name, p3_type_name(t->type));
 	if (t->type == P3_TYPE_F32 && ((uintptr_t) t->data % 4) == 0)
 	{
 		*out = t->data;

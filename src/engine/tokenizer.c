@@ -864,8 +864,8 @@ emit_symbol(const P3Tokenizer *tok, const char *s, size_t n, P3Tokens *out, P3Er
 		P3Status	st;
 
 		if (tok->byte_tokens[b] < 0)
-			return p3_error(err, P3_ERR_UNSUPPORTED,
-							"vocabulary has no token for byte 0x%02X and no unknown token", b);
+			return p3_error_kind(err, P3_ERR_UNSUPPORTED, P3_KIND_MISSING_TOKEN,
+								 "vocabulary has no token for byte 0x%02X and no unknown token", b);
 		st = p3_tokens_push(out, tok->byte_tokens[b], err);
 		if (st != P3_OK)
 			return st;
@@ -1386,9 +1386,9 @@ p3_tokenizer_from_gguf(const P3GGUF *gguf, P3Tokenizer **out, P3Error *err)
 	if (st != P3_OK)
 		return st;
 	if (!p3_gguf_string_eq(model, "llama"))
-		return p3_error(err, P3_ERR_UNSUPPORTED,
-						"tokenizer model \"%.*s\" is not supported (only \"llama\" is)",
-						(int) (model.len > 64 ? 64 : model.len), model.ptr);
+		return p3_error_kind(err, P3_ERR_UNSUPPORTED, P3_KIND_TOKENIZER_MODEL,
+							 "tokenizer model \"%.*s\" is not supported (only \"llama\" is)",
+							 (int) (model.len > 64 ? 64 : model.len), model.ptr);
 
 	tokens_kv = p3_gguf_find_kv(gguf, "tokenizer.ggml.tokens");
 	if (tokens_kv == NULL)

@@ -26,6 +26,15 @@
  * local buffer before anything can longjmp, so the caller may pass a
  * P3Error that lives on its stack.
  *
+ * What varies within a status is chosen from the P3Error's fields, never
+ * from its sentence (which holds file names and strings from the file):
+ *
+ *     P3_ERR_IO           with an errno, %m in the primary message; the
+ *                         sentence as detail unless the kind is
+ *                         P3_KIND_FILE_OPEN (it would repeat the primary)
+ *     P3_ERR_UNSUPPORTED  the hint naming supported quantizations only for
+ *                         P3_KIND_TENSOR_TYPE
+ *
  * IDENTIFICATION
  *	  src/pg/errors.c
  *
@@ -38,7 +47,6 @@
 #include "miscadmin.h"
 
 static int	IoErrorCode(int sys_errno);
-static bool IsTensorTypeProblem(const char *message);
 static void AsSentence(char *message, size_t size);
 
 /*
@@ -99,6 +107,7 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 {
 	char		message[P3_ERROR_MESSAGE_SIZE];
 	P3Status	status = err->status;
+	P3ErrorKind kind = err->kind;
 	int			sys_errno = err->sys_errno;
 	const char *path = model_path ? model_path : "";
 
@@ -115,7 +124,7 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 				ereport(ERROR,
 						(errcode(IoErrorCode(sys_errno)),
 						 errmsg("could not open model file \"%s\": %m", path),
-						 strncmp(message, "Could not open", 14) != 0 ? errdetail("%s", message) : 0));
+						 kind != P3_KIND_FILE_OPEN ? errdetail("%s", message) : 0));
 			}
 			else
 				ereport(ERROR,
@@ -134,7 +143,7 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("model file \"%s\" is not supported", path),
 					 errdetail("%s", message),
-					 IsTensorTypeProblem(err->message) ?
+					 kind == P3_KIND_TENSOR_TYPE ?
 					 errhint("Use a GGUF file quantized with a supported type, e.g. Q4_K_M, Q8_0 or F16.") : 0));
 			break;
 		case P3_ERR_CONTEXT_FULL:
@@ -216,14 +225,4 @@ IoErrorCode(int sys_errno)
 		default:
 			return ERRCODE_IO_ERROR;
 	}
-}
-
-/*
- * Whether an engine "unsupported" message is about a tensor's type (so the
- * hint listing the supported quantizations applies).
- */
-static bool
-IsTensorTypeProblem(const char *message)
-{
-	return strstr(message, "tensor") != NULL && strstr(message, "type") != NULL;
 }

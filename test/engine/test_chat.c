@@ -352,6 +352,7 @@ test_bos_and_vocab(void)
 		t.n = 0;
 		CHECK_STATUS(p3_chat_tokenize(tok, msgs, 1, true, &t, &err), P3_ERR_UNSUPPORTED);
 		CHECK(strstr(err.message, "<|") != NULL);
+		CHECK_EQ_INT(err.kind, P3_KIND_MISSING_TOKEN);
 		CHECK_EQ_INT(t.n, 0);
 		p3_tokenizer_free(tok);
 	}

@@ -750,7 +750,8 @@ done:
 }
 
 static void
-expect_rejected(const P3GGUF *src, const Rewrite *rw, P3Status want, const char *needle)
+expect_rejected(const P3GGUF *src, const Rewrite *rw, P3Status want, P3ErrorKind want_kind,
+				const char *needle)
 {
 	P3Model    *m = NULL;
 	uint8_t    *buf = NULL;
@@ -758,6 +759,8 @@ expect_rejected(const P3GGUF *src, const Rewrite *rw, P3Status want, const char 
 	P3Status	st = open_rewritten(src, rw, &m, &buf, &err);
 
 	CHECK_STATUS(st, want);
+	CHECK_MSG(err.kind == want_kind, "kind %d, expected %d (%s)", (int) err.kind, (int) want_kind,
+			  err.message);
 	CHECK_MSG(strstr(err.message, needle) != NULL, "message \"%s\" lacks \"%s\"", err.message, needle);
 	p3_model_free(m);
 	free(buf);
@@ -788,37 +791,52 @@ test_loader_rejects(void)
 	{
 		Rewrite		rw = {.arch = "llama"};
 
-		expect_rejected(src, &rw, P3_ERR_UNSUPPORTED, "architecture \"llama\" is not supported");
+		expect_rejected(src, &rw, P3_ERR_UNSUPPORTED, P3_KIND_ARCHITECTURE,
+						"architecture \"llama\" is not supported");
+	}
+	{
+		/* the kind, not the wording, says what failed: this is no tensor type problem */
+		Rewrite		rw = {.arch = "tensor type"};
+
+		expect_rejected(src, &rw, P3_ERR_UNSUPPORTED, P3_KIND_ARCHITECTURE,
+						"architecture \"tensor type\" is not supported");
 	}
 	{
 		Rewrite		rw = {.retype = "blk.0.attn_output.weight", .new_type = P3_TYPE_I8};
 
-		expect_rejected(src, &rw, P3_ERR_UNSUPPORTED, "tensor \"blk.0.attn_output.weight\" has type i8");
+		expect_rejected(src, &rw, P3_ERR_UNSUPPORTED, P3_KIND_TENSOR_TYPE,
+						"tensor \"blk.0.attn_output.weight\" has type i8");
+	}
+	{
+		Rewrite		rw = {.retype = "output_norm.weight", .new_type = P3_TYPE_Q8_0};
+
+		expect_rejected(src, &rw, P3_ERR_UNSUPPORTED, P3_KIND_TENSOR_TYPE,
+						"tensor \"output_norm.weight\" has type q8_0, expected f32, f16 or bf16");
 	}
 	{
 		Rewrite		rw = {.reshape = "blk.1.ffn_up.weight"};
 
-		expect_rejected(src, &rw, P3_ERR_FORMAT, "tensor \"blk.1.ffn_up.weight\" has shape");
+		expect_rejected(src, &rw, P3_ERR_FORMAT, P3_KIND_NONE, "tensor \"blk.1.ffn_up.weight\" has shape");
 	}
 	{
 		Rewrite		rw = {.drop_tensor = "output_norm.weight"};
 
-		expect_rejected(src, &rw, P3_ERR_FORMAT, "required tensor \"output_norm.weight\" is missing");
+		expect_rejected(src, &rw, P3_ERR_FORMAT, P3_KIND_NONE, "required tensor \"output_norm.weight\" is missing");
 	}
 	{
 		Rewrite		rw = {.drop_tensor = "blk.0.attn_qkv.weight"};
 
-		expect_rejected(src, &rw, P3_ERR_FORMAT, "layer 0 has neither");
+		expect_rejected(src, &rw, P3_ERR_FORMAT, P3_KIND_NONE, "layer 0 has neither");
 	}
 	{
 		Rewrite		rw = {.drop_key = "phi3.attention.layer_norm_rms_epsilon"};
 
-		expect_rejected(src, &rw, P3_ERR_FORMAT, "\"phi3.attention.layer_norm_rms_epsilon\" is missing");
+		expect_rejected(src, &rw, P3_ERR_FORMAT, P3_KIND_NONE, "\"phi3.attention.layer_norm_rms_epsilon\" is missing");
 	}
 	{
 		Rewrite		rw = {.drop_key = "tokenizer.ggml.model"};
 
-		expect_rejected(src, &rw, P3_ERR_FORMAT, "tokenizer.ggml.model");
+		expect_rejected(src, &rw, P3_ERR_FORMAT, P3_KIND_NONE, "tokenizer.ggml.model");
 	}
 	p3_gguf_close(src);
 
@@ -831,6 +849,7 @@ test_loader_rejects(void)
 	}
 	CHECK_STATUS(p3_model_open("/nonexistent/model.gguf", &m, &err), P3_ERR_IO);
 	CHECK(m == NULL);
+	CHECK_EQ_INT(err.kind, P3_KIND_FILE_OPEN);
 }
 
 /*

@@ -146,15 +146,20 @@ parse_exact(const uint8_t *buf, size_t len, P3Error *err)
 	return st;
 }
 
-/* Expect the image to fail with status st and a message containing needle (if not NULL). */
+/*
+ * Expect the image to fail with status st, error kind kind and a message
+ * containing needle (if not NULL).
+ */
 static void
-expect_fail(const Img *img, P3Status st, const char *needle, int line)
+expect_fail(const Img *img, P3Status st, P3ErrorKind kind, const char *needle, int line)
 {
 	P3Error		e = {0};
 	P3Status	got = parse_exact(img->p, img->len, &e);
 
 	CHECK_MSG(got == st, "line %d: status %d, expected %d (%s)", line, (int) got, (int) st, e.message);
 	CHECK_MSG(e.status == st, "line %d: err->status %d", line, (int) e.status);
+	CHECK_MSG(e.kind == kind, "line %d: err->kind %d, expected %d (%s)", line, (int) e.kind, (int) kind,
+			  e.message);
 	if (needle != NULL)
 		CHECK_MSG(strstr(e.message, needle) != NULL, "line %d: message \"%s\" lacks \"%s\"",
 				  line, e.message, needle);
@@ -170,7 +175,9 @@ expect_ok(const Img *img, int line)
 	CHECK_MSG(got == P3_OK, "line %d: unexpected error: %s", line, e.message);
 }
 
-#define EXPECT_FAIL(img, st, needle) expect_fail((img), (st), (needle), __LINE__)
+/* Most failures have no finer kind (P3_ERR_FORMAT, ...) */
+#define EXPECT_FAIL(img, st, needle) expect_fail((img), (st), P3_KIND_NONE, (needle), __LINE__)
+#define EXPECT_FAIL_KIND(img, st, kind, needle) expect_fail((img), (st), (kind), (needle), __LINE__)
 #define EXPECT_OK(img) expect_ok((img), __LINE__)
 
 /* ------------------------------------------------------------------------
@@ -634,6 +641,8 @@ test_round_trip_file(void)
 		CHECK(buf == NULL);
 		/* unwritable directory: an i/o error, nothing left behind */
 		CHECK_STATUS(p3_gguf_writer_write_file(w2, "/nonexistent-dir/x.gguf", &e), P3_ERR_IO);
+		CHECK_EQ_INT(e.kind, P3_KIND_FILE_CREATE);
+		CHECK_EQ_INT(e.sys_errno, ENOENT);
 		p3_gguf_writer_free(w2);
 	}
 	unlink(path);
@@ -654,17 +663,31 @@ test_open_errors(void)
 	CHECK(strstr(e.message, "could not open model file \"/nonexistent/model.gguf\"") != NULL);
 	CHECK(strstr(e.message, "No such file or directory") != NULL);
 	CHECK_EQ_INT(e.sys_errno, ENOENT);
+	CHECK_EQ_INT(e.kind, P3_KIND_FILE_OPEN);
 
+	/* not a regular file: an open failure too (the glue reports both alike) */
 	CHECK_STATUS(p3_gguf_open(tmpdir, &g, &e), P3_ERR_IO);
 	CHECK(strstr(e.message, tmpdir) != NULL);
 	CHECK_EQ_INT(e.sys_errno, EISDIR);
+	CHECK_EQ_INT(e.kind, P3_KIND_FILE_OPEN);
 
+	/* the next error into the same P3Error has no kind and no errno left over */
 	snprintf(path, sizeof(path), "%s/empty.gguf", tmpdir);
 	f = fopen(path, "wb");
 	fclose(f);
 	CHECK_STATUS(p3_gguf_open(path, &g, &e), P3_ERR_FORMAT);
 	CHECK(strstr(e.message, path) != NULL && strstr(e.message, "empty") != NULL);
+	CHECK_EQ_INT(e.kind, P3_KIND_NONE);
+	CHECK_EQ_INT(e.sys_errno, 0);
 	unlink(path);
+
+	/* p3_error_clear resets every field */
+	CHECK_STATUS(p3_gguf_open("/nonexistent/model.gguf", &g, &e), P3_ERR_IO);
+	p3_error_clear(&e);
+	CHECK_EQ_INT(e.status, P3_OK);
+	CHECK_EQ_INT(e.kind, P3_KIND_NONE);
+	CHECK_EQ_INT(e.sys_errno, 0);
+	CHECK(e.message[0] == '\0');
 
 	snprintf(path, sizeof(path), "%s/text.gguf", tmpdir);
 	f = fopen(path, "wb");
@@ -681,6 +704,7 @@ test_open_errors(void)
 	{
 		CHECK_STATUS(p3_gguf_open(path, &g, &e), P3_ERR_IO);
 		CHECK(strstr(e.message, "not a regular file") != NULL);
+		CHECK_EQ_INT(e.kind, P3_KIND_FILE_OPEN);
 		unlink(path);
 	}
 
@@ -1465,7 +1489,7 @@ test_crafted_tensors(void)
 
 			one_tensor_image(&b, 1, d1, types[i], 0, 64);
 			snprintf(needle, sizeof(needle), "tensor \"w\" has unknown type %u", types[i]);
-			EXPECT_FAIL(&b, P3_ERR_UNSUPPORTED, needle);
+			EXPECT_FAIL_KIND(&b, P3_ERR_UNSUPPORTED, P3_KIND_TENSOR_TYPE, needle);
 		}
 	}
 	/* ne0 not a multiple of the block size */

@@ -475,6 +475,19 @@ test_special_custom_vocab(void)
 	p3_tokens_free(&t);
 	p3_tokenizer_free(tok);
 
+	/* no byte tokens and no <unk>: such a character cannot be tokenized */
+	v.unk_id = -1;
+	CHECK_STATUS(p3_tokenizer_from_vocab(&v, &tok, &err), P3_OK);
+	if (tok != NULL)
+	{
+		CHECK_STATUS(p3_tokenize(tok, "a\xc3\xa9", 3, 0, &t, &err), P3_ERR_UNSUPPORTED);
+		CHECK_EQ_INT(err.kind, P3_KIND_MISSING_TOKEN);
+		CHECK(strstr(err.message, "byte 0xC3") != NULL);
+		p3_tokens_free(&t);
+		p3_tokenizer_free(tok);
+	}
+	v.unk_id = 0;
+
 	/* bad arguments to the array constructor */
 	v.bos_id = 99;
 	CHECK_STATUS(p3_tokenizer_from_vocab(&v, &tok, &err), P3_ERR_FORMAT);
@@ -1333,6 +1346,7 @@ test_gguf_validation(void)
 	o.model = "gpt2";
 	CHECK_STATUS(load_small(&o, &tok, &err), P3_ERR_UNSUPPORTED);
 	CHECK(tok == NULL && strstr(err.message, "gpt2") != NULL);
+	CHECK_EQ_INT(err.kind, P3_KIND_TOKENIZER_MODEL);
 
 	o = good;
 	o.model = NULL;
