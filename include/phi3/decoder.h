@@ -34,8 +34,10 @@
  * Prefix reuse: a new sequence takes the free slot whose cached tokens share
  * the longest prefix with its prompt; when another slot (free or live)
  * holds a longer one, that prefix's KV is copied in, so a system prompt and
- * instruction shared by many rows is evaluated once.  A removed sequence's
- * KV stays in its slot as a cache for later ones.
+ * instruction shared by many rows is evaluated once.  Prompts in prefill
+ * together share it too: a younger one waits while an older one computes
+ * their common prefix, then copies it.  A removed sequence's KV stays in
+ * its slot as a cache for later ones.
  *
  * Errors: a failed or aborted p3_decoder_step (the context's abort callback
  * is polled between forward chunks and layers) changes nothing, so the

@@ -17,7 +17,10 @@
  *
  * Slot choice (choose_slot) and cross-slot prefix copies keep the KV cache
  * of finished sequences useful: a prompt goes where the longest prefix of
- * it already is, or has that prefix copied in from another slot.
+ * it already is, or has that prefix copied in from another slot.  Prompts
+ * in prefill at the same time share too: a younger one waits while an
+ * older one computes their common prefix (prefill_should_wait), then
+ * copies it after the step (catch_up).
  */
 #include "phi3/decoder.h"
 
@@ -37,6 +40,7 @@ typedef struct DecSeq
 	int32_t		n_prompt;
 	int32_t		n_done;			/* prompt tokens in the KV cache */
 	int32_t		n_sched;		/* prompt tokens in the batch being evaluated */
+	bool		waiting;		/* sits this step out: an older prompt computes its prefix */
 	int32_t		pending;		/* token to evaluate next (DECODE), else -1 */
 	int32_t		token;			/* token sampled in the last step, -1 if none */
 	uint64_t	order;			/* when it was added (prefill goes oldest first) */
@@ -478,6 +482,74 @@ sample_next(P3Decoder *d, int32_t s, const float *logits)
 
 /* ---- the step ---- */
 
+/*
+ * How many leading prompt tokens q could copy from p's KV once p has
+ * computed them: their common prefix (q's last token excluded), if both
+ * prompts rotate with the same LongRoPE factor list.
+ */
+static int32_t
+shared_prompt_prefix(const P3Decoder *d, const DecSeq *p, const DecSeq *q)
+{
+	const P3HParams *hp = &p3_context_model(d->ctx)->hp;
+	int32_t		limit = p->n_prompt < q->n_prompt - 1 ? p->n_prompt : q->n_prompt - 1;
+	int32_t		n = 0;
+
+	if (hp->has_longrope && (p->n_prompt > hp->n_ctx_orig) != (q->n_prompt > hp->n_ctx_orig))
+		return 0;
+	while (n < limit && p->prompt[n] == q->prompt[n])
+		n++;
+	return n;
+}
+
+/*
+ * Whether prefill slot qs should sit this step out: an older prompt still
+ * in prefill is about to compute positions qs shares with it, which qs
+ * then copies (catch_up) instead of computing them a second time.  Rows
+ * added together with one system prompt and instruction thus evaluate it
+ * once.  Waiting only on older slots cannot deadlock.
+ */
+static bool
+prefill_should_wait(const P3Decoder *d, int32_t qs)
+{
+	const DecSeq *q = &d->seqs[qs];
+
+	for (int32_t s = 0; s < d->n_seq; s++)
+	{
+		const DecSeq *p = &d->seqs[s];
+		int32_t		shared;
+
+		if (s == qs || p->phase != P3_SEQ_PREFILL || p->order > q->order)
+			continue;
+		shared = shared_prompt_prefix(d, p, q);
+		if (shared > q->n_done && p->n_done < shared)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Copy into prefill slot qs the longest prefix of its prompt that another
+ * slot's KV cache now holds beyond what qs has.  A failed copy (out of
+ * memory) changes nothing: qs computes those positions itself.
+ */
+static void
+catch_up(P3Decoder *d, int32_t qs)
+{
+	DecSeq	   *q = &d->seqs[qs];
+	int32_t		len;
+	int32_t		src = best_copy_source(d, qs, q->prompt, q->n_prompt, &len);
+	P3Error		e;
+
+	if (src < 0 || len <= q->n_done)
+		return;
+	p3_error_clear(&e);
+	if (p3_kv_seq_copy(d->ctx, src, qs, len, &e) != P3_OK)
+		return;
+	q->stats.n_prompt_copied += len - q->n_done;
+	q->stats.n_prompt_reused += len - q->n_done;
+	q->n_done = len;
+}
+
 /* The PREFILL slot added longest ago that has no tokens in this batch yet, or -1. */
 static int32_t
 oldest_unscheduled_prefill(const P3Decoder *d)
@@ -488,7 +560,7 @@ oldest_unscheduled_prefill(const P3Decoder *d)
 	{
 		const DecSeq *q = &d->seqs[s];
 
-		if (q->phase == P3_SEQ_PREFILL && q->n_sched == 0 &&
+		if (q->phase == P3_SEQ_PREFILL && q->n_sched == 0 && !q->waiting &&
 			(best < 0 || q->order < d->seqs[best].order))
 			best = s;
 	}
@@ -512,6 +584,7 @@ build_batch(P3Decoder *d, int32_t *n_out)
 		DecSeq	   *q = &d->seqs[s];
 
 		q->n_sched = 0;
+		q->waiting = false;
 		if (q->phase != P3_SEQ_DECODE)
 			continue;
 		d->b_tokens[n] = q->pending;
@@ -533,6 +606,11 @@ build_batch(P3Decoder *d, int32_t *n_out)
 		if (s < 0)
 			break;
 		q = &d->seqs[s];
+		if (prefill_should_wait(d, s))
+		{
+			q->waiting = true;
+			continue;
+		}
 		k = q->n_prompt - q->n_done;
 		if (k > budget)
 			k = budget;
@@ -603,6 +681,10 @@ p3_decoder_step(P3Decoder *d, P3Error *err)
 		}
 		sample_next(d, s, p3_logits(d->ctx, i));
 	}
+	/* prompts still in prefill copy what the others just computed */
+	for (int32_t s = 0; s < d->n_seq; s++)
+		if (d->seqs[s].phase == P3_SEQ_PREFILL)
+			catch_up(d, s);
 	return P3_OK;
 }
 

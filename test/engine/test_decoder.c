@@ -710,6 +710,52 @@ test_prefix_reuse(void)
 	p3_model_free(m);
 }
 
+/*
+ * Rows added together with a common 24-token prefix: the oldest computes
+ * it, the others wait one step and copy it; every text is its solo text.
+ */
+static void
+test_shared_prefix_together(void)
+{
+	P3Model    *m = open_model("tiny-q4_k.gguf");
+	enum
+	{
+	N = 4};
+	Request    *reqs = calloc(N, sizeof(Request));
+	P3Context  *ctx;
+	P3Decoder  *d;
+	int			copied = 0;
+
+	for (int i = 0; i < N; i++)
+	{
+		Request    *r = &reqs[i];
+
+		r->n_prompt = 30 + i;
+		make_tokens(r->prompt, r->n_prompt, 40 + (uint64_t) i, m->hp.n_vocab);
+		if (i > 0)
+			memcpy(r->prompt, reqs[0].prompt, 24 * sizeof(int32_t));
+		r->max_tokens = 5;
+		run_solo(m, 128, r);
+	}
+	ctx = new_context(m, 128, N, 64, 2);
+	d = new_decoder(ctx, 8);
+	run_together(d, reqs, N);
+	check_same_as_solo(reqs, N, "shared prefix");
+	CHECK_EQ_INT(reqs[0].stats.n_prompt_copied, 0);
+	for (int i = 1; i < N; i++)
+	{
+		CHECK_MSG(reqs[i].stats.n_prompt_copied >= 24, "request %d copied %d", i,
+				  reqs[i].stats.n_prompt_copied);
+		copied += reqs[i].stats.n_prompt_copied;
+	}
+	CHECK(copied >= 3 * 24);
+	p3_decoder_free(d);
+	p3_context_free(ctx);
+	free_requests(reqs, N);
+	free(reqs);
+	p3_model_free(m);
+}
+
 /* ---- errors and edge cases ---- */
 
 static void
@@ -826,6 +872,7 @@ main(void)
 	RUN(test_constraint);
 	RUN(test_abort_mid_step);
 	RUN(test_prefix_reuse);
+	RUN(test_shared_prefix_together);
 	RUN(test_errors_and_edges);
 	return harness_finish();
 }
