@@ -68,6 +68,59 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
 COMMENT ON FUNCTION phi3_describe(jsonb, text) IS
 'Writes a product description (or, with a style such as ''social media post'', a post) from the facts in item, e.g. phi3_describe(to_jsonb(p)); null fields are ignored';
 
+-- Batch forms: many rows per pass over the weights (continuous batching
+-- over phi3.batch_size rows).  Each element gives what the one-row function
+-- gives for it (identical at temperature 0 or with a seed); NULL elements
+-- give NULL; results keep the input array's shape.
+CREATE FUNCTION phi3_generate_batch(prompts text[], system text DEFAULT NULL,
+									max_tokens int DEFAULT NULL,
+									temperature float8 DEFAULT NULL,
+									seed bigint DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'phi3_generate_batch'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_generate_batch(text[], text, int, float8, bigint) IS
+'phi3_generate for every element of prompts, decoded phi3.batch_size at a time in one pass over the weights; element i of the result is what phi3_generate(prompts[i], ...) gives';
+
+CREATE FUNCTION phi3_summarize_batch(docs text[], max_words int DEFAULT NULL,
+									 focus text DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'phi3_summarize_batch'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_summarize_batch(text[], int, text) IS
+'phi3_summarize for every element of docs, decoded phi3.batch_size at a time; element i of the result is what phi3_summarize(docs[i], ...) gives';
+
+CREATE FUNCTION phi3_describe_batch(items jsonb[], style text DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'phi3_describe_batch'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_describe_batch(jsonb[], text) IS
+'phi3_describe for every element of items, decoded phi3.batch_size at a time; element i of the result is what phi3_describe(items[i], style) gives';
+
+CREATE FUNCTION phi3_extract_batch(docs text[], schema jsonb)
+RETURNS jsonb[]
+AS 'MODULE_PATHNAME', 'phi3_extract_batch'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_extract_batch(text[], jsonb) IS
+'phi3_extract for every element of docs under one schema, decoded phi3.batch_size at a time; element i of the result is what phi3_extract(docs[i], schema) gives';
+
+-- The set-returning form over a query: runs query (as the caller, read
+-- only, through a cursor) and summarizes its second column, keyed by its
+-- first, whose type key_type gives (a typed NULL).
+CREATE FUNCTION phi3_summarize_rows(query text, key_type anyelement,
+									max_words int DEFAULT NULL,
+									focus text DEFAULT NULL)
+RETURNS TABLE (key anyelement, summary text)
+AS 'MODULE_PATHNAME', 'phi3_summarize_rows'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 1000;
+
+COMMENT ON FUNCTION phi3_summarize_rows(text, anyelement, int, text) IS
+'Runs query, which must return (key, document text) rows, and returns (key, summary) for each row in the query''s order, phi3.batch_size rows decoded together; e.g. UPDATE reports r SET summary = s.summary FROM phi3_summarize_rows(''SELECT id, body FROM reports WHERE summary IS NULL'', NULL::int) s WHERE r.id = s.key';
+
 CREATE FUNCTION phi3_tokenize(text)
 RETURNS int[]
 AS 'MODULE_PATHNAME', 'phi3_tokenize'

@@ -56,6 +56,14 @@
 #define PHI3_DEFAULT_KV_KEEP_TOKENS		128
 #define PHI3_MAX_KV_KEEP_TOKENS			131072
 
+/* phi3.batch_size: rows decoded together; phi3.max_batch_size: its superuser cap */
+#define PHI3_MIN_BATCH_SIZE				1
+#define PHI3_DEFAULT_BATCH_SIZE			8
+#define PHI3_MAX_BATCH_SIZE				64
+#define PHI3_MIN_MAX_BATCH_SIZE			1
+#define PHI3_DEFAULT_MAX_BATCH_SIZE		16
+#define PHI3_MAX_MAX_BATCH_SIZE			PHI3_MAX_BATCH_SIZE
+
 /* phi3.context_size: positions per call (KV cache bound), in tokens */
 #define PHI3_MIN_CONTEXT_SIZE			64
 #define PHI3_DEFAULT_CONTEXT_SIZE		2048
@@ -135,6 +143,8 @@ extern char *phi3_model;
 extern int	phi3_threads;
 extern int	phi3_max_threads;
 extern int	phi3_kv_keep_tokens;
+extern int	phi3_batch_size;
+extern int	phi3_max_batch_size;
 extern int	phi3_context_size;
 extern int	phi3_max_context_size;
 extern int	phi3_max_tokens;
@@ -218,10 +228,58 @@ typedef struct Phi3GenRequest
 } Phi3GenRequest;
 
 extern char *Phi3Generate(const Phi3GenRequest *req, size_t *out_len);
+extern P3Tokens *Phi3BuildRequestPrompt(const Phi3GenRequest *req);
+extern text *Phi3TrimmedResult(char *s, size_t len);
+
+/* Request builders of the task functions (generate.c), shared with batch.c */
+typedef struct Phi3SummarizeOptions
+{
+	int32		max_words;
+	const char *focus;			/* UTF-8, trimmed; NULL: none */
+} Phi3SummarizeOptions;
+
+extern void Phi3ChatRequestInit(Phi3GenRequest *req, text *prompt, text *system);
+extern Phi3SummarizeOptions Phi3SummarizeOptionsFrom(bool max_words_isnull, int32 max_words,
+													 text *focus);
+extern bool Phi3SummarizeRequestInit(Phi3GenRequest *req, text *doc,
+									 const Phi3SummarizeOptions *opts);
+extern char *Phi3DescribeStyle(text *style);
+extern bool Phi3DescribeRequestInit(Phi3GenRequest *req, Datum item, const char *style);
+extern P3SeqParams Phi3RequestSeqParams(const Phi3GenRequest *req);
 extern int32 Phi3ResolveMaxTokens(bool isnull, int32 value);
 extern P3SamplerParams Phi3ResolveSampling(bool temperature_isnull, float8 temperature,
 										   bool seed_isnull, int64 seed);
 extern char *Phi3TrimUtf8(char *s, size_t *len);
 extern bool Phi3IsBlank(const char *s, size_t len);
+
+/* ---- extract.c ---- */
+extern bool Phi3ExtractRequestInit(Phi3GenRequest *req, text *doc, const Phi3ExtractSchema *schema);
+
+/* ---- batch.c: many rows per pass over the weights ---- */
+
+/* What a row of a batch gives */
+typedef enum Phi3RowResult
+{
+	PHI3_ROW_TEXT = 0,			/* the model's text */
+	PHI3_ROW_EMPTY,				/* an empty result, without the model (empty input) */
+	PHI3_ROW_NULL				/* NULL (NULL input) */
+} Phi3RowResult;
+
+/*
+ * A batch's rows and results.  next fills the request of row index
+ * (0-based, in order; its strings live until the row is in the decoder)
+ * and its kind, or returns false when there are no more rows; emit takes
+ * the result of each row in input order (text is UTF-8, valid during the
+ * call); describe_row, if set, adds the error context line naming a row.
+ */
+typedef struct Phi3BatchOps
+{
+	bool		(*next) (void *arg, int64 index, Phi3GenRequest *req, Phi3RowResult *kind);
+	void		(*emit) (void *arg, int64 index, Phi3RowResult kind, const char *text, size_t len);
+	void		(*describe_row) (void *arg, int64 index);
+} Phi3BatchOps;
+
+extern void Phi3RunBatch(const Phi3BatchOps *ops, void *arg);
+extern int32 Phi3CheckedBatchSize(void);
 
 #endif							/* PG_PHI3_H */

@@ -35,20 +35,30 @@ phi3_extract(PG_FUNCTION_ARGS)
 	char	   *answer = NULL;
 	size_t		len = 0;
 
-	memset(&req, 0, sizeof(req));
-	req.content = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &req.content_len);
-	if (!Phi3IsBlank(req.content, req.content_len))
-	{
-		req.chat = true;
-		req.max_tokens = Phi3ResolveMaxTokens(true, 0);
-		req.sampling = Phi3ResolveSampling(true, 0, true, 0);
-		req.system = Phi3ExtractSystem();
-		req.system_len = strlen(req.system);
-		req.instruction = Phi3ExtractInstruction(Phi3ExtractFieldList(schema));
-		req.instruction_len = strlen(req.instruction);
-
+	if (Phi3ExtractRequestInit(&req, PG_GETARG_TEXT_PP(0), schema))
 		answer = Phi3Generate(&req, &len);
-	}
 
 	PG_RETURN_JSONB_P(Phi3ExtractFromAnswer(schema, answer, len));
+}
+
+/*
+ * The extraction request for doc under schema; false (no generation: every
+ * field null) when doc is empty or only whitespace.  Shared with
+ * phi3_extract_batch (batch.c).
+ */
+bool
+Phi3ExtractRequestInit(Phi3GenRequest *req, text *doc, const Phi3ExtractSchema *schema)
+{
+	memset(req, 0, sizeof(*req));
+	req->content = Phi3TextToUtf8(doc, &req->content_len);
+	if (Phi3IsBlank(req->content, req->content_len))
+		return false;
+	req->chat = true;
+	req->max_tokens = Phi3ResolveMaxTokens(true, 0);
+	req->sampling = Phi3ResolveSampling(true, 0, true, 0);
+	req->system = Phi3ExtractSystem();
+	req->system_len = strlen(req->system);
+	req->instruction = Phi3ExtractInstruction(Phi3ExtractFieldList(schema));
+	req->instruction_len = strlen(req->instruction);
+	return true;
 }

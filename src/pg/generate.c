@@ -62,7 +62,6 @@ static bool BuildPrompt(const P3Tokenizer *tok, const Phi3GenRequest *req,
 static void TruncateContent(const P3Tokenizer *tok, const Phi3GenRequest *req, int32 n_ctx,
 							size_t limit, bool counted, P3Tokens *prompt);
 static size_t Utf8Prefix(const char *s, size_t n);
-static text *TrimmedResult(char *s, size_t len);
 static void RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo *info);
 
 /*
@@ -79,14 +78,10 @@ phi3_generate(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
-	memset(&req, 0, sizeof(req));
-	req.chat = true;
+	Phi3ChatRequestInit(&req, PG_GETARG_TEXT_PP(0), PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1));
 	req.max_tokens = Phi3ResolveMaxTokens(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2));
 	req.sampling = Phi3ResolveSampling(PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_FLOAT8(3),
 									   PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4));
-	req.content = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &req.content_len);
-	if (!PG_ARGISNULL(1))
-		req.system = Phi3TextToUtf8(PG_GETARG_TEXT_PP(1), &req.system_len);
 
 	result = Phi3Generate(&req, &len);
 	PG_RETURN_TEXT_P(Phi3Utf8ToText(result, len));
@@ -124,48 +119,20 @@ Datum
 phi3_summarize(PG_FUNCTION_ARGS)
 {
 	Phi3GenRequest req;
-	int32		max_words = PHI3_DEFAULT_SUMMARY_WORDS;
-	char	   *focus = NULL;
+	Phi3SummarizeOptions opts;
 	char	   *result;
 	size_t		len;
-	int64		max_tokens;
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
-	if (!PG_ARGISNULL(1))
-	{
-		max_words = PG_GETARG_INT32(1);
-		if (max_words < 1 || max_words > PHI3_MAX_SUMMARY_WORDS)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("max_words must be between 1 and %d", PHI3_MAX_SUMMARY_WORDS)));
-	}
-	if (!PG_ARGISNULL(2))
-	{
-		size_t		focus_len;
-
-		focus = Phi3TextToUtf8(PG_GETARG_TEXT_PP(2), &focus_len);
-		focus = Phi3TrimUtf8(focus, &focus_len);
-	}
-
-	memset(&req, 0, sizeof(req));
-	req.content = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &req.content_len);
-	if (Phi3IsBlank(req.content, req.content_len))
+	opts = Phi3SummarizeOptionsFrom(PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
+									PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
+	if (!Phi3SummarizeRequestInit(&req, PG_GETARG_TEXT_PP(0), &opts))
 		PG_RETURN_TEXT_P(cstring_to_text(""));
 
-	/* about 1.3 tokens per English word, with room to spare */
-	max_tokens = (int64) ceil(max_words * 1.6) + 8;
-	req.chat = true;
-	req.max_tokens = (int32) Min(max_tokens, (int64) phi3_max_tokens_limit);
-	req.sampling = Phi3ResolveSampling(true, 0, true, 0);
-	req.system = Phi3SummarizeSystem();
-	req.system_len = strlen(req.system);
-	req.instruction = Phi3SummarizeInstruction(max_words, focus);
-	req.instruction_len = strlen(req.instruction);
-
 	result = Phi3Generate(&req, &len);
-	PG_RETURN_TEXT_P(TrimmedResult(result, len));
+	PG_RETURN_TEXT_P(Phi3TrimmedResult(result, len));
 }
 
 /*
@@ -178,9 +145,7 @@ Datum
 phi3_describe(PG_FUNCTION_ARGS)
 {
 	Phi3GenRequest req;
-	Jsonb	   *item;
 	char	   *style = NULL;
-	char	   *pretty;
 	char	   *result;
 	size_t		len;
 
@@ -188,38 +153,120 @@ phi3_describe(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 
 	if (!PG_ARGISNULL(1))
+		style = Phi3DescribeStyle(PG_GETARG_TEXT_PP(1));
+	if (!Phi3DescribeRequestInit(&req, PG_GETARG_DATUM(0), style))
+		PG_RETURN_TEXT_P(cstring_to_text(""));
+
+	result = Phi3Generate(&req, &len);
+	PG_RETURN_TEXT_P(Phi3TrimmedResult(result, len));
+}
+
+/* ---- request builders, shared with the batch forms (batch.c) ---- */
+
+/* A chat request: prompt as the user turn, an optional system turn. */
+void
+Phi3ChatRequestInit(Phi3GenRequest *req, text *prompt, text *system)
+{
+	memset(req, 0, sizeof(*req));
+	req->chat = true;
+	req->content = Phi3TextToUtf8(prompt, &req->content_len);
+	if (system != NULL)
+		req->system = Phi3TextToUtf8(system, &req->system_len);
+}
+
+/* phi3_summarize's options: max_words checked, focus trimmed (NULL: none). */
+Phi3SummarizeOptions
+Phi3SummarizeOptionsFrom(bool max_words_isnull, int32 max_words, text *focus)
+{
+	Phi3SummarizeOptions opts;
+
+	opts.max_words = PHI3_DEFAULT_SUMMARY_WORDS;
+	opts.focus = NULL;
+	if (!max_words_isnull)
 	{
-		size_t		style_len;
-
-		style = Phi3TextToUtf8(PG_GETARG_TEXT_PP(1), &style_len);
-		style = Phi3TrimUtf8(style, &style_len);
+		if (max_words < 1 || max_words > PHI3_MAX_SUMMARY_WORDS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_words must be between 1 and %d", PHI3_MAX_SUMMARY_WORDS)));
+		opts.max_words = max_words;
 	}
+	if (focus != NULL)
+	{
+		size_t		focus_len;
+		char	   *f = Phi3TextToUtf8(focus, &focus_len);
 
-	item = DatumGetJsonbP(DirectFunctionCall1(jsonb_strip_nulls, PG_GETARG_DATUM(0)));
+		opts.focus = Phi3TrimUtf8(f, &focus_len);
+	}
+	return opts;
+}
+
+/*
+ * The summary request for doc; false (nothing to summarize: the answer is
+ * an empty string) when doc is empty or only whitespace.
+ */
+bool
+Phi3SummarizeRequestInit(Phi3GenRequest *req, text *doc, const Phi3SummarizeOptions *opts)
+{
+	int64		max_tokens;
+
+	memset(req, 0, sizeof(*req));
+	req->content = Phi3TextToUtf8(doc, &req->content_len);
+	if (Phi3IsBlank(req->content, req->content_len))
+		return false;
+
+	/* about 1.3 tokens per English word, with room to spare */
+	max_tokens = (int64) ceil(opts->max_words * 1.6) + 8;
+	req->chat = true;
+	req->max_tokens = (int32) Min(max_tokens, (int64) phi3_max_tokens_limit);
+	req->sampling = Phi3ResolveSampling(true, 0, true, 0);
+	req->system = Phi3SummarizeSystem();
+	req->system_len = strlen(req->system);
+	req->instruction = Phi3SummarizeInstruction(opts->max_words, opts->focus);
+	req->instruction_len = strlen(req->instruction);
+	return true;
+}
+
+/* phi3_describe's style argument, trimmed UTF-8. */
+char *
+Phi3DescribeStyle(text *style)
+{
+	size_t		style_len;
+	char	   *s = Phi3TextToUtf8(style, &style_len);
+
+	return Phi3TrimUtf8(s, &style_len);
+}
+
+/*
+ * The description request for the jsonb item (nulls stripped, shown
+ * indented); false (the answer is an empty string) when it has no fact.
+ */
+bool
+Phi3DescribeRequestInit(Phi3GenRequest *req, Datum item_datum, const char *style)
+{
+	Jsonb	   *item = DatumGetJsonbP(DirectFunctionCall1(jsonb_strip_nulls, item_datum));
+	char	   *pretty;
+
+	memset(req, 0, sizeof(*req));
 	if (JB_ROOT_IS_SCALAR(item))
 	{
 		JsonbValue	scalar;
 
 		if (!JsonbExtractScalar(&item->root, &scalar) || scalar.type == jbvNull)
-			PG_RETURN_TEXT_P(cstring_to_text(""));
+			return false;
 	}
 	else if (JB_ROOT_COUNT(item) == 0)
-		PG_RETURN_TEXT_P(cstring_to_text(""));
+		return false;
 
 	pretty = JsonbToCStringIndent(NULL, &item->root, VARSIZE(item));
-
-	memset(&req, 0, sizeof(req));
-	req.content = Phi3CStringToUtf8(pretty, strlen(pretty), &req.content_len);
-	req.chat = true;
-	req.max_tokens = Phi3ResolveMaxTokens(true, 0);
-	req.sampling = Phi3ResolveSampling(true, 0, true, 0);
-	req.system = Phi3DescribeSystem();
-	req.system_len = strlen(req.system);
-	req.instruction = Phi3DescribeInstruction(style);
-	req.instruction_len = strlen(req.instruction);
-
-	result = Phi3Generate(&req, &len);
-	PG_RETURN_TEXT_P(TrimmedResult(result, len));
+	req->content = Phi3CStringToUtf8(pretty, strlen(pretty), &req->content_len);
+	req->chat = true;
+	req->max_tokens = Phi3ResolveMaxTokens(true, 0);
+	req->sampling = Phi3ResolveSampling(true, 0, true, 0);
+	req->system = Phi3DescribeSystem();
+	req->system_len = strlen(req->system);
+	req->instruction = Phi3DescribeInstruction(style);
+	req->instruction_len = strlen(req->instruction);
+	return true;
 }
 
 /*
@@ -284,12 +331,7 @@ Phi3ResolveSampling(bool temperature_isnull, float8 temperature, bool seed_isnul
 char *
 Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 {
-	P3Context  *ctx = ModelCacheGetContext();
-	const P3Tokenizer *tok = p3_context_model(ctx)->tokenizer;
-	int32		n_ctx = p3_context_params(ctx)->n_ctx;
-	size_t		limit = PromptCountLimit(n_ctx);
-	P3Tokens   *prompt = Phi3TokensNew();
-	bool		counted;
+	P3Tokens   *prompt;
 	P3SeqParams sp;
 	P3SeqInfo	info;
 	char	   *result;
@@ -297,35 +339,15 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	/* A cancel that arrived between rows stops here, before any work */
 	CHECK_FOR_INTERRUPTS();
 
-	counted = BuildPrompt(tok, req, req->content, req->content_len, limit, prompt);
-
-	if (!counted || (int64) prompt->n + req->max_tokens > n_ctx)
-	{
-		if (phi3_input_overflow != PHI3_OVERFLOW_TRUNCATE)
-		{
-			int32		n_prompt = (int32) (counted ? Min(prompt->n, limit) : limit);
-
-			Phi3TokensFree(prompt);
-			Phi3ReportInputTooLong(n_prompt, !counted, req->max_tokens, n_ctx, false);
-		}
-		TruncateContent(tok, req, n_ctx, limit, counted, prompt);
-	}
-
 	*out_len = 0;
+	prompt = Phi3BuildRequestPrompt(req);
 	if (req->max_tokens == 0)
 	{
 		Phi3TokensFree(prompt);
 		return pstrdup("");
 	}
 
-	sp = p3_seq_default_params();
-	sp.max_tokens = req->max_tokens;
-	sp.sampling = req->sampling;
-	sp.stop_at_eog = true;
-	sp.reuse_prefix = true;
-	/* SentencePiece's dummy space starts a chat answer; a raw continuation keeps it */
-	sp.strip_leading_space = req->chat;
-
+	sp = Phi3RequestSeqParams(req);
 	RunDecoder(prompt, &sp, &info);
 	Phi3TokensFree(prompt);
 
@@ -339,6 +361,51 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	result[info.text_len] = '\0';
 	*out_len = info.text_len;
 	return result;
+}
+
+/*
+ * The prompt tokens of req for the backend's context: its template and
+ * content tokenized, made to fit with room for max_tokens
+ * (phi3.input_overflow: an error, or the content truncated with a NOTICE).
+ */
+P3Tokens *
+Phi3BuildRequestPrompt(const Phi3GenRequest *req)
+{
+	P3Context  *ctx = ModelCacheGetContext();
+	const P3Tokenizer *tok = p3_context_model(ctx)->tokenizer;
+	int32		n_ctx = p3_context_params(ctx)->n_ctx;
+	size_t		limit = PromptCountLimit(n_ctx);
+	P3Tokens   *prompt = Phi3TokensNew();
+	bool		counted;
+
+	counted = BuildPrompt(tok, req, req->content, req->content_len, limit, prompt);
+	if (!counted || (int64) prompt->n + req->max_tokens > n_ctx)
+	{
+		if (phi3_input_overflow != PHI3_OVERFLOW_TRUNCATE)
+		{
+			int32		n_prompt = (int32) (counted ? Min(prompt->n, limit) : limit);
+
+			Phi3TokensFree(prompt);
+			Phi3ReportInputTooLong(n_prompt, !counted, req->max_tokens, n_ctx, false);
+		}
+		TruncateContent(tok, req, n_ctx, limit, counted, prompt);
+	}
+	return prompt;
+}
+
+/* The decoder's parameters for req: greedy or seeded sampling, prefix reuse. */
+P3SeqParams
+Phi3RequestSeqParams(const Phi3GenRequest *req)
+{
+	P3SeqParams sp = p3_seq_default_params();
+
+	sp.max_tokens = req->max_tokens;
+	sp.sampling = req->sampling;
+	sp.stop_at_eog = true;
+	sp.reuse_prefix = true;
+	/* SentencePiece's dummy space starts a chat answer; a raw continuation keeps it */
+	sp.strip_leading_space = req->chat;
+	return sp;
 }
 
 /*
@@ -604,8 +671,8 @@ Phi3TrimUtf8(char *s, size_t *len)
 }
 
 /* A generated UTF-8 text, trimmed, as a text datum */
-static text *
-TrimmedResult(char *s, size_t len)
+text *
+Phi3TrimmedResult(char *s, size_t len)
 {
 	char	   *trimmed = Phi3TrimUtf8(s, &len);
 

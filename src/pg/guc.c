@@ -5,7 +5,7 @@
  *
  * The contexts follow the risk of each setting: the model path and the
  * resource caps (phi3.max_context_size, phi3.max_tokens_limit,
- * phi3.max_threads) are superuser-only, so no role can make the server open an arbitrary file or
+ * phi3.max_threads, phi3.max_batch_size) are superuser-only, so no role can make the server open an arbitrary file or
  * take more memory or time per call than the administrator allows; the
  * rest is per session.  Limits are the PHI3_MIN/DEFAULT/MAX_* macros of
  * pg_phi3.h.
@@ -30,6 +30,8 @@ char	   *phi3_model = NULL;
 int			phi3_threads = PHI3_DEFAULT_THREADS;
 int			phi3_max_threads = PHI3_DEFAULT_MAX_THREADS;
 int			phi3_kv_keep_tokens = PHI3_DEFAULT_KV_KEEP_TOKENS;
+int			phi3_batch_size = PHI3_DEFAULT_BATCH_SIZE;
+int			phi3_max_batch_size = PHI3_DEFAULT_MAX_BATCH_SIZE;
 int			phi3_context_size = PHI3_DEFAULT_CONTEXT_SIZE;
 int			phi3_max_context_size = PHI3_DEFAULT_MAX_CONTEXT_SIZE;
 int			phi3_max_tokens = PHI3_DEFAULT_MAX_TOKENS;
@@ -91,6 +93,31 @@ GucInit(void)
 							&phi3_max_threads,
 							PHI3_DEFAULT_MAX_THREADS,
 							PHI3_MIN_MAX_THREADS, PHI3_MAX_MAX_THREADS,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.batch_size",
+							"Sets how many rows the batch functions decode together.",
+							"One pass over the weights then serves this many rows; "
+							"each may hold up to phi3.context_size positions of KV "
+							"cache. It may not exceed phi3.max_batch_size. Valid "
+							"range is 1..64.",
+							&phi3_batch_size,
+							PHI3_DEFAULT_BATCH_SIZE,
+							PHI3_MIN_BATCH_SIZE, PHI3_MAX_BATCH_SIZE,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.max_batch_size",
+							"Sets the largest phi3.batch_size any session may use.",
+							"Bounds the KV-cache memory of each backend to "
+							"phi3.max_context_size times this many sequences. Valid "
+							"range is 1..64.",
+							&phi3_max_batch_size,
+							PHI3_DEFAULT_MAX_BATCH_SIZE,
+							PHI3_MIN_MAX_BATCH_SIZE, PHI3_MAX_MAX_BATCH_SIZE,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);

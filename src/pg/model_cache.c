@@ -20,7 +20,9 @@
  *     effective context size, thread count or kernel choice changes
  *     (cheap: the KV cache grows lazily).  The thread count is
  *     phi3.threads capped by the superuser's phi3.max_threads and by the
- *     CPUs the backend may run on.
+ *     CPUs the backend may run on.  It holds phi3.batch_size sequences
+ *     (at most phi3.max_batch_size), whose KV caches grow only when used:
+ *     one-row calls take one of them, the batch forms (batch.c) all.
  *   - The decoder (phi3/decoder.h) lives and dies with the context; each
  *     generating call takes it with no live sequence (ModelCacheGetDecoder).
  *   - The KV cache shrinks to phi3.kv_keep_tokens positions at the end of
@@ -106,6 +108,7 @@ static P3Context *cache_ctx = NULL;
 static int32 cache_ctx_n_ctx = 0;
 static int32 cache_ctx_threads = 0;
 static int	cache_ctx_kernels = 0;
+static int32 cache_ctx_n_seq = 0;
 
 static bool exit_callback_registered = false;
 
@@ -227,6 +230,7 @@ ModelCacheGetContext(void)
 	const P3Model *model = ModelCacheGetModel();
 	int32		n_ctx;
 	int32		threads;
+	int32		n_seq;
 	P3ContextParams params;
 	P3Context  *ctx = NULL;
 	P3Error		err;
@@ -239,15 +243,17 @@ ModelCacheGetContext(void)
 		n_ctx = Min(n_ctx, model->hp.n_ctx_train);
 	threads = EffectiveThreads();
 
+	n_seq = Min(phi3_batch_size, phi3_max_batch_size);
+
 	if (cache_ctx != NULL && cache_ctx_n_ctx == n_ctx && cache_ctx_threads == threads &&
-		cache_ctx_kernels == phi3_kernels)
+		cache_ctx_kernels == phi3_kernels && cache_ctx_n_seq == n_seq)
 		return cache_ctx;
 
 	ReleaseContext();
 
 	params = p3_context_default_params();
 	params.n_ctx = n_ctx;
-	params.n_seq = 1;
+	params.n_seq = n_seq;
 	params.n_threads = threads;
 	params.matmul = (P3MatmulMode) phi3_kernels;
 
@@ -260,6 +266,7 @@ ModelCacheGetContext(void)
 	cache_ctx_n_ctx = n_ctx;
 	cache_ctx_threads = threads;
 	cache_ctx_kernels = phi3_kernels;
+	cache_ctx_n_seq = n_seq;
 	return cache_ctx;
 }
 
