@@ -113,7 +113,7 @@ build/bench/%: bench/%.c $(ENGINE_OBJS)
 	@mkdir -p build/bench
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
 
-bench: engine-build build/bench/bench_kernels build/bench/bench_stream
+bench: engine-build build/bench/bench_kernels build/bench/bench_stream build/bench/bench_batch
 	sh bench/run.sh
 
 # ---------------------------------------------------------------------------

@@ -14,8 +14,12 @@
 #      and the private memory of the process (from /proc/PID/smaps_rollup)
 #      against the file size.
 #
+#   3. batch enrichment (bench/bench_batch): rows/s of 48-token summaries
+#      of generated reports, one row at a time and batched over 2-16 slots.
+#
 # Environment: PHI3_BENCH_DIR (default /tmp/phi3-bench), PHI3_BENCH_RUNS
-# (default 5), PHI3_BENCH_QUICK=1 (kernels only, shorter).
+# (default 5), PHI3_BENCH_BATCH_ROWS (default 200), PHI3_BENCH_QUICK=1
+# (kernels only, shorter).
 set -eu
 cd "$(dirname "$0")/.."
 DIR=${PHI3_BENCH_DIR:-/tmp/phi3-bench}
@@ -82,3 +86,7 @@ if [ -r /proc/$pid/smaps_rollup ]; then
 	echo "anonymous (private) memory: $anon kB = $(awk -v a="$anon" -v s="$SIZE" 'BEGIN {printf "%.2f%%", 100 * a * 1024 / s}') of the $SIZE-byte file"
 fi
 wait $pid || true
+
+ROWS=${PHI3_BENCH_BATCH_ROWS:-200}
+echo "== batch enrichment: summaries of $ROWS reports, one row at a time and batched (bench/bench_batch)"
+build/bench/bench_batch "$MODEL" "$ROWS" 2 | tee "$DIR/batch.txt"
