@@ -108,9 +108,22 @@ LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED COST 1000000;
 COMMENT ON FUNCTION phi3_extract_batch(text[], jsonb) IS
 'phi3_extract for every element of docs under one schema, decoded phi3.batch_size at a time; element i of the result is what phi3_extract(docs[i], schema) gives';
 
--- The set-returning form over a query: runs query (as the caller, read
--- only, through a cursor) and summarizes its second column, keyed by its
--- first, whose type key_type gives (a typed NULL).
+-- The set-returning forms over a query: run query (as the caller, read
+-- only, through a cursor), which returns (key, input) rows, and give each
+-- row's key and result in the query's order; key_type is a typed NULL of
+-- the key's type.  The arguments are never spliced into SQL.
+CREATE FUNCTION phi3_generate_rows(query text, key_type anyelement,
+								   system text DEFAULT NULL,
+								   max_tokens int DEFAULT NULL,
+								   temperature float8 DEFAULT NULL,
+								   seed bigint DEFAULT NULL)
+RETURNS TABLE (key anyelement, answer text)
+AS 'MODULE_PATHNAME', 'phi3_generate_rows'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 1000;
+
+COMMENT ON FUNCTION phi3_generate_rows(text, anyelement, text, int, float8, bigint) IS
+'Runs query, which must return (key, prompt text) rows, and returns (key, answer) for each row in the query''s order, phi3.batch_size rows decoded together; answer is what phi3_generate(prompt, system, ...) gives';
+
 CREATE FUNCTION phi3_summarize_rows(query text, key_type anyelement,
 									max_words int DEFAULT NULL,
 									focus text DEFAULT NULL)
@@ -120,6 +133,23 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 1000;
 
 COMMENT ON FUNCTION phi3_summarize_rows(text, anyelement, int, text) IS
 'Runs query, which must return (key, document text) rows, and returns (key, summary) for each row in the query''s order, phi3.batch_size rows decoded together; e.g. UPDATE reports r SET summary = s.summary FROM phi3_summarize_rows(''SELECT id, body FROM reports WHERE summary IS NULL'', NULL::int) s WHERE r.id = s.key';
+
+CREATE FUNCTION phi3_describe_rows(query text, key_type anyelement,
+								   style text DEFAULT NULL)
+RETURNS TABLE (key anyelement, description text)
+AS 'MODULE_PATHNAME', 'phi3_describe_rows'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 1000;
+
+COMMENT ON FUNCTION phi3_describe_rows(text, anyelement, text) IS
+'Runs query, which must return (key, item jsonb) rows, and returns (key, description) for each row in the query''s order, phi3.batch_size rows decoded together; e.g. phi3_describe_rows(''SELECT id, to_jsonb(p) - id FROM products p'', NULL::int)';
+
+CREATE FUNCTION phi3_extract_rows(query text, key_type anyelement, schema jsonb)
+RETURNS TABLE (key anyelement, facts jsonb)
+AS 'MODULE_PATHNAME', 'phi3_extract_rows'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 1000;
+
+COMMENT ON FUNCTION phi3_extract_rows(text, anyelement, jsonb) IS
+'Runs query, which must return (key, document text) rows, and returns (key, facts) for each row in the query''s order, phi3.batch_size rows decoded together; facts is what phi3_extract(document, schema) gives';
 
 CREATE FUNCTION phi3_tokenize(text)
 RETURNS int[]

@@ -72,6 +72,17 @@ SELECT bool_and(d.summary IS NOT DISTINCT FROM s.summary) AS rows_same,
 FROM batch_docs d JOIN single s USING (id);
 -- rows come out in the query's order, keyed
 SELECT key FROM phi3_summarize_rows('SELECT id, body FROM batch_docs ORDER BY id DESC LIMIT 4', NULL::int, 5);
+-- the other rows forms give the one-row results too
+SELECT bool_and(s.answer IS NOT DISTINCT FROM r.answer) AS generate_rows_same
+FROM single s JOIN phi3_generate_rows('SELECT id, body FROM batch_docs', NULL::int, 'Answer in one line.') AS r
+  ON r.key = s.id;
+SELECT bool_and(s.facts IS NOT DISTINCT FROM r.facts) AS extract_rows_same
+FROM single s JOIN phi3_extract_rows('SELECT id, body FROM batch_docs', NULL::int,
+                                     '{"customer": "text", "amount": "numeric"}') AS r
+  ON r.key = s.id;
+SELECT r.key, r.description = phi3_describe(jsonb_build_object('name', 'Item ' || r.key), 'short') AS describe_rows_same
+FROM phi3_describe_rows($$SELECT 'k' || i, jsonb_build_object('name', 'Item k' || i) FROM generate_series(1, 3) i$$,
+                        NULL::text, 'short') AS r;
 -- a query with no rows
 SELECT count(*) FROM phi3_summarize_rows('SELECT id, body FROM batch_docs WHERE false', NULL::int);
 
@@ -82,6 +93,9 @@ SELECT regress_error($$SELECT phi3_summarize_rows('SELECT id, id FROM batch_docs
 SELECT regress_error($$SELECT phi3_summarize_rows('DELETE FROM batch_docs', NULL::int)$$);
 SELECT regress_error($$SELECT phi3_summarize_rows('SELECT id, body FROM no_such_table', NULL::int)$$);
 SELECT regress_error($$SELECT phi3_summarize_rows(NULL, NULL::int)$$);
+SELECT regress_error($$SELECT phi3_describe_rows('SELECT id, body FROM batch_docs', NULL::int)$$);
+SELECT regress_error($$SELECT phi3_extract_rows('SELECT id, body FROM batch_docs', NULL::int, NULL)$$);
+SELECT regress_error($$SELECT phi3_summarize_rows('SELECT 1, 2', NULL)$$);
 SELECT regress_error($$SELECT phi3_summarize_batch(ARRAY['x'], 0)$$);
 SELECT regress_error($$SELECT phi3_generate_batch(ARRAY['x'], NULL, NULL, 5.0)$$);
 SELECT count(*) AS rows_unchanged FROM batch_docs WHERE summary IS NOT NULL;

@@ -3,8 +3,10 @@
  * batch.c
  *	  Many rows per pass over the weights: the array forms of the
  *	  generating functions (phi3_generate_batch, phi3_summarize_batch,
- *	  phi3_describe_batch, phi3_extract_batch), the set-returning
- *	  phi3_summarize_rows, and the continuous-batching driver they share.
+ *	  phi3_describe_batch, phi3_extract_batch), the set-returning forms
+ *	  over a query (phi3_generate_rows, phi3_summarize_rows,
+ *	  phi3_describe_rows, phi3_extract_rows), and the continuous-batching
+ *	  driver they share.
  *
  * The driver (Phi3RunBatch) keeps up to phi3.batch_size rows in the
  * backend's decoder at once.  It asks its source for the next row whenever
@@ -59,7 +61,10 @@ PG_FUNCTION_INFO_V1(phi3_generate_batch);
 PG_FUNCTION_INFO_V1(phi3_summarize_batch);
 PG_FUNCTION_INFO_V1(phi3_describe_batch);
 PG_FUNCTION_INFO_V1(phi3_extract_batch);
+PG_FUNCTION_INFO_V1(phi3_generate_rows);
 PG_FUNCTION_INFO_V1(phi3_summarize_rows);
+PG_FUNCTION_INFO_V1(phi3_describe_rows);
+PG_FUNCTION_INFO_V1(phi3_extract_rows);
 
 /* A finished row waiting for the rows before it */
 typedef struct DoneRow
@@ -291,17 +296,19 @@ BatchErrorContext(void *arg)
 		errcontext("batch row %lld", (long long) bs->error_row + 1);
 }
 
-/* ---- the array forms ---- */
+/* ---- what each form asks and returns ---- */
 
-/* An array argument and its elements, and the results in the same shape */
-typedef struct ArrayRows
+enum
 {
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	Datum	   *out;
-	bool	   *out_nulls;
-	/* per-form options */
+	FORM_GENERATE,
+	FORM_SUMMARIZE,
+	FORM_DESCRIBE,
+	FORM_EXTRACT
+};
+
+/* A form and its options (the arguments after the rows) */
+typedef struct RowForm
+{
 	int			form;
 	text	   *system;
 	int32		max_tokens;
@@ -312,52 +319,127 @@ typedef struct ArrayRows
 	Phi3SummarizeOptions summarize;
 	char	   *style;
 	Phi3ExtractSchema *schema;
-} ArrayRows;
+} RowForm;
 
-enum
+/*
+ * Read the form's options from the arguments starting at argument `first`:
+ *   generate   system, max_tokens, temperature, seed
+ *   summarize  max_words, focus
+ *   describe   style
+ *   extract    schema (required)
+ * Every option is checked here, before any row.
+ */
+static void
+FormOptions(RowForm *f, FunctionCallInfo fcinfo, int form, int first)
 {
-	FORM_GENERATE,
-	FORM_SUMMARIZE,
-	FORM_DESCRIBE,
-	FORM_EXTRACT
-};
+	memset(f, 0, sizeof(*f));
+	f->form = form;
+	switch (form)
+	{
+		case FORM_GENERATE:
+			f->system = PG_ARGISNULL(first) ? NULL : PG_GETARG_TEXT_PP(first);
+			f->max_tokens = Phi3ResolveMaxTokens(PG_ARGISNULL(first + 1),
+												 PG_ARGISNULL(first + 1) ? 0 : PG_GETARG_INT32(first + 1));
+			f->temperature_isnull = PG_ARGISNULL(first + 2);
+			f->temperature = f->temperature_isnull ? 0 : PG_GETARG_FLOAT8(first + 2);
+			f->seed_isnull = PG_ARGISNULL(first + 3);
+			f->seed = f->seed_isnull ? 0 : PG_GETARG_INT64(first + 3);
+			(void) Phi3ResolveSampling(f->temperature_isnull, f->temperature, f->seed_isnull, f->seed);
+			break;
+		case FORM_SUMMARIZE:
+			f->summarize = Phi3SummarizeOptionsFrom(PG_ARGISNULL(first),
+													PG_ARGISNULL(first) ? 0 : PG_GETARG_INT32(first),
+													PG_ARGISNULL(first + 1) ? NULL : PG_GETARG_TEXT_PP(first + 1));
+			break;
+		case FORM_DESCRIBE:
+			f->style = PG_ARGISNULL(first) ? NULL : Phi3DescribeStyle(PG_GETARG_TEXT_PP(first));
+			break;
+		case FORM_EXTRACT:
+			if (PG_ARGISNULL(first))
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("schema must not be null")));
+			f->schema = Phi3ExtractParseSchema(PG_GETARG_JSONB_P(first));
+			break;
+	}
+}
+
+/* The request of one row's input (not NULL): as the one-row function builds it. */
+static void
+FormRequest(const RowForm *f, Datum input, Phi3GenRequest *req, Phi3RowResult *kind)
+{
+	*kind = PHI3_ROW_TEXT;
+	switch (f->form)
+	{
+		case FORM_GENERATE:
+			Phi3ChatRequestInit(req, DatumGetTextPP(input), f->system);
+			req->max_tokens = f->max_tokens;
+			req->sampling = Phi3ResolveSampling(f->temperature_isnull, f->temperature,
+												f->seed_isnull, f->seed);
+			break;
+		case FORM_SUMMARIZE:
+			if (!Phi3SummarizeRequestInit(req, DatumGetTextPP(input), &f->summarize))
+				*kind = PHI3_ROW_EMPTY;
+			break;
+		case FORM_DESCRIBE:
+			if (!Phi3DescribeRequestInit(req, input, f->style))
+				*kind = PHI3_ROW_EMPTY;
+			break;
+		case FORM_EXTRACT:
+			if (!Phi3ExtractRequestInit(req, DatumGetTextPP(input), f->schema))
+				*kind = PHI3_ROW_EMPTY;
+			break;
+	}
+}
+
+/* The result datum of a row (kind is not PHI3_ROW_NULL), as the one-row function returns it. */
+static Datum
+FormResult(const RowForm *f, Phi3RowResult kind, const char *text, size_t len)
+{
+	if (f->form == FORM_EXTRACT)
+		return JsonbPGetDatum(Phi3ExtractFromAnswer(f->schema, kind == PHI3_ROW_TEXT ? text : NULL, len));
+	if (f->form == FORM_GENERATE)
+		return PointerGetDatum(Phi3Utf8ToText(text, len));
+	return PointerGetDatum(Phi3TrimmedResult(pnstrdup(text, len), len));
+}
+
+/* The input type of a form (text, or jsonb for describe) and its result type. */
+static Oid
+FormInputType(int form)
+{
+	return form == FORM_DESCRIBE ? JSONBOID : TEXTOID;
+}
+
+static Oid
+FormResultType(int form)
+{
+	return form == FORM_EXTRACT ? JSONBOID : TEXTOID;
+}
+
+/* ---- the array forms ---- */
+
+/* An array argument and its elements, and the results in the same shape */
+typedef struct ArrayRows
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	Datum	   *out;
+	bool	   *out_nulls;
+	RowForm		f;
+} ArrayRows;
 
 static bool
 ArrayNext(void *arg, int64 index, Phi3GenRequest *req, Phi3RowResult *kind)
 {
 	ArrayRows  *a = (ArrayRows *) arg;
-	Datum		elem;
 
 	if (index >= a->n)
 		return false;
-	*kind = PHI3_ROW_TEXT;
 	if (a->nulls[index])
-	{
 		*kind = PHI3_ROW_NULL;
-		return true;
-	}
-	elem = a->elems[index];
-	switch (a->form)
-	{
-		case FORM_GENERATE:
-			Phi3ChatRequestInit(req, DatumGetTextPP(elem), a->system);
-			req->max_tokens = a->max_tokens;
-			req->sampling = Phi3ResolveSampling(a->temperature_isnull, a->temperature,
-												a->seed_isnull, a->seed);
-			break;
-		case FORM_SUMMARIZE:
-			if (!Phi3SummarizeRequestInit(req, DatumGetTextPP(elem), &a->summarize))
-				*kind = PHI3_ROW_EMPTY;
-			break;
-		case FORM_DESCRIBE:
-			if (!Phi3DescribeRequestInit(req, elem, a->style))
-				*kind = PHI3_ROW_EMPTY;
-			break;
-		case FORM_EXTRACT:
-			if (!Phi3ExtractRequestInit(req, DatumGetTextPP(elem), a->schema))
-				*kind = PHI3_ROW_EMPTY;
-			break;
-	}
+	else
+		FormRequest(&a->f, a->elems[index], req, kind);
 	return true;
 }
 
@@ -367,133 +449,87 @@ ArrayEmit(void *arg, int64 index, Phi3RowResult kind, const char *text, size_t l
 	ArrayRows  *a = (ArrayRows *) arg;
 
 	a->out_nulls[index] = (kind == PHI3_ROW_NULL);
-	if (kind == PHI3_ROW_NULL)
-		a->out[index] = (Datum) 0;
-	else if (a->form == FORM_EXTRACT)
-		a->out[index] = JsonbPGetDatum(Phi3ExtractFromAnswer(a->schema,
-															kind == PHI3_ROW_TEXT ? text : NULL,
-															len));
-	else if (a->form == FORM_GENERATE)
-		a->out[index] = PointerGetDatum(Phi3Utf8ToText(text, len));
-	else
-	{
-		char	   *copy = pnstrdup(text, len);
-
-		a->out[index] = PointerGetDatum(Phi3TrimmedResult(copy, len));
-	}
-}
-
-/* Deconstruct the array argument; NULL when it is NULL. */
-static bool
-ArrayRowsInit(ArrayRows *a, FunctionCallInfo fcinfo, Oid elem_type, int form)
-{
-	ArrayType  *arr;
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	memset(a, 0, sizeof(*a));
-	if (PG_ARGISNULL(0))
-		return false;
-	arr = PG_GETARG_ARRAYTYPE_P(0);
-	get_typlenbyvalalign(elem_type, &typlen, &typbyval, &typalign);
-	deconstruct_array(arr, elem_type, typlen, typbyval, typalign, &a->elems, &a->nulls, &a->n);
-	a->out = palloc0(sizeof(Datum) * Max(a->n, 1));
-	a->out_nulls = palloc0(sizeof(bool) * Max(a->n, 1));
-	a->form = form;
-	return true;
-}
-
-/* Run the rows and build the result array in the input's shape. */
-static Datum
-ArrayRowsResult(ArrayRows *a, FunctionCallInfo fcinfo, Oid result_elem_type)
-{
-	static const Phi3BatchOps ops = {ArrayNext, ArrayEmit, NULL};
-	ArrayType  *in = PG_GETARG_ARRAYTYPE_P(0);
-	int			ndims = ARR_NDIM(in);
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	if (a->n == 0)
-		PG_RETURN_ARRAYTYPE_P(construct_empty_array(result_elem_type));
-	Phi3RunBatch(&ops, a);
-	get_typlenbyvalalign(result_elem_type, &typlen, &typbyval, &typalign);
-	PG_RETURN_ARRAYTYPE_P(construct_md_array(a->out, a->out_nulls, ndims, ARR_DIMS(in),
-											 ARR_LBOUND(in), result_elem_type,
-											 typlen, typbyval, typalign));
+	a->out[index] = kind == PHI3_ROW_NULL ? (Datum) 0 : FormResult(&a->f, kind, text, len);
 }
 
 /*
- * phi3_generate_batch(prompts text[], system text, max_tokens int,
- * temperature float8, seed bigint) returns text[]
+ * The array form of a task function: every element of argument 0 through
+ * the batch, the result array in the input's shape (NULL for NULL).
  */
+static Datum
+ArrayForm(FunctionCallInfo fcinfo, int form)
+{
+	static const Phi3BatchOps ops = {ArrayNext, ArrayEmit, NULL};
+	Oid			in_type = FormInputType(form);
+	Oid			out_type = FormResultType(form);
+	ArrayRows	a;
+	ArrayType  *in;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	memset(&a, 0, sizeof(a));
+	FormOptions(&a.f, fcinfo, form, 1);
+	in = PG_GETARG_ARRAYTYPE_P(0);
+	get_typlenbyvalalign(in_type, &typlen, &typbyval, &typalign);
+	deconstruct_array(in, in_type, typlen, typbyval, typalign, &a.elems, &a.nulls, &a.n);
+	if (a.n == 0)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(out_type));
+	a.out = palloc0(sizeof(Datum) * a.n);
+	a.out_nulls = palloc0(sizeof(bool) * a.n);
+
+	Phi3RunBatch(&ops, &a);
+
+	get_typlenbyvalalign(out_type, &typlen, &typbyval, &typalign);
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(a.out, a.out_nulls, ARR_NDIM(in), ARR_DIMS(in),
+											 ARR_LBOUND(in), out_type, typlen, typbyval, typalign));
+}
+
+/* phi3_generate_batch(prompts text[], system text, max_tokens int, temperature float8, seed bigint) */
 Datum
 phi3_generate_batch(PG_FUNCTION_ARGS)
 {
-	ArrayRows	a;
-
-	if (!ArrayRowsInit(&a, fcinfo, TEXTOID, FORM_GENERATE))
-		PG_RETURN_NULL();
-	a.system = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
-	a.max_tokens = Phi3ResolveMaxTokens(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2));
-	a.temperature_isnull = PG_ARGISNULL(3);
-	a.temperature = PG_ARGISNULL(3) ? 0 : PG_GETARG_FLOAT8(3);
-	a.seed_isnull = PG_ARGISNULL(4);
-	a.seed = PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4);
-	/* check the options once, before any row */
-	(void) Phi3ResolveSampling(a.temperature_isnull, a.temperature, a.seed_isnull, a.seed);
-	return ArrayRowsResult(&a, fcinfo, TEXTOID);
+	return ArrayForm(fcinfo, FORM_GENERATE);
 }
 
 /* phi3_summarize_batch(docs text[], max_words int, focus text) returns text[] */
 Datum
 phi3_summarize_batch(PG_FUNCTION_ARGS)
 {
-	ArrayRows	a;
-
-	if (!ArrayRowsInit(&a, fcinfo, TEXTOID, FORM_SUMMARIZE))
-		PG_RETURN_NULL();
-	a.summarize = Phi3SummarizeOptionsFrom(PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1),
-										   PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
-	return ArrayRowsResult(&a, fcinfo, TEXTOID);
+	return ArrayForm(fcinfo, FORM_SUMMARIZE);
 }
 
 /* phi3_describe_batch(items jsonb[], style text) returns text[] */
 Datum
 phi3_describe_batch(PG_FUNCTION_ARGS)
 {
-	ArrayRows	a;
-
-	if (!ArrayRowsInit(&a, fcinfo, JSONBOID, FORM_DESCRIBE))
-		PG_RETURN_NULL();
-	a.style = PG_ARGISNULL(1) ? NULL : Phi3DescribeStyle(PG_GETARG_TEXT_PP(1));
-	return ArrayRowsResult(&a, fcinfo, TEXTOID);
+	return ArrayForm(fcinfo, FORM_DESCRIBE);
 }
 
 /* phi3_extract_batch(docs text[], schema jsonb) returns jsonb[] */
 Datum
 phi3_extract_batch(PG_FUNCTION_ARGS)
 {
-	ArrayRows	a;
-
-	if (PG_ARGISNULL(1) || !ArrayRowsInit(&a, fcinfo, TEXTOID, FORM_EXTRACT))
-		PG_RETURN_NULL();
-	a.schema = Phi3ExtractParseSchema(PG_GETARG_JSONB_P(1));
-	return ArrayRowsResult(&a, fcinfo, JSONBOID);
+	return ArrayForm(fcinfo, FORM_EXTRACT);
 }
 
-/* ---- the set-returning form over a query ---- */
+/* ---- the set-returning forms over a query ---- */
 
 /*
- * phi3_summarize_rows(query text, key_type anyelement, max_words int,
- * focus text) returns table (key anyelement, summary text)
+ * phi3_summarize_rows(query text, key_type anyelement, max_words, focus),
+ * phi3_generate_rows(query, key_type, system, max_tokens, temperature, seed),
+ * phi3_describe_rows(query, key_type, style) and
+ * phi3_extract_rows(query, key_type, schema) return table (key anyelement,
+ * result).
  *
  * The query runs as the caller (SPI, read-only, through a cursor fetched
- * phi3.batch_size rows at a time) and must return two columns: the key,
- * of key_type's type, and the document (text).  Nothing of the arguments
- * is ever spliced into SQL.  One row comes out per query row, in the
- * query's order, with its key and summary (NULL for a NULL document).
+ * phi3.batch_size rows at a time) and must return two columns: the key, of
+ * key_type's type, and the input (text; jsonb for describe).  Nothing of
+ * the arguments is ever spliced into SQL.  One row comes out per query
+ * row, in the query's order, with its key and result (NULL for a NULL
+ * input), into a tuplestore (which spills to disk past work_mem).
  */
 typedef struct QueryRows
 {
@@ -503,24 +539,21 @@ typedef struct QueryRows
 	uint64		pos;
 	uint64		n;
 	bool		eof;
-	/* keys of the rows in flight, by index, until emitted */
+	/* keys of the rows read and not yet emitted: keys[0] is row keys_base */
 	Datum	   *keys;
 	bool	   *key_nulls;
-	int64		keys_base;		/* index of keys[0] */
+	int64		keys_base;
 	int32		keys_cap;
 	int16		key_typlen;
 	bool		key_byval;
-	Phi3SummarizeOptions opts;
+	RowForm		f;
 	Tuplestorestate *store;
 	TupleDesc	out_desc;
-	MemoryContext store_cxt;	/* where the tuplestore's rows and the keys live */
+	MemoryContext store_cxt;	/* the keys live here */
 	int32		fetch;
 } QueryRows;
 
-/*
- * The key of row index in the window of rows read and not yet emitted
- * (keys[0] is row keys_base; emitting shifts the window), grown as needed.
- */
+/* The key slot of row index, the window grown as needed. */
 static Datum *
 QueryKeySlot(QueryRows *q, int64 index, bool **isnull)
 {
@@ -543,10 +576,10 @@ QueryNext(void *arg, int64 index, Phi3GenRequest *req, Phi3RowResult *kind)
 {
 	QueryRows  *q = (QueryRows *) arg;
 	HeapTuple	tup;
-	bool		doc_null;
+	bool		input_null;
 	bool	   *key_null;
 	Datum	   *key;
-	Datum		doc;
+	Datum		input;
 	MemoryContext old;
 
 	if (q->pos >= q->n)
@@ -575,12 +608,11 @@ QueryNext(void *arg, int64 index, Phi3GenRequest *req, Phi3RowResult *kind)
 		*key = datumCopy(*key, q->key_byval, q->key_typlen);
 	MemoryContextSwitchTo(old);
 
-	doc = SPI_getbinval(tup, q->tuptable->tupdesc, 2, &doc_null);
-	*kind = PHI3_ROW_TEXT;
-	if (doc_null)
+	input = SPI_getbinval(tup, q->tuptable->tupdesc, 2, &input_null);
+	if (input_null)
 		*kind = PHI3_ROW_NULL;
-	else if (!Phi3SummarizeRequestInit(req, DatumGetTextPP(doc), &q->opts))
-		*kind = PHI3_ROW_EMPTY;
+	else
+		FormRequest(&q->f, input, req, kind);
 	return true;
 }
 
@@ -592,17 +624,14 @@ QueryEmit(void *arg, int64 index, Phi3RowResult kind, const char *text, size_t l
 	bool		nulls[2];
 	bool	   *key_null;
 	Datum	   *key = QueryKeySlot(q, index, &key_null);
-	MemoryContext old = MemoryContextSwitchTo(q->store_cxt);
-	char	   *copy = pnstrdup(text, len);
 
 	values[0] = *key;
 	nulls[0] = *key_null;
 	nulls[1] = (kind == PHI3_ROW_NULL);
-	values[1] = nulls[1] ? (Datum) 0 : PointerGetDatum(Phi3TrimmedResult(copy, len));
+	values[1] = nulls[1] ? (Datum) 0 : FormResult(&q->f, kind, text, len);
 	tuplestore_putvalues(q->store, q->out_desc, values, nulls);
-	MemoryContextSwitchTo(old);
 
-	/* the oldest key is done: shift the window (rows are emitted in order) */
+	/* rows are emitted in order: drop this key from the front of the window */
 	if (!*key_null && !q->key_byval)
 		pfree(DatumGetPointer(*key));
 	memmove(q->keys, q->keys + 1, sizeof(Datum) * (q->keys_cap - 1));
@@ -610,13 +639,14 @@ QueryEmit(void *arg, int64 index, Phi3RowResult kind, const char *text, size_t l
 	q->keys_base++;
 }
 
+/* Error context: the query row and its key. */
 static void
 QueryDescribeRow(void *arg, int64 index)
 {
 	QueryRows  *q = (QueryRows *) arg;
 	int64		off = index - q->keys_base;
 
-	if (off >= 0 && off < q->keys_cap && !q->key_nulls[off])
+	if (off >= 0 && off < q->keys_cap && index < q->keys_base + q->keys_cap && !q->key_nulls[off])
 	{
 		Oid			out;
 		bool		varlena;
@@ -629,16 +659,58 @@ QueryDescribeRow(void *arg, int64 index)
 		errcontext("query row %lld", (long long) index + 1);
 }
 
-Datum
-phi3_summarize_rows(PG_FUNCTION_ARGS)
+/* Open the caller's query as a read-only cursor and check its two columns. */
+static Portal
+OpenQueryCursor(text *query_text, Oid key_type, int form)
+{
+	char	   *query = text_to_cstring(query_text);
+	SPIPlanPtr	plan = SPI_prepare(query, 0, NULL);
+	Portal		portal;
+	TupleDesc	desc;
+	Oid			input_type;
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (!SPI_is_cursor_plan(plan))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("query must be a single SELECT that returns rows"),
+				 errhint("Pass a query such as 'SELECT id, body FROM reports WHERE summary IS NULL'.")));
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	desc = portal->tupDesc;
+	if (desc->natts != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("query must return two columns, the key and the input"),
+				 errdetail("The query returns %d columns.", desc->natts)));
+	if (TupleDescAttr(desc, 0)->atttypid != key_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("the query's key column has type %s but key_type is %s",
+						format_type_be(TupleDescAttr(desc, 0)->atttypid), format_type_be(key_type)),
+				 errhint("Pass key_type as a null of the key's type, e.g. NULL::%s.",
+						 format_type_be(TupleDescAttr(desc, 0)->atttypid))));
+	input_type = TupleDescAttr(desc, 1)->atttypid;
+	if (input_type != FormInputType(form) &&
+		!(FormInputType(form) == TEXTOID && input_type == VARCHAROID))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("the query's input column has type %s, not %s",
+						format_type_be(input_type), format_type_be(FormInputType(form))),
+				 errhint("Cast it in the query, e.g. SELECT id, body::%s FROM ...",
+						 format_type_be(FormInputType(form)))));
+	pfree(query);
+	return portal;
+}
+
+/* A rows form: the options start at argument 2. */
+static Datum
+RowsForm(FunctionCallInfo fcinfo, int form)
 {
 	static const Phi3BatchOps ops = {QueryNext, QueryEmit, QueryDescribeRow};
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	QueryRows	q;
-	char	   *query;
-	SPIPlanPtr	plan;
-	TupleDesc	qdesc;
 	Oid			key_type = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	QueryRows	q;
 	int			ret;
 
 	if (PG_ARGISNULL(0))
@@ -651,56 +723,50 @@ phi3_summarize_rows(PG_FUNCTION_ARGS)
 				 errmsg("could not determine the type of key_type"),
 				 errhint("Pass a typed null, e.g. NULL::integer.")));
 
-	InitMaterializedSRF(fcinfo, 0);
 	memset(&q, 0, sizeof(q));
+	FormOptions(&q.f, fcinfo, form, 2);
+	q.fetch = Max(Phi3CheckedBatchSize(), 1);
+	InitMaterializedSRF(fcinfo, 0);
 	q.store = rsinfo->setResult;
 	q.out_desc = rsinfo->setDesc;
 	q.store_cxt = rsinfo->econtext->ecxt_per_query_memory;
 	q.key_type = key_type;
 	get_typlenbyval(key_type, &q.key_typlen, &q.key_byval);
-	q.opts = Phi3SummarizeOptionsFrom(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2),
-									  PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
-	q.fetch = Max(Phi3CheckedBatchSize(), 1);
 	q.keys_cap = 64;
 	q.keys = MemoryContextAlloc(q.store_cxt, sizeof(Datum) * q.keys_cap);
 	q.key_nulls = MemoryContextAlloc(q.store_cxt, sizeof(bool) * q.keys_cap);
-	query = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	plan = SPI_prepare(query, 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (!SPI_is_cursor_plan(plan))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("query must be a single SELECT that returns rows"),
-				 errhint("Pass a query such as 'SELECT id, body FROM reports WHERE summary IS NULL'.")));
-	q.portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-	qdesc = q.portal->tupDesc;
-	if (qdesc->natts != 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("query must return two columns, the key and the document"),
-				 errdetail("The query returns %d columns.", qdesc->natts)));
-	if (TupleDescAttr(qdesc, 0)->atttypid != key_type)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("the query's key column has type %s but key_type is %s",
-						format_type_be(TupleDescAttr(qdesc, 0)->atttypid), format_type_be(key_type)),
-				 errhint("Pass key_type as a null of the key's type, e.g. NULL::%s.",
-						 format_type_be(TupleDescAttr(qdesc, 0)->atttypid))));
-	if (TupleDescAttr(qdesc, 1)->atttypid != TEXTOID &&
-		TupleDescAttr(qdesc, 1)->atttypid != VARCHAROID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("the query's document column has type %s, not text",
-						format_type_be(TupleDescAttr(qdesc, 1)->atttypid)),
-				 errhint("Cast it in the query, e.g. SELECT id, body::text FROM ...")));
+	q.portal = OpenQueryCursor(PG_GETARG_TEXT_PP(0), key_type, form);
 
 	Phi3RunBatch(&ops, &q);
 
 	SPI_cursor_close(q.portal);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+Datum
+phi3_generate_rows(PG_FUNCTION_ARGS)
+{
+	return RowsForm(fcinfo, FORM_GENERATE);
+}
+
+Datum
+phi3_summarize_rows(PG_FUNCTION_ARGS)
+{
+	return RowsForm(fcinfo, FORM_SUMMARIZE);
+}
+
+Datum
+phi3_describe_rows(PG_FUNCTION_ARGS)
+{
+	return RowsForm(fcinfo, FORM_DESCRIBE);
+}
+
+Datum
+phi3_extract_rows(PG_FUNCTION_ARGS)
+{
+	return RowsForm(fcinfo, FORM_EXTRACT);
 }
