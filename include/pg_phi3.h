@@ -166,6 +166,7 @@ extern const P3Model *ModelCacheGetModel(void);
 extern P3Context *ModelCacheGetContext(void);
 extern P3Decoder *ModelCacheGetDecoder(void);
 extern void ModelCacheScheduleTrim(void);
+extern void ModelCacheDecoderBusy(bool busy);
 extern void ModelCacheCheckMappingFault(void);
 extern const char *ModelCachePath(void);
 extern bool ModelCacheIsPreloaded(void);

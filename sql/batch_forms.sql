@@ -96,6 +96,10 @@ SELECT regress_error($$SELECT phi3_summarize_rows(NULL, NULL::int)$$);
 SELECT regress_error($$SELECT phi3_describe_rows('SELECT id, body FROM batch_docs', NULL::int)$$);
 SELECT regress_error($$SELECT phi3_extract_rows('SELECT id, body FROM batch_docs', NULL::int, NULL)$$);
 SELECT regress_error($$SELECT phi3_summarize_rows('SELECT 1, 2', NULL)$$);
+-- the query may not itself run the model (it would reset the batch under it)
+SELECT regress_error($$SELECT * FROM phi3_summarize_rows('SELECT id, phi3_generate(body, NULL, 2) FROM batch_docs', NULL::int)$$);
+-- and after that error the backend generates as before
+SELECT phi3_summarize_batch(ARRAY[(SELECT body FROM batch_docs WHERE id = 1)], 20) = ARRAY[(SELECT summary FROM single WHERE id = 1)] AS still_same;
 SELECT regress_error($$SELECT phi3_summarize_batch(ARRAY['x'], 0)$$);
 SELECT regress_error($$SELECT phi3_generate_batch(ARRAY['x'], NULL, NULL, 5.0)$$);
 SELECT count(*) AS rows_unchanged FROM batch_docs WHERE summary IS NOT NULL;

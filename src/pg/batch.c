@@ -90,6 +90,8 @@ typedef struct BatchState
 	int64		error_row;		/* the row an error belongs to (error context) */
 } BatchState;
 
+static void BatchLoop(BatchState *bs, P3Decoder *dec);
+static void CollectFinished(BatchState *bs, P3Decoder *dec);
 static void AddRow(BatchState *bs, P3Decoder *dec, bool *exhausted);
 static void Finish(BatchState *bs, int64 index, Phi3RowResult kind, const char *text, size_t len);
 static void EmitReady(BatchState *bs);
@@ -122,7 +124,6 @@ Phi3RunBatch(const Phi3BatchOps *ops, void *arg)
 	BatchState	bs;
 	P3Decoder  *dec;
 	ErrorContextCallback errcb;
-	bool		exhausted = false;
 
 	(void) Phi3CheckedBatchSize();
 	CHECK_FOR_INTERRUPTS();
@@ -143,14 +144,38 @@ Phi3RunBatch(const Phi3BatchOps *ops, void *arg)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
+	ModelCacheDecoderBusy(true);
+	PG_TRY();
+	{
+		BatchLoop(&bs, dec);
+	}
+	PG_FINALLY();
+	{
+		ModelCacheDecoderBusy(false);
+	}
+	PG_END_TRY();
+
+	error_context_stack = errcb.previous;
+	MemoryContextDelete(bs.cxt);
+}
+
+/*
+ * Fill free slots from the source, step, collect finished rows, until the
+ * source is exhausted and every row was emitted.
+ */
+static void
+BatchLoop(BatchState *bs, P3Decoder *dec)
+{
+	bool		exhausted = false;
+
 	for (;;)
 	{
 		P3Error		err;
 		P3Status	st;
 
 		while (!exhausted && p3_decoder_n_free(dec) > 0)
-			AddRow(&bs, dec, &exhausted);
-		EmitReady(&bs);
+			AddRow(bs, dec, &exhausted);
+		EmitReady(bs);
 		if (p3_decoder_n_live(dec) == 0)
 		{
 			if (exhausted)
@@ -163,29 +188,32 @@ Phi3RunBatch(const Phi3BatchOps *ops, void *arg)
 		ModelCacheCheckMappingFault();
 		if (st != P3_OK)
 			Phi3ReportEngineError(&err, ModelCachePath());
-
-		for (int32 s = 0; s < bs.n_slots; s++)
-		{
-			P3SeqInfo	info;
-
-			if (bs.slot_row[s] < 0 || !p3_decoder_seq_info(dec, s, &info) ||
-				info.phase != P3_SEQ_DONE)
-				continue;
-			if (info.stats.stop == P3_STOP_ERROR)
-			{
-				bs.error_row = bs.slot_row[s];
-				Phi3ReportEngineError(info.error, ModelCachePath());
-			}
-			Finish(&bs, bs.slot_row[s], PHI3_ROW_TEXT, info.text, info.text_len);
-			bs.slot_row[s] = -1;
-			p3_decoder_remove(dec, s);
-		}
+		CollectFinished(bs, dec);
 		CHECK_FOR_INTERRUPTS();
 	}
-	EmitReady(&bs);
+	EmitReady(bs);
+}
 
-	error_context_stack = errcb.previous;
-	MemoryContextDelete(bs.cxt);
+/* Take the results of the rows that finished in the last step and free their slots. */
+static void
+CollectFinished(BatchState *bs, P3Decoder *dec)
+{
+	for (int32 s = 0; s < bs->n_slots; s++)
+	{
+		P3SeqInfo	info;
+
+		if (bs->slot_row[s] < 0 || !p3_decoder_seq_info(dec, s, &info) ||
+			info.phase != P3_SEQ_DONE)
+			continue;
+		if (info.stats.stop == P3_STOP_ERROR)
+		{
+			bs->error_row = bs->slot_row[s];
+			Phi3ReportEngineError(info.error, ModelCachePath());
+		}
+		Finish(bs, bs->slot_row[s], PHI3_ROW_TEXT, info.text, info.text_len);
+		bs->slot_row[s] = -1;
+		p3_decoder_remove(dec, s);
+	}
 }
 
 /*

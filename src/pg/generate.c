@@ -430,18 +430,27 @@ RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo *info)
 	p3_error_clear(&err);
 	if (p3_decoder_add(dec, prompt->ids, (int32) prompt->n, sp, &seq, &err) != P3_OK)
 		Phi3ReportEngineError(&err, ModelCachePath());
-	for (;;)
+	ModelCacheDecoderBusy(true);
+	PG_TRY();
 	{
-		P3Status	st = p3_decoder_step(dec, &err);
+		for (;;)
+		{
+			P3Status	st = p3_decoder_step(dec, &err);
 
-		ModelCacheCheckMappingFault();
-		if (st != P3_OK)
-			Phi3ReportEngineError(&err, ModelCachePath());
-		p3_decoder_seq_info(dec, seq, info);
-		if (info->phase == P3_SEQ_DONE)
-			break;
-		CHECK_FOR_INTERRUPTS();
+			ModelCacheCheckMappingFault();
+			if (st != P3_OK)
+				Phi3ReportEngineError(&err, ModelCachePath());
+			p3_decoder_seq_info(dec, seq, info);
+			if (info->phase == P3_SEQ_DONE)
+				break;
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
+	PG_FINALLY();
+	{
+		ModelCacheDecoderBusy(false);
+	}
+	PG_END_TRY();
 	if (info->stats.stop == P3_STOP_ERROR)
 		Phi3ReportEngineError(info->error, ModelCachePath());
 }

@@ -118,6 +118,9 @@ static P3Decoder *cache_dec = NULL;
 /* A KV trim is scheduled for the end of the current statement */
 static bool trim_scheduled = false;
 
+/* A generation loop is driving cache_dec (Phi3DecoderBegin .. End) */
+static bool decoder_busy = false;
+
 static bool StatIdentity(const char *path, FileIdentity *id);
 static bool CachedModelIsCurrent(const char *path);
 static P3Status OpenModel(const char *path, P3Error *err);
@@ -292,8 +295,19 @@ EffectiveThreads(void)
 P3Decoder *
 ModelCacheGetDecoder(void)
 {
-	P3Context  *ctx = ModelCacheGetContext();
+	P3Context  *ctx;
 	P3Error		err;
+
+	/*
+	 * A phi3 function called by the query of a phi3_*_rows function would
+	 * reset the decoder under the batch that is fetching that query's rows
+	 */
+	if (decoder_busy)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("phi3 functions cannot run inside the query of a phi3 batch function"),
+				 errhint("Compute the query's values in a separate statement, or pass the inputs themselves.")));
+	ctx = ModelCacheGetContext();
 
 	if (cache_dec == NULL)
 	{
@@ -304,6 +318,16 @@ ModelCacheGetDecoder(void)
 	p3_decoder_reset(cache_dec);
 	ModelCacheScheduleTrim();
 	return cache_dec;
+}
+
+/*
+ * Mark the decoder in use by a generation loop (RunDecoder, Phi3RunBatch)
+ *; the loops clear it again in PG_FINALLY.
+ */
+void
+ModelCacheDecoderBusy(bool busy)
+{
+	decoder_busy = busy;
 }
 
 /*
