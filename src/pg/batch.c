@@ -578,6 +578,7 @@ typedef struct QueryRows
 	Tuplestorestate *store;
 	TupleDesc	out_desc;
 	MemoryContext store_cxt;	/* the keys live here */
+	MemoryContext emit_cxt;		/* one result row, reset after it is stored */
 	int32		fetch;
 } QueryRows;
 
@@ -653,11 +654,15 @@ QueryEmit(void *arg, int64 index, Phi3RowResult kind, const char *text, size_t l
 	bool	   *key_null;
 	Datum	   *key = QueryKeySlot(q, index, &key_null);
 
+	MemoryContext old = MemoryContextSwitchTo(q->emit_cxt);
+
 	values[0] = *key;
 	nulls[0] = *key_null;
 	nulls[1] = (kind == PHI3_ROW_NULL);
 	values[1] = nulls[1] ? (Datum) 0 : FormResult(&q->f, kind, text, len);
 	tuplestore_putvalues(q->store, q->out_desc, values, nulls);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(q->emit_cxt);
 
 	/* rows are emitted in order: drop this key from the front of the window */
 	if (!*key_null && !q->key_byval)
@@ -763,6 +768,7 @@ RowsForm(FunctionCallInfo fcinfo, int form)
 	q.keys_cap = 64;
 	q.keys = MemoryContextAlloc(q.store_cxt, sizeof(Datum) * q.keys_cap);
 	q.key_nulls = MemoryContextAlloc(q.store_cxt, sizeof(bool) * q.keys_cap);
+	q.emit_cxt = AllocSetContextCreate(CurrentMemoryContext, "phi3 rows result", ALLOCSET_DEFAULT_SIZES);
 
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
@@ -772,6 +778,7 @@ RowsForm(FunctionCallInfo fcinfo, int form)
 
 	SPI_cursor_close(q.portal);
 	SPI_finish();
+	MemoryContextDelete(q.emit_cxt);
 	return (Datum) 0;
 }
 
