@@ -2,6 +2,10 @@
  * phi3/kernels.h — the compute kernels of the forward pass and how the
  * engine picks them.
  *
+ * The kernel layer depends only on the tensor formats (phi3/quant.h) and
+ * the thread pool (phi3/threadpool.h); the model and the context are built
+ * on it, never the other way round.
+ *
  * A P3KernelSet is a table of function pointers per weight type.  The
  * reference set wraps the scalar code of phi3/quant.h and is always
  * available; faster sets (AVX2, AVX-512 / VNNI) are chosen once from the
@@ -54,14 +58,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "phi3/context.h"
-#include "phi3/model.h"
 #include "phi3/quant.h"
 #include "phi3/threadpool.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * Activation precision in products with quantized weights.  The default is
+ * P3_ACT_Q8, as llama.cpp computes on CPU: about twice as fast on AVX-512
+ * VNNI; logits differ from exact f32 activations by ~1e-2 on quantized
+ * weights (float weights always use f32 activations).  P3_ACT_F32 gives the
+ * dequantized model's exact semantics (phi3-run --act f32; the numpy
+ * reference checks both).
+ */
+typedef enum P3ActPrecision
+{
+	P3_ACT_F32 = 0,				/* dequantize weights, multiply by f32 activations */
+	P3_ACT_Q8 = 1,				/* quantize activations to Q8_0/Q8_1/Q8_K, integer dots (llama.cpp) */
+} P3ActPrecision;
+
+/* A weight matrix inside the mapping: n_out rows of n_in elements of `type`. */
+typedef struct P3Weight
+{
+	const char *name;			/* tensor name (points into the P3GGUF) */
+	uint32_t	type;			/* P3Type code */
+	int64_t		n_in;			/* ne[0]: row length, contiguous */
+	int64_t		n_out;			/* ne[1]: number of rows */
+	size_t		row_bytes;		/* bytes per row */
+	const uint8_t *data;		/* n_out * row_bytes bytes */
+} P3Weight;
 
 /* Same contracts as the *_ref functions of phi3/quant.h, for one type. */
 typedef void (*P3DequantFn) (const void *src, float *dst, int64_t n);
