@@ -1,6 +1,6 @@
 /*
- * phi3/kernels.h — the compute kernels of the forward pass and how the
- * engine picks them.
+ * phi3/kernels.h — the compute kernels of the forward pass: kernel sets,
+ * element-wise operations and the matrix product.
  *
  * The kernel layer depends only on the tensor formats (phi3/quant.h) and
  * the thread pool (phi3/threadpool.h); the model and the context are built
@@ -9,7 +9,7 @@
  * A P3KernelSet is a table of function pointers per weight type.  The
  * reference set wraps the scalar code of phi3/quant.h and is always
  * available; faster sets (AVX2, AVX-512 / VNNI) are chosen once from the
- * CPU's features by p3_kernels_best().  Every entry of a fast set has the
+ * CPU's features (phi3/kernels_dispatch.h).  Every entry of a fast set has the
  * exact contract of its reference counterpart and is tested against it
  * (test/engine/test_kernels.c); an entry a fast set does not provide is
  * the reference one, so every set is complete.
@@ -27,13 +27,6 @@
  *     tolerance: |result - exact| <= (k + 40) * 2^-23 * M, M the sum of the
  *     magnitudes of the terms, k the longest chain of additions (blocks for
  *     vec_dot, n / 32 for SIMD float dots) — see test/engine/test_kernels.c.
- *
- * Choosing a set: p3_kernels_best() returns the fastest set this CPU runs
- * ("avx512" needs AVX-512 F/BW/VL/DQ + VNNI, "avx2" needs AVX2 + FMA +
- * F16C), unless the environment variable PHI3_KERNELS names a set
- * ("reference", "avx2" or "avx512"): then that set is used, so the whole
- * engine can be pinned to one set (tests, CI machines, debugging).  A name
- * this CPU cannot run, or an unknown name, is ignored.
  *
  * Prefill: vec_dot_ntok and dot_f32_f32_ntok apply one weight row to
  * P3_KERNEL_NTOK activation rows at once, so the row is unpacked once for
@@ -131,11 +124,8 @@ typedef struct P3KernelSet
 									 int64_t i0, int64_t m, float *state, float *out);
 } P3KernelSet;
 
+/* The reference set (scalar, every CPU; the sets of phi3/kernels_dispatch.h start from it). */
 const P3KernelSet *p3_kernels_reference(void);
-/* The fastest set this CPU supports (cpuid, once; thread-safe), or PHI3_KERNELS's. */
-const P3KernelSet *p3_kernels_best(void);
-/* The set of that name ("reference", "avx2", "avx512") if this CPU runs it, else NULL. */
-const P3KernelSet *p3_kernels_by_name(const char *name);
 
 /* ---- element-wise operations (f32, scalar, deterministic) ---- */
 

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "phi3/kernels.h"
+#include "phi3/kernels_dispatch.h"
 #include "phi3/threadpool.h"
 
 #define KV_GROW_STEP	256
