@@ -5,6 +5,7 @@
 #   make engine-check    engine unit tests and the forward pass against the numpy reference;
 #                        no server, no PostgreSQL headers (src/engine is built without them)
 #   make engine-valgrind the engine unit tests under valgrind
+#   make check-exports   phi3.so exports only its SQL entry points and holds no tool-only code
 #   make installcheck    pg_regress suite against a running server (see README / .ci/run)
 #   make prove-check     TAP tests (cancel, timeouts, concurrency, preload, model files replaced
 #                        or truncated under a running backend) on temporary servers
@@ -21,7 +22,14 @@ PGFILEDESC   = "phi3 - Phi-3 Mini language model inside PostgreSQL"
 ENGINE_SRCS  = $(sort $(wildcard src/engine/*.c))
 ENGINE_OBJS  = $(ENGINE_SRCS:.c=.o)
 GLUE_SRCS    = $(sort $(wildcard src/pg/*.c))
-OBJS         = $(ENGINE_OBJS) $(GLUE_SRCS:.c=.o)
+# Engine objects only the tools, tests, benchmarks and fuzzers link: the
+# extension reads GGUF files and never writes one.  phi3.so gets the rest.
+ENGINE_TOOL_OBJS   = src/engine/gguf_write.o
+MODULE_ENGINE_OBJS = $(filter-out $(ENGINE_TOOL_OBJS),$(ENGINE_OBJS))
+OBJS         = $(MODULE_ENGINE_OBJS) $(GLUE_SRCS:.c=.o)
+# phi3.so exports its entry points and nothing else: exports.txt, made into
+# a linker version script (exports.list) by PGXS; make check-exports.
+SHLIB_EXPORTS = exports.txt
 
 # pg_regress: one file per feature; setup first (it creates the extension)
 REGRESS      = $(shell cat test/regress_schedule 2>/dev/null)
@@ -41,10 +49,12 @@ include $(PGXS)
 # Engine: plain C11, no PostgreSQL include path.  -ffp-contract=off keeps the
 # scalar reference kernels bit-reproducible; SIMD kernels use intrinsics and
 # per-function target attributes chosen at run time, so no -march here.
+# -fvisibility=hidden: no engine symbol is ever exported from phi3.so, even
+# without the version script, and calls within the engine bind directly.
 # ---------------------------------------------------------------------------
 ENGINE_CC      ?= $(CC)
 ENGINE_OPT     ?= -O2
-ENGINE_CFLAGS  = -std=gnu11 $(ENGINE_OPT) -g -fPIC -D_GNU_SOURCE -Iinclude \
+ENGINE_CFLAGS  = -std=gnu11 $(ENGINE_OPT) -g -fPIC -fvisibility=hidden -D_GNU_SOURCE -Iinclude \
                  -Wall -Wextra -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes \
                  -Wshadow -Wformat=2 -Wvla -Werror=vla -Werror=implicit-function-declaration \
                  -ffp-contract=off -fno-strict-aliasing -pthread $(ENGINE_EXTRA_CFLAGS)
@@ -58,6 +68,13 @@ $(GLUE_SRCS:.c=.o): $(wildcard include/phi3/*.h) $(wildcard include/*.h)
 
 TOOLS = bin/phi3-run bin/phi3-mkmodel
 all: $(TOOLS)
+
+# What phi3.so exports and contains (scripts/check-exports.sh): only the
+# entry points of the SQL scripts, no engine symbol, nothing of
+# ENGINE_TOOL_OBJS, no engine symbol left undefined.
+.PHONY: check-exports
+check-exports: $(shlib) $(ENGINE_TOOL_OBJS)
+	sh scripts/check-exports.sh $(shlib) $(DATA) -- $(ENGINE_TOOL_OBJS)
 
 bin/%: tools/%.c $(ENGINE_OBJS) $(wildcard tools/*.h)
 	@mkdir -p bin

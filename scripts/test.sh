@@ -1,9 +1,11 @@
 #!/bin/sh
 # Build phi3 and run every test, from a fresh Debian 12 machine:
 #   1. install the build and test dependencies (scripts/install-deps.sh)
-#   2. build the extension and tools; engine unit tests and the forward
-#      pass against the numpy reference (make engine-check, no server),
-#      then the engine tests again under valgrind (make engine-valgrind)
+#   2. build the extension and tools; check that phi3.so exports only its
+#      SQL entry points (make check-exports); engine unit tests and the
+#      forward pass against the numpy reference (make engine-check, no
+#      server), then the engine tests again under valgrind (make
+#      engine-valgrind)
 #   3. install the extension; start a throwaway PostgreSQL cluster; run the
 #      pg_regress suite on tiny generated models (make installcheck)
 #   4. TAP tests: cancel, statement_timeout, concurrent sessions,
@@ -22,6 +24,9 @@ scripts/install-deps.sh
 
 echo "== build"
 make -s -j2 PG_CONFIG="$PG_CONFIG"
+
+echo "== what phi3.so exports"
+make -s check-exports PG_CONFIG="$PG_CONFIG"
 
 echo "== engine tests"
 make -s engine-check PG_CONFIG="$PG_CONFIG"
