@@ -7,6 +7,7 @@
 #   make engine-valgrind the engine unit tests under valgrind
 #   make check-exports   phi3.so exports only its SQL entry points and holds no tool-only code
 #   make installcheck    pg_regress suite against a running server (see README / .ci/run)
+#   make PHI3_ASSERT=1   the glue with PostgreSQL's assertions (USE_ASSERT_CHECKING)
 #   make prove-check     TAP tests (cancel, timeouts, concurrency, preload, model files replaced
 #                        or truncated under a running backend) on temporary servers
 #   make bench           speed and memory benchmarks
@@ -35,6 +36,17 @@ SHLIB_EXPORTS = exports.txt
 REGRESS      = $(shell cat test/regress_schedule 2>/dev/null)
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 PG_CPPFLAGS  = -I$(CURDIR)/include
+# make PHI3_ASSERT=1 (and make install PHI3_ASSERT=1): the glue with
+# PostgreSQL's assertions, as a --enable-cassert server has them (the
+# Asserts of its headers check our use of its APIs); CI runs pg_regress on
+# it.  Loads into the ordinary server: in PG 15's headers the option only
+# adds checks, an unused trailing member of MemoryContextMethods and
+# declarations of assert-only functions the glue does not call (README).
+# The engine is not affected.  Switching rebuilds the glue (build/glue-cppflags).
+PHI3_ASSERT ?=
+ifeq ($(PHI3_ASSERT),1)
+PG_CPPFLAGS += -DUSE_ASSERT_CHECKING
+endif
 SHLIB_LINK   = -lm -lpthread
 EXTRA_CLEAN  = bin build
 
@@ -63,8 +75,16 @@ ENGINE_LIBS    = -lm -lpthread
 $(ENGINE_OBJS): %.o: %.c $(wildcard include/phi3/*.h) $(wildcard src/engine/*.h)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -c -o $@ $<
 
-# The glue sees the engine headers too.
-$(GLUE_SRCS:.c=.o): $(wildcard include/phi3/*.h) $(wildcard include/*.h)
+# The glue sees the engine headers too, and is rebuilt when its flags change
+# (PHI3_ASSERT): build/glue-cppflags holds them and changes only with them.
+$(GLUE_SRCS:.c=.o): $(wildcard include/phi3/*.h) $(wildcard include/*.h) build/glue-cppflags
+
+build/glue-cppflags: FORCE
+	@mkdir -p build
+	@echo '$(PG_CPPFLAGS)' | cmp -s - $@ || echo '$(PG_CPPFLAGS)' > $@
+
+.PHONY: FORCE
+FORCE:
 
 TOOLS = bin/phi3-run bin/phi3-mkmodel
 all: $(TOOLS)
