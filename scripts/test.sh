@@ -5,7 +5,7 @@
 #      SQL entry points (make check-exports); engine unit tests and the
 #      forward pass against the numpy reference (make engine-check, no
 #      server); the engine tests again under valgrind (make
-#      engine-valgrind)
+#      engine-valgrind) and built with ASan + UBSan (make engine-asan)
 #   3. install the extension; start a throwaway PostgreSQL cluster; run the
 #      pg_regress suite on tiny generated models (make installcheck); then
 #      again with the glue built with PostgreSQL's assertions
@@ -47,6 +47,9 @@ make -s engine-check PG_CONFIG="$PG_CONFIG"
 
 stage "engine tests under valgrind"
 make -s engine-valgrind PG_CONFIG="$PG_CONFIG"
+
+stage "engine tests built with ASan + UBSan"
+make -s -j2 engine-asan PG_CONFIG="$PG_CONFIG"
 
 stage install
 $SUDO make -s install PG_CONFIG="$PG_CONFIG"
