@@ -104,6 +104,21 @@ bin/%: tools/%.c $(ENGINE_OBJS) $(wildcard tools/*.h)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
 
 # ---------------------------------------------------------------------------
+# Test models are made with the tool under test (bin/phi3-mkmodel:
+# deterministic random weights, the real Phi-3 vocabulary).  The shapes the
+# engine tests, pg_regress and the TAP tests share are written once here:
+#   $(MKMODEL_TINY) -o OUT [options]     embd 64, 2 layers, 4 heads, ff 128
+#   $(MKMODEL_TINY_K) -o OUT [options]   embd 256, 2 layers, 4 heads, ff 512
+#                                        (rows of 256: the K-quants' block)
+# ---------------------------------------------------------------------------
+PHI3_TEST_VOCAB ?= $(CURDIR)/test/data/ggml-vocab-phi-3.gguf
+MKMODEL         = bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB)
+TINY_DIMS       = --embd 64 --layers 2 --heads 4 --ff 128
+TINY_K_DIMS     = --embd 256 --layers 2 --heads 4 --ff 512
+MKMODEL_TINY    = $(MKMODEL) $(TINY_DIMS)
+MKMODEL_TINY_K  = $(MKMODEL) $(TINY_K_DIMS)
+
+# ---------------------------------------------------------------------------
 # Engine tests: one program per subsystem in test/engine, plus scripted
 # checks (tokenizer cases, forward pass against numpy) in test/engine/*.sh.
 # ---------------------------------------------------------------------------
@@ -116,10 +131,9 @@ build/test/%: test/engine/%.c $(ENGINE_OBJS) test/engine/harness.h
 .PHONY: engine-check engine-build engine-valgrind bench prove-check
 engine-build: $(ENGINE_TESTS) $(TOOLS)
 
-# Models for the engine tests (test_context.c), made with the tool under test.
+# Models for the engine tests (test_context.c).
 ENGINE_MODEL_DIR = build/engine-models
-MKMODEL_TINY = bin/phi3-mkmodel -q --vocab test/data/ggml-vocab-phi-3.gguf --embd 64 --layers 2 --heads 4 --ff 128
-$(ENGINE_MODEL_DIR)/.made: bin/phi3-mkmodel test/data/ggml-vocab-phi-3.gguf
+$(ENGINE_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	@mkdir -p $(ENGINE_MODEL_DIR)
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-f32.gguf
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-q8_0.gguf --type q8_0
@@ -127,7 +141,7 @@ $(ENGINE_MODEL_DIR)/.made: bin/phi3-mkmodel test/data/ggml-vocab-phi-3.gguf
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-split.gguf --split-qkv
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-tied.gguf --tied
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-longrope.gguf --longrope --ctx 64 --orig-ctx 16
-	bin/phi3-mkmodel -q --vocab test/data/ggml-vocab-phi-3.gguf -o $(ENGINE_MODEL_DIR)/tiny-q4_k.gguf --embd 256 --layers 2 --heads 4 --ff 512 --type q4_k
+	$(MKMODEL_TINY_K) -o $(ENGINE_MODEL_DIR)/tiny-q4_k.gguf --type q4_k
 	@touch $@
 
 engine-check: engine-build $(ENGINE_MODEL_DIR)/.made
@@ -208,7 +222,6 @@ bench: engine-build build/bench/bench_kernels build/bench/bench_stream
 PHI3_TAP_WORK ?=
 PHI3_TAP_KEEP ?=
 TAP_TESTS     = $(if $(PROVE_TESTS),$(PROVE_TESTS),$(sort $(wildcard t/*.pl)))
-TAP_MKMODEL   = bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB)
 TAP_ENV       = PATH="$(bindir):$$PATH" TESTDIR="$$work" PHI3_TAP_MODELS="$$work/models" \
                 PG_REGRESS="$(top_builddir)/src/test/regress/pg_regress"
 TAP_PROVE     = $(PROVE) -I $(top_srcdir)/src/test/perl -I "$$work/t/lib" $(PROVE_FLAGS) $$tests
@@ -227,12 +240,10 @@ prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	echo "prove-check: models and clusters in $$work"; \
 	mkdir -p "$$work/models" "$$work/tmp_check" "$$work/t" && \
 	cp -R t/lib "$$work/t/" && cp $(TAP_TESTS) "$$work/t/" && \
-	$(TAP_MKMODEL) -o "$$work/models/big.gguf" --embd 1024 --layers 8 --heads 16 --ff 4096 \
+	$(MKMODEL) -o "$$work/models/big.gguf" --embd 1024 --layers 8 --heads 16 --ff 4096 \
 		--type q8_0 --ctx 131072 && \
-	$(TAP_MKMODEL) -o "$$work/models/tiny-a.gguf" --embd 64 --layers 2 --heads 4 --ff 128 \
-		--seed 1 --name 'phi3 tap model A' && \
-	$(TAP_MKMODEL) -o "$$work/models/tiny-b.gguf" --embd 64 --layers 2 --heads 4 --ff 128 \
-		--seed 2 --name 'phi3 tap model B' && \
+	$(MKMODEL_TINY) -o "$$work/models/tiny-a.gguf" --seed 1 --name 'phi3 tap model A' && \
+	$(MKMODEL_TINY) -o "$$work/models/tiny-b.gguf" --seed 2 --name 'phi3 tap model B' && \
 	chmod -R a+rX "$$work/models" "$$work/t" || exit 1; \
 	tests=$$(for f in $(TAP_TESTS); do printf 't/%s ' "$${f##*/}"; done); \
 	cd "$$work" || exit 1; \
@@ -260,8 +271,8 @@ prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 # error tests, in PHI3_TEST_MODEL_DIR.  The server's user must be able to
 # read that directory (CI passes one under /tmp); the tests find it through
 # the environment (psql's \getenv), so it is exported to pg_regress.
-#   tiny-f32 / tiny-q8_0   embd 64, 2 layers, 4 heads, ff 128
-#   tiny-q4_k              embd 256, 2 layers, 4 heads, ff 512 (a K-quant)
+#   tiny-f32 / tiny-q8_0   MKMODEL_TINY (embd 64, 2 layers, 4 heads, ff 128)
+#   tiny-q4_k              MKMODEL_TINY_K (embd 256, ff 512), a K-quant
 #   tiny-longrope          as tiny-f32, 128k-style LongRoPE
 #   not-gguf               a text file
 #   truncated              tiny-f32 without its last 4096 bytes
@@ -271,7 +282,6 @@ prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 #   vocab-only             the vocabulary GGUF: architecture phi3, no tensors
 # ---------------------------------------------------------------------------
 PHI3_TEST_MODEL_DIR ?= $(CURDIR)/build/test-models
-PHI3_TEST_VOCAB     ?= $(CURDIR)/test/data/ggml-vocab-phi-3.gguf
 export PHI3_TEST_MODEL_DIR
 
 .PHONY: test-models
@@ -279,10 +289,10 @@ test-models: $(PHI3_TEST_MODEL_DIR)/.made
 
 $(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	@mkdir -p $(PHI3_TEST_MODEL_DIR)
-	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf --embd 64 --layers 2 --heads 4 --ff 128
-	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-q8_0.gguf --embd 64 --layers 2 --heads 4 --ff 128 --type q8_0
-	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf --embd 256 --layers 2 --heads 4 --ff 512 --type q4_k
-	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-longrope.gguf --embd 64 --layers 2 --heads 4 --ff 128 --longrope
+	$(MKMODEL_TINY) -o $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf
+	$(MKMODEL_TINY) -o $(PHI3_TEST_MODEL_DIR)/tiny-q8_0.gguf --type q8_0
+	$(MKMODEL_TINY_K) -o $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf --type q4_k
+	$(MKMODEL_TINY) -o $(PHI3_TEST_MODEL_DIR)/tiny-longrope.gguf --longrope
 	printf 'This is a text file, not a GGUF model.\n' > $(PHI3_TEST_MODEL_DIR)/not-gguf.gguf
 	f=$(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf; head -c $$(( $$(wc -c < $$f) - 4096 )) $$f > $(PHI3_TEST_MODEL_DIR)/truncated.gguf
 	cp $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf $(PHI3_TEST_MODEL_DIR)/wrong-arch.gguf
