@@ -33,8 +33,10 @@ OBJS         = $(MODULE_ENGINE_OBJS) $(GLUE_SRCS:.c=.o)
 # a linker version script (exports.list) by PGXS; make check-exports.
 SHLIB_EXPORTS = exports.txt
 
-# pg_regress: one file per feature; setup first (it creates the extension)
-REGRESS      = $(shell cat test/regress_schedule 2>/dev/null)
+# pg_regress tests in the order they run: test/regress_tests holds their
+# names, one per line (sql/NAME.sql, expected/NAME.out; one file per
+# feature), setup first (it creates the extension)
+REGRESS      = $(shell cat test/regress_tests)
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 PG_CPPFLAGS  = -I$(CURDIR)/include
 # make PHI3_ASSERT=1 (and make install PHI3_ASSERT=1): the glue with
@@ -275,7 +277,18 @@ $(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 regress-outputdir:
 	@mkdir -p build/regress
 
-installcheck: test-models regress-outputdir
+# Every sql/NAME.sql is listed in test/regress_tests and every listed name
+# has its sql/ and expected/ files: a test cannot be left out unnoticed.
+.PHONY: regress-list
+regress-list:
+	@ok=1; \
+	for f in sql/*.sql; do n=$${f#sql/}; n=$${n%.sql}; \
+		grep -qx "$$n" test/regress_tests || { echo "regress-list: $$f is not in test/regress_tests"; ok=0; }; done; \
+	for n in $(REGRESS); do \
+		[ -f sql/$$n.sql ] && [ -f expected/$$n.out ] || { echo "regress-list: $$n (test/regress_tests) needs sql/$$n.sql and expected/$$n.out"; ok=0; }; done; \
+	[ $$ok = 1 ]
+
+installcheck: regress-list test-models regress-outputdir
 
 # ---------------------------------------------------------------------------
 # libFuzzer harnesses (test/fuzz; not part of CI, needs clang with
