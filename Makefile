@@ -51,7 +51,7 @@ ifeq ($(PHI3_ASSERT),1)
 PG_CPPFLAGS += -DUSE_ASSERT_CHECKING
 endif
 SHLIB_LINK   = -lm -lpthread
-EXTRA_CLEAN  = bin build
+EXTRA_CLEAN  = bin build $(ENGINE_TOOL_OBJS)
 
 # No LLVM bitcode for JIT: nothing here benefits from inlining into queries.
 override with_llvm = no
