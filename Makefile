@@ -6,7 +6,10 @@
 #   make engine-check    engine unit tests and the forward pass against the numpy reference;
 #                        no server, no PostgreSQL headers (src/engine is built without them)
 #   make engine-valgrind the engine unit tests under valgrind
+#   make engine-asan     the engine unit tests built with ASan + UBSan (build/asan)
+#   make check-exports   phi3.so exports only its SQL entry points and holds no tool-only code
 #   make installcheck    pg_regress suite against a running server (see README / .ci/run)
+#   make PHI3_ASSERT=1   the glue with PostgreSQL's assertions (USE_ASSERT_CHECKING)
 #   make prove-check     TAP tests (cancel, timeouts, concurrency, preload, model files replaced
 #                        or truncated under a running backend) on temporary servers
 #   make bench           speed and memory benchmarks
@@ -22,14 +25,34 @@ PGFILEDESC   = "phi3 - Phi-3 Mini language model inside PostgreSQL"
 ENGINE_SRCS  = $(sort $(wildcard src/engine/*.c))
 ENGINE_OBJS  = $(ENGINE_SRCS:.c=.o)
 GLUE_SRCS    = $(sort $(wildcard src/pg/*.c))
-OBJS         = $(ENGINE_OBJS) $(GLUE_SRCS:.c=.o)
+# Engine objects only the tools, tests, benchmarks and fuzzers link: the
+# extension reads GGUF files and never writes one.  phi3.so gets the rest.
+ENGINE_TOOL_OBJS   = src/engine/gguf_write.o
+MODULE_ENGINE_OBJS = $(filter-out $(ENGINE_TOOL_OBJS),$(ENGINE_OBJS))
+OBJS         = $(MODULE_ENGINE_OBJS) $(GLUE_SRCS:.c=.o)
+# phi3.so exports its entry points and nothing else: exports.txt, made into
+# a linker version script (exports.list) by PGXS; make check-exports.
+SHLIB_EXPORTS = exports.txt
 
-# pg_regress: one file per feature; setup first (it creates the extension)
-REGRESS      = $(shell cat test/regress_schedule 2>/dev/null)
+# pg_regress tests in the order they run: test/regress_tests holds their
+# names, one per line (sql/NAME.sql, expected/NAME.out; one file per
+# feature), setup first (it creates the extension)
+REGRESS      = $(shell cat test/regress_tests)
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 PG_CPPFLAGS  = -I$(CURDIR)/include
+# make PHI3_ASSERT=1 (and make install PHI3_ASSERT=1): the glue with
+# PostgreSQL's assertions, as a --enable-cassert server has them (the
+# Asserts of its headers check our use of its APIs); CI runs pg_regress on
+# it.  Loads into the ordinary server: in PG 15's headers the option only
+# adds checks, an unused trailing member of MemoryContextMethods and
+# declarations of assert-only functions the glue does not call (README).
+# The engine is not affected.  Switching rebuilds the glue (build/glue-cppflags).
+PHI3_ASSERT ?=
+ifeq ($(PHI3_ASSERT),1)
+PG_CPPFLAGS += -DUSE_ASSERT_CHECKING
+endif
 SHLIB_LINK   = -lm -lpthread
-EXTRA_CLEAN  = bin build
+EXTRA_CLEAN  = bin build $(ENGINE_TOOL_OBJS)
 
 # No LLVM bitcode for JIT: nothing here benefits from inlining into queries.
 override with_llvm = no
@@ -42,27 +65,61 @@ include $(PGXS)
 # Engine: plain C11, no PostgreSQL include path.  -ffp-contract=off keeps the
 # scalar reference kernels bit-reproducible; SIMD kernels use intrinsics and
 # per-function target attributes chosen at run time, so no -march here.
+# -fvisibility=hidden: no engine symbol is ever exported from phi3.so, even
+# without the version script, and calls within the engine bind directly.
 # ---------------------------------------------------------------------------
 ENGINE_CC      ?= $(CC)
 ENGINE_OPT     ?= -O2
-ENGINE_CFLAGS  = -std=gnu11 $(ENGINE_OPT) -g -fPIC -D_GNU_SOURCE -Iinclude \
+# (ENGINE_BASE_CFLAGS: everything but the optimisation level, shared with engine-asan)
+ENGINE_BASE_CFLAGS = -std=gnu11 -g -fPIC -fvisibility=hidden -D_GNU_SOURCE -Iinclude \
                  -Wall -Wextra -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes \
                  -Wshadow -Wformat=2 -Wvla -Werror=vla -Werror=implicit-function-declaration \
-                 -ffp-contract=off -fno-strict-aliasing -pthread $(ENGINE_EXTRA_CFLAGS)
+                 -ffp-contract=off -fno-strict-aliasing -pthread
+ENGINE_CFLAGS  = $(ENGINE_BASE_CFLAGS) $(ENGINE_OPT) $(ENGINE_EXTRA_CFLAGS)
 ENGINE_LIBS    = -lm -lpthread
 
 $(ENGINE_OBJS): %.o: %.c $(wildcard include/phi3/*.h) $(wildcard src/engine/*.h)
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -c -o $@ $<
 
-# The glue sees the engine headers too.
-$(GLUE_SRCS:.c=.o): $(wildcard include/phi3/*.h) $(wildcard include/*.h)
+# The glue sees the engine headers too, and is rebuilt when its flags change
+# (PHI3_ASSERT): build/glue-cppflags holds them and changes only with them.
+$(GLUE_SRCS:.c=.o): $(wildcard include/phi3/*.h) $(wildcard include/*.h) build/glue-cppflags
+
+build/glue-cppflags: FORCE
+	@mkdir -p build
+	@echo '$(PG_CPPFLAGS)' | cmp -s - $@ || echo '$(PG_CPPFLAGS)' > $@
+
+.PHONY: FORCE
+FORCE:
 
 TOOLS = bin/phi3-run bin/phi3-mkmodel
 all: $(TOOLS)
 
+# What phi3.so exports and contains (scripts/check-exports.sh): only the
+# entry points of the SQL scripts, no engine symbol, nothing of
+# ENGINE_TOOL_OBJS, no engine symbol left undefined.
+.PHONY: check-exports
+check-exports: $(shlib) $(ENGINE_TOOL_OBJS)
+	sh scripts/check-exports.sh $(shlib) $(DATA) -- $(ENGINE_TOOL_OBJS)
+
 bin/%: tools/%.c $(ENGINE_OBJS) $(wildcard tools/*.h)
 	@mkdir -p bin
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
+
+# ---------------------------------------------------------------------------
+# Test models are made with the tool under test (bin/phi3-mkmodel:
+# deterministic random weights, the real Phi-3 vocabulary).  The shapes the
+# engine tests, pg_regress and the TAP tests share are written once here:
+#   $(MKMODEL_TINY) -o OUT [options]     embd 64, 2 layers, 4 heads, ff 128
+#   $(MKMODEL_TINY_K) -o OUT [options]   embd 256, 2 layers, 4 heads, ff 512
+#                                        (rows of 256: the K-quants' block)
+# ---------------------------------------------------------------------------
+PHI3_TEST_VOCAB ?= $(CURDIR)/test/data/ggml-vocab-phi-3.gguf
+MKMODEL         = bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB)
+TINY_DIMS       = --embd 64 --layers 2 --heads 4 --ff 128
+TINY_K_DIMS     = --embd 256 --layers 2 --heads 4 --ff 512
+MKMODEL_TINY    = $(MKMODEL) $(TINY_DIMS)
+MKMODEL_TINY_K  = $(MKMODEL) $(TINY_K_DIMS)
 
 # ---------------------------------------------------------------------------
 # Engine tests: one program per subsystem in test/engine, plus scripted
@@ -77,10 +134,9 @@ build/test/%: test/engine/%.c $(ENGINE_OBJS) test/engine/harness.h
 .PHONY: engine-check engine-build engine-valgrind bench prove-check
 engine-build: $(ENGINE_TESTS) $(TOOLS)
 
-# Models for the engine tests (test_context.c), made with the tool under test.
+# Models for the engine tests (test_context.c).
 ENGINE_MODEL_DIR = build/engine-models
-MKMODEL_TINY = bin/phi3-mkmodel -q --vocab test/data/ggml-vocab-phi-3.gguf --embd 64 --layers 2 --heads 4 --ff 128
-$(ENGINE_MODEL_DIR)/.made: bin/phi3-mkmodel test/data/ggml-vocab-phi-3.gguf
+$(ENGINE_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	@mkdir -p $(ENGINE_MODEL_DIR)
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-f32.gguf
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-q8_0.gguf --type q8_0
@@ -88,7 +144,7 @@ $(ENGINE_MODEL_DIR)/.made: bin/phi3-mkmodel test/data/ggml-vocab-phi-3.gguf
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-split.gguf --split-qkv
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-tied.gguf --tied
 	$(MKMODEL_TINY) -o $(ENGINE_MODEL_DIR)/tiny-longrope.gguf --longrope --ctx 64 --orig-ctx 16
-	bin/phi3-mkmodel -q --vocab test/data/ggml-vocab-phi-3.gguf -o $(ENGINE_MODEL_DIR)/tiny-q4_k.gguf --embd 256 --layers 2 --heads 4 --ff 512 --type q4_k
+	$(MKMODEL_TINY_K) -o $(ENGINE_MODEL_DIR)/tiny-q4_k.gguf --type q4_k
 	@touch $@
 
 engine-check: engine-build $(ENGINE_MODEL_DIR)/.made
@@ -109,6 +165,42 @@ engine-valgrind: engine-build $(ENGINE_MODEL_DIR)/.made
 		else cat $$log; echo "valgrind $$t: FAILED"; exit 1; fi; done
 	@echo "engine-valgrind: all clean"
 
+# The engine tests built with AddressSanitizer + UndefinedBehaviorSanitizer
+# (out-of-bounds and use-after-free, leaks, misaligned loads, overflow,
+# invalid shifts; what valgrind cannot see, and every kernel set including
+# AVX-512) into build/asan; the first report fails the run.  The engine's
+# own compiler, so the SIMD files get their instructions from their target
+# pragmas as in the normal build, and its -O2: test_kernels compares NaN
+# payloads bit for bit, and which of two NaNs an addition returns follows
+# the operand order the compiler picks (at -O1 the reference and the AVX2
+# Q5_1 dequant return different NaNs for some blocks of random bytes, NaN
+# scale and NaN min).  Logs in build/asan/<test>.log.
+ASAN_CC      ?= $(ENGINE_CC)
+ASAN_OPT     ?= -O2
+ASAN_CFLAGS   = $(ENGINE_BASE_CFLAGS) $(ASAN_OPT) -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined $(ENGINE_EXTRA_CFLAGS)
+ASAN_OBJS     = $(patsubst src/engine/%.c,build/asan/obj/%.o,$(ENGINE_SRCS))
+ASAN_TESTS    = $(patsubst test/engine/%.c,build/asan/test/%,$(sort $(wildcard test/engine/test_*.c)))
+ASAN_ENV      = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+build/asan/obj/%.o: src/engine/%.c $(wildcard include/phi3/*.h) $(wildcard src/engine/*.h)
+	@mkdir -p build/asan/obj
+	$(ASAN_CC) $(ASAN_CFLAGS) -c -o $@ $<
+
+build/asan/test/%: test/engine/%.c $(ASAN_OBJS) test/engine/harness.h
+	@mkdir -p build/asan/test
+	$(ASAN_CC) $(ASAN_CFLAGS) -Itest/engine -o $@ $< $(ASAN_OBJS) $(ENGINE_LIBS)
+
+.PHONY: engine-asan
+engine-asan: $(ASAN_TESTS) $(ENGINE_MODEL_DIR)/.made
+	@set -e; for t in $(ASAN_TESTS); do \
+		log=build/asan/$$(basename $$t).log; \
+		if PHI3_TEST_MODELS=$(ENGINE_MODEL_DIR) $(ASAN_ENV) $$t >$$log 2>&1; then \
+			echo "asan $$t: clean ($$(tail -n 1 $$log))"; \
+		else cat $$log; echo "asan $$t: FAILED"; exit 1; fi; done
+	@echo "engine-asan: all clean"
+
 build/bench/%: bench/%.c $(ENGINE_OBJS)
 	@mkdir -p build/bench
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
@@ -118,66 +210,25 @@ bench: engine-build build/bench/bench_kernels build/bench/bench_stream build/ben
 
 # ---------------------------------------------------------------------------
 # TAP tests (t/*.pl, helpers in t/lib): cancel, statement_timeout and
-# terminate, concurrent sessions, shared_preload_libraries, a model file
-# replaced under a session.  Each test file starts its own temporary
-# clusters (PostgreSQL::Test::Cluster) and uses the INSTALLED extension:
-# run `make install` first.  Everything happens in PHI3_TAP_WORK (default:
-# a new directory under /tmp): the models, generated by phi3-mkmodel (see
-# t/lib/Phi3TAP.pm), a copy of the tests, and the clusters and logs
-# (tmp_check).  PostgreSQL refuses to run as root, so as root prove runs as
-# the postgres user there (the source tree may not be readable to it).
-# What the target creates is removed afterwards (PHI3_TAP_KEEP=1 keeps
-# it); on failure the logs of the failed test files are printed first.
+# terminate, concurrent sessions, shared_preload_libraries, model files
+# replaced or truncated under a session, huge inputs; run by
+# scripts/prove-check.sh (its header says how) on temporary clusters, with
+# the INSTALLED extension: run `make install` first.  PHI3_TAP_WORK (where
+# the models, tests and clusters go; default a new directory under /tmp),
+# PHI3_TAP_KEEP=1 (keep it), PROVE_TESTS (which files), PROVE_FLAGS:
 #   make prove-check PROVE_TESTS=t/001_cancel.pl PROVE_FLAGS=-v
 # ---------------------------------------------------------------------------
 PHI3_TAP_WORK ?=
 PHI3_TAP_KEEP ?=
-TAP_TESTS     = $(if $(PROVE_TESTS),$(PROVE_TESTS),$(sort $(wildcard t/*.pl)))
-TAP_MKMODEL   = bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB)
-TAP_ENV       = PATH="$(bindir):$$PATH" TESTDIR="$$work" PHI3_TAP_MODELS="$$work/models" \
-                PG_REGRESS="$(top_builddir)/src/test/regress/pg_regress"
-TAP_PROVE     = $(PROVE) -I $(top_srcdir)/src/test/perl -I "$$work/t/lib" $(PROVE_FLAGS) $$tests
+# (not TAP_TESTS: set before PGXS is included, that switch would make
+# installcheck run PGXS's own prove in the source tree)
+TAP_FILES     = $(if $(PROVE_TESTS),$(PROVE_TESTS),$(sort $(wildcard t/*.pl)))
 
 prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
-	@work='$(PHI3_TAP_WORK)'; \
-	if [ -z "$$work" ]; then work=$$(mktemp -d /tmp/phi3-tap.XXXXXX) || exit 1; made_work=1; \
-	else mkdir -p "$$work" || exit 1; made_work=0; fi; \
-	chmod 755 "$$work"; rm -rf "$$work/tmp_check" "$$work/models" "$$work/t"; \
-	cleanup() { \
-		if [ -n '$(PHI3_TAP_KEEP)' ]; then echo "prove-check: kept $$work"; \
-		elif [ $$made_work = 1 ]; then rm -rf "$$work"; \
-		else rm -rf "$$work/tmp_check" "$$work/models" "$$work/t"; fi; \
-	}; \
-	trap cleanup EXIT; trap 'exit 1' INT TERM; \
-	echo "prove-check: models and clusters in $$work"; \
-	mkdir -p "$$work/models" "$$work/tmp_check" "$$work/t" && \
-	cp -R t/lib "$$work/t/" && cp $(TAP_TESTS) "$$work/t/" && \
-	$(TAP_MKMODEL) -o "$$work/models/big.gguf" --embd 1024 --layers 8 --heads 16 --ff 4096 \
-		--type q8_0 --ctx 131072 && \
-	$(TAP_MKMODEL) -o "$$work/models/tiny-a.gguf" --embd 64 --layers 2 --heads 4 --ff 128 \
-		--seed 1 --name 'phi3 tap model A' && \
-	$(TAP_MKMODEL) -o "$$work/models/tiny-b.gguf" --embd 64 --layers 2 --heads 4 --ff 128 \
-		--seed 2 --name 'phi3 tap model B' && \
-	chmod -R a+rX "$$work/models" "$$work/t" || exit 1; \
-	tests=$$(for f in $(TAP_TESTS); do printf 't/%s ' "$${f##*/}"; done); \
-	cd "$$work" || exit 1; \
-	if [ "$$(id -u)" -eq 0 ]; then \
-		chown -R postgres: "$$work/tmp_check" || exit 1; \
-		runuser -u postgres -- env $(TAP_ENV) $(TAP_PROVE); rc=$$?; \
-	else \
-		env $(TAP_ENV) $(TAP_PROVE); rc=$$?; \
-	fi; \
-	if [ $$rc -ne 0 ]; then \
-		for log in "$$work"/tmp_check/log/regress_log_*; do \
-			grep -qE '^not ok|Looks like|Bail out|BAIL_OUT|died|Dubious' "$$log" 2>/dev/null || continue; \
-			echo "==== $$log (last 60 lines)"; tail -n 60 "$$log"; \
-			for slog in "$$work"/tmp_check/log/$${log##*/regress_log_}_*.log; do \
-				[ -f "$$slog" ] || continue; echo "==== $$slog (last 30 lines)"; tail -n 30 "$$slog"; \
-			done; \
-		done; \
-		echo "prove-check: FAILED"; exit 1; \
-	fi; \
-	echo "prove-check: all TAP tests passed"
+	@PHI3_TAP_WORK='$(PHI3_TAP_WORK)' PHI3_TAP_KEEP='$(PHI3_TAP_KEEP)' PROVE_FLAGS='$(PROVE_FLAGS)' \
+	PHI3_MKMODEL='$(MKMODEL)' PHI3_TINY_DIMS='$(TINY_DIMS)' PROVE='$(PROVE)' PG_BINDIR='$(bindir)' \
+	PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' PG_PERL_LIB='$(top_srcdir)/src/test/perl' \
+	sh scripts/prove-check.sh $(TAP_FILES)
 
 # ---------------------------------------------------------------------------
 # pg_regress models (make test-models; make installcheck depends on it): tiny
@@ -185,8 +236,8 @@ prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 # error tests, in PHI3_TEST_MODEL_DIR.  The server's user must be able to
 # read that directory (CI passes one under /tmp); the tests find it through
 # the environment (psql's \getenv), so it is exported to pg_regress.
-#   tiny-f32 / tiny-q8_0   embd 64, 2 layers, 4 heads, ff 128
-#   tiny-q4_k              embd 256, 2 layers, 4 heads, ff 512 (a K-quant)
+#   tiny-f32 / tiny-q8_0   MKMODEL_TINY (embd 64, 2 layers, 4 heads, ff 128)
+#   tiny-q4_k              MKMODEL_TINY_K (embd 256, ff 512), a K-quant
 #   tiny-longrope          as tiny-f32, 128k-style LongRoPE
 #   not-gguf               a text file
 #   truncated              tiny-f32 without its last 4096 bytes
@@ -197,7 +248,6 @@ prove-check: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 #   vocab-only             the vocabulary GGUF: architecture phi3, no tensors
 # ---------------------------------------------------------------------------
 PHI3_TEST_MODEL_DIR ?= $(CURDIR)/build/test-models
-PHI3_TEST_VOCAB     ?= $(CURDIR)/test/data/ggml-vocab-phi-3.gguf
 export PHI3_TEST_MODEL_DIR
 
 .PHONY: test-models
@@ -205,10 +255,10 @@ test-models: $(PHI3_TEST_MODEL_DIR)/.made
 
 $(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	@mkdir -p $(PHI3_TEST_MODEL_DIR)
-	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf --embd 64 --layers 2 --heads 4 --ff 128
-	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-q8_0.gguf --embd 64 --layers 2 --heads 4 --ff 128 --type q8_0
-	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf --embd 256 --layers 2 --heads 4 --ff 512 --type q4_k
-	bin/phi3-mkmodel -q --vocab $(PHI3_TEST_VOCAB) -o $(PHI3_TEST_MODEL_DIR)/tiny-longrope.gguf --embd 64 --layers 2 --heads 4 --ff 128 --longrope
+	$(MKMODEL_TINY) -o $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf
+	$(MKMODEL_TINY) -o $(PHI3_TEST_MODEL_DIR)/tiny-q8_0.gguf --type q8_0
+	$(MKMODEL_TINY_K) -o $(PHI3_TEST_MODEL_DIR)/tiny-q4_k.gguf --type q4_k
+	$(MKMODEL_TINY) -o $(PHI3_TEST_MODEL_DIR)/tiny-longrope.gguf --longrope
 	printf 'This is a text file, not a GGUF model.\n' > $(PHI3_TEST_MODEL_DIR)/not-gguf.gguf
 	f=$(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf; head -c $$(( $$(wc -c < $$f) - 4096 )) $$f > $(PHI3_TEST_MODEL_DIR)/truncated.gguf
 	cp $(PHI3_TEST_MODEL_DIR)/tiny-f32.gguf $(PHI3_TEST_MODEL_DIR)/wrong-arch.gguf
@@ -231,7 +281,18 @@ $(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 regress-outputdir:
 	@mkdir -p build/regress
 
-installcheck: test-models regress-outputdir
+# Every sql/NAME.sql is listed in test/regress_tests and every listed name
+# has its sql/ and expected/ files: a test cannot be left out unnoticed.
+.PHONY: regress-list
+regress-list:
+	@ok=1; \
+	for f in sql/*.sql; do n=$${f#sql/}; n=$${n%.sql}; \
+		grep -qx "$$n" test/regress_tests || { echo "regress-list: $$f is not in test/regress_tests"; ok=0; }; done; \
+	for n in $(REGRESS); do \
+		[ -f sql/$$n.sql ] && [ -f expected/$$n.out ] || { echo "regress-list: $$n (test/regress_tests) needs sql/$$n.sql and expected/$$n.out"; ok=0; }; done; \
+	[ $$ok = 1 ]
+
+installcheck: regress-list test-models regress-outputdir
 
 # Test hooks (test/hooks/phi3_test_hooks.c): SQL-callable C functions only the
 # tests use, in build/hooks/phi3_test_hooks.so, never in phi3.so; installed by

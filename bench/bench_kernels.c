@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "phi3/kernels.h"
+#include "phi3/kernels_dispatch.h"
 #include "phi3/quant.h"
 #include "phi3/threadpool.h"
 

@@ -1,6 +1,6 @@
 /*
  * phi3-mkmodel — write a Phi-3-architecture GGUF file with deterministic
- * pseudo-random weights (the contract is in notes/mkmodel_contract.md).
+ * pseudo-random weights.
  *
  *     phi3-mkmodel -o OUT.gguf [--type q4_k_m] [--embd 256] [--layers 2] ...
  *

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "phi3/kernels.h"		/* P3ActPrecision */
 #include "phi3/model.h"
 #include "phi3/status.h"
 
@@ -53,20 +54,6 @@ typedef enum P3MatmulMode
 	P3_MATMUL_REFERENCE = 1,	/* scalar reference kernels only (tests, debugging) */
 } P3MatmulMode;
 
-/*
- * Activation precision in products with quantized weights.  The default is
- * P3_ACT_Q8, as llama.cpp computes on CPU: about twice as fast on AVX-512
- * VNNI; logits differ from exact f32 activations by ~1e-2 on quantized
- * weights (float weights always use f32 activations).  P3_ACT_F32 gives the
- * dequantized model's exact semantics (phi3-run --act f32; the numpy
- * reference checks both).
- */
-typedef enum P3ActPrecision
-{
-	P3_ACT_F32 = 0,				/* dequantize weights, multiply by f32 activations */
-	P3_ACT_Q8 = 1,				/* quantize activations to Q8_0/Q8_1/Q8_K, integer dots (llama.cpp) */
-} P3ActPrecision;
-
 typedef struct P3ContextParams
 {
 	int32_t		n_ctx;			/* max positions per sequence; 0 = the model's training context */
@@ -76,7 +63,7 @@ typedef struct P3ContextParams
 								 * (at most P3_MAX_THREADS) */
 	P3KVType	kv_type;
 	P3MatmulMode matmul;
-	P3ActPrecision act;
+	P3ActPrecision act;			/* phi3/kernels.h */
 } P3ContextParams;
 
 /* n_ctx 2048 (capped at the model's), n_seq 1, n_batch 64, all CPUs, f16 KV, AUTO, ACT_Q8 */

@@ -1,11 +1,15 @@
 /*
- * phi3/kernels.h — the compute kernels of the forward pass and how the
- * engine picks them.
+ * phi3/kernels.h — the compute kernels of the forward pass: kernel sets,
+ * element-wise operations and the matrix product.
+ *
+ * The kernel layer depends only on the tensor formats (phi3/quant.h) and
+ * the thread pool (phi3/threadpool.h); the model and the context are built
+ * on it, never the other way round.
  *
  * A P3KernelSet is a table of function pointers per weight type.  The
  * reference set wraps the scalar code of phi3/quant.h and is always
  * available; faster sets (AVX2, AVX-512 / VNNI) are chosen once from the
- * CPU's features by p3_kernels_best().  Every entry of a fast set has the
+ * CPU's features (phi3/kernels_dispatch.h).  Every entry of a fast set has the
  * exact contract of its reference counterpart and is tested against it
  * (test/engine/test_kernels.c); an entry a fast set does not provide is
  * the reference one, so every set is complete.
@@ -23,13 +27,6 @@
  *     tolerance: |result - exact| <= (k + 40) * 2^-23 * M, M the sum of the
  *     magnitudes of the terms, k the longest chain of additions (blocks for
  *     vec_dot, n / 32 for SIMD float dots) — see test/engine/test_kernels.c.
- *
- * Choosing a set: p3_kernels_best() returns the fastest set this CPU runs
- * ("avx512" needs AVX-512 F/BW/VL/DQ + VNNI, "avx2" needs AVX2 + FMA +
- * F16C), unless the environment variable PHI3_KERNELS names a set
- * ("reference", "avx2" or "avx512"): then that set is used, so the whole
- * engine can be pinned to one set (tests, CI machines, debugging).  A name
- * this CPU cannot run, or an unknown name, is ignored.
  *
  * Prefill: vec_dot_ntok and dot_f32_f32_ntok apply one weight row to
  * P3_KERNEL_NTOK activation rows at once, so the row is unpacked once for
@@ -54,14 +51,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "phi3/context.h"
-#include "phi3/model.h"
 #include "phi3/quant.h"
 #include "phi3/threadpool.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * Activation precision in products with quantized weights.  The default is
+ * P3_ACT_Q8, as llama.cpp computes on CPU: about twice as fast on AVX-512
+ * VNNI; logits differ from exact f32 activations by ~1e-2 on quantized
+ * weights (float weights always use f32 activations).  P3_ACT_F32 gives the
+ * dequantized model's exact semantics (phi3-run --act f32; the numpy
+ * reference checks both).
+ */
+typedef enum P3ActPrecision
+{
+	P3_ACT_F32 = 0,				/* dequantize weights, multiply by f32 activations */
+	P3_ACT_Q8 = 1,				/* quantize activations to Q8_0/Q8_1/Q8_K, integer dots (llama.cpp) */
+} P3ActPrecision;
+
+/* A weight matrix inside the mapping: n_out rows of n_in elements of `type`. */
+typedef struct P3Weight
+{
+	const char *name;			/* tensor name (points into the P3GGUF) */
+	uint32_t	type;			/* P3Type code */
+	int64_t		n_in;			/* ne[0]: row length, contiguous */
+	int64_t		n_out;			/* ne[1]: number of rows */
+	size_t		row_bytes;		/* bytes per row */
+	const uint8_t *data;		/* n_out * row_bytes bytes */
+} P3Weight;
 
 /* Same contracts as the *_ref functions of phi3/quant.h, for one type. */
 typedef void (*P3DequantFn) (const void *src, float *dst, int64_t n);
@@ -104,11 +124,8 @@ typedef struct P3KernelSet
 									 int64_t i0, int64_t m, float *state, float *out);
 } P3KernelSet;
 
+/* The reference set (scalar, every CPU; the sets of phi3/kernels_dispatch.h start from it). */
 const P3KernelSet *p3_kernels_reference(void);
-/* The fastest set this CPU supports (cpuid, once; thread-safe), or PHI3_KERNELS's. */
-const P3KernelSet *p3_kernels_best(void);
-/* The set of that name ("reference", "avx2", "avx512") if this CPU runs it, else NULL. */
-const P3KernelSet *p3_kernels_by_name(const char *name);
 
 /* ---- element-wise operations (f32, scalar, deterministic) ---- */
 

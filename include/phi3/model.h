@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "phi3/gguf.h"
+#include "phi3/kernels.h"		/* P3Weight */
 #include "phi3/quant.h"
 #include "phi3/status.h"
 #include "phi3/tokenizer.h"
@@ -59,17 +60,6 @@ typedef struct P3HParams
 	float		rope_attn_factor;	/* LongRoPE magnitude factor (1.190238 for 128k), else 1 */
 	bool		has_longrope;	/* rope_factors_short/long present */
 } P3HParams;
-
-/* A weight matrix inside the mapping: n_out rows of n_in elements of `type`. */
-typedef struct P3Weight
-{
-	const char *name;			/* tensor name (points into the P3GGUF) */
-	uint32_t	type;			/* P3Type code */
-	int64_t		n_in;			/* ne[0]: row length, contiguous */
-	int64_t		n_out;			/* ne[1]: number of rows */
-	size_t		row_bytes;		/* bytes per row */
-	const uint8_t *data;		/* n_out * row_bytes bytes */
-} P3Weight;
 
 typedef struct P3Layer
 {

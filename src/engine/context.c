@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "phi3/kernels.h"
+#include "phi3/kernels_dispatch.h"
 #include "phi3/threadpool.h"
 
 #define KV_GROW_STEP	256

@@ -1,17 +1,17 @@
 /*
- * kernels_ref.c — the reference kernel set, the element-wise operations of
- * the forward pass, and the choice of kernel set for this CPU.
+ * kernels_ref.c — the reference kernel set and the element-wise operations
+ * of the forward pass.
  *
  * The reference set binds each weight type to the scalar functions of
- * quant_ref.c.  The element-wise operations (RMSNorm, softmax, SiLU, RoPE)
- * are plain scalar code: they are a tiny share of the work and being exact
- * and deterministic matters more than their speed.
+ * quant_ref.c; it runs on every CPU, is the last entry of the dispatch
+ * table (kernels_dispatch.c), and the x86 sets start as copies of it.
+ * The element-wise operations (RMSNorm, softmax, SiLU, RoPE) are plain
+ * scalar code: they are a tiny share of the work and being exact and
+ * deterministic matters more than their speed.
  */
 #include "phi3/kernels.h"
 
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 /* Per-type wrappers binding the type argument of the quant.h functions. */
 #define REF_WRAPPERS(T) \
@@ -153,39 +153,6 @@ const P3KernelSet *
 p3_kernels_reference(void)
 {
 	return &reference_set;
-}
-
-/*
- * Fast sets register themselves here (kernels_x86.c, absent on other
- * architectures).  Until one exists for this CPU, the reference set is the
- * best.
- */
-const P3KernelSet *p3_kernels_x86_best(void) __attribute__((weak));
-const P3KernelSet *p3_kernels_x86_by_name(const char *name) __attribute__((weak));
-
-const P3KernelSet *
-p3_kernels_by_name(const char *name)
-{
-	if (name == NULL)
-		return NULL;
-	if (strcmp(name, "reference") == 0)
-		return &reference_set;
-	if (p3_kernels_x86_by_name)
-		return p3_kernels_x86_by_name(name);
-	return NULL;
-}
-
-const P3KernelSet *
-p3_kernels_best(void)
-{
-	const char *forced = getenv("PHI3_KERNELS");
-	const P3KernelSet *best = NULL;
-
-	if (forced != NULL && forced[0] != '\0')
-		best = p3_kernels_by_name(forced);
-	if (best == NULL && p3_kernels_x86_best)
-		best = p3_kernels_x86_best();
-	return best ? best : &reference_set;
 }
 
 /* ---- element-wise operations ---- */

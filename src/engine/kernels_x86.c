@@ -1,24 +1,23 @@
 /*
- * kernels_x86.c — run-time choice of the x86 SIMD kernel sets.
+ * kernels_x86.c — the x86 SIMD kernel sets, built for this CPU.
  *
  * The kernels themselves are compiled for their instruction sets with
  * per-function target options (kernels_avx2.c, kernels_avx512.c, which
  * share kernels_x86_common.h), never with a global -march, so the engine
- * runs on any x86-64 CPU.  The first
- * call asks the CPU (through libgcc's cpuid data, which also checks that
- * the OS saves the wider registers) which sets it can run, and builds
- * those sets from the reference set plus the accelerated entries.  That
- * one-time initialisation runs under pthread_once, so it is race-free;
- * afterwards the sets are read-only.
+ * runs on any x86-64 CPU.  The first call asks the CPU (through libgcc's
+ * cpuid data, which also checks that the OS saves the wider registers)
+ * which sets it can run, and builds those sets from the reference set plus
+ * the accelerated entries.  That one-time initialisation runs under
+ * pthread_once, so it is race-free; afterwards the sets are read-only.
  *
- * On other architectures this file is empty and kernels_ref.c's weak
- * references resolve to NULL (reference kernels only).
+ * p3_kernels_avx2 and p3_kernels_avx512 are entries of the dispatch table
+ * (kernels_dispatch.c).  On other architectures this file is empty and the
+ * table holds only the reference set.
  */
 #if defined(__x86_64__)
 
 #include <pthread.h>
 #include <stdbool.h>
-#include <string.h>
 
 #include "kernels_x86.h"
 
@@ -55,32 +54,20 @@ x86_init(void)
 	}
 }
 
-/* The best x86 set of this CPU, or NULL if it has none (called by p3_kernels_best). */
-const P3KernelSet *p3_kernels_x86_best(void);
-
+/* The "avx2" set if this CPU runs it, else NULL. */
 const P3KernelSet *
-p3_kernels_x86_best(void)
+p3_kernels_avx2(void)
 {
 	pthread_once(&x86_once, x86_init);
-	if (x86_has_avx512)
-		return &x86_avx512_set;
-	if (x86_has_avx2)
-		return &x86_avx2_set;
-	return NULL;
+	return x86_has_avx2 ? &x86_avx2_set : NULL;
 }
 
-/* The x86 set called name if this CPU runs it, else NULL (called by p3_kernels_by_name). */
-const P3KernelSet *p3_kernels_x86_by_name(const char *name);
-
+/* The "avx512" set if this CPU runs it, else NULL. */
 const P3KernelSet *
-p3_kernels_x86_by_name(const char *name)
+p3_kernels_avx512(void)
 {
 	pthread_once(&x86_once, x86_init);
-	if (strcmp(name, "avx2") == 0)
-		return x86_has_avx2 ? &x86_avx2_set : NULL;
-	if (strcmp(name, "avx512") == 0)
-		return x86_has_avx512 ? &x86_avx512_set : NULL;
-	return NULL;
+	return x86_has_avx512 ? &x86_avx512_set : NULL;
 }
 
 #endif							/* __x86_64__ */

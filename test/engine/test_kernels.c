@@ -1,7 +1,7 @@
 /*
  * test_kernels.c — every kernel set this CPU runs, checked against the
  * scalar reference of phi3/quant.h and against its own contract
- * (phi3/kernels.h):
+ * (phi3/kernels.h, phi3/kernels_dispatch.h):
  *
  *   - dequant, and the Q8_0 / Q8_1 / Q8_K / F16 quantizers, give the
  *     reference's bits (rows quantized from many kinds of data, raw random
@@ -15,8 +15,9 @@
  *   - the multi-token kernels give the bits of the single-token ones;
  *   - p3_matmul gives the same bits with 1 and 2 threads, for a sub-range of
  *     rows, and token by token as in one chunk;
- *   - the sets are complete, and p3_kernels_by_name / PHI3_KERNELS choose
- *     as documented.
+ *   - the sets are complete, every set this CPU runs is in the build (the
+ *     CPU asked here, independently of the dispatcher), and
+ *     p3_kernels_by_name / PHI3_KERNELS choose as documented.
  * Negative controls feed deliberately perturbed kernels to the same checks
  * and expect them to fail, so no check here is vacuous.
  *
@@ -43,6 +44,7 @@
 
 #include "harness.h"
 #include "phi3/kernels.h"
+#include "phi3/kernels_dispatch.h"
 #include "phi3/quant.h"
 #include "phi3/threadpool.h"
 #include "../../src/engine/quant_blocks.h"
@@ -621,6 +623,26 @@ test_dispatch(void)
 		setenv("PHI3_KERNELS", names[i], 1);
 		CHECK_MSG(p3_kernels_best() == k, "PHI3_KERNELS=%s gave %s", names[i], p3_kernels_best()->name);
 	}
+#if defined(__x86_64__)
+	/*
+	 * A set the CPU runs is in the build: kernels.h's feature lists, asked
+	 * here independently of kernels_x86.c (fails if a set went missing from
+	 * the dispatch table or its CPU check is wrong).
+	 */
+	{
+		bool		avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+			__builtin_cpu_supports("f16c");
+		bool		avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+			__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+			__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+
+		CHECK_MSG((p3_kernels_by_name("avx2") != NULL) == avx2, "avx2 set %s, CPU %s",
+				  p3_kernels_by_name("avx2") ? "found" : "missing", avx2 ? "runs it" : "does not");
+		CHECK_MSG((p3_kernels_by_name("avx512") != NULL) == avx512, "avx512 set %s, CPU %s",
+				  p3_kernels_by_name("avx512") ? "found" : "missing", avx512 ? "runs it" : "does not");
+		CHECK(strcmp(natural->name, avx512 ? "avx512" : avx2 ? "avx2" : "reference") == 0);
+	}
+#endif
 	setenv("PHI3_KERNELS", "bogus", 1);
 	CHECK(p3_kernels_best() == natural);
 	setenv("PHI3_KERNELS", "", 1);
