@@ -396,6 +396,15 @@ test_kv_grows_lazily(void)
 	p3_model_free(m);
 }
 
+/* Whether valgrind runs this program (its preload library is in LD_PRELOAD). */
+static bool
+under_valgrind(void)
+{
+	const char *preload = getenv("LD_PRELOAD");
+
+	return preload != NULL && strstr(preload, "vgpreload") != NULL;
+}
+
 /* Resident set size of this process in bytes (/proc/self/statm), 0 if unknown. */
 static size_t
 rss_bytes(void)
@@ -414,7 +423,8 @@ rss_bytes(void)
 
 /*
  * p3_kv_trim gives the KV cache back: the count drops to the kept room,
- * the process's resident memory drops with it, the kept prefix still
+ * the process's resident memory drops with it (not checked under valgrind
+ * or ASan, whose own memory management blurs it), the kept prefix still
  * continues exactly as before, and trimming to 0 frees everything.
  */
 static void
@@ -422,7 +432,7 @@ test_kv_trim(void)
 {
 	P3Model    *m = open_model("tiny-q4_k.gguf");
 	const int32_t V = m->hp.n_vocab;
-	const int	N = 600;
+	const int	N = under_valgrind() ? 600 : 1500;
 	P3Error		err = {0};
 	P3Context  *ctx = new_context(m, 2048, 2, 64, 1, P3_MATMUL_AUTO);
 	size_t		per_token = p3_model_kv_bytes_per_token(m, true);
@@ -461,6 +471,7 @@ test_kv_trim(void)
 	CHECK_MSG(p3_kv_memory(ctx) <= 2 * (48 * per_token + 2 * (size_t) m->hp.n_layer * 4096) + 2 * 48 * 5,
 			  "after trim: %zu bytes", p3_kv_memory(ctx));
 #ifndef __SANITIZE_ADDRESS__		/* ASan's own allocations and shadow pages blur the RSS */
+	if (!under_valgrind())		/* and so does valgrind's */
 	{
 		size_t		freed = kv_full - p3_kv_memory(ctx);
 		size_t		rss_now = rss_bytes();
