@@ -192,3 +192,48 @@ LANGUAGE C;
 
 COMMENT ON FUNCTION phi3_fill() IS
 'Trigger (BEFORE INSERT OR UPDATE, FOR EACH ROW): phi3_fill(''column'', ''prompt with {other_column} placeholders''[, ''system prompt'']) generates the column''s value when it is NULL';
+
+-- Statistics (stats.c): collected in shared memory when phi3 is in
+-- shared_preload_libraries; without it the views are empty and say why in
+-- a NOTICE.
+CREATE FUNCTION phi3_stats(OUT function text, OUT calls bigint, OUT rows bigint,
+						   OUT prompt_tokens bigint, OUT reused_tokens bigint,
+						   OUT generated_tokens bigint, OUT prefill_ms float8,
+						   OUT decode_ms float8, OUT errors bigint, OUT cancels bigint,
+						   OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'phi3_stats'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW phi3_stats AS SELECT * FROM phi3_stats();
+
+COMMENT ON VIEW phi3_stats IS
+'Per phi3 function since the last phi3_stats_reset(): generation loops run (calls: one per row for one-row functions, one per batch), rows generated, prompt tokens and those served from a cached or copied prefix, generated tokens, prefill and decode time (per row, summed), errors and cancels; needs shared_preload_libraries';
+
+CREATE FUNCTION phi3_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'phi3_stats_reset'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+REVOKE ALL ON FUNCTION phi3_stats_reset() FROM PUBLIC;
+
+COMMENT ON FUNCTION phi3_stats_reset() IS
+'Zeroes the counters of phi3_stats (superuser, or roles granted EXECUTE)';
+
+CREATE FUNCTION phi3_stat_activity(OUT pid int, OUT usesysid oid, OUT datid oid,
+								   OUT function text, OUT phase text,
+								   OUT rows_done bigint, OUT rows_total bigint,
+								   OUT tokens bigint, OUT tokens_per_second float8,
+								   OUT started timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'phi3_stat_activity'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW phi3_stat_activity AS SELECT * FROM phi3_stat_activity();
+
+COMMENT ON VIEW phi3_stat_activity IS
+'One row per process generating now: function, phase (prefill or decode), rows done of rows_total (null when not known), tokens generated so far, current tokens/s, start; other roles'' rows show only pid, role and database unless you have pg_read_all_stats; needs shared_preload_libraries';
+
+-- readable by every role that may use the extension (other roles' details
+-- are hidden in C, as pg_stat_activity hides them)
+GRANT SELECT ON phi3_stats, phi3_stat_activity TO PUBLIC;

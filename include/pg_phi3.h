@@ -18,6 +18,7 @@
  *     tokenize.c     phi3_tokenize, phi3_detokenize, phi3_token_count,
  *                    phi3_model_info
  *     trigger.c      the phi3_fill trigger function
+ *     stats.c        phi3_stats and phi3_stat_activity (shared memory)
  *
  * All text handed to the engine is UTF-8; the glue converts from and to
  * the server encoding at the SQL boundary.
@@ -280,7 +281,36 @@ typedef struct Phi3BatchOps
 	void		(*describe_row) (void *arg, int64 index);
 } Phi3BatchOps;
 
-extern void Phi3RunBatch(const Phi3BatchOps *ops, void *arg);
+extern void Phi3RunBatch(const Phi3BatchOps *ops, void *arg, int64 rows_total);
 extern int32 Phi3CheckedBatchSize(void);
+
+/* ---- stats.c: phi3_stats and phi3_stat_activity ---- */
+
+/* The functions counted in phi3_stats (names in stats.c) */
+typedef enum Phi3StatFunc
+{
+	PHI3_STAT_GENERATE = 0,
+	PHI3_STAT_COMPLETE,
+	PHI3_STAT_SUMMARIZE,
+	PHI3_STAT_DESCRIBE,
+	PHI3_STAT_EXTRACT,
+	PHI3_STAT_FILL,
+	PHI3_STAT_GENERATE_BATCH,
+	PHI3_STAT_SUMMARIZE_BATCH,
+	PHI3_STAT_DESCRIBE_BATCH,
+	PHI3_STAT_EXTRACT_BATCH,
+	PHI3_STAT_GENERATE_ROWS,
+	PHI3_STAT_SUMMARIZE_ROWS,
+	PHI3_STAT_DESCRIBE_ROWS,
+	PHI3_STAT_EXTRACT_ROWS,
+	PHI3_N_STAT_FUNCS
+} Phi3StatFunc;
+
+extern void Phi3StatsInit(void);
+extern void Phi3StatsSetFunction(Phi3StatFunc func);
+extern void Phi3StatsLoopBegin(int64 rows_total);
+extern void Phi3StatsStep(int64 tokens_so_far, bool decoding);
+extern void Phi3StatsRowDone(const P3GenerateStats *st);
+extern void Phi3StatsLoopEnd(bool failed, bool cancelled);
 
 #endif							/* PG_PHI3_H */

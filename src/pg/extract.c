@@ -35,6 +35,7 @@ phi3_extract(PG_FUNCTION_ARGS)
 	char	   *answer = NULL;
 	size_t		len = 0;
 
+	Phi3StatsSetFunction(PHI3_STAT_EXTRACT);
 	if (Phi3ExtractRequestInit(&req, PG_GETARG_TEXT_PP(0), schema))
 		answer = Phi3Generate(&req, &len);
 

@@ -75,6 +75,7 @@ phi3_generate(PG_FUNCTION_ARGS)
 	char	   *result;
 	size_t		len;
 
+	Phi3StatsSetFunction(PHI3_STAT_GENERATE);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
@@ -98,6 +99,7 @@ phi3_complete(PG_FUNCTION_ARGS)
 	char	   *result;
 	size_t		len;
 
+	Phi3StatsSetFunction(PHI3_STAT_COMPLETE);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
@@ -123,6 +125,7 @@ phi3_summarize(PG_FUNCTION_ARGS)
 	char	   *result;
 	size_t		len;
 
+	Phi3StatsSetFunction(PHI3_STAT_SUMMARIZE);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
@@ -149,6 +152,7 @@ phi3_describe(PG_FUNCTION_ARGS)
 	char	   *result;
 	size_t		len;
 
+	Phi3StatsSetFunction(PHI3_STAT_DESCRIBE);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 
@@ -431,6 +435,7 @@ RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo *info)
 	if (p3_decoder_add(dec, prompt->ids, (int32) prompt->n, sp, &seq, &err) != P3_OK)
 		Phi3ReportEngineError(&err, ModelCachePath());
 	ModelCacheDecoderBusy(true);
+	Phi3StatsLoopBegin(1);
 	PG_TRY();
 	{
 		for (;;)
@@ -443,14 +448,20 @@ RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo *info)
 			p3_decoder_seq_info(dec, seq, info);
 			if (info->phase == P3_SEQ_DONE)
 				break;
+			Phi3StatsStep(info->stats.n_generated, info->phase == P3_SEQ_DECODE);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		ModelCacheDecoderBusy(false);
+		Phi3StatsLoopEnd(true, geterrcode() == ERRCODE_QUERY_CANCELED);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	ModelCacheDecoderBusy(false);
+	Phi3StatsRowDone(&info->stats);
+	Phi3StatsLoopEnd(info->stats.stop == P3_STOP_ERROR, false);
 	if (info->stats.stop == P3_STOP_ERROR)
 		Phi3ReportEngineError(info->error, ModelCachePath());
 }

@@ -4,9 +4,10 @@
  *	  Entry point of the phi3 extension: the module magic and _PG_init.
  *
  * _PG_init does nothing but call one init function per part of the glue:
- * the settings first (the model cache reads phi3.model), then the model
- * cache, which maps the model in the postmaster when the library is in
- * shared_preload_libraries.  Everything else happens lazily on the first
+ * the settings first (the model cache reads phi3.model), the statistics
+ * (which reserve shared memory when the library is in
+ * shared_preload_libraries), then the model cache, which maps the model in
+ * the postmaster in that case.  Everything else happens lazily on the first
  * SQL call in a backend.
  *
  * IDENTIFICATION
@@ -28,5 +29,6 @@ void
 _PG_init(void)
 {
 	GucInit();
+	Phi3StatsInit();
 	ModelCacheInit();
 }

@@ -70,6 +70,7 @@ phi3_fill(PG_FUNCTION_ARGS)
 	bool		value_isnull = false;
 	int			column;
 
+	Phi3StatsSetFunction(PHI3_STAT_FILL);
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
