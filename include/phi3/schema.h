@@ -47,7 +47,11 @@
  * nodes, key and literal bytes, pattern DFA states), the nesting depth of
  * documents, and the number of parses followed at once (anyOf alternatives
  * and optional keys that share a prefix); over a limit the error names the
- * figure.
+ * figure.  max_threads is checked when compiling where it can be (the
+ * alternatives of one anyOf / type list, a run of optional properties,
+ * which are followed at once after the `"` of the next key); nested
+ * alternatives multiply at run time, where going over it is an error of
+ * accept_bytes (and such a token is left out of the mask).
  *
  * Token masks: a P3VocabTrie holds the vocabulary's token bytes as a byte
  * trie (built once per tokenizer by its owner, e.g. the model cache, and

@@ -1948,7 +1948,14 @@ cnew_node(Compiler *c, NodeKind kind)
 {
 	Node	   *n;
 
-	if (!cstates(c, 1) || !cgrow(c, (void **) &c->s->nodes, &c->cap_nodes, c->s->n_nodes, sizeof(Node)))
+	if (!cstates(c, 1))
+		return -1;
+	if (c->s->n_nodes >= 65535)
+	{
+		cfail(c, P3_ERR_INVALID_ARG, "schema has more than 65535 nodes at %s", c->path);
+		return -1;
+	}
+	if (!cgrow(c, (void **) &c->s->nodes, &c->cap_nodes, c->s->n_nodes, sizeof(Node)))
 		return -1;
 	n = &c->s->nodes[c->s->n_nodes];
 	memset(n, 0, sizeof(*n));
@@ -2023,6 +2030,29 @@ cfinish_node(Compiler *c, int32_t id)
 		n->n_alts = s->n_alts - n->alt_off;
 	}
 	n->depth = depth;
+	if (n->n_alts > s->limits.max_threads)
+	{
+		cfail(c, P3_ERR_INVALID_ARG, "%d alternatives at %s, over the limit of %d parses at once (max_threads)",
+			  (int) n->n_alts, c->path[0] ? c->path : "$", (int) s->limits.max_threads);
+		return -1;
+	}
+	if (n->kind == K_OBJECT)
+	{
+		/* the keys that may come next at one point: a run of optional ones and the required one after */
+		int32_t		run = 0;
+
+		for (int32_t i = 0; i < n->n_props; i++)
+		{
+			run = s->props[n->prop_off + i].required ? 0 : run + 1;
+			if (run + 1 > s->limits.max_threads)
+			{
+				cfail(c, P3_ERR_INVALID_ARG,
+					  "object at %s has more than %d optional properties in a row (max_threads)",
+					  c->path[0] ? c->path : "$", (int) s->limits.max_threads - 1);
+				return -1;
+			}
+		}
+	}
 	if (depth > s->limits.max_depth)
 	{
 		cfail(c, P3_ERR_INVALID_ARG, "schema nests %d levels deep at %s, over the limit of %d (max_depth)",

@@ -1196,26 +1196,41 @@ test_limits(void)
 	lim.max_depth = 0;
 	CHECK_STATUS(p3_schema_compile("{\"type\":\"null\"}", 15, &lim, &s, &err), P3_ERR_INVALID_ARG);
 
-	/* max_threads: 8 optional keys sharing a prefix, limit 4 */
+	/* max_threads: 8 optional keys in a row, limit 4: refused when compiled */
 	lim = p3_schema_default_limits();
 	lim.max_threads = 4;
 	o = (size_t) sprintf(json, "{\"type\":\"object\",\"properties\":{");
 	for (int i = 0; i < 8; i++)
 		o += (size_t) sprintf(json + o, "%s\"k%d\":{\"type\":\"null\"}", i ? "," : "", i);
 	o += (size_t) sprintf(json + o, "}}");
-	CHECK_STATUS(p3_schema_compile(json, o, &lim, &s, &err), P3_OK);
-	if (s)
+	CHECK_STATUS(p3_schema_compile(json, o, &lim, &s, &err), P3_ERR_INVALID_ARG);
+	CHECK_MSG(strstr(err.message, "more than 3 optional properties in a row (max_threads)") != NULL, "%s", err.message);
+	/* 3 alternatives with a limit of 2: refused */
+	lim.max_threads = 2;
 	{
+		const char *j = "{\"type\":[\"string\",\"null\",\"integer\"]}";
+
+		CHECK_STATUS(p3_schema_compile(j, strlen(j), &lim, &s, &err), P3_ERR_INVALID_ARG);
+		CHECK_MSG(strstr(err.message, "3 alternatives at $, over the limit of 2 parses at once (max_threads)") != NULL, "%s", err.message);
+	}
+	/* nested alternatives multiply at run time: "[1" has 3 parses */
+	{
+		const char *j = "{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":[\"integer\",\"number\"]}},"
+			"{\"type\":\"array\",\"items\":{\"type\":[\"number\",\"boolean\"]}}]}";
 		P3SchemaMatcher *m = NULL;
 
-		CHECK_STATUS(p3_schema_matcher_new(s, NULL, &m, &err), P3_OK);
-		CHECK_STATUS(p3_schema_matcher_accept_bytes(m, "{\"k", 3, &err), P3_ERR_INVALID_ARG);
-		CHECK_MSG(strstr(err.message, "beyond 4 parses at once (max_threads)") != NULL, "%s", err.message);
-		/* unchanged: a different prefix still works */
-		CHECK_STATUS(p3_schema_matcher_accept_bytes(m, "{}", 2, &err), P3_OK);
-		CHECK(p3_schema_matcher_is_complete(m));
-		p3_schema_matcher_free(m);
-		p3_schema_free(s);
+		CHECK_STATUS(p3_schema_compile(j, strlen(j), &lim, &s, &err), P3_OK);
+		if (s)
+		{
+			CHECK_STATUS(p3_schema_matcher_new(s, NULL, &m, &err), P3_OK);
+			CHECK_STATUS(p3_schema_matcher_accept_bytes(m, "[1", 2, &err), P3_ERR_INVALID_ARG);
+			CHECK_MSG(strstr(err.message, "beyond 2 parses at once (max_threads)") != NULL, "%s", err.message);
+			/* unchanged: another prefix still works */
+			CHECK_STATUS(p3_schema_matcher_accept_bytes(m, "[true]", 6, &err), P3_OK);
+			CHECK(p3_schema_matcher_is_complete(m));
+			p3_schema_matcher_free(m);
+			p3_schema_free(s);
+		}
 	}
 	free(json);
 }
