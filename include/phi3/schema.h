@@ -190,6 +190,17 @@ P3Status	p3_schema_matcher_mask(P3SchemaMatcher *m, const P3VocabTrie *vocab, ui
 size_t		p3_schema_matcher_forced(const P3SchemaMatcher *m, char *buf, size_t cap);
 
 /*
+ * The shortest valid completion of the output so far (closing strings and
+ * containers, required fields with their shortest values: "" or the
+ * fewest characters allowed, 0 or the bound nearest to it, the shortest
+ * enum value, the fewest items), appended to *out; empty when the
+ * document is already complete.  For closing a document when the token
+ * budget runs low.  P3_ERR_INTERNAL if none is known (a minimum over
+ * 1 MB); the matcher does not change.
+ */
+P3Status	p3_schema_matcher_completion(const P3SchemaMatcher *m, P3Text *out, P3Error *err);
+
+/*
  * The decoder constraint over m (which must have a trie built from tok's
  * vocabulary): mask as p3_schema_matcher_mask; accept advances m by the
  * token's bytes and fails with P3_ERR_INVALID_ARG if the token was not

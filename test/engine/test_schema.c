@@ -1313,6 +1313,55 @@ test_matcher_api(void)
 	}
 }
 
+/* Shortest completions from chosen prefixes. */
+static void
+test_completion(void)
+{
+	static const char *const cases3[][3] = {
+		{"{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"minLength\":2},\"age\":{\"type\":\"integer\",\"minimum\":18},"
+			"\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"blue\",\"red\"]},\"minItems\":2}},\"required\":[\"name\",\"age\",\"tags\"]}",
+		"", "{\"name\":\"aa\",\"age\":18,\"tags\":[\"red\",\"red\"]}"},
+		{NULL, "{\"name\":\"A", "a\",\"age\":18,\"tags\":[\"red\",\"red\"]}"},
+		{NULL, "{\"name\":\"\\u", "0000a\",\"age\":18,\"tags\":[\"red\",\"red\"]}"},
+		{NULL, "{\"name\":\"\\ud8", "00\\udc00a\",\"age\":18,\"tags\":[\"red\",\"red\"]}"},
+		{NULL, "{\"name\":\"\xe6\x97", "\x80" "a\",\"age\":18,\"tags\":[\"red\",\"red\"]}"},
+		{NULL, "{\"name\":\"abc\",\"age\":1", "8,\"tags\":[\"red\",\"red\"]}"},
+		{NULL, "{\"name\":\"abc\",\"age\":19,\"tags\":[\"bl", "ue\",\"red\"]}"},
+		{NULL, "{\"name\":\"abc\",\"age\":19,\"tags\":[\"blue\",\"red\",", "\"red\"]}"},
+		{"{\"type\":\"integer\",\"minimum\":-500,\"maximum\":-120}", "-1", "20"},
+		{NULL, "-", "120"},
+		{NULL, "-3", "00"},
+		{"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"null\"},\"b\":{\"type\":\"string\",\"format\":\"date\"}}}", "{\"a\":null,", "\"b\":\"0000-01-01\"}"},
+		{NULL, "{\"b\":\"2024-1", "0-01\"}"},
+		{NULL, "{}", ""},
+		{"{\"type\":\"number\"}", "-1.5e", "0"},
+	};
+	P3Schema   *s = NULL;
+
+	for (size_t i = 0; i < sizeof(cases3) / sizeof(cases3[0]); i++)
+	{
+		P3SchemaMatcher *m = NULL;
+		P3Error		err = {0};
+		P3Text		t = {0};
+
+		if (cases3[i][0])
+		{
+			p3_schema_free(s);
+			s = compile_ok(cases3[i][0]);
+		}
+		if (s == NULL)
+			continue;
+		CHECK_STATUS(p3_schema_matcher_new(s, NULL, &m, &err), P3_OK);
+		CHECK_STATUS(p3_schema_matcher_accept_bytes(m, cases3[i][1], strlen(cases3[i][1]), &err), P3_OK);
+		CHECK_STATUS(p3_schema_matcher_completion(m, &t, &err), P3_OK);
+		CHECK_MSG(strcmp(t.data ? t.data : "", cases3[i][2]) == 0, "after %s: %s, expected %s",
+				  cases3[i][1], t.data ? t.data : "", cases3[i][2]);
+		p3_text_free(&t);
+		p3_schema_matcher_free(m);
+	}
+	p3_schema_free(s);
+}
+
 /* ========================================================================
  * Masks on the real vocabulary
  * ======================================================================== */
@@ -1431,6 +1480,7 @@ test_masks_and_walks(void)
 				brute_checked = 0;
 	double		cold_sum = 0;
 	int			cold_n = 0;
+	int			completions = 0;
 
 	for (size_t sc = 0; sc < sizeof(mask_schemas) / sizeof(mask_schemas[0]); sc++)
 	{
@@ -1494,6 +1544,24 @@ test_masks_and_walks(void)
 					free(ref);
 					brute_checked++;
 				}
+				if (step % 5 == 0 || step < 4)
+				{
+					/* the shortest completion closes the document validly from here */
+					P3Text		comp = {0};
+					char		full[16384];
+
+					CHECK_STATUS(p3_schema_matcher_completion(m, &comp, &err), P3_OK);
+					if (comp.len + len < sizeof(full))
+					{
+						memcpy(full, doc, len);
+						if (comp.len)
+							memcpy(full + len, comp.data, comp.len);
+						CHECK_MSG(reference_valid(schema, full, len + comp.len), "schema %zu: completion of %.*s is %s",
+								  sc, (int) len, doc, comp.data ? comp.data : "");
+						completions++;
+					}
+					p3_text_free(&comp);
+				}
 				t = pick_token(mask, nv, &rng, step > 20 && (harness_rand(&rng) % 3 == 0));
 				CHECK_MSG(t >= 0, "schema %zu: empty mask after \"%.*s\"", sc, (int) len, doc);
 				if (t < 0)
@@ -1541,7 +1609,8 @@ test_masks_and_walks(void)
 		fprintf(stderr, "  masks: %zu, mean %.1f us, p50 %.1f us, p99 %.1f us, max %.1f us; uncached: %d, mean %.1f us%s\n",
 				n_times, sum / (double) n_times, times[n_times / 2], times[(size_t) ((double) n_times * 0.99)],
 				times[n_times - 1], cold_n, cold_n ? cold_sum / cold_n : 0.0, under_valgrind ? " (valgrind)" : "");
-		fprintf(stderr, "  walks: %d of %d complete, %d masks checked against brute force\n", completed, total, brute_checked);
+		fprintf(stderr, "  walks: %d of %d complete, %d masks checked against brute force, %d completions checked\n",
+				completed, total, brute_checked, completions);
 	}
 	free(times);
 	free(mask);
@@ -1702,6 +1771,7 @@ main(void)
 	RUN(test_limits);
 	RUN(test_matcher_api);
 	RUN(test_constraint);
+	RUN(test_completion);
 	RUN(test_masks_and_walks);
 	RUN(test_decoder_tiny_model);
 
