@@ -2770,6 +2770,33 @@ compile_schema(Compiler *c, const JVal *v)
 		if ((int64_t) n > c->s->limits.max_states)
 			return cfail(c, P3_ERR_INVALID_ARG, "schema needs more than %d automaton states (max_states) at %s",
 						 (int) c->s->limits.max_states, c->path), -1;
+		/* with a "type" too, every value must have one of its types */
+		if (jget(v, "type"))
+		{
+			const JVal *ty = jget(v, "type");
+
+			for (size_t i = 0; i < n; i++)
+			{
+				static const char *const names[] = {"null", "boolean", "boolean", "number", "string", "array", "object"};
+				const char *have = names[vals[i]->t];
+				int64_t		iv;
+				bool		match = false;
+
+				for (size_t k = 0; k < (ty->t == J_ARR ? ty->n : 1); k++)
+				{
+					const JVal *tk = ty->t == J_ARR ? ty->items[k] : ty;
+
+					if (tk->t != J_STR)
+						return cfail(c, P3_ERR_INVALID_ARG, "\"type\" must be a string or a list of strings at %s", c->path), -1;
+					if (strcmp(tk->s, have) == 0 ||
+						(strcmp(tk->s, "integer") == 0 && vals[i]->t == J_NUM && jnum_int64(vals[i], &iv)))
+						match = true;
+				}
+				if (!match)
+					return cfail(c, P3_ERR_INVALID_ARG, "\"%s\" value %zu does not have the \"type\" given at %s",
+								 en ? "enum" : "const", i, c->path), -1;
+			}
+		}
 		strs = malloc(n * sizeof(LitStr));
 		offs = malloc((n + 1) * sizeof(size_t));
 		if (strs == NULL || offs == NULL)

@@ -981,7 +981,7 @@ test_compile_errors(void)
 	static const char *const good[] = {
 		"{\"type\":\"string\"}", "{\"type\":\"number\"}", "{\"type\":\"integer\",\"minimum\":1,\"maximum\":1}",
 		"{\"type\":\"boolean\"}", "{\"type\":\"null\"}", "{\"type\":[\"string\",\"null\"],\"maxLength\":3}",
-		"{\"enum\":[1,\"a\",null,true,2.5]}", "{\"const\":{\"a\":[1,2]}}", "{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
+		"{\"enum\":[1,\"a\",null,true,2.5]}", "{\"type\":[\"integer\",\"null\"],\"enum\":[1,2.0,null]}", "{\"const\":{\"a\":[1,2]}}", "{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
 		"{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"x\",\"title\":\"t\",\"$comment\":\"c\","
 		"\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/definitions/a\",\"description\":\"d\"}},"
 		"\"definitions\":{\"a\":{\"type\":\"string\",\"pattern\":\"^[a-z]+(-[a-z]+)*$\",\"examples\":[\"a\"],\"default\":\"a\"}}}",
@@ -1013,6 +1013,8 @@ test_compile_errors(void)
 		{"{\"enum\":[]}", "\"enum\" must be a non-empty array"},
 		{"{\"enum\":[[1]]}", "\"enum\" values must be scalars"},
 		{"{\"enum\":[1],\"minLength\":1}", "keyword \"minLength\" beside \"enum\""},
+		{"{\"type\":\"string\",\"enum\":[\"a\",1]}", "\"enum\" value 1 does not have the \"type\" given at $"},
+		{"{\"type\":\"integer\",\"const\":1.5}", "\"const\" value 0 does not have the \"type\""},
 		{"{\"anyOf\":[{\"type\":\"string\"}],\"type\":\"string\"}", "keyword \"type\" beside \"anyOf\""},
 		{"{\"type\":\"string\",\"pattern\":\"a(?=b)\"}", "lookaround"},
 		{"{\"type\":\"string\",\"pattern\":\"(ab\"}", "unbalanced parenthesis"},
