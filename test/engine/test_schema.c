@@ -1618,6 +1618,100 @@ test_masks_and_walks(void)
 	free(mask);
 }
 
+/*
+ * Mask times on model-like token sequences: valid documents tokenized the
+ * way the model would write them (canonical SentencePiece tokens), masks
+ * computed at every position, first on a fresh schema (cold cache), then
+ * again (warm).  Each sampled token must be in its mask.
+ */
+static const char *const realistic_docs[][4] = {
+	{"{\"customer\":\"ACME Corporation Ltd.\",\"amount\":1249.5,\"date\":\"2024-03-15\",\"paid\":false}",
+		"{\"customer\":\"Jean-Pierre Dupont, Café de la Gare\",\"amount\":87,\"date\":\"2023-12-01\"}",
+	"{\"customer\":\"東京システム株式会社\",\"amount\":0.99,\"date\":\"2025-01-31\",\"paid\":true}", NULL},
+	{"{\"sentiment\":\"positive\",\"score\":8,\"tags\":[\"fast delivery\",\"friendly\"]}",
+		"{\"sentiment\":\"negative\",\"score\":2,\"tags\":[\"broken\",\"late\",\"refund\"]}",
+	"{\"sentiment\":\"neutral\",\"score\":5,\"tags\":[]}", NULL},
+	{"{\"name\":\"Maria Garcia\",\"address\":{\"city\":\"Barcelona\",\"zip\":\"08001\"},"
+		"\"id\":\"550e8400-e29b-41d4-a716-446655440000\",\"phones\":[\"+34600123456\"]}",
+	"{\"name\":\"Bob\",\"address\":{\"city\":\"New York\",\"zip\":null}}", NULL, NULL},
+	{"{\"kind\":\"circle\",\"r\":2.75}", "[1,-2,30,4,5,-50]", NULL, NULL},
+};
+
+static void
+test_realistic_masks(void)
+{
+	int32_t		nv = p3_tokenizer_n_vocab(tok);
+	uint32_t   *mask = malloc(((size_t) nv + 31) / 32 * sizeof(uint32_t));
+	double		times[2][4096];
+	size_t		n_times[2] = {0, 0};
+
+	for (size_t sc = 0; sc < sizeof(mask_schemas) / sizeof(mask_schemas[0]); sc++)
+	{
+		P3Schema   *s = compile_ok(mask_schemas[sc]);
+
+		if (s == NULL)
+			continue;
+		for (int pass = 0; pass < 2; pass++)
+			for (int d = 0; realistic_docs[sc][d]; d++)
+			{
+				const char *doc = realistic_docs[sc][d];
+				P3Tokens	toks = {0};
+				P3SchemaMatcher *m = NULL;
+				P3Error		err = {0};
+
+				CHECK_STATUS(p3_tokenize(tok, doc, strlen(doc), 0, &toks, &err), P3_OK);
+				CHECK_STATUS(p3_schema_matcher_new(s, trie, &m, &err), P3_OK);
+				for (size_t i = 0; i < toks.n && m; i++)
+				{
+					char		piece[256];
+					size_t		n = p3_token_to_piece(tok, toks.ids[i], false, piece, sizeof(piece));
+					double		t0;
+					char	   *p = piece;
+					int32_t		id = toks.ids[i];
+
+					/* the dummy-prefix space of the first token is not part of the output */
+					if (i == 0 && n > 0 && piece[0] == ' ')
+					{
+						p++;
+						n--;
+						piece[n + 1] = '\0';
+						id = p3_tokenizer_find(tok, p);
+						if (n == 0)
+							continue;
+					}
+					t0 = now_us();
+					CHECK_STATUS(p3_schema_matcher_mask(m, NULL, mask, &err), P3_OK);
+					if (n_times[pass] < 4096)
+						times[pass][n_times[pass]++] = now_us() - t0;
+					if (id >= 0)
+						CHECK_MSG((mask[id / 32] >> (id % 32)) & 1, "schema %zu: token \"%.*s\" of %s not in its mask",
+								  sc, (int) n, p, doc);
+					CHECK_STATUS(p3_schema_matcher_accept_bytes(m, p, n, &err), P3_OK);
+				}
+				if (m)
+					CHECK_MSG(p3_schema_matcher_is_complete(m), "%s", doc);
+				p3_schema_matcher_free(m);
+				p3_tokens_free(&toks);
+			}
+		p3_schema_free(s);
+	}
+	for (int pass = 0; pass < 2; pass++)
+	{
+		double		sum = 0;
+		size_t		n = n_times[pass];
+
+		if (n == 0)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			sum += times[pass][i];
+		qsort(times[pass], n, sizeof(double), cmp_double);
+		fprintf(stderr, "  model-like tokens, %s cache: %zu masks, mean %.1f us, p50 %.1f us, p99 %.1f us, max %.1f us%s\n",
+				pass ? "warm" : "cold", n, sum / (double) n, times[pass][n / 2],
+				times[pass][(size_t) ((double) n * 0.99)], times[pass][n - 1], under_valgrind ? " (valgrind)" : "");
+	}
+	free(mask);
+}
+
 /* The constraint: mask / accept / complete as the decoder calls them. */
 static void
 test_constraint(void)
@@ -1775,6 +1869,7 @@ main(void)
 	RUN(test_constraint);
 	RUN(test_completion);
 	RUN(test_masks_and_walks);
+	RUN(test_realistic_masks);
 	RUN(test_decoder_tiny_model);
 
 	p3_vocab_trie_free(trie);
