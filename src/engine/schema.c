@@ -792,6 +792,7 @@ buf_json_value(Buf *b, const JVal *v)
 #define RE_MAX_NFA		4096
 #define RE_MAX_REPEAT	1000
 #define RE_MAX_DFA		4096
+#define RE_MAX_PATTERN	1024	/* bytes */
 
 typedef enum RType
 {
@@ -2084,6 +2085,8 @@ clit_new(Compiler *c)
  * node: edges of a node must be contiguous, so tries are built from a
  * sorted list of literals (clit_build) rather than by insertion.
  */
+#define LIT_MAX_LEN 4096		/* bytes of one enum / const value */
+
 typedef struct LitStr
 {
 	const char *p;
@@ -2186,8 +2189,14 @@ cliteral(Compiler *c, LitStr *strs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (m == 0 || litstr_cmp(&strs[m - 1], &strs[i]) != 0)
 			strs[m++] = strs[i];
+	/* clit_build recurses per byte: bound the length of a literal */
 	for (size_t i = 0; i < m; i++)
-		if (!cstates(c, 0) || (int64_t) strs[i].n > c->s->limits.max_states)
+		if (strs[i].n > LIT_MAX_LEN)
+		{
+			cfail(c, P3_ERR_INVALID_ARG, "enum / const value longer than %d bytes at %s", LIT_MAX_LEN, c->path);
+			return -1;
+		}
+		else if ((int64_t) strs[i].n > c->s->limits.max_states - c->s->n_states)
 		{
 			cfail(c, P3_ERR_INVALID_ARG, "schema needs more than %d automaton states (max_states) at %s",
 				  (int) c->s->limits.max_states, c->path);
@@ -2224,10 +2233,10 @@ static int32_t
 compile_member(Compiler *c, const JVal *v, const char *key, const char *sub, size_t sublen, bool index)
 {
 	size_t		old = cpath_push(c, key, strlen(key), false);
-	size_t		old2 = sub ? cpath_push(c, sub, sublen, index) : 0;
 	int32_t		id;
 
-	(void) old2;
+	if (sub)
+		cpath_push(c, sub, sublen, index);
 	id = compile_schema(c, v);
 	cpath_pop(c, old);
 	return id;
@@ -2422,6 +2431,9 @@ compile_type(Compiler *c, const JVal *v, const char *type)
 		{
 			if (pat->t != J_STR)
 				return cfail(c, P3_ERR_INVALID_ARG, "\"pattern\" must be a string at %s", c->path), -1;
+			/* the regex compiler recurses over the pattern's structure */
+			if (pat->slen > RE_MAX_PATTERN)
+				return cfail(c, P3_ERR_INVALID_ARG, "\"pattern\" longer than %d bytes at %s", RE_MAX_PATTERN, c->path), -1;
 			re = pat->s;
 			relen = pat->slen;
 		}
@@ -2602,7 +2614,6 @@ cresolve_ref(Compiler *c, const JVal *ref, char *name, size_t name_cap)
 	target = (defs && defs->t == J_OBJ) ? jget(defs, name) : NULL;
 	if (target == NULL)
 		return cfail(c, P3_ERR_INVALID_ARG, "\"$ref\" \"%s\" at %s names no definition", r, c->path), NULL;
-	(void) defs_kw;
 	return target;
 }
 
@@ -2640,7 +2651,6 @@ compile_schema(Compiler *c, const JVal *v)
 	{
 		char		name[256];
 		const JVal *target;
-		size_t		old;
 
 		for (size_t i = 0; i < v->n; i++)
 			if (strcmp(v->keys[i], "$ref") != 0 && !is_annotation(v->keys[i]))
@@ -2671,8 +2681,7 @@ compile_schema(Compiler *c, const JVal *v)
 			memcpy(saved, c->path, sizeof(saved));
 			c->path_len = (size_t) snprintf(c->path, sizeof(c->path), "$.%s",
 											strncmp(jget(v, "$ref")->s, "#/$defs/", 8) == 0 ? "$defs" : "definitions");
-			old = cpath_push(c, name, strlen(name), false);
-			(void) old;
+			cpath_push(c, name, strlen(name), false);
 			id = compile_schema(c, target);
 			memcpy(c->path, saved, sizeof(saved));
 			c->path_len = saved_len;

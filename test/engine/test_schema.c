@@ -1186,6 +1186,36 @@ test_limits(void)
 		p3_schema_free(s);
 		s = NULL;
 	}
+	/* 70 nested groups in a pattern; a 2000-byte pattern; a 5000-byte enum value */
+	o = (size_t) sprintf(json, "{\"type\":\"string\",\"pattern\":\"");
+	for (int i = 0; i < 70; i++)
+		json[o++] = '(';
+	json[o++] = 'a';
+	for (int i = 0; i < 70; i++)
+		json[o++] = ')';
+	o += (size_t) sprintf(json + o, "\"}");
+	CHECK_STATUS(p3_schema_compile(json, o, NULL, &s, &err), P3_ERR_INVALID_ARG);
+	CHECK_MSG(strstr(err.message, "groups nested too deeply") != NULL, "%s", err.message);
+	o = (size_t) sprintf(json, "{\"type\":\"string\",\"pattern\":\"");
+	for (int i = 0; i < 2000; i++)
+		json[o++] = 'a';
+	o += (size_t) sprintf(json + o, "\"}");
+	CHECK_STATUS(p3_schema_compile(json, o, NULL, &s, &err), P3_ERR_INVALID_ARG);
+	CHECK_MSG(strstr(err.message, "\"pattern\" longer than 1024 bytes at $") != NULL, "%s", err.message);
+	o = (size_t) sprintf(json, "{\"const\":\"");
+	for (int i = 0; i < 5000; i++)
+		json[o++] = 'a';
+	o += (size_t) sprintf(json + o, "\"}");
+	CHECK_STATUS(p3_schema_compile(json, o, NULL, &s, &err), P3_ERR_INVALID_ARG);
+	CHECK_MSG(strstr(err.message, "longer than 4096 bytes") != NULL, "%s", err.message);
+	/* a pattern whose DFA explodes: (a|b)*a(a|b){12} needs 2^13 states */
+	{
+		const char *j = "{\"type\":\"string\",\"pattern\":\"(a|b)*a(a|b){12}\"}";
+
+		CHECK_STATUS(p3_schema_compile(j, strlen(j), NULL, &s, &err), P3_ERR_INVALID_ARG);
+		CHECK_MSG(strstr(err.message, "too many DFA states") != NULL, "%s", err.message);
+	}
+
 	/* a small max_states */
 	lim = p3_schema_default_limits();
 	lim.max_states = 10;
