@@ -1649,6 +1649,76 @@ test_masks_and_walks(void)
 }
 
 /*
+ * Cached masks of counted states: strings with minLength / maxLength and
+ * arrays with minItems / maxItems share cache entries across counts that
+ * no token can tell apart.  Walk long documents byte by byte (the mask at
+ * every position, many of them from the cache) against the brute force.
+ */
+static void
+test_mask_cache_counts(void)
+{
+	static const char *const schema_text =
+		"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":70},"
+		"\"a\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":9},\"minItems\":2,\"maxItems\":45}},"
+		"\"required\":[\"s\",\"a\"]}";
+	P3Schema   *s = compile_ok(schema_text);
+	int32_t		nv = p3_tokenizer_n_vocab(tok);
+	size_t		words = ((size_t) nv + 31) / 32;
+	uint32_t   *mask = malloc(words * sizeof(uint32_t));
+	char		doc[512];
+	size_t		n = 0;
+	P3SchemaMatcher *m = NULL;
+	P3Error		err = {0};
+	int			step = under_valgrind ? 23 : 1;
+	int			checked = 0;
+
+	if (s == NULL)
+		return;
+	n += (size_t) snprintf(doc + n, sizeof(doc) - n, "{\"s\":\"");
+	for (int i = 0; i < 70; i++)
+		doc[n++] = (char) ('a' + i % 26);
+	n += (size_t) snprintf(doc + n, sizeof(doc) - n, "\",\"a\":[");
+	for (int i = 0; i < 45; i++)
+		n += (size_t) snprintf(doc + n, sizeof(doc) - n, "%s%d", i ? "," : "", i % 10);
+	n += (size_t) snprintf(doc + n, sizeof(doc) - n, "]}");
+	/* twice: the second pass is served from the cache */
+	for (int pass = 0; pass < 2; pass++)
+	{
+		CHECK_STATUS(p3_schema_matcher_new(s, trie, &m, &err), P3_OK);
+		for (size_t i = 0; i <= n && m; i++)
+		{
+			if ((int) i % step == 0)
+			{
+				uint32_t   *ref;
+
+				CHECK_STATUS(p3_schema_matcher_mask(m, NULL, mask, &err), P3_OK);
+				ref = brute_mask(m, nv);
+				CHECK_MSG(memcmp(ref, mask, words * sizeof(uint32_t)) == 0, "pass %d: mask differs after %.*s",
+						  pass, (int) i, doc);
+				free(ref);
+				checked++;
+			}
+			if (i < n)
+				CHECK_STATUS(p3_schema_matcher_accept_bytes(m, &doc[i], 1, &err), P3_OK);
+		}
+		if (m)
+			CHECK(p3_schema_matcher_is_complete(m));
+		p3_schema_matcher_free(m);
+		m = NULL;
+	}
+	{
+		P3SchemaStats st;
+
+		p3_schema_stats(s, &st);
+		fprintf(stderr, "  %d masks checked, %lld of %lld from the cache\n", checked,
+				(long long) st.mask_cache_hits, (long long) st.mask_calls);
+		CHECK(st.mask_cache_hits * 2 >= st.mask_calls);
+	}
+	free(mask);
+	p3_schema_free(s);
+}
+
+/*
  * Mask times on model-like token sequences: valid documents tokenized the
  * way the model would write them (canonical SentencePiece tokens), masks
  * computed at every position, first on a fresh schema (cold cache), then
@@ -1900,6 +1970,7 @@ main(void)
 	RUN(test_completion);
 	RUN(test_masks_and_walks);
 	RUN(test_realistic_masks);
+	RUN(test_mask_cache_counts);
 	RUN(test_decoder_tiny_model);
 
 	p3_vocab_trie_free(trie);
