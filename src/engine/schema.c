@@ -2135,10 +2135,12 @@ clit_build(Compiler *c, LitStr *strs, size_t lo, size_t hi, size_t depth)
 	edge_off = s->n_lit_edges;
 	for (int32_t k = 0; k < n_edges; k++)
 	{
+		int32_t		old_cap = c->cap_lit_edges;
+
 		if (!cgrow(c, (void **) &s->lit_bytes, &c->cap_lit_edges, s->n_lit_edges, 1))
 			return -1;
 		/* lit_targets grows with the same capacity */
-		if (c->cap_lit_edges > 0)
+		if (c->cap_lit_edges != old_cap)
 		{
 			int32_t    *nt = realloc(s->lit_targets, (size_t) c->cap_lit_edges * sizeof(int32_t));
 

@@ -938,6 +938,9 @@ test_mutations(void)
 
 						if (op != 1 && pos == n)
 							continue;
+						/* under valgrind, a quarter of them */
+						if (under_valgrind && (pos + k + (size_t) op) % 4 != 0)
+							continue;
 						if (op == 0)	/* delete */
 						{
 							memcpy(buf, doc, pos);
@@ -1208,12 +1211,20 @@ test_limits(void)
 	o += (size_t) sprintf(json + o, "\"}");
 	CHECK_STATUS(p3_schema_compile(json, o, NULL, &s, &err), P3_ERR_INVALID_ARG);
 	CHECK_MSG(strstr(err.message, "longer than 4096 bytes") != NULL, "%s", err.message);
-	/* a pattern whose DFA explodes: (a|b)*a(a|b){12} needs 2^13 states */
+	/* patterns whose DFA explodes: (a|b)*a(a|b){n} needs 2^(n+1) states */
 	{
-		const char *j = "{\"type\":\"string\",\"pattern\":\"(a|b)*a(a|b){12}\"}";
+		const char *j = "{\"type\":\"string\",\"pattern\":\"(a|b)*a(a|b){8}\"}";
+		P3SchemaLimits small = p3_schema_default_limits();
 
-		CHECK_STATUS(p3_schema_compile(j, strlen(j), NULL, &s, &err), P3_ERR_INVALID_ARG);
-		CHECK_MSG(strstr(err.message, "too many DFA states") != NULL, "%s", err.message);
+		small.max_states = 300;
+		CHECK_STATUS(p3_schema_compile(j, strlen(j), &small, &s, &err), P3_ERR_INVALID_ARG);
+		CHECK_MSG(strstr(err.message, "more than 300 automaton states (max_states)") != NULL, "%s", err.message);
+		j = "{\"type\":\"string\",\"pattern\":\"(a|b)*a(a|b){12}\"}";
+		if (!under_valgrind)	/* 4096 DFA states built before giving up: slow there */
+		{
+			CHECK_STATUS(p3_schema_compile(j, strlen(j), NULL, &s, &err), P3_ERR_INVALID_ARG);
+			CHECK_MSG(strstr(err.message, "too many DFA states") != NULL, "%s", err.message);
+		}
 	}
 
 	/* a small max_states */
