@@ -1431,6 +1431,21 @@ nfa_emit(Nfa *f, const RNode *r, int from)
 	return from;
 }
 
+/* Hash of a bitset of w words. */
+static size_t
+hash_bits(const uint64_t *bits, int w)
+{
+	uint64_t	h = 0x9E3779B97F4A7C15ull;
+
+	for (int i = 0; i < w; i++)
+	{
+		h ^= bits[i];
+		h *= 0xBF58476D1CE4E5B9ull;
+		h ^= h >> 31;
+	}
+	return (size_t) h;
+}
+
 /* A DFA under construction (states local, 0 = start). */
 typedef struct Dfa
 {
@@ -1533,30 +1548,72 @@ regex_to_dfa(const char *pattern, size_t plen, int max_states, Dfa *out)
 	}
 	W = (f.n_states + 63) / 64;
 
-	/* subset construction */
+	/*
+	 * Subset construction over byte classes (bytes no NFA edge tells
+	 * apart), with hashed DFA states and a work budget: a hostile pattern
+	 * is refused in bounded time rather than compiled for minutes.
+	 */
 	{
+		uint8_t		cls[256];
+		int			rep[256];
+		int			n_cls = 1;
 		uint64_t   *cur = calloc((size_t) W, sizeof(uint64_t));
 		uint64_t   *nxt = calloc((size_t) W, sizeof(uint64_t));
+		int		   *members = malloc(((size_t) f.n_states + 1) * sizeof(int));
+		int32_t    *htab = NULL;
+		size_t		hcap = 0;
+		int64_t		work = 0;
+		const int64_t work_limit = 50 * 1000 * 1000;
 
-		if (!cur || !nxt)
+		if (!cur || !nxt || !members)
 		{
 			free(cur);
 			free(nxt);
+			free(members);
 			error = "out of memory";
 			goto done;
 		}
+		/* partition refinement of the bytes by every edge set */
+		memset(cls, 0, sizeof(cls));
+		for (int e = 0; e < f.n_edges; e++)
+		{
+			int			map_in[256],
+						map_out[256];
+			int			next = 0;
+			uint8_t		ncls[256];
+
+			if (f.edges[e].set < 0)
+				continue;
+			for (int k = 0; k < n_cls; k++)
+				map_in[k] = map_out[k] = -1;
+			for (int c = 0; c < 256; c++)
+			{
+				int		   *m = rset_has(f.sets[f.edges[e].set], c) ? map_in : map_out;
+
+				if (m[cls[c]] < 0)
+					m[cls[c]] = next++;
+				ncls[c] = (uint8_t) m[cls[c]];
+			}
+			memcpy(cls, ncls, sizeof(cls));
+			n_cls = next;
+			work += 256;
+		}
+		for (int c = 255; c >= 0; c--)
+			rep[cls[c]] = c;
+
 #define CLOSURE(bits) \
 		do { \
 			int _sp = 0; \
-			for (int _s = 0; _s < f.n_states; _s++) \
-				if ((bits)[_s / 64] >> (_s % 64) & 1) \
-					stack[_sp++] = _s; \
+			for (int _w = 0; _w < W; _w++) \
+				for (uint64_t _x = (bits)[_w]; _x; _x &= _x - 1) \
+					stack[_sp++] = _w * 64 + __builtin_ctzll(_x); \
 			while (_sp > 0) \
 			{ \
 				int _u = stack[--_sp]; \
 				for (int _k = eps_off[_u]; _k < eps_off[_u + 1]; _k++) \
 				{ \
 					int _v = eps_to[_k]; \
+					work++; \
 					if (!((bits)[_v / 64] >> (_v % 64) & 1)) \
 					{ \
 						(bits)[_v / 64] |= 1ull << (_v % 64); \
@@ -1569,54 +1626,77 @@ regex_to_dfa(const char *pattern, size_t plen, int max_states, Dfa *out)
 		cur[start / 64] |= 1ull << (start % 64);
 		CLOSURE(cur);
 		cap = 16;
+		hcap = 64;
 		sets = malloc((size_t) cap * (size_t) W * sizeof(uint64_t));
 		trans = malloc((size_t) cap * 256 * sizeof(int32_t));
 		acc = malloc((size_t) cap * sizeof(bool));
-		if (!sets || !trans || !acc)
+		htab = malloc(hcap * sizeof(int32_t));
+		if (!sets || !trans || !acc || !htab)
 		{
 			free(cur);
 			free(nxt);
+			free(members);
+			free(htab);
 			error = "out of memory";
 			goto done;
 		}
+		for (size_t i = 0; i < hcap; i++)
+			htab[i] = -1;
 		memcpy(sets, cur, (size_t) W * sizeof(uint64_t));
+		htab[hash_bits(cur, W) & (hcap - 1)] = 0;
 		n = 1;
 		for (int d = 0; d < n && !error; d++)
 		{
+			int			n_members = 0;
+
 			acc[d] = (sets[(size_t) d * W + final / 64] >> (final % 64)) & 1;
+			for (int w = 0; w < W; w++)
+				for (uint64_t x = sets[(size_t) d * W + w]; x; x &= x - 1)
+					members[n_members++] = w * 64 + __builtin_ctzll(x);
 			for (int c = 0; c < 256; c++)
+				trans[(size_t) d * 256 + c] = -1;
+			for (int k = 0; k < n_cls && !error; k++)
 			{
 				bool		any = false;
 				int			found = -1;
+				int			c0 = rep[k];
+				size_t		h;
 
-				trans[(size_t) d * 256 + c] = -1;
-				if (c < 0x20 || c == '"' || c == '\\')
-					continue;
 				memset(nxt, 0, (size_t) W * sizeof(uint64_t));
-				for (int s = 0; s < f.n_states; s++)
+				for (int i = 0; i < n_members; i++)
 				{
-					if (!((sets[(size_t) d * W + s / 64] >> (s % 64)) & 1))
-						continue;
-					for (int k = set_off[s]; k < set_off[s + 1]; k++)
-					{
-						const NEdge *e = &f.edges[set_edge[k]];
+					int			st = members[i];
 
-						if (rset_has(f.sets[e->set], c))
+					for (int e = set_off[st]; e < set_off[st + 1]; e++)
+					{
+						const NEdge *ed = &f.edges[set_edge[e]];
+
+						if (rset_has(f.sets[ed->set], c0))
 						{
-							nxt[e->to / 64] |= 1ull << (e->to % 64);
+							nxt[ed->to / 64] |= 1ull << (ed->to % 64);
 							any = true;
 						}
 					}
 				}
+				work += n_members + W;
 				if (!any)
 					continue;
 				CLOSURE(nxt);
-				for (int e = 0; e < n; e++)
-					if (memcmp(sets + (size_t) e * W, nxt, (size_t) W * sizeof(uint64_t)) == 0)
+				if (work > work_limit)
+				{
+					error = "pattern too complex to compile";
+					break;
+				}
+				h = hash_bits(nxt, W) & (hcap - 1);
+				while (htab[h] >= 0)
+				{
+					if (memcmp(sets + (size_t) htab[h] * W, nxt, (size_t) W * sizeof(uint64_t)) == 0)
 					{
-						found = e;
+						found = htab[h];
 						break;
 					}
+					h = (h + 1) & (hcap - 1);
+				}
 				if (found < 0)
 				{
 					if (n >= max_states || n >= RE_MAX_DFA)
@@ -1648,13 +1728,43 @@ regex_to_dfa(const char *pattern, size_t plen, int max_states, Dfa *out)
 					}
 					memcpy(sets + (size_t) n * W, nxt, (size_t) W * sizeof(uint64_t));
 					found = n++;
+					htab[h] = found;
+					if ((size_t) n * 2 > hcap)
+					{
+						/* rehash */
+						size_t		ncap = hcap * 2;
+						int32_t    *nh = malloc(ncap * sizeof(int32_t));
+
+						if (nh == NULL)
+						{
+							error = "out of memory";
+							break;
+						}
+						for (size_t i = 0; i < ncap; i++)
+							nh[i] = -1;
+						for (int e = 0; e < n; e++)
+						{
+							size_t		hh = hash_bits(sets + (size_t) e * W, W) & (ncap - 1);
+
+							while (nh[hh] >= 0)
+								hh = (hh + 1) & (ncap - 1);
+							nh[hh] = e;
+						}
+						free(htab);
+						htab = nh;
+						hcap = ncap;
+					}
 				}
-				trans[(size_t) d * 256 + c] = found;
+				for (int c = 0; c < 256; c++)
+					if (cls[c] == k && c >= 0x20 && c != '"' && c != '\\')
+						trans[(size_t) d * 256 + c] = found;
 			}
 		}
 #undef CLOSURE
 		free(cur);
 		free(nxt);
+		free(members);
+		free(htab);
 		if (error)
 			goto done;
 	}

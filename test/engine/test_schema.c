@@ -1227,6 +1227,43 @@ test_limits(void)
 		}
 	}
 
+	/* a pattern the fuzzer found slow to compile: now quick, compiled or refused */
+	{
+		const char *j = "{\"type\":\"string\",\"pattern\":\"^(a|bc){403}[0-9]+$\"}";
+		double		t1 = now_us();
+		P3Status	st = p3_schema_compile(j, strlen(j), NULL, &s, &err);
+
+		fprintf(stderr, "  (a|bc){403}[0-9]+: %s in %.1f ms\n", st == P3_OK ? "compiled" : err.message, (now_us() - t1) / 1000.0);
+		CHECK(st == P3_OK || st == P3_ERR_INVALID_ARG);
+		if (s)
+		{
+			char		doc[1024];
+			size_t		dn = 0;
+
+			/* 403 repetitions, alternately "a" and "bc", then a digit */
+			doc[dn++] = '"';
+			for (int i = 0; i < 403; i++)
+			{
+				if (i % 2)
+					doc[dn++] = 'a';
+				else
+				{
+					doc[dn++] = 'b';
+					doc[dn++] = 'c';
+				}
+			}
+			doc[dn++] = '7';
+			doc[dn++] = '"';
+			CHECK(automaton_valid(s, doc, dn));
+			/* the last "bc" broken into "b7": refused */
+			doc[dn - 3] = '7';
+			CHECK(!automaton_valid(s, doc, dn));
+			p3_schema_free(s);
+			s = NULL;
+		}
+		CHECK(now_us() - t1 < (under_valgrind ? 60e6 : 2e6));
+	}
+
 	/* a small max_states */
 	lim = p3_schema_default_limits();
 	lim.max_states = 10;
