@@ -4177,6 +4177,7 @@ struct P3SchemaMatcher
 	size_t		cap_scratch;
 	uint32_t   *level_n;		/* walk: threads per trie depth */
 	size_t	   *level_off;
+	int32_t		level_cap;		/* entries of both (trie depth + 1) */
 	uint8_t    *key;			/* cache key scratch */
 	size_t		cap_key;
 	const P3Tokenizer *tok;		/* set by p3_schema_constraint */
@@ -4490,12 +4491,19 @@ walk_mask(P3SchemaMatcher *m, const P3VocabTrie *t, uint32_t *mask, P3Error *err
 	bool		fast = false;
 	uint32_t	free_room = 0;	/* characters a free token may have (some thread in a string body) */
 
-	if (m->level_n == NULL)
+	if (m->level_cap < t->max_len + 1)
 	{
-		m->level_n = malloc(((size_t) t->max_len + 1) * sizeof(uint32_t));
-		m->level_off = malloc(((size_t) t->max_len + 1) * sizeof(size_t));
-		if (m->level_n == NULL || m->level_off == NULL)
+		uint32_t   *ln = realloc(m->level_n, ((size_t) t->max_len + 1) * sizeof(uint32_t));
+		size_t	   *lo;
+
+		if (ln == NULL)
 			return p3_error(err, P3_ERR_NOMEM, "out of memory computing a token mask");
+		m->level_n = ln;
+		lo = realloc(m->level_off, ((size_t) t->max_len + 1) * sizeof(size_t));
+		if (lo == NULL)
+			return p3_error(err, P3_ERR_NOMEM, "out of memory computing a token mask");
+		m->level_off = lo;
+		m->level_cap = t->max_len + 1;
 	}
 	memset(mask, 0, words * sizeof(uint32_t));
 	for (uint32_t i = 0; i < m->n_cur; i++)

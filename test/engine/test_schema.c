@@ -1908,6 +1908,52 @@ test_constraint(void)
 	p3_schema_free(s);
 }
 
+/* A second, small vocabulary (longer tokens than it has depth for, a control EOS) with the same schema and matcher. */
+static void
+test_small_vocab(void)
+{
+	static const char *const texts[] = {"<unk>", "</s>", "{", "}", "\"a\":", "1", "{\"a\":1}", "{\"a\":12345678901234567890}", "2"};
+	static const int32_t types[] = {P3_TOKEN_UNKNOWN, P3_TOKEN_CONTROL, 1, 1, 1, 1, 1, 1, 1};
+	P3TokenizerVocab v = {0};
+	P3Tokenizer *small = NULL;
+	P3VocabTrie *st = NULL;
+	P3Schema   *s = compile_ok("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}");
+	P3SchemaMatcher *m = NULL;
+	P3Error		err = {0};
+	uint32_t	bits[1];
+	uint32_t   *big = malloc(((size_t) p3_tokenizer_n_vocab(tok) + 31) / 32 * sizeof(uint32_t));
+
+	v.n_tokens = 9;
+	v.texts = texts;
+	v.types = types;
+	v.bos_id = -1;
+	v.eos_id = 1;
+	v.unk_id = 0;
+	CHECK_STATUS(p3_tokenizer_from_vocab(&v, &small, &err), P3_OK);
+	CHECK_STATUS(p3_vocab_trie_new(small, &st, &err), P3_OK);
+	if (s == NULL || st == NULL)
+		goto out;
+	CHECK_EQ_INT(p3_vocab_trie_n_vocab(st), 9);
+	CHECK_STATUS(p3_schema_matcher_new(s, st, &m, &err), P3_OK);
+	/* first with the big trie, then the small one: the cache follows the trie */
+	CHECK_STATUS(p3_schema_matcher_mask(m, trie, big, &err), P3_OK);
+	CHECK_STATUS(p3_schema_matcher_mask(m, NULL, bits, &err), P3_OK);
+	CHECK_EQ_INT(bits[0], (1u << 2) | (1u << 6));	/* not token 7: 20 digits do not fit int64 */
+	CHECK_STATUS(p3_schema_matcher_accept_bytes(m, "{", 1, &err), P3_OK);
+	CHECK_STATUS(p3_schema_matcher_mask(m, st, bits, &err), P3_OK);
+	CHECK_EQ_INT(bits[0], (1u << 3) | (1u << 4));
+	CHECK_STATUS(p3_schema_matcher_accept_bytes(m, "}", 1, &err), P3_OK);
+	CHECK_STATUS(p3_schema_matcher_mask(m, st, bits, &err), P3_OK);
+	CHECK_EQ_INT(bits[0], 1u << 1);		/* only the EOS */
+	CHECK_STATUS(p3_schema_matcher_mask(m, trie, big, &err), P3_OK);
+out:
+	free(big);
+	p3_schema_matcher_free(m);
+	p3_schema_free(s);
+	p3_vocab_trie_free(st);
+	p3_tokenizer_free(small);
+}
+
 /* Through the decoder on a tiny random-weight model: every output is a valid document. */
 static void
 test_decoder_tiny_model(void)
@@ -2019,6 +2065,7 @@ main(void)
 	RUN(test_masks_and_walks);
 	RUN(test_realistic_masks);
 	RUN(test_mask_cache_counts);
+	RUN(test_small_vocab);
 	RUN(test_decoder_tiny_model);
 
 	p3_vocab_trie_free(trie);
