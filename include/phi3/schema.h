@@ -21,10 +21,10 @@
  *   additionalProperties  only false (the default: extraction never invents keys)
  *   items            required for arrays (one schema for every item)
  *   minItems, maxItems
- *   enum             of scalars, each at most 4096 bytes as JSON; const of
- *                    any value (emitted compactly; a
- *                    string value is emitted with the minimal escaping: only
- *                    ", \ and control characters escaped, other characters raw)
+ *   enum, const      enum of scalars, const of any value, each at most 4096
+ *                    bytes as compact JSON; strings in them are emitted with
+ *                    the minimal escaping (only ", \ and control characters);
+ *                    beside a "type", every value must have one of its types
  *   anyOf, oneOf     oneOf is treated as anyOf: overlap between the
  *                    alternatives is not checked
  *   $ref             "#/$defs/NAME" or "#/definitions/NAME" (root $defs);
@@ -34,16 +34,21 @@
  *   format           date, time, date-time, uuid (RFC 3339: time needs an
  *                    offset, Z or +hh:mm; day-of-month is 01..31 whatever the
  *                    month)
- *   pattern          at most 1024 bytes, anchored always (^ and $ optional):
- *                    literals, ., classes
- *                    ([a-z], [^...], \d \w \s, ASCII only inside classes),
- *                    groups, alternation, ? * + {m} {m,} {m,n}
+ *   pattern          at most 1024 bytes, always anchored (^ and $ optional):
+ *                    literals, ., classes ([a-z], [^...], \d \w \s; ASCII
+ *                    only inside classes), groups, alternation, ? * + {m}
+ *                    {m,} {m,n}; no lookaround, backreferences or \b; at
+ *                    most 4096 DFA states and a bounded compile effort
  *   description, title, $comment, $schema, $id, examples, default
  *                    annotations, ignored by the automaton
  * Strings under format / pattern are emitted without escapes (characters
  * that need one cannot match), and cannot also carry min/maxLength.
  * Numbers: the JSON grammar, at most 24 digits before and after the point
- * and 3 in the exponent (a model cannot loop on digits forever).
+ * and 3 in the exponent (a model cannot loop on digits forever).  Integers
+ * are written plainly: no fraction, exponent or "-0" (1.0 is not taken as
+ * an integer), at most 19 digits, within int64 and the bounds; digits that
+ * could not lead to a value within the bounds are refused as they come.
+ * enum / const values match by their compact text (1.0 matches "1.0" only).
  *
  * Sizes are bounded (P3SchemaLimits): the states of the automaton (schema
  * nodes, key and literal bytes, pattern DFA states), the nesting depth of
@@ -59,7 +64,8 @@
  * trie (built once per tokenizer by its owner, e.g. the model cache, and
  * shared by every matcher); p3_schema_matcher_mask walks it depth-first
  * against the matcher, pruning dead subtrees, and caches the masks of the
- * states it has seen in the schema (shared by the matchers of a schema).
+ * states it has seen in the schema (shared by the matchers of a schema;
+ * at most 256 masks, about 1 MB for 32k tokens, dropped when full).
  *
  * None of this is thread-safe: a schema, its matchers and a trie used by a
  * matcher belong to one thread at a time (the mask cache lives in the
