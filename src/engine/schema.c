@@ -3923,6 +3923,7 @@ struct P3VocabTrie
 	int32_t    *toks;
 	uint8_t    *free_sub;		/* per node: every token of the subtree is free */
 	uint8_t    *sub_chars;		/* per node: most characters of a token in the subtree (capped at 255) */
+	uint8_t    *tok_chars;		/* per entry of toks: the token's characters (capped at 255) */
 	uint32_t   *free_mask;		/* the free tokens */
 	int32_t		max_len;		/* longest token, bytes */
 	int32_t    *eog;
@@ -3979,6 +3980,7 @@ p3_vocab_trie_free(P3VocabTrie *t)
 	free(t->toks);
 	free(t->free_sub);
 	free(t->sub_chars);
+	free(t->tok_chars);
 	free(t->free_mask);
 	free(t->eog);
 	free(t->piece_off);
@@ -4063,10 +4065,11 @@ p3_vocab_trie_new(const P3Tokenizer *tok, P3VocabTrie **out, P3Error *err)
 	t->toks = malloc(((size_t) n_refs + 1) * sizeof(int32_t));
 	t->free_sub = malloc(cap_nodes);
 	t->sub_chars = malloc(cap_nodes);
+	t->tok_chars = malloc((size_t) n_refs + 1);
 	path = malloc(((size_t) t->max_len + 1) * sizeof(uint32_t));
 	final_node = malloc(((size_t) n_refs + 1) * sizeof(uint32_t));
 	if (!final_node ||
-		!t->byte || !t->depth || !t->end || !t->tok_start || !t->toks || !t->free_sub || !t->sub_chars || !path)
+		!t->byte || !t->depth || !t->end || !t->tok_start || !t->toks || !t->free_sub || !t->sub_chars || !t->tok_chars || !path)
 		goto nomem;
 	if (t->max_len > 65535)
 	{
@@ -4135,6 +4138,7 @@ p3_vocab_trie_new(const P3Tokenizer *tok, P3VocabTrie **out, P3Error *err)
 			for (uint32_t b = t->piece_off[id]; b < t->piece_off[id + 1]; b++)
 				if (((unsigned char) t->pieces[b] & 0xC0) != 0x80)
 					nc++;
+			t->tok_chars[k] = (uint8_t) (nc > 255 ? 255 : nc);
 			if (nc > chars)
 				chars = nc;
 		}
@@ -4490,6 +4494,7 @@ walk_mask(P3SchemaMatcher *m, const P3VocabTrie *t, uint32_t *mask, P3Error *err
 	size_t		words = ((size_t) t->n_vocab + 31) / 32;
 	bool		fast = false;
 	uint32_t	free_room = 0;	/* characters a free token may have (some thread in a string body) */
+	bool		only_strings = m->n_cur > 0;	/* every thread in the body of a plain string */
 
 	if (m->level_cap < t->max_len + 1)
 	{
@@ -4513,8 +4518,13 @@ walk_mask(P3SchemaMatcher *m, const P3VocabTrie *t, uint32_t *mask, P3Error *err
 		const Node *nd;
 
 		if (DEPTH(th) == 0)
+		{
+			only_strings = false;
 			continue;
+		}
 		nd = &s->nodes[f->node];
+		if (!(nd->kind == K_STRING && f->phase == S_BODY && nd->dfa_start < 0))
+			only_strings = false;
 		if (nd->kind == K_STRING && f->phase == S_BODY && nd->dfa_start < 0)
 		{
 			uint32_t	room = nd->max_len == NO_LIMIT ? UINT32_MAX : nd->max_len - f->a;
@@ -4541,12 +4551,17 @@ walk_mask(P3SchemaMatcher *m, const P3VocabTrie *t, uint32_t *mask, P3Error *err
 		P3Status	st = P3_OK;
 		uint32_t	n;
 
-		if (t->free_sub[i] && (fast || t->sub_chars[i] <= free_room))
+		if (t->free_sub[i] && (fast || t->sub_chars[i] <= free_room || only_strings))
 		{
-			/* every token below fits the string: allowed without walking */
+			/*
+			 * Every token below is free: allowed where it fits the string
+			 * (with other kinds of threads about, only a subtree that fits
+			 * whole is decided here), without stepping.
+			 */
 			if (!fast)
 				for (uint32_t k = t->tok_start[i]; k < t->tok_start[t->end[i]]; k++)
-					mask[t->toks[k] / 32] |= 1u << (t->toks[k] % 32);
+					if (t->tok_chars[k] <= free_room)
+						mask[t->toks[k] / 32] |= 1u << (t->toks[k] % 32);
 			i = (int32_t) t->end[i];
 			continue;
 		}

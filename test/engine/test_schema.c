@@ -1459,6 +1459,8 @@ static const char *const mask_schemas[] = {
 	"{\"type\":\"string\",\"pattern\":\"\\\\+?[0-9]{3,12}\"}}},\"required\":[\"name\",\"address\"]}",
 	"{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"circle\"},\"r\":{\"type\":\"number\"}},"
 	"\"required\":[\"kind\",\"r\"]},{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":-50,\"maximum\":50},\"minItems\":1}]}",
+	/* a short string beside enum values that are longer: tokens the string cannot take, the enum can */
+	"{\"type\":\"array\",\"items\":{\"anyOf\":[{\"enum\":[\"abc\",\"abcdef\",\"Hello world\"]},{\"type\":\"string\",\"maxLength\":2}]},\"maxItems\":6}",
 };
 
 static uint32_t *
@@ -1783,6 +1785,7 @@ static const char *const realistic_docs[][4] = {
 		"\"id\":\"550e8400-e29b-41d4-a716-446655440000\",\"phones\":[\"+34600123456\"]}",
 	"{\"name\":\"Bob\",\"address\":{\"city\":\"New York\",\"zip\":null}}", NULL, NULL},
 	{"{\"kind\":\"circle\",\"r\":2.75}", "[1,-2,30,4,5,-50]", NULL, NULL},
+	{"[\"abc\",\"x\",\"abcdef\",\"\",\"Hello world\"]", "[]", NULL, NULL},
 };
 
 static void
