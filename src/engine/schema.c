@@ -38,7 +38,21 @@
  * the body of an unconstrained string (or one with more than L characters
  * left), every "free" token (complete UTF-8 without ", \ or control
  * characters) is allowed at once and subtrees holding only free tokens are
- * not walked.
+ * not walked; within a length-bounded string, free tokens are decided by
+ * their character count.
+ *
+ * Patterns and formats: regex -> Thompson NFA -> DFA over byte classes,
+ * bounded in states and in work; DFA states that cannot reach acceptance
+ * are removed, so a pattern string never dead-ends either.
+ *
+ * Shortest completions: each node's shortest document is computed when
+ * compiling (children before parents: node ids grow bottom-up); from a
+ * state, each thread's open frames are closed innermost first, and the
+ * shortest result that the automaton itself accepts is returned.
+ *
+ * Recursion is bounded everywhere it depends on the input: the JSON parser
+ * (128 levels), the compiler (the JSON depth), patterns (64 nested groups,
+ * 1024 bytes), literal tries (4096 bytes per value), matching (max_depth).
  */
 #include "phi3/schema.h"
 
