@@ -19,6 +19,7 @@
 #include "phi3/schema.h"
 #include "phi3/tokenizer.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
@@ -1863,6 +1864,323 @@ test_realistic_masks(void)
 	free(mask);
 }
 
+/* ---- random schemas over the whole supported subset ---- */
+
+typedef struct Gen
+{
+	char	   *buf;
+	size_t		len;
+	size_t		cap;
+	uint64_t	rng;
+	int			n_defs;
+	char		defs[4][2048];
+} Gen;
+
+static void
+gput(Gen *g, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+
+static void
+gput(Gen *g, const char *fmt,...)
+{
+	va_list		ap;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(g->buf + g->len, g->cap - g->len, fmt, ap);
+	va_end(ap);
+	if (n > 0 && g->len + (size_t) n < g->cap)
+		g->len += (size_t) n;
+}
+
+static int
+grand(Gen *g, int n)
+{
+	return (int) (harness_rand(&g->rng) % (uint64_t) n);
+}
+
+static void gen_schema(Gen *g, int depth, bool container);
+
+static void
+gen_scalar(Gen *g)
+{
+	static const char *const words[] = {"\"red\"", "\"green\"", "\"blue sky\"", "\"é\"", "\"a\\\"b\"", "\"\"",
+	"0", "1", "12", "-7", "2.5", "true", "false", "null"};
+
+	gput(g, "%s", words[grand(g, (int) (sizeof(words) / sizeof(words[0])))]);
+}
+
+static void
+gen_schema(Gen *g, int depth, bool container)
+{
+	int			k = container ? 9 + grand(g, 4) : grand(g, depth > 0 ? 14 : 9);
+
+	switch (k)
+	{
+		case 0:
+			{
+				int			f = grand(g, 7);
+
+				if (f < 4)
+				{
+					static const char *const fmts[] = {"date", "time", "date-time", "uuid"};
+
+					gput(g, "{\"type\":\"string\",\"format\":\"%s\"}", fmts[f]);
+				}
+				else if (f == 4)
+					gput(g, "{\"type\":\"string\",\"pattern\":\"^[a-c]{1,3}(-[0-9]+)?$\"}");
+				else
+				{
+					int			mn = grand(g, 3);
+
+					gput(g, "{\"type\":\"string\",\"minLength\":%d,\"maxLength\":%d}", mn, mn + grand(g, 8));
+				}
+				break;
+			}
+		case 1:
+			gput(g, "{\"type\":\"string\",\"description\":\"free text\"}");
+			break;
+		case 2:
+			{
+				int			lo = grand(g, 200) - 100;
+
+				if (grand(g, 2))
+					gput(g, "{\"type\":\"integer\",\"minimum\":%d,\"maximum\":%d}", lo, lo + grand(g, 300));
+				else
+					gput(g, "{\"type\":\"integer\"}");
+				break;
+			}
+		case 3:
+			gput(g, "{\"type\":\"number\"}");
+			break;
+		case 4:
+			gput(g, "{\"type\":\"%s\"}", grand(g, 2) ? "boolean" : "null");
+			break;
+		case 5:
+		case 6:
+			{
+				int			n = 1 + grand(g, 4);
+
+				gput(g, "{\"enum\":[");
+				for (int i = 0; i < n; i++)
+				{
+					if (i)
+						gput(g, ",");
+					gen_scalar(g);
+				}
+				gput(g, "]}");
+				break;
+			}
+		case 7:
+			gput(g, "{\"const\":");
+			gen_scalar(g);
+			gput(g, "}");
+			break;
+		case 8:
+			gput(g, "{\"type\":[\"%s\",\"null\"]}", grand(g, 2) ? "string" : "integer");
+			break;
+		case 9:
+		case 10:
+			{
+				static const char *const names[] = {"id", "name", "n", "note", "tags", "x", "xy", "date"};
+				int			n = grand(g, 5);
+				int			used[8] = {0};
+				int			picked[5];
+				int			np = 0;
+
+				for (int i = 0; i < n; i++)
+				{
+					int			j = grand(g, 8);
+
+					if (!used[j])
+					{
+						used[j] = 1;
+						picked[np++] = j;
+					}
+				}
+				gput(g, "{\"type\":\"object\",\"properties\":{");
+				for (int i = 0; i < np; i++)
+				{
+					gput(g, "%s\"%s\":", i ? "," : "", names[picked[i]]);
+					gen_schema(g, depth - 1, false);
+				}
+				gput(g, "},\"required\":[");
+				for (int i = 0, first = 1; i < np; i++)
+					if (grand(g, 2))
+					{
+						gput(g, "%s\"%s\"", first ? "" : ",", names[picked[i]]);
+						first = 0;
+					}
+				gput(g, "]}");
+				break;
+			}
+		case 11:
+			{
+				int			mn = grand(g, 3);
+
+				gput(g, "{\"type\":\"array\",\"items\":");
+				gen_schema(g, depth - 1, false);
+				if (grand(g, 2))
+					gput(g, ",\"minItems\":%d,\"maxItems\":%d}", mn, mn + grand(g, 4));
+				else
+					gput(g, "}");
+				break;
+			}
+		case 12:
+			{
+				int			n = 2 + grand(g, 2);
+
+				gput(g, "{\"anyOf\":[");
+				for (int i = 0; i < n; i++)
+				{
+					if (i)
+						gput(g, ",");
+					gen_schema(g, depth - 1, false);
+				}
+				gput(g, "]}");
+				break;
+			}
+		case 13:
+			if (g->n_defs < 4)
+			{
+				/* a definition, generated into its own buffer, referenced here */
+				Gen			sub = *g;
+				int			id = g->n_defs++;
+
+				sub.buf = g->defs[id];
+				sub.len = 0;
+				sub.cap = sizeof(g->defs[id]);
+				sub.n_defs = 4;	/* no nested definitions */
+				gen_schema(&sub, depth - 1, false);
+				g->rng = sub.rng;
+				if (sub.len + 1 >= sub.cap)
+					snprintf(g->defs[id], sizeof(g->defs[id]), "{\"type\":\"null\"}");
+				gput(g, "{\"$ref\":\"#/$defs/d%d\"}", id);
+			}
+			else
+				gput(g, "{\"type\":\"boolean\"}");
+			break;
+	}
+}
+
+/*
+ * Hundreds of random schemas: each compiles; random walks over allowed
+ * tokens end (by themselves or by the shortest completion) in documents
+ * the reference validator accepts; the first mask of some of them equals
+ * the brute force.
+ */
+static void
+test_random_schemas(void)
+{
+	int			n_schemas = under_valgrind ? 6 : 300;
+	int32_t		nv = p3_tokenizer_n_vocab(tok);
+	size_t		words = ((size_t) nv + 31) / 32;
+	uint32_t   *mask = malloc(words * sizeof(uint32_t));
+	char	   *text = malloc(1 << 16);
+	int			completed = 0,
+				closed = 0;
+	uint64_t	rng = 777;
+
+	for (int sc = 0; sc < n_schemas; sc++)
+	{
+		Gen			g = {0};
+		P3Schema   *s = NULL;
+		V		   *schema;
+		P3Error		err = {0};
+		P3Status	st;
+		P3SchemaMatcher *m = NULL;
+		char		doc[8192];
+		size_t		len = 0;
+		bool		done = false;
+		char		body[1 << 14];
+
+		g.buf = body;
+		g.cap = sizeof(body);
+		g.rng = rng + (uint64_t) sc * 7919;
+		gen_schema(&g, 3, sc % 4 != 0);	/* mostly a container at the root */
+		/* the root with its definitions */
+		{
+			size_t		o = (size_t) snprintf(text, 1 << 16, "%.*s", (int) (g.len - 1), body);
+
+			if (g.n_defs > 0)
+			{
+				o += (size_t) snprintf(text + o, (1 << 16) - o, "%s\"$defs\":{", g.len > 2 ? "," : "");
+				for (int d = 0; d < g.n_defs; d++)
+					o += (size_t) snprintf(text + o, (1 << 16) - o, "%s\"d%d\":%s", d ? "," : "", d, g.defs[d]);
+				o += (size_t) snprintf(text + o, (1 << 16) - o, "}");
+			}
+			snprintf(text + o, (1 << 16) - o, "}");
+		}
+		st = p3_schema_compile(text, strlen(text), NULL, &s, &err);
+		CHECK_MSG(st == P3_OK, "random schema %d: %s: %s", sc, text, err.message);
+		schema = vparse_text(text, strlen(text), true);
+		CHECK(schema != NULL);
+		if (st != P3_OK || schema == NULL)
+		{
+			p3_schema_free(s);
+			vfree(schema);
+			continue;
+		}
+		CHECK_STATUS(p3_schema_matcher_new(s, trie, &m, &err), P3_OK);
+		for (int step = 0; step < 60 && m && !done; step++)
+		{
+			int32_t		t;
+			char		piece[256];
+			size_t		n;
+
+			CHECK_STATUS(p3_schema_matcher_mask(m, NULL, mask, &err), P3_OK);
+			if (step == 0 && sc % 10 == 0)
+			{
+				uint32_t   *ref = brute_mask(m, nv);
+
+				CHECK_MSG(memcmp(ref, mask, words * sizeof(uint32_t)) == 0, "random schema %d: first mask differs: %s", sc, text);
+				free(ref);
+			}
+			t = pick_token(mask, nv, &rng, step > 10 && (harness_rand(&rng) % 2 == 0));
+			CHECK_MSG(t >= 0, "random schema %d: empty mask after %.*s: %s", sc, (int) len, doc, text);
+			if (t < 0)
+				break;
+			n = p3_token_to_piece(tok, t, false, piece, sizeof(piece));
+			if (n == 0)
+			{
+				done = true;
+				break;
+			}
+			CHECK_STATUS(p3_schema_matcher_accept_bytes(m, piece, n, &err), P3_OK);
+			if (len + n < sizeof(doc))
+			{
+				memcpy(doc + len, piece, n);
+				len += n;
+			}
+			if (p3_schema_matcher_is_complete(m) && !p3_schema_matcher_can_continue(m))
+				done = true;
+		}
+		if (m && !done)
+		{
+			/* the budget ran out: close the document the shortest way */
+			P3Text		comp = {0};
+
+			CHECK_STATUS(p3_schema_matcher_completion(m, &comp, &err), P3_OK);
+			if (comp.len && len + comp.len < sizeof(doc))
+			{
+				memcpy(doc + len, comp.data, comp.len);
+				len += comp.len;
+			}
+			p3_text_free(&comp);
+			closed++;
+		}
+		else
+			completed++;
+		CHECK_MSG(reference_valid(schema, doc, len), "random schema %d: %s\n  produced invalid %.*s", sc, text, (int) len, doc);
+		p3_schema_matcher_free(m);
+		p3_schema_free(s);
+		vfree(schema);
+	}
+	fprintf(stderr, "  %d random schemas: %d walks ended by themselves, %d closed by the shortest completion\n",
+			n_schemas, completed, closed);
+	free(mask);
+	free(text);
+}
+
 /* The constraint: mask / accept / complete as the decoder calls them. */
 static void
 test_constraint(void)
@@ -2068,6 +2386,7 @@ main(void)
 	RUN(test_masks_and_walks);
 	RUN(test_realistic_masks);
 	RUN(test_mask_cache_counts);
+	RUN(test_random_schemas);
 	RUN(test_small_vocab);
 	RUN(test_decoder_tiny_model);
 
