@@ -526,6 +526,42 @@ check_format(const char *f, const char *s, size_t n)
 	return false;
 }
 
+/* The patterns the tests use, checked by hand (the reference has no regex engine). */
+static bool
+check_known_pattern(const char *pat, const char *s, size_t n)
+{
+	size_t		i = 0;
+
+	if (strcmp(pat, "^[a-c]{1,3}(-[0-9]+)?$") == 0)
+	{
+		while (i < n && i < 3 && s[i] >= 'a' && s[i] <= 'c')
+			i++;
+		if (i == 0)
+			return false;
+		if (i == n)
+			return true;
+		if (s[i] != '-' || i + 1 == n)
+			return false;
+		for (i++; i < n; i++)
+			if (s[i] < '0' || s[i] > '9')
+				return false;
+		return true;
+	}
+	if (strcmp(pat, "\\+?[0-9]{3,12}") == 0)
+	{
+		if (i < n && s[i] == '+')
+			i++;
+		if (n - i < 3 || n - i > 12)
+			return false;
+		for (; i < n; i++)
+			if (s[i] < '0' || s[i] > '9')
+				return false;
+		return true;
+	}
+	fprintf(stderr, "reference: unknown pattern %s\n", pat);
+	return false;
+}
+
 /* Exact text equality of a value with an enum / const member (the automaton's literal rule). */
 static void
 vcompact(const V *v, char *buf, size_t *len, size_t cap);
@@ -665,6 +701,8 @@ vtype_ok(const char *t, const V *schema, const V *root, const V *doc)
 			return false;
 		if ((x = vget(schema, "format")))
 			return !doc->had_escape && check_format(x->s, doc->s, doc->slen);
+		if ((x = vget(schema, "pattern")))
+			return !doc->had_escape && check_known_pattern(x->s, doc->s, doc->slen);
 		return true;
 	}
 	if (strcmp(t, "array") == 0)
@@ -2077,7 +2115,8 @@ test_random_schemas(void)
 	uint32_t   *mask = malloc(words * sizeof(uint32_t));
 	char	   *text = malloc(1 << 16);
 	int			completed = 0,
-				closed = 0;
+				closed = 0,
+				mutations = 0;
 	uint64_t	rng = 777;
 
 	for (int sc = 0; sc < n_schemas; sc++)
@@ -2171,12 +2210,47 @@ test_random_schemas(void)
 		else
 			completed++;
 		CHECK_MSG(reference_valid(schema, doc, len), "random schema %d: %s\n  produced invalid %.*s", sc, text, (int) len, doc);
+		/* random one-byte mutations of the document: the automaton and the reference agree */
+		for (int k = 0; k < (under_valgrind ? 5 : 40) && len > 0; k++)
+		{
+			static const char alphabet[] = "{}[],:\"\\ 0123456789-.eEtrufalsnbcxyzTZ\x01\xc3\xa9";
+			char		mut[8200];
+			size_t		pos = (size_t) (harness_rand(&rng) % len);
+			char		c = alphabet[harness_rand(&rng) % (sizeof(alphabet) - 1)];
+			int			op = (int) (harness_rand(&rng) % 3);
+			size_t		ml;
+			bool		a,
+						r;
+
+			memcpy(mut, doc, pos);
+			if (op == 0)
+			{
+				memcpy(mut + pos, doc + pos + 1, len - pos - 1);
+				ml = len - 1;
+			}
+			else if (op == 1)
+			{
+				mut[pos] = c;
+				memcpy(mut + pos + 1, doc + pos, len - pos);
+				ml = len + 1;
+			}
+			else
+			{
+				memcpy(mut + pos, doc + pos, len - pos);
+				mut[pos] = c;
+				ml = len;
+			}
+			a = automaton_valid(s, mut, ml);
+			r = reference_valid(schema, mut, ml);
+			CHECK_MSG(a == r, "random schema %d: %s\n  %.*s: automaton %d, reference %d", sc, text, (int) ml, mut, a, r);
+			mutations++;
+		}
 		p3_schema_matcher_free(m);
 		p3_schema_free(s);
 		vfree(schema);
 	}
-	fprintf(stderr, "  %d random schemas: %d walks ended by themselves, %d closed by the shortest completion\n",
-			n_schemas, completed, closed);
+	fprintf(stderr, "  %d random schemas: %d walks ended by themselves, %d closed by the shortest completion, %d mutations\n",
+			n_schemas, completed, closed, mutations);
 	free(mask);
 	free(text);
 }
