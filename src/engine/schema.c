@@ -1946,8 +1946,8 @@ struct P3Schema
 	char	   *minpool;
 	const void *min_building;	/* compute_min_docs: the Buf being built (aliases minpool) */
 
-	/* mask cache (see the file header) */
-	const P3VocabTrie *cache_trie;
+	/* mask cache (see the file header), for the trie of this serial */
+	uint64_t	cache_trie;
 	MaskCacheEntry *cache;
 	int32_t		cache_used;
 	int64_t		mask_calls;
@@ -3928,6 +3928,7 @@ set_complete(const P3Schema *s, const Frame *buf, uint32_t n)
 
 struct P3VocabTrie
 {
+	uint64_t	serial;			/* unique per trie built, for the mask caches (addresses get reused) */
 	int32_t		n_vocab;
 	int32_t		n_nodes;		/* preorder, the root left out */
 	uint8_t    *byte;			/* per node: its byte */
@@ -4031,6 +4032,11 @@ p3_vocab_trie_new(const P3Tokenizer *tok, P3VocabTrie **out, P3Error *err)
 	if (t == NULL)
 		return p3_error(err, P3_ERR_NOMEM, "out of memory building the vocabulary trie");
 	t->n_vocab = nv;
+	{
+		static uint64_t trie_serial;
+
+		t->serial = __atomic_add_fetch(&trie_serial, 1, __ATOMIC_RELAXED);
+	}
 	t->piece_off = malloc(((size_t) nv + 1) * sizeof(uint32_t));
 	if (t->piece_off == NULL)
 		goto nomem;
@@ -4630,10 +4636,10 @@ p3_schema_matcher_mask(P3SchemaMatcher *m, const P3VocabTrie *vocab, uint32_t *m
 		return p3_error(err, P3_ERR_INVALID_ARG, "a token mask needs a vocabulary trie and an output");
 	words = ((size_t) t->n_vocab + 31) / 32;
 	s->mask_calls++;
-	if (s->cache_trie != t)
+	if (s->cache_trie != t->serial)
 	{
 		cache_clear(s);
-		s->cache_trie = t;
+		s->cache_trie = t->serial;
 	}
 	if (s->cache == NULL)
 	{
