@@ -54,749 +54,13 @@
  * (128 levels), the compiler (the JSON depth), patterns (64 nested groups,
  * 1024 bytes), literal tries (4096 bytes per value), matching (max_depth).
  */
-#include "phi3/schema.h"
+#include "schema_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ========================================================================
- * Arena (the DOM and compile scratch)
- * ======================================================================== */
-
-typedef struct ArenaBlock
-{
-	struct ArenaBlock *next;
-	size_t		used;
-	size_t		cap;
-	max_align_t data[];
-} ArenaBlock;
-
-typedef struct Arena
-{
-	ArenaBlock *head;
-} Arena;
-
-/* Allocate n zeroed bytes from the arena; NULL when out of memory. */
-static void *
-arena_alloc(Arena *a, size_t n)
-{
-	ArenaBlock *b = a->head;
-
-	n = (n + 15) & ~(size_t) 15;
-	if (b == NULL || b->cap - b->used < n)
-	{
-		size_t		cap = n > 65536 ? n : 65536;
-
-		b = malloc(sizeof(ArenaBlock) + cap);
-		if (b == NULL)
-			return NULL;
-		b->next = a->head;
-		b->used = 0;
-		b->cap = cap;
-		a->head = b;
-	}
-	{
-		void	   *p = (char *) b->data + b->used;
-
-		b->used += n;
-		memset(p, 0, n);
-		return p;
-	}
-}
-
-static void
-arena_free(Arena *a)
-{
-	while (a->head)
-	{
-		ArenaBlock *n = a->head->next;
-
-		free(a->head);
-		a->head = n;
-	}
-}
-
-/* ========================================================================
- * UTF-8
- * ======================================================================== */
-
-/*
- * Length of the valid UTF-8 character at s[0..n) (1..4), or 0 if invalid
- * (overlong, surrogate, above U+10FFFF, truncated).
- */
-static int
-utf8_char_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-	if (c >= 0xE0 && c <= 0xEF)
-	{
-		unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
-		unsigned char hi = c == 0xED ? 0x9F : 0xBF;
-
-		return (n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80) ? 3 : 0;
-	}
-	if (c >= 0xF0 && c <= 0xF4)
-	{
-		unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
-		unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
-
-		return (n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 &&
-				(s[3] & 0xC0) == 0x80) ? 4 : 0;
-	}
-	return 0;
-}
-
-/* Offset of the first invalid UTF-8 byte, or n if all valid. */
-static size_t
-utf8_check(const unsigned char *s, size_t n)
-{
-	size_t		i = 0;
-
-	while (i < n)
-	{
-		int			l = utf8_char_len(s + i, n - i);
-
-		if (l == 0)
-			return i;
-		i += (size_t) l;
-	}
-	return n;
-}
-
-/* Append the UTF-8 encoding of code point cp to buf; returns bytes written. */
-static int
-utf8_put(char *buf, uint32_t cp)
-{
-	if (cp < 0x80)
-	{
-		buf[0] = (char) cp;
-		return 1;
-	}
-	if (cp < 0x800)
-	{
-		buf[0] = (char) (0xC0 | (cp >> 6));
-		buf[1] = (char) (0x80 | (cp & 0x3F));
-		return 2;
-	}
-	if (cp < 0x10000)
-	{
-		buf[0] = (char) (0xE0 | (cp >> 12));
-		buf[1] = (char) (0x80 | ((cp >> 6) & 0x3F));
-		buf[2] = (char) (0x80 | (cp & 0x3F));
-		return 3;
-	}
-	buf[0] = (char) (0xF0 | (cp >> 18));
-	buf[1] = (char) (0x80 | ((cp >> 12) & 0x3F));
-	buf[2] = (char) (0x80 | ((cp >> 6) & 0x3F));
-	buf[3] = (char) (0x80 | (cp & 0x3F));
-	return 4;
-}
-
-/* ========================================================================
- * JSON DOM parser (for the schema text)
- * ======================================================================== */
-
-#define JSON_MAX_NESTING 128
-
-typedef enum JType
-{
-	J_NULL, J_FALSE, J_TRUE, J_NUM, J_STR, J_ARR, J_OBJ
-} JType;
-
-typedef struct JVal
-{
-	JType		t;
-	size_t		n;				/* items / members */
-	char	   *s;				/* string value (decoded, NUL-terminated) or number text */
-	size_t		slen;
-	struct JVal **items;		/* array items / member values */
-	char	  **keys;			/* member names (decoded, NUL-terminated) */
-	size_t	   *klens;
-} JVal;
-
-typedef struct JParser
-{
-	const unsigned char *p;
-	const unsigned char *end;
-	const unsigned char *start;
-	Arena	   *arena;
-	P3Error    *err;
-	P3Status	st;
-	int			depth;
-} JParser;
-
-static P3Status
-jfail(JParser *jp, const char *what)
-{
-	if (jp->st == P3_OK)
-		jp->st = p3_error(jp->err, P3_ERR_INVALID_ARG, "invalid schema JSON at byte %zu: %s",
-						  (size_t) (jp->p - jp->start), what);
-	return jp->st;
-}
-
-static void
-jskip_ws(JParser *jp)
-{
-	while (jp->p < jp->end && (*jp->p == ' ' || *jp->p == '\t' || *jp->p == '\n' || *jp->p == '\r'))
-		jp->p++;
-}
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Parse a string at jp->p (on the opening quote) into a decoded arena copy. */
-static char *
-jparse_string(JParser *jp, size_t *len)
-{
-	const unsigned char *q;
-	char	   *out;
-	size_t		n = 0;
-
-	jp->p++;
-	/* decoded length <= raw length */
-	for (q = jp->p; q < jp->end && *q != '"'; q++)
-		if (*q == '\\' && q + 1 < jp->end)
-			q++;
-	out = arena_alloc(jp->arena, (size_t) (q - jp->p) + 1);
-	if (out == NULL)
-	{
-		jp->st = p3_error(jp->err, P3_ERR_NOMEM, "out of memory parsing the schema");
-		return NULL;
-	}
-	while (jp->p < jp->end && *jp->p != '"')
-	{
-		unsigned char c = *jp->p;
-
-		if (c < 0x20)
-		{
-			jfail(jp, "control character in a string");
-			return NULL;
-		}
-		if (c != '\\')
-		{
-			out[n++] = (char) c;
-			jp->p++;
-			continue;
-		}
-		jp->p++;
-		if (jp->p >= jp->end)
-			break;
-		c = *jp->p++;
-		switch (c)
-		{
-			case '"':
-			case '\\':
-			case '/':
-				out[n++] = (char) c;
-				break;
-			case 'b':
-				out[n++] = '\b';
-				break;
-			case 'f':
-				out[n++] = '\f';
-				break;
-			case 'n':
-				out[n++] = '\n';
-				break;
-			case 'r':
-				out[n++] = '\r';
-				break;
-			case 't':
-				out[n++] = '\t';
-				break;
-			case 'u':
-				{
-					uint32_t	cp = 0;
-
-					for (int i = 0; i < 4; i++)
-					{
-						int			h = jp->p < jp->end ? hexval(*jp->p) : -1;
-
-						if (h < 0)
-						{
-							jfail(jp, "bad \\u escape");
-							return NULL;
-						}
-						cp = cp * 16 + (uint32_t) h;
-						jp->p++;
-					}
-					if (cp >= 0xDC00 && cp <= 0xDFFF)
-					{
-						jfail(jp, "lone low surrogate in a \\u escape");
-						return NULL;
-					}
-					if (cp >= 0xD800 && cp <= 0xDBFF)
-					{
-						uint32_t	lo = 0;
-
-						if (jp->end - jp->p < 6 || jp->p[0] != '\\' || jp->p[1] != 'u')
-						{
-							jfail(jp, "high surrogate without a low one in a \\u escape");
-							return NULL;
-						}
-						jp->p += 2;
-						for (int i = 0; i < 4; i++)
-						{
-							int			h = hexval(*jp->p);
-
-							if (h < 0)
-							{
-								jfail(jp, "bad \\u escape");
-								return NULL;
-							}
-							lo = lo * 16 + (uint32_t) h;
-							jp->p++;
-						}
-						if (lo < 0xDC00 || lo > 0xDFFF)
-						{
-							jfail(jp, "high surrogate without a low one in a \\u escape");
-							return NULL;
-						}
-						cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-					}
-					/* a surrogate pair (12 raw bytes) decodes to 4 bytes: fits */
-					n += (size_t) utf8_put(out + n, cp);
-					break;
-				}
-			default:
-				jfail(jp, "bad escape in a string");
-				return NULL;
-		}
-	}
-	if (jp->p >= jp->end)
-	{
-		jfail(jp, "unterminated string");
-		return NULL;
-	}
-	jp->p++;
-	out[n] = '\0';
-	*len = n;
-	return out;
-}
-
-static JVal *jparse_value(JParser *jp);
-
-static JVal *
-jnew(JParser *jp, JType t)
-{
-	JVal	   *v = arena_alloc(jp->arena, sizeof(JVal));
-
-	if (v == NULL)
-		jp->st = p3_error(jp->err, P3_ERR_NOMEM, "out of memory parsing the schema");
-	else
-		v->t = t;
-	return v;
-}
-
-/* Grow a JVal's item (and key) arrays to hold at least n + 1. */
-static bool
-jgrow(JParser *jp, JVal *v, size_t *cap, bool keys)
-{
-	size_t		ncap;
-	JVal	  **ni;
-
-	if (v->n < *cap)
-		return true;
-	ncap = *cap ? *cap * 2 : 8;
-	ni = arena_alloc(jp->arena, ncap * sizeof(JVal *));
-	if (ni == NULL)
-		goto nomem;
-	if (v->n)
-		memcpy(ni, v->items, v->n * sizeof(JVal *));
-	v->items = ni;
-	if (keys)
-	{
-		char	  **nk = arena_alloc(jp->arena, ncap * sizeof(char *));
-		size_t	   *nl = arena_alloc(jp->arena, ncap * sizeof(size_t));
-
-		if (nk == NULL || nl == NULL)
-			goto nomem;
-		if (v->n)
-		{
-			memcpy(nk, v->keys, v->n * sizeof(char *));
-			memcpy(nl, v->klens, v->n * sizeof(size_t));
-		}
-		v->keys = nk;
-		v->klens = nl;
-	}
-	*cap = ncap;
-	return true;
-nomem:
-	jp->st = p3_error(jp->err, P3_ERR_NOMEM, "out of memory parsing the schema");
-	return false;
-}
-
-static JVal *
-jparse_value(JParser *jp)
-{
-	JVal	   *v;
-
-	jskip_ws(jp);
-	if (jp->p >= jp->end)
-	{
-		jfail(jp, "unexpected end");
-		return NULL;
-	}
-	switch (*jp->p)
-	{
-		case '{':
-		case '[':
-			{
-				bool		obj = *jp->p == '{';
-				size_t		cap = 0;
-
-				if (++jp->depth > JSON_MAX_NESTING)
-				{
-					jp->st = p3_error(jp->err, P3_ERR_INVALID_ARG,
-									  "schema JSON nested deeper than %d levels", JSON_MAX_NESTING);
-					return NULL;
-				}
-				jp->p++;
-				v = jnew(jp, obj ? J_OBJ : J_ARR);
-				if (v == NULL)
-					return NULL;
-				jskip_ws(jp);
-				if (jp->p < jp->end && *jp->p == (obj ? '}' : ']'))
-				{
-					jp->p++;
-					jp->depth--;
-					return v;
-				}
-				for (;;)
-				{
-					char	   *key = NULL;
-					size_t		klen = 0;
-					JVal	   *item;
-
-					jskip_ws(jp);
-					if (obj)
-					{
-						if (jp->p >= jp->end || *jp->p != '"')
-						{
-							jfail(jp, "expected a member name");
-							return NULL;
-						}
-						key = jparse_string(jp, &klen);
-						if (key == NULL)
-							return NULL;
-						for (size_t i = 0; i < v->n; i++)
-							if (v->klens[i] == klen && memcmp(v->keys[i], key, klen) == 0)
-							{
-								jfail(jp, "duplicate member name");
-								return NULL;
-							}
-						jskip_ws(jp);
-						if (jp->p >= jp->end || *jp->p != ':')
-						{
-							jfail(jp, "expected ':'");
-							return NULL;
-						}
-						jp->p++;
-					}
-					item = jparse_value(jp);
-					if (item == NULL)
-						return NULL;
-					if (!jgrow(jp, v, &cap, obj))
-						return NULL;
-					v->items[v->n] = item;
-					if (obj)
-					{
-						v->keys[v->n] = key;
-						v->klens[v->n] = klen;
-					}
-					v->n++;
-					jskip_ws(jp);
-					if (jp->p < jp->end && *jp->p == ',')
-					{
-						jp->p++;
-						continue;
-					}
-					if (jp->p < jp->end && *jp->p == (obj ? '}' : ']'))
-					{
-						jp->p++;
-						jp->depth--;
-						return v;
-					}
-					jfail(jp, obj ? "expected ',' or '}'" : "expected ',' or ']'");
-					return NULL;
-				}
-			}
-		case '"':
-			v = jnew(jp, J_STR);
-			if (v == NULL)
-				return NULL;
-			v->s = jparse_string(jp, &v->slen);
-			return v->s ? v : NULL;
-		case 't':
-			if (jp->end - jp->p >= 4 && memcmp(jp->p, "true", 4) == 0)
-			{
-				jp->p += 4;
-				return jnew(jp, J_TRUE);
-			}
-			break;
-		case 'f':
-			if (jp->end - jp->p >= 5 && memcmp(jp->p, "false", 5) == 0)
-			{
-				jp->p += 5;
-				return jnew(jp, J_FALSE);
-			}
-			break;
-		case 'n':
-			if (jp->end - jp->p >= 4 && memcmp(jp->p, "null", 4) == 0)
-			{
-				jp->p += 4;
-				return jnew(jp, J_NULL);
-			}
-			break;
-		default:
-			{
-				const unsigned char *s = jp->p;
-
-				if (*jp->p == '-')
-					jp->p++;
-				if (jp->p < jp->end && *jp->p == '0')
-					jp->p++;
-				else if (jp->p < jp->end && *jp->p >= '1' && *jp->p <= '9')
-					while (jp->p < jp->end && *jp->p >= '0' && *jp->p <= '9')
-						jp->p++;
-				else
-					break;
-				if (jp->p < jp->end && *jp->p == '.')
-				{
-					jp->p++;
-					if (jp->p >= jp->end || *jp->p < '0' || *jp->p > '9')
-						break;
-					while (jp->p < jp->end && *jp->p >= '0' && *jp->p <= '9')
-						jp->p++;
-				}
-				if (jp->p < jp->end && (*jp->p == 'e' || *jp->p == 'E'))
-				{
-					jp->p++;
-					if (jp->p < jp->end && (*jp->p == '+' || *jp->p == '-'))
-						jp->p++;
-					if (jp->p >= jp->end || *jp->p < '0' || *jp->p > '9')
-						break;
-					while (jp->p < jp->end && *jp->p >= '0' && *jp->p <= '9')
-						jp->p++;
-				}
-				v = jnew(jp, J_NUM);
-				if (v == NULL)
-					return NULL;
-				v->slen = (size_t) (jp->p - s);
-				v->s = arena_alloc(jp->arena, v->slen + 1);
-				if (v->s == NULL)
-				{
-					jp->st = p3_error(jp->err, P3_ERR_NOMEM, "out of memory parsing the schema");
-					return NULL;
-				}
-				memcpy(v->s, s, v->slen);
-				return v;
-			}
-	}
-	jfail(jp, "unexpected character");
-	return NULL;
-}
-
-/* Member value of an object by name, or NULL. */
-static JVal *
-jget(const JVal *obj, const char *name)
-{
-	size_t		l = strlen(name);
-
-	for (size_t i = 0; i < obj->n; i++)
-		if (obj->klens[i] == l && memcmp(obj->keys[i], name, l) == 0)
-			return obj->items[i];
-	return NULL;
-}
-
-/* An integral JSON number as int64; false if not integral or out of range. */
-static bool
-jnum_int64(const JVal *v, int64_t *out)
-{
-	const char *s = v->s;
-	bool		neg = false;
-	unsigned __int128 m = 0;
-	size_t		i = 0;
-
-	if (v->t != J_NUM)
-		return false;
-	if (s[i] == '-')
-	{
-		neg = true;
-		i++;
-	}
-	for (; i < v->slen && s[i] >= '0' && s[i] <= '9'; i++)
-	{
-		m = m * 10 + (unsigned) (s[i] - '0');
-		if (m > ((unsigned __int128) 1 << 63))
-			return false;
-	}
-	if (i < v->slen && s[i] == '.')
-	{
-		for (i++; i < v->slen && s[i] >= '0' && s[i] <= '9'; i++)
-			if (s[i] != '0')
-				return false;
-	}
-	if (i < v->slen)
-		return false;			/* exponents: not worth it */
-	if (!neg && m > (unsigned __int128) INT64_MAX)
-		return false;
-	*out = neg ? (int64_t) (-(__int128) m) : (int64_t) m;
-	return true;
-}
-
-/* ========================================================================
- * Growable byte buffer (compile output, descriptions)
- * ======================================================================== */
-
-typedef struct Buf
-{
-	char	   *data;
-	size_t		len;
-	size_t		cap;
-	bool		oom;
-} Buf;
-
-static void
-buf_put(Buf *b, const void *p, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap)
-	{
-		size_t		ncap = b->cap ? b->cap * 2 : 256;
-		char	   *nd;
-
-		while (ncap < b->len + n + 1)
-			ncap *= 2;
-		nd = realloc(b->data, ncap);
-		if (nd == NULL)
-		{
-			b->oom = true;
-			return;
-		}
-		b->data = nd;
-		b->cap = ncap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void
-buf_puts(Buf *b, const char *s)
-{
-	buf_put(b, s, strlen(s));
-}
-
-/* Append s[0..n) as a JSON string with the minimal escaping. */
-static void
-buf_json_string(Buf *b, const char *s, size_t n)
-{
-	buf_put(b, "\"", 1);
-	for (size_t i = 0; i < n; i++)
-	{
-		unsigned char c = (unsigned char) s[i];
-		char		esc[8];
-
-		switch (c)
-		{
-			case '"':
-				buf_put(b, "\\\"", 2);
-				break;
-			case '\\':
-				buf_put(b, "\\\\", 2);
-				break;
-			case '\n':
-				buf_put(b, "\\n", 2);
-				break;
-			case '\r':
-				buf_put(b, "\\r", 2);
-				break;
-			case '\t':
-				buf_put(b, "\\t", 2);
-				break;
-			case '\b':
-				buf_put(b, "\\b", 2);
-				break;
-			case '\f':
-				buf_put(b, "\\f", 2);
-				break;
-			default:
-				if (c < 0x20)
-				{
-					snprintf(esc, sizeof(esc), "\\u%04x", c);
-					buf_put(b, esc, 6);
-				}
-				else
-					buf_put(b, &s[i], 1);
-		}
-	}
-	buf_put(b, "\"", 1);
-}
-
-/* Append a JSON value compactly. */
-static void
-buf_json_value(Buf *b, const JVal *v)
-{
-	switch (v->t)
-	{
-		case J_NULL:
-			buf_puts(b, "null");
-			break;
-		case J_TRUE:
-			buf_puts(b, "true");
-			break;
-		case J_FALSE:
-			buf_puts(b, "false");
-			break;
-		case J_NUM:
-			buf_put(b, v->s, v->slen);
-			break;
-		case J_STR:
-			buf_json_string(b, v->s, v->slen);
-			break;
-		case J_ARR:
-			buf_put(b, "[", 1);
-			for (size_t i = 0; i < v->n; i++)
-			{
-				if (i)
-					buf_put(b, ",", 1);
-				buf_json_value(b, v->items[i]);
-			}
-			buf_put(b, "]", 1);
-			break;
-		case J_OBJ:
-			buf_put(b, "{", 1);
-			for (size_t i = 0; i < v->n; i++)
-			{
-				if (i)
-					buf_put(b, ",", 1);
-				buf_json_string(b, v->keys[i], v->klens[i]);
-				buf_put(b, ":", 1);
-				buf_json_value(b, v->items[i]);
-			}
-			buf_put(b, "}", 1);
-			break;
-	}
-}
 
 /* ========================================================================
  * Patterns: regular expression -> NFA -> DFA over the bytes of a string's
@@ -836,7 +100,7 @@ typedef struct RParser
 static RNode *
 rnew(RParser *rp, RType t)
 {
-	RNode	   *n = arena_alloc(rp->arena, sizeof(RNode));
+	RNode	   *n = p3s_arena_alloc(rp->arena, sizeof(RNode));
 
 	if (n == NULL)
 		rp->error = "out of memory";
@@ -1129,7 +393,7 @@ rparse_atom(RParser *rp)
 	}
 	/* a literal character: its bytes in sequence */
 	{
-		int			l = utf8_char_len(rp->p, (size_t) (rp->end - rp->p));
+		int			l = p3s_utf8_char_len(rp->p, (size_t) (rp->end - rp->p));
 		RNode	   *r = NULL;
 
 		if (l == 0)
@@ -1844,7 +1108,7 @@ done:
 	free(acc);
 	free(f.edges);
 	free(f.sets);
-	arena_free(&arena);
+	p3s_arena_free(&arena);
 	return error;
 }
 
@@ -2372,12 +1636,12 @@ compile_member(Compiler *c, const JVal *v, const char *key, const char *sub, siz
 static bool
 cuint_kw(Compiler *c, const JVal *v, const char *kw, uint32_t *out)
 {
-	const JVal *x = jget(v, kw);
+	const JVal *x = p3s_jget(v, kw);
 	int64_t		i;
 
 	if (x == NULL)
 		return true;
-	if (!jnum_int64(x, &i) || i < 0 || i >= (int64_t) NO_LIMIT)
+	if (!p3s_jnum_int64(x, &i) || i < 0 || i >= (int64_t) NO_LIMIT)
 	{
 		cfail(c, P3_ERR_INVALID_ARG, "\"%s\" must be a non-negative integer at %s", kw, c->path);
 		return false;
@@ -2389,11 +1653,11 @@ cuint_kw(Compiler *c, const JVal *v, const char *kw, uint32_t *out)
 static int32_t
 cdesc(Compiler *c, const JVal *v)
 {
-	const JVal *d = jget(v, "description");
+	const JVal *d = p3s_jget(v, "description");
 	int32_t		off;
 
 	if (d == NULL)
-		d = jget(v, "title");
+		d = p3s_jget(v, "title");
 	if (d == NULL)
 		return -1;
 	if (d->t != J_STR)
@@ -2402,7 +1666,7 @@ cdesc(Compiler *c, const JVal *v)
 		return -1;
 	}
 	off = (int32_t) c->pool.len;
-	buf_put(&c->pool, d->s, d->slen + 1);
+	p3s_buf_put(&c->pool, d->s, d->slen + 1);
 	return off;
 }
 
@@ -2414,9 +1678,9 @@ compile_type(Compiler *c, const JVal *v, const char *type)
 
 	if (strcmp(type, "object") == 0)
 	{
-		const JVal *props = jget(v, "properties");
-		const JVal *req = jget(v, "required");
-		const JVal *add = jget(v, "additionalProperties");
+		const JVal *props = p3s_jget(v, "properties");
+		const JVal *req = p3s_jget(v, "required");
+		const JVal *add = p3s_jget(v, "additionalProperties");
 		int32_t		first_prop,
 					n_props = props ? (int32_t) props->n : 0;
 		int32_t    *childs = NULL;
@@ -2434,7 +1698,7 @@ compile_type(Compiler *c, const JVal *v, const char *type)
 			{
 				if (req->items[i]->t != J_STR)
 					return cfail(c, P3_ERR_INVALID_ARG, "\"required\" must list strings at %s", c->path), -1;
-				if (props == NULL || jget(props, req->items[i]->s) == NULL ||
+				if (props == NULL || p3s_jget(props, req->items[i]->s) == NULL ||
 					strlen(req->items[i]->s) != req->items[i]->slen)
 					return cfail(c, P3_ERR_INVALID_ARG,
 								 "required property \"%s\" is not in \"properties\" at %s",
@@ -2480,13 +1744,13 @@ compile_type(Compiler *c, const JVal *v, const char *type)
 			p->child = childs[i];
 			p->required = required;
 			key_start = c->pool.len;
-			buf_json_string(&c->pool, props->keys[i], props->klens[i]);
-			buf_put(&c->pool, ":", 1);
+			p3s_buf_json_string(&c->pool, props->keys[i], props->klens[i]);
+			p3s_buf_put(&c->pool, ":", 1);
 			p->key_off = (uint32_t) key_start;
 			p->key_len = (uint32_t) (c->pool.len - key_start);
 			p->name_off = (uint32_t) c->pool.len;
 			p->name_len = (uint32_t) props->klens[i];
-			buf_put(&c->pool, props->keys[i], props->klens[i] + 1);
+			p3s_buf_put(&c->pool, props->keys[i], props->klens[i] + 1);
 			if (!cstates(c, p->key_len))
 				break;
 		}
@@ -2499,7 +1763,7 @@ compile_type(Compiler *c, const JVal *v, const char *type)
 	}
 	if (strcmp(type, "array") == 0)
 	{
-		const JVal *items = jget(v, "items");
+		const JVal *items = p3s_jget(v, "items");
 		uint32_t	mn = 0,
 					mx = NO_LIMIT;
 		int32_t		item;
@@ -2525,8 +1789,8 @@ compile_type(Compiler *c, const JVal *v, const char *type)
 	}
 	if (strcmp(type, "string") == 0)
 	{
-		const JVal *fmt = jget(v, "format");
-		const JVal *pat = jget(v, "pattern");
+		const JVal *fmt = p3s_jget(v, "format");
+		const JVal *pat = p3s_jget(v, "pattern");
 		uint32_t	mn = 0,
 					mx = NO_LIMIT;
 		const char *re = NULL;
@@ -2563,7 +1827,7 @@ compile_type(Compiler *c, const JVal *v, const char *type)
 			re = pat->s;
 			relen = pat->slen;
 		}
-		if (re && (jget(v, "minLength") || jget(v, "maxLength")))
+		if (re && (p3s_jget(v, "minLength") || p3s_jget(v, "maxLength")))
 			return cfail(c, P3_ERR_INVALID_ARG,
 						 "\"minLength\" / \"maxLength\" together with \"%s\" is not supported at %s",
 						 fmt ? "format" : "pattern", c->path), -1;
@@ -2628,14 +1892,14 @@ compile_type(Compiler *c, const JVal *v, const char *type)
 	}
 	if (strcmp(type, "integer") == 0)
 	{
-		const JVal *mn = jget(v, "minimum");
-		const JVal *mx = jget(v, "maximum");
+		const JVal *mn = p3s_jget(v, "minimum");
+		const JVal *mx = p3s_jget(v, "maximum");
 		int64_t		lo = INT64_MIN,
 					hi = INT64_MAX;
 
-		if (mn && !jnum_int64(mn, &lo))
+		if (mn && !p3s_jnum_int64(mn, &lo))
 			return cfail(c, P3_ERR_INVALID_ARG, "\"minimum\" must be an int64 integer at %s", c->path), -1;
-		if (mx && !jnum_int64(mx, &hi))
+		if (mx && !p3s_jnum_int64(mx, &hi))
 			return cfail(c, P3_ERR_INVALID_ARG, "\"maximum\" must be an int64 integer at %s", c->path), -1;
 		if (lo > hi)
 			return cfail(c, P3_ERR_INVALID_ARG, "\"minimum\" is greater than \"maximum\" at %s", c->path), -1;
@@ -2736,8 +2000,8 @@ cresolve_ref(Compiler *c, const JVal *ref, char *name, size_t name_cap)
 			name[o++] = *q;
 	}
 	name[o] = '\0';
-	defs = jget(c->root, defs_kw);
-	target = (defs && defs->t == J_OBJ) ? jget(defs, name) : NULL;
+	defs = p3s_jget(c->root, defs_kw);
+	target = (defs && defs->t == J_OBJ) ? p3s_jget(defs, name) : NULL;
 	if (target == NULL)
 		return cfail(c, P3_ERR_INVALID_ARG, "\"$ref\" \"%s\" at %s names no definition", r, c->path), NULL;
 	return target;
@@ -2773,7 +2037,7 @@ compile_schema(Compiler *c, const JVal *v)
 	}
 
 	/* $ref: alone (but for annotations) */
-	if (jget(v, "$ref"))
+	if (p3s_jget(v, "$ref"))
 	{
 		char		name[256];
 		const JVal *target;
@@ -2782,7 +2046,7 @@ compile_schema(Compiler *c, const JVal *v)
 			if (strcmp(v->keys[i], "$ref") != 0 && !is_annotation(v->keys[i]))
 				return cfail(c, P3_ERR_INVALID_ARG, "keyword \"%s\" beside \"$ref\" is not supported at %s",
 							 v->keys[i], c->path), -1;
-		target = cresolve_ref(c, jget(v, "$ref"), name, sizeof(name));
+		target = cresolve_ref(c, p3s_jget(v, "$ref"), name, sizeof(name));
 		if (target == NULL)
 			return -1;
 		for (int32_t i = 0; i < c->n_refs; i++)
@@ -2790,7 +2054,7 @@ compile_schema(Compiler *c, const JVal *v)
 			{
 				if (c->refs[i].node < 0)
 					return cfail(c, P3_ERR_INVALID_ARG, "recursive \"$ref\" \"%s\" at %s is not supported",
-								 jget(v, "$ref")->s, c->path), -1;
+								 p3s_jget(v, "$ref")->s, c->path), -1;
 				return c->refs[i].node;
 			}
 		if (!cgrow(c, (void **) &c->refs, &c->cap_refs, c->n_refs, sizeof(RefMemo)))
@@ -2806,7 +2070,7 @@ compile_schema(Compiler *c, const JVal *v)
 
 			memcpy(saved, c->path, sizeof(saved));
 			c->path_len = (size_t) snprintf(c->path, sizeof(c->path), "$.%s",
-											strncmp(jget(v, "$ref")->s, "#/$defs/", 8) == 0 ? "$defs" : "definitions");
+											strncmp(p3s_jget(v, "$ref")->s, "#/$defs/", 8) == 0 ? "$defs" : "definitions");
 			cpath_push(c, name, strlen(name), false);
 			id = compile_schema(c, target);
 			memcpy(c->path, saved, sizeof(saved));
@@ -2817,9 +2081,9 @@ compile_schema(Compiler *c, const JVal *v)
 		return id;
 	}
 
-	if (jget(v, "anyOf"))
+	if (p3s_jget(v, "anyOf"))
 		any_kw = "anyOf";
-	if (jget(v, "oneOf"))
+	if (p3s_jget(v, "oneOf"))
 	{
 		if (any_kw)
 			return cfail(c, P3_ERR_INVALID_ARG, "\"anyOf\" together with \"oneOf\" is not supported at %s", c->path), -1;
@@ -2829,7 +2093,7 @@ compile_schema(Compiler *c, const JVal *v)
 	{
 		int32_t    *kids;
 
-		any = jget(v, any_kw);
+		any = p3s_jget(v, any_kw);
 		for (size_t i = 0; i < v->n; i++)
 			if (strcmp(v->keys[i], any_kw) != 0 && !is_annotation(v->keys[i]))
 				return cfail(c, P3_ERR_INVALID_ARG, "keyword \"%s\" beside \"%s\" is not supported at %s",
@@ -2868,10 +2132,10 @@ compile_schema(Compiler *c, const JVal *v)
 	}
 
 	/* enum / const */
-	if (jget(v, "enum") || jget(v, "const"))
+	if (p3s_jget(v, "enum") || p3s_jget(v, "const"))
 	{
-		const JVal *en = jget(v, "enum");
-		const JVal *cn = jget(v, "const");
+		const JVal *en = p3s_jget(v, "enum");
+		const JVal *cn = p3s_jget(v, "const");
 		const JVal *one[1];
 		const JVal *const *vals;
 		size_t		n;
@@ -2906,9 +2170,9 @@ compile_schema(Compiler *c, const JVal *v)
 			return cfail(c, P3_ERR_INVALID_ARG, "schema needs more than %d automaton states (max_states) at %s",
 						 (int) c->s->limits.max_states, c->path), -1;
 		/* with a "type" too, every value must have one of its types */
-		if (jget(v, "type"))
+		if (p3s_jget(v, "type"))
 		{
-			const JVal *ty = jget(v, "type");
+			const JVal *ty = p3s_jget(v, "type");
 
 			for (size_t i = 0; i < n; i++)
 			{
@@ -2924,7 +2188,7 @@ compile_schema(Compiler *c, const JVal *v)
 					if (tk->t != J_STR)
 						return cfail(c, P3_ERR_INVALID_ARG, "\"type\" must be a string or a list of strings at %s", c->path), -1;
 					if (strcmp(tk->s, have) == 0 ||
-						(strcmp(tk->s, "integer") == 0 && vals[i]->t == J_NUM && jnum_int64(vals[i], &iv)))
+						(strcmp(tk->s, "integer") == 0 && vals[i]->t == J_NUM && p3s_jnum_int64(vals[i], &iv)))
 						match = true;
 				}
 				if (!match)
@@ -2943,7 +2207,7 @@ compile_schema(Compiler *c, const JVal *v)
 		for (size_t i = 0; i < n; i++)
 		{
 			offs[i] = lb.len;
-			buf_json_value(&lb, vals[i]);
+			p3s_buf_json_value(&lb, vals[i]);
 		}
 		offs[n] = lb.len;
 		if (lb.oom)
@@ -2964,7 +2228,7 @@ compile_schema(Compiler *c, const JVal *v)
 	}
 
 	/* type, or inferred from the keywords */
-	type = jget(v, "type");
+	type = p3s_jget(v, "type");
 	if (type)
 	{
 		if (type->t == J_STR)
@@ -2984,9 +2248,9 @@ compile_schema(Compiler *c, const JVal *v)
 		else
 			return cfail(c, P3_ERR_INVALID_ARG, "\"type\" must be a string or a list of strings at %s", c->path), -1;
 	}
-	else if (jget(v, "properties") || jget(v, "required") || jget(v, "additionalProperties"))
+	else if (p3s_jget(v, "properties") || p3s_jget(v, "required") || p3s_jget(v, "additionalProperties"))
 		types[n_types++] = "object";
-	else if (jget(v, "items"))
+	else if (p3s_jget(v, "items"))
 		types[n_types++] = "array";
 	else
 		return cfail(c, P3_ERR_INVALID_ARG, "schema at %s has no \"type\" (nor enum, const, anyOf, oneOf, $ref)",
@@ -3106,7 +2370,7 @@ p3_schema_compile(const char *json, size_t len, const P3SchemaLimits *limits, P3
 {
 	double		t0 = now_ms();
 	Arena		arena = {0};
-	JParser		jp = {0};
+	P3Status	jst;
 	Compiler	c;
 	JVal	   *root;
 	P3Schema   *s;
@@ -3116,7 +2380,7 @@ p3_schema_compile(const char *json, size_t len, const P3SchemaLimits *limits, P3
 		*out = NULL;
 	if (json == NULL || out == NULL)
 		return p3_error(err, P3_ERR_INVALID_ARG, "schema text and output must not be NULL");
-	bad = utf8_check((const unsigned char *) json, len);
+	bad = p3s_utf8_check((const unsigned char *) json, len);
 	if (bad < len)
 		return p3_error(err, P3_ERR_INVALID_ARG, "schema is not valid UTF-8 (byte %zu)", bad);
 	s = calloc(1, sizeof(P3Schema));
@@ -3130,27 +2394,12 @@ p3_schema_compile(const char *json, size_t len, const P3SchemaLimits *limits, P3
 		return p3_error(err, P3_ERR_INVALID_ARG, "schema limits out of range (max_states >= 1, 1 <= max_depth <= %d, max_threads >= 1)",
 						P3_SCHEMA_MAX_MAX_DEPTH);
 	}
-	jp.p = jp.start = (const unsigned char *) json;
-	jp.end = jp.p + len;
-	jp.arena = &arena;
-	jp.err = err;
-	root = jparse_value(&jp);
-	if (root)
-	{
-		jskip_ws(&jp);
-		if (jp.p != jp.end)
-		{
-			jfail(&jp, "trailing characters after the schema");
-			root = NULL;
-		}
-	}
+	root = p3s_json_parse(json, len, &arena, err, &jst);
 	if (root == NULL)
 	{
-		if (jp.st == P3_OK)
-			jfail(&jp, "invalid JSON");
-		arena_free(&arena);
+		p3s_arena_free(&arena);
 		free(s);
-		return jp.st;
+		return jst;
 	}
 	memset(&c, 0, sizeof(c));
 	c.s = s;
@@ -3184,7 +2433,7 @@ p3_schema_compile(const char *json, size_t len, const P3SchemaLimits *limits, P3
 			}
 	}
 	free(c.refs);
-	arena_free(&arena);
+	p3s_arena_free(&arena);
 	s->pool = c.pool.data;
 	s->pool_len = c.pool.len;
 	if (c.st != P3_OK)
@@ -3500,7 +2749,7 @@ feed_string(Step *st, Frame *th, Frame *f, const Node *n, int c)
 		case S_HEX:
 		case S_HEX2:
 			{
-				int			h = hexval(c);
+				int			h = p3s_hexval(c);
 
 				if (h < 0)
 					return;
@@ -3980,7 +3229,7 @@ piece_free(const char *p, size_t n)
 		if (c < 0x20 || c == '"' || c == '\\')
 			return false;
 	}
-	return utf8_check((const unsigned char *) p, n) == n;
+	return p3s_utf8_check((const unsigned char *) p, n) == n;
 }
 
 void
@@ -4769,20 +4018,20 @@ describe_literals(const P3Schema *s, int32_t id, Buf *cur, Buf *out, int *left)
 	if (ln->terminal)
 	{
 		if (out->len > 0)
-			buf_puts(out, " | ");
+			p3s_buf_puts(out, " | ");
 		if (--*left == 0)
 		{
-			buf_puts(out, "...");
+			p3s_buf_puts(out, "...");
 			return;
 		}
-		buf_put(out, cur->data, cur->len);
+		p3s_buf_put(out, cur->data, cur->len);
 	}
 	for (uint32_t k = 0; k < ln->n_edges && *left > 0; k++)
 	{
 		size_t		old = cur->len;
 		char		b = (char) s->lit_bytes[ln->edge_off + k];
 
-		buf_put(cur, &b, 1);
+		p3s_buf_put(cur, &b, 1);
 		describe_literals(s, s->lit_targets[ln->edge_off + k], cur, out, left);
 		cur->len = old;
 	}
@@ -4797,39 +4046,39 @@ describe_node(const P3Schema *s, int32_t id, Buf *b)
 	switch (n->kind)
 	{
 		case K_OBJECT:
-			buf_puts(b, "{");
+			p3s_buf_puts(b, "{");
 			for (int32_t i = 0; i < n->n_props; i++)
 			{
 				const Prop *p = &s->props[n->prop_off + i];
 
 				if (i)
-					buf_puts(b, ", ");
-				buf_put(b, s->pool + p->key_off, p->key_len - 1);
-				buf_puts(b, p->required ? ": " : "?: ");
+					p3s_buf_puts(b, ", ");
+				p3s_buf_put(b, s->pool + p->key_off, p->key_len - 1);
+				p3s_buf_puts(b, p->required ? ": " : "?: ");
 				describe_node(s, p->child, b);
 			}
-			buf_puts(b, "}");
+			p3s_buf_puts(b, "}");
 			break;
 		case K_ARRAY:
-			buf_puts(b, "[");
+			p3s_buf_puts(b, "[");
 			describe_node(s, n->item, b);
-			buf_puts(b, "]");
+			p3s_buf_puts(b, "]");
 			if (n->min_items > 0 || n->max_items != NO_LIMIT)
 			{
 				if (n->max_items == NO_LIMIT)
 					snprintf(tmp, sizeof(tmp), " (at least %u items)", n->min_items);
 				else
 					snprintf(tmp, sizeof(tmp), " (%u to %u items)", n->min_items, n->max_items);
-				buf_puts(b, tmp);
+				p3s_buf_puts(b, tmp);
 			}
 			break;
 		case K_STRING:
-			buf_puts(b, "string");
+			p3s_buf_puts(b, "string");
 			if (n->format)
 			{
-				buf_puts(b, " (");
-				buf_puts(b, n->format);
-				buf_puts(b, ")");
+				p3s_buf_puts(b, " (");
+				p3s_buf_puts(b, n->format);
+				p3s_buf_puts(b, ")");
 			}
 			if (n->min_len > 0 || n->max_len != NO_LIMIT)
 			{
@@ -4837,18 +4086,18 @@ describe_node(const P3Schema *s, int32_t id, Buf *b)
 					snprintf(tmp, sizeof(tmp), " (at least %u characters)", n->min_len);
 				else
 					snprintf(tmp, sizeof(tmp), " (%u to %u characters)", n->min_len, n->max_len);
-				buf_puts(b, tmp);
+				p3s_buf_puts(b, tmp);
 			}
 			break;
 		case K_NUMBER:
-			buf_puts(b, "number");
+			p3s_buf_puts(b, "number");
 			break;
 		case K_INTEGER:
-			buf_puts(b, "integer");
+			p3s_buf_puts(b, "integer");
 			if (n->imin != INT64_MIN || n->imax != INT64_MAX)
 			{
 				snprintf(tmp, sizeof(tmp), " (%lld to %lld)", (long long) n->imin, (long long) n->imax);
-				buf_puts(b, tmp);
+				p3s_buf_puts(b, tmp);
 			}
 			break;
 		case K_LITERAL:
@@ -4859,7 +4108,7 @@ describe_node(const P3Schema *s, int32_t id, Buf *b)
 
 				describe_literals(s, n->lit_root, &cur, &out, &left);
 				if (out.data)
-					buf_put(b, out.data, out.len);
+					p3s_buf_put(b, out.data, out.len);
 				free(cur.data);
 				free(out.data);
 				break;
@@ -4868,16 +4117,16 @@ describe_node(const P3Schema *s, int32_t id, Buf *b)
 			for (int32_t k = 0; k < n->n_children; k++)
 			{
 				if (k)
-					buf_puts(b, " | ");
+					p3s_buf_puts(b, " | ");
 				describe_node(s, s->children[n->child_off + k], b);
 			}
 			break;
 	}
 	if (n->desc_off >= 0)
 	{
-		buf_puts(b, " (");
-		buf_puts(b, s->pool + n->desc_off);
-		buf_puts(b, ")");
+		p3s_buf_puts(b, " (");
+		p3s_buf_puts(b, s->pool + n->desc_off);
+		p3s_buf_puts(b, ")");
 	}
 }
 
@@ -4953,7 +4202,7 @@ dfa_shortest(const P3Schema *s, int32_t from, Buf *out)
 			for (int32_t v = found; prev[v] >= 0; v = prev[v])
 				n++;
 			for (int32_t i = 0; i < n; i++)
-				buf_put(out, "?", 1);
+				p3s_buf_put(out, "?", 1);
 			if (!out->oom)
 				for (int32_t v = found, i = n - 1; prev[v] >= 0; v = prev[v], i--)
 					out->data[at + (size_t) i] = (char) via[v];
@@ -5009,7 +4258,7 @@ lit_shortest(const P3Schema *s, int32_t from, Buf *out)
 			for (int32_t v = found; v != from; v = prev[v])
 				n++;
 			for (int32_t i = 0; i < n; i++)
-				buf_put(out, "?", 1);
+				p3s_buf_put(out, "?", 1);
 			if (!out->oom)
 				for (int32_t v = found, i = n - 1; v != from; v = prev[v], i--)
 					out->data[at + (size_t) i] = (char) via[v];
@@ -5036,9 +4285,9 @@ buf_int(Buf *b, __int128 v)
 		m /= 10;
 	} while (m > 0);
 	if (neg)
-		buf_put(b, "-", 1);
+		p3s_buf_put(b, "-", 1);
 	while (n > 0)
-		buf_put(b, &tmp[--n], 1);
+		p3s_buf_put(b, &tmp[--n], 1);
 }
 
 /* Append node's shortest document; false if it has none kept. */
@@ -5054,7 +4303,7 @@ put_min(const P3Schema *s, int32_t node, Buf *b)
 		/* appending to the pool itself (compute_min_docs): grow first, then copy within */
 		size_t		off = s->min_off[node];
 
-		buf_put(b, "", 0);
+		p3s_buf_put(b, "", 0);
 		if (b->len + n + 1 > b->cap)
 		{
 			char	   *nd = realloc(b->data, (b->len + n + 1) * 2);
@@ -5073,7 +4322,7 @@ put_min(const P3Schema *s, int32_t node, Buf *b)
 		return !b->oom && b->len <= MIN_DOC_CAP;
 	}
 	else
-		buf_put(b, s->minpool + s->min_off[node], n);
+		p3s_buf_put(b, s->minpool + s->min_off[node], n);
 	return !b->oom && b->len <= MIN_DOC_CAP;
 }
 
@@ -5088,9 +4337,9 @@ put_required_from(const P3Schema *s, const Node *n, int32_t a, bool comma, Buf *
 		if (!p->required)
 			continue;
 		if (comma)
-			buf_put(b, ",", 1);
+			p3s_buf_put(b, ",", 1);
 		comma = true;
-		buf_put(b, s->pool + p->key_off, p->key_len);
+		p3s_buf_put(b, s->pool + p->key_off, p->key_len);
 		if (!put_min(s, p->child, b))
 			return false;
 	}
@@ -5113,39 +4362,39 @@ compute_min_docs(P3Schema *s)
 		size_t		start = pool.len;
 		bool		ok = true;
 
-		buf_put(&pool, "", 0);
+		p3s_buf_put(&pool, "", 0);
 		s->min_building = &pool;
 
 		switch (n->kind)
 		{
 			case K_OBJECT:
-				buf_put(&pool, "{", 1);
+				p3s_buf_put(&pool, "{", 1);
 				ok = put_required_from(s, n, 0, false, &pool);
-				buf_put(&pool, "}", 1);
+				p3s_buf_put(&pool, "}", 1);
 				break;
 			case K_ARRAY:
-				buf_put(&pool, "[", 1);
+				p3s_buf_put(&pool, "[", 1);
 				for (uint32_t i = 0; i < n->min_items && ok; i++)
 				{
 					if (i)
-						buf_put(&pool, ",", 1);
+						p3s_buf_put(&pool, ",", 1);
 					ok = put_min(s, n->item, &pool);
 				}
-				buf_put(&pool, "]", 1);
+				p3s_buf_put(&pool, "]", 1);
 				break;
 			case K_STRING:
-				buf_put(&pool, "\"", 1);
+				p3s_buf_put(&pool, "\"", 1);
 				if (n->dfa_start >= 0)
 					ok = dfa_shortest(s, n->dfa_start, &pool);
 				else if (n->min_len > MIN_DOC_CAP)
 					ok = false;
 				else
 					for (uint32_t i = 0; i < n->min_len; i++)
-						buf_put(&pool, "a", 1);
-				buf_put(&pool, "\"", 1);
+						p3s_buf_put(&pool, "a", 1);
+				p3s_buf_put(&pool, "\"", 1);
 				break;
 			case K_NUMBER:
-				buf_put(&pool, "0", 1);
+				p3s_buf_put(&pool, "0", 1);
 				break;
 			case K_INTEGER:
 				buf_int(&pool, n->imin > 0 ? n->imin : n->imax < 0 ? n->imax : 0);
@@ -5215,7 +4464,7 @@ complete_thread(const P3Schema *s, Frame *th, Buf *b)
 						case O_FIRST:
 							if (!put_required_from(s, n, 0, false, b))
 								return false;
-							buf_put(b, "}", 1);
+							p3s_buf_put(b, "}", 1);
 							break;
 						case O_NEXT:
 							{
@@ -5226,10 +4475,10 @@ complete_thread(const P3Schema *s, Frame *th, Buf *b)
 								if (j >= n->n_props)
 									j = a;
 								p = &s->props[n->prop_off + j];
-								buf_put(b, s->pool + p->key_off, p->key_len);
+								p3s_buf_put(b, s->pool + p->key_off, p->key_len);
 								if (!put_min(s, p->child, b) || !put_required_from(s, n, j + 1, true, b))
 									return false;
-								buf_put(b, "}", 1);
+								p3s_buf_put(b, "}", 1);
 								break;
 							}
 						case O_KEY:
@@ -5240,16 +4489,16 @@ complete_thread(const P3Schema *s, Frame *th, Buf *b)
 								const Prop *p = &s->props[n->prop_off + j];
 
 								if (f->phase == O_KEY)
-									buf_put(b, s->pool + p->key_off + pos, p->key_len - pos);
+									p3s_buf_put(b, s->pool + p->key_off + pos, p->key_len - pos);
 								if (!put_min(s, p->child, b) || !put_required_from(s, n, j + 1, true, b))
 									return false;
-								buf_put(b, "}", 1);
+								p3s_buf_put(b, "}", 1);
 								break;
 							}
 						case O_AFTER:
 							if (!put_required_from(s, n, a, true, b))
 								return false;
-							buf_put(b, "}", 1);
+							p3s_buf_put(b, "}", 1);
 							break;
 					}
 					break;
@@ -5276,14 +4525,14 @@ complete_thread(const P3Schema *s, Frame *th, Buf *b)
 							while (count < n->min_items)
 							{
 								if (count > 0 || f->phase != A_FIRST)
-									buf_put(b, ",", 1);
+									p3s_buf_put(b, ",", 1);
 								if (!put_min(s, n->item, b))
 									return false;
 								count++;
 								if (b->len > MIN_DOC_CAP)
 									return false;
 							}
-							buf_put(b, "]", 1);
+							p3s_buf_put(b, "]", 1);
 							break;
 						default:
 							return false;
@@ -5312,13 +4561,13 @@ complete_thread(const P3Schema *s, Frame *th, Buf *b)
 								int			rem = f->aux & 3;
 								char		first = (char) (code == 1 ? 0xA0 : code == 3 ? 0x90 : 0x80);
 
-								buf_put(b, &first, 1);
+								p3s_buf_put(b, &first, 1);
 								while (--rem > 0)
-									buf_put(b, "\x80", 1);
+									p3s_buf_put(b, "\x80", 1);
 								break;
 							}
 						case S_ESC:
-							buf_put(b, "n", 1);
+							p3s_buf_put(b, "n", 1);
 							break;
 						case S_HEX:
 							{
@@ -5326,34 +4575,34 @@ complete_thread(const P3Schema *s, Frame *th, Buf *b)
 
 								for (int i = f->aux; i < 4; i++)
 								{
-									buf_put(b, "0", 1);
+									p3s_buf_put(b, "0", 1);
 									v <<= 4;
 								}
 								if (v >= 0xD800 && v <= 0xDBFF)
-									buf_puts(b, "\\udc00");
+									p3s_buf_puts(b, "\\udc00");
 								break;
 							}
 						case S_SUR_BS:
-							buf_puts(b, "\\udc00");
+							p3s_buf_puts(b, "\\udc00");
 							break;
 						case S_SUR_U:
-							buf_puts(b, "udc00");
+							p3s_buf_puts(b, "udc00");
 							break;
 						case S_HEX2:
-							buf_puts(b, &"dc00"[f->aux]);
+							p3s_buf_puts(b, &"dc00"[f->aux]);
 							break;
 						default:
 							break;
 					}
 					for (uint32_t i = f->a; i < n->min_len; i++)
-						buf_put(b, "a", 1);
+						p3s_buf_put(b, "a", 1);
 				}
-				buf_put(b, "\"", 1);
+				p3s_buf_put(b, "\"", 1);
 				break;
 			case K_NUMBER:
 				if (f->phase == N_START || f->phase == N_MINUS || f->phase == N_DOT || f->phase == N_E ||
 					f->phase == N_ESIGN)
-					buf_put(b, "0", 1);
+					p3s_buf_put(b, "0", 1);
 				break;
 			case K_INTEGER:
 				switch (f->phase)
@@ -5407,7 +4656,7 @@ complete_thread(const P3Schema *s, Frame *th, Buf *b)
 										d[i] = (char) ('0' + (int) (pick % 10));
 										pick /= 10;
 									}
-									buf_put(b, d, (size_t) k);
+									p3s_buf_put(b, d, (size_t) k);
 								}
 								done = true;
 							}
@@ -5477,3 +4726,4 @@ p3_schema_matcher_completion(const P3SchemaMatcher *m, P3Text *out, P3Error *err
 	free(best.data);
 	return st;
 }
+
