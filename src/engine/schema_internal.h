@@ -6,6 +6,7 @@
  * bytes and token masks against it:
  *   schema.c           everything not yet split out
  *   schema_json.c      arena, UTF-8, the JSON DOM parser, the byte buffer
+ *   schema_regex.c     pattern -> Thompson NFA -> DFA
  *
  * Functions shared between these files are prefixed p3s_; everything else
  * is static to its file.
@@ -75,5 +76,21 @@ void		p3s_buf_put(Buf *b, const void *p, size_t n);
 void		p3s_buf_puts(Buf *b, const char *s);
 void		p3s_buf_json_string(Buf *b, const char *s, size_t n);
 void		p3s_buf_json_value(Buf *b, const JVal *v);
+
+/* ---- patterns, schema_regex.c ---- */
+
+#define RE_MAX_DFA		4096
+#define RE_MAX_PATTERN	1024	/* bytes */
+
+/* A DFA under construction (states local, 0 = start). */
+typedef struct Dfa
+{
+	int			n;
+	int32_t    *trans;			/* n * 256, -1 dead */
+	bool	   *accept;
+	const char *error;
+} Dfa;
+
+const char *p3s_regex_to_dfa(const char *pattern, size_t plen, int max_states, Dfa *out);
 
 #endif							/* PHI3_SCHEMA_INTERNAL_H */
