@@ -5,9 +5,10 @@
  * belong to no phase: the default limits, freeing a schema, its
  * statistics, and the schema as prompt text.
  *
- * Recursion is bounded everywhere it depends on the input: the JSON parser
- * (128 levels), the compiler (the JSON depth), patterns (64 nested groups,
- * 1024 bytes), literal tries (4096 bytes per value), matching (max_depth).
+ * Recursion is bounded where it depends on the input: the JSON parser
+ * (128 levels), the compiler (the JSON depth; but not along chains of
+ * $ref, see schema_compile.c), patterns (64 nested groups, 1024 bytes),
+ * literal tries (4096 bytes per value), matching (max_depth).
  */
 #include "schema_internal.h"
 

@@ -15,7 +15,8 @@
  *
  * p3s_step_set is the one step that schema_mask.c also uses to walk the
  * vocabulary trie; schema_complete.c closes threads with p3s_pop.  Matching
- * never recurses deeper than the thread (max_depth frames).
+ * recurses only while one byte pushes or pops frames of a thread, so its
+ * depth is bounded by max_depth.
  */
 #include "schema_internal.h"
 
