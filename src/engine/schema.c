@@ -6,8 +6,8 @@
  * statistics, and the schema as prompt text.
  *
  * Recursion is bounded where it depends on the input: the JSON parser
- * (128 levels), the compiler (the JSON depth; but not along chains of
- * $ref, see schema_compile.c), patterns (64 nested groups, 1024 bytes),
+ * (128 levels), the compiler (the JSON depth, and at most 64 links of a
+ * chain of $ref), patterns (64 nested groups, 1024 bytes),
  * literal tries (4096 bytes per value), matching (max_depth).
  */
 #include "schema_internal.h"

@@ -22,11 +22,11 @@
  * end of the compile.  The limits (max_states, max_depth, max_threads) are
  * checked here, so that matching never meets a state it cannot hold.
  *
- * Recursion follows the JSON depth (bounded by the parser) and, in literal
- * tries, the bytes of one value (at most 4096).  Not bounded yet: a chain
- * of definitions each naming the next by $ref recurses once per link
- * (over 1.3 KB of stack each; Compiler.ref_depth is never used), so a
- * chain of some thousands overflows an 8 MB stack.
+ * Recursion follows the JSON depth (bounded by the parser), in literal
+ * tries the bytes of one value (at most 4096), and a chain of definitions
+ * each naming the next by $ref once per link: at most
+ * SCHEMA_MAX_REF_CHAIN links (over 1.3 KB of stack each), longer chains
+ * are refused.
  */
 #include "schema_internal.h"
 
@@ -875,6 +875,10 @@ compile_schema(Compiler *c, const JVal *v)
 								 p3s_jget(v, "$ref")->s, c->path), -1;
 				return c->refs[i].node;
 			}
+		if (c->ref_depth >= SCHEMA_MAX_REF_CHAIN)
+			return cfail(c, P3_ERR_INVALID_ARG,
+						 "chain of \"$ref\" at %s is longer than %d definitions",
+						 c->path, SCHEMA_MAX_REF_CHAIN), -1;
 		if (!cgrow(c, (void **) &c->refs, &c->cap_refs, c->n_refs, sizeof(RefMemo)))
 			return -1;
 		c->refs[c->n_refs].target = target;
@@ -890,7 +894,9 @@ compile_schema(Compiler *c, const JVal *v)
 			c->path_len = (size_t) snprintf(c->path, sizeof(c->path), "$.%s",
 											strncmp(p3s_jget(v, "$ref")->s, "#/$defs/", 8) == 0 ? "$defs" : "definitions");
 			cpath_push(c, name, strlen(name), false);
+			c->ref_depth++;
 			id = compile_schema(c, target);
+			c->ref_depth--;
 			memcpy(c->path, saved, sizeof(saved));
 			c->path_len = saved_len;
 			if (id >= 0)

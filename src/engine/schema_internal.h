@@ -85,6 +85,7 @@ void		p3s_buf_json_value(Buf *b, const JVal *v);
 
 /* ---- patterns, schema_regex.c ---- */
 
+#define SCHEMA_MAX_REF_CHAIN 64	/* $ref inside a definition named by a $ref ..., deepest chain */
 #define RE_MAX_DFA		4096
 #define RE_MAX_PATTERN	1024	/* bytes */
 

@@ -1156,6 +1156,53 @@ test_patterns(void)
 }
 
 /* Limits: depth, states, threads; each error names its figure. */
+/*
+ * A chain of definitions each naming the next by $ref: 60 links compile
+ * (to a plain string), 65 and 20,000 are refused with the limit named,
+ * not followed until the stack overflows.
+ */
+static void
+test_ref_chain(void)
+{
+	static const int lengths[] = {60, 65, 20000};
+	char	   *json = malloc(1 << 21);
+
+	for (size_t k = 0; k < sizeof(lengths) / sizeof(lengths[0]); k++)
+	{
+		int			n = lengths[k];
+		size_t		o = 0;
+		P3Schema   *s = NULL;
+		P3Error		err = {0};
+		P3Status	st;
+
+		o += (size_t) sprintf(json + o, "{\"$ref\":\"#/$defs/a0\",\"$defs\":{");
+		for (int i = 0; i < n; i++)
+			o += (size_t) sprintf(json + o, "\"a%d\":{\"$ref\":\"#/$defs/a%d\"},", i, i + 1);
+		o += (size_t) sprintf(json + o, "\"a%d\":{\"type\":\"string\"}}}", n);
+		st = p3_schema_compile(json, o, NULL, &s, &err);
+		if (n <= 60)
+		{
+			CHECK_STATUS(st, P3_OK);
+			if (s)
+			{
+				P3SchemaMatcher *m = NULL;
+
+				CHECK_STATUS(p3_schema_matcher_new(s, NULL, &m, &err), P3_OK);
+				CHECK_STATUS(p3_schema_matcher_accept_bytes(m, "\"ok\"", 4, &err), P3_OK);
+				CHECK(p3_schema_matcher_is_complete(m));
+				p3_schema_matcher_free(m);
+			}
+		}
+		else
+		{
+			CHECK_STATUS(st, P3_ERR_INVALID_ARG);
+			CHECK_MSG(strstr(err.message, "longer than 64 definitions") != NULL, "%d links: %s", n, err.message);
+		}
+		p3_schema_free(s);
+	}
+	free(json);
+}
+
 static void
 test_limits(void)
 {
@@ -2454,6 +2501,7 @@ main(void)
 	RUN(test_mutations);
 	RUN(test_patterns);
 	RUN(test_limits);
+	RUN(test_ref_chain);
 	RUN(test_matcher_api);
 	RUN(test_constraint);
 	RUN(test_completion);
