@@ -237,3 +237,11 @@ COMMENT ON VIEW phi3_stat_activity IS
 -- readable by every role that may use the extension (other roles' details
 -- are hidden in C, as pg_stat_activity hides them)
 GRANT SELECT ON phi3_stats, phi3_stat_activity TO PUBLIC;
+
+CREATE FUNCTION phi3_classify(doc text, labels text[], instruction text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'phi3_classify'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_classify(text, text[], text) IS
+'Classifies doc as exactly one of labels (decoding under a schema that allows nothing else), optionally following instruction; labels must be distinct, non-empty and free of control characters';

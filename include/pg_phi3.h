@@ -19,6 +19,7 @@
  *                    phi3_model_info
  *     trigger.c      the phi3_fill trigger function
  *     stats.c        phi3_stats and phi3_stat_activity (shared memory)
+ *     classify.c     phi3_classify (decoding under an enum schema)
  *
  * All text handed to the engine is UTF-8; the glue converts from and to
  * the server encoding at the SQL boundary.
@@ -37,6 +38,7 @@
 #include "phi3/generate.h"
 #include "phi3/model.h"
 #include "phi3/sampler.h"
+#include "phi3/schema.h"
 #include "phi3/status.h"
 #include "phi3/tokenizer.h"
 
@@ -168,6 +170,7 @@ extern P3Context *ModelCacheGetContext(void);
 extern P3Decoder *ModelCacheGetDecoder(void);
 extern void ModelCacheScheduleTrim(void);
 extern void ModelCacheDecoderBusy(bool busy);
+extern const P3VocabTrie *ModelCacheGetVocabTrie(void);
 extern void ModelCacheCheckMappingFault(void);
 extern const char *ModelCachePath(void);
 extern bool ModelCacheIsPreloaded(void);
@@ -197,6 +200,8 @@ extern const char *Phi3DescribeSystem(void);
 extern char *Phi3DescribeInstruction(const char *style);
 extern const char *Phi3ExtractSystem(void);
 extern char *Phi3ExtractInstruction(const char *field_list);
+extern const char *Phi3ClassifySystem(void);
+extern char *Phi3ClassifyInstruction(const char *label_list, const char *instruction);
 
 /* ---- extract_answer.c: phi3_extract's schema and answer handling ---- */
 typedef struct Phi3ExtractSchema Phi3ExtractSchema;
@@ -230,6 +235,8 @@ typedef struct Phi3GenRequest
 } Phi3GenRequest;
 
 extern char *Phi3Generate(const Phi3GenRequest *req, size_t *out_len);
+extern char *Phi3GenerateConstrained(const Phi3GenRequest *req, const P3Constraint *constraint,
+									 size_t *out_len, P3StopReason *stop);
 extern P3Tokens *Phi3BuildRequestPrompt(const Phi3GenRequest *req);
 extern text *Phi3TrimmedResult(char *s, size_t len);
 
@@ -303,6 +310,7 @@ typedef enum Phi3StatFunc
 	PHI3_STAT_SUMMARIZE_ROWS,
 	PHI3_STAT_DESCRIBE_ROWS,
 	PHI3_STAT_EXTRACT_ROWS,
+	PHI3_STAT_CLASSIFY,
 	PHI3_N_STAT_FUNCS
 } Phi3StatFunc;
 

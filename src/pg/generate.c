@@ -335,6 +335,18 @@ Phi3ResolveSampling(bool temperature_isnull, float8 temperature, bool seed_isnul
 char *
 Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 {
+	return Phi3GenerateConstrained(req, NULL, out_len, NULL);
+}
+
+/*
+ * As Phi3Generate, with an optional constraint on the tokens (the
+ * constraint's state must outlive the call); *stop, if not NULL, gets why
+ * the generation stopped.
+ */
+char *
+Phi3GenerateConstrained(const Phi3GenRequest *req, const P3Constraint *constraint,
+						size_t *out_len, P3StopReason *stop)
+{
 	P3Tokens   *prompt;
 	P3SeqParams sp;
 	P3SeqInfo	info;
@@ -344,6 +356,8 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	CHECK_FOR_INTERRUPTS();
 
 	*out_len = 0;
+	if (stop)
+		*stop = P3_STOP_MAX_TOKENS;
 	prompt = Phi3BuildRequestPrompt(req);
 	if (req->max_tokens == 0)
 	{
@@ -352,7 +366,10 @@ Phi3Generate(const Phi3GenRequest *req, size_t *out_len)
 	}
 
 	sp = Phi3RequestSeqParams(req);
+	sp.constraint = constraint;
 	RunDecoder(prompt, &sp, &info);
+	if (stop)
+		*stop = info.stats.stop;
 	Phi3TokensFree(prompt);
 
 	elog(DEBUG1, "phi3: prompt %d tokens (%d reused) in %.1f ms, %d tokens generated in %.1f ms",

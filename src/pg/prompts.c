@@ -117,3 +117,28 @@ Phi3ExtractInstruction(const char *field_list)
 					 field_list);
 	return buf.data;
 }
+
+/* System message of phi3_classify */
+const char *
+Phi3ClassifySystem(void)
+{
+	return "You classify documents. You reply with exactly one of the given labels and nothing else.";
+}
+
+/*
+ * Instruction of phi3_classify; label_list is the labels as a JSON list,
+ * instruction the caller's (UTF-8) or NULL.
+ */
+char *
+Phi3ClassifyInstruction(const char *label_list, const char *instruction)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "Classify the following document. Answer with one of these labels, "
+					 "as a JSON string: %s.", label_list);
+	if (instruction != NULL && instruction[0] != '\0')
+		appendStringInfo(&buf, " %s", instruction);
+	appendStringInfoString(&buf, "\n\n");
+	return buf.data;
+}
