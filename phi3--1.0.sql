@@ -24,13 +24,14 @@
 CREATE FUNCTION phi3_generate(prompt text, system text DEFAULT NULL,
 							  max_tokens int DEFAULT NULL,
 							  temperature float8 DEFAULT NULL,
-							  seed bigint DEFAULT NULL)
+							  seed bigint DEFAULT NULL,
+							  json_schema jsonb DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'phi3_generate'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
 
-COMMENT ON FUNCTION phi3_generate(text, text, int, float8, bigint) IS
-'Answers prompt with the Phi-3 chat template (optional system message); max_tokens, temperature and seed default to phi3.max_tokens, phi3.temperature and phi3.seed';
+COMMENT ON FUNCTION phi3_generate(text, text, int, float8, bigint, jsonb) IS
+'Answers prompt with the Phi-3 chat template (optional system message); max_tokens, temperature and seed default to phi3.max_tokens, phi3.temperature and phi3.seed; with json_schema the answer is a compact JSON document valid for that schema (decoded under it)';
 
 CREATE FUNCTION phi3_complete(prompt text,
 							  max_tokens int DEFAULT NULL,

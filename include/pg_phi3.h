@@ -20,6 +20,7 @@
  *     trigger.c      the phi3_fill trigger function
  *     stats.c        phi3_stats and phi3_stat_activity (shared memory)
  *     classify.c     phi3_classify (decoding under an enum schema)
+ *     constrain.c    generation under a JSON Schema (json_schema, classify)
  *
  * All text handed to the engine is UTF-8; the glue converts from and to
  * the server encoding at the SQL boundary.
@@ -178,6 +179,7 @@ extern bool ModelCacheIsPreloaded(void);
 /* ---- errors.c ---- */
 extern void Phi3ReportModelNotSet(void) pg_attribute_noreturn();
 extern void Phi3ReportEngineError(const P3Error *err, const char *model_path) pg_attribute_noreturn();
+extern void Phi3ReportSchemaError(const P3Error *err) pg_attribute_noreturn();
 extern void Phi3ReportInputTooLong(int32 n_prompt, bool more_than, int32 max_tokens, int32 n_ctx,
 								   bool after_truncation) pg_attribute_noreturn();
 
@@ -237,6 +239,10 @@ typedef struct Phi3GenRequest
 extern char *Phi3Generate(const Phi3GenRequest *req, size_t *out_len);
 extern char *Phi3GenerateConstrained(const Phi3GenRequest *req, const P3Constraint *constraint,
 									 size_t *out_len, P3StopReason *stop);
+
+/* ---- constrain.c: generation under a JSON Schema ---- */
+extern char *Phi3GenerateUnderSchema(const Phi3GenRequest *req, const char *json, size_t len,
+									 size_t *out_len);
 extern P3Tokens *Phi3BuildRequestPrompt(const Phi3GenRequest *req);
 extern text *Phi3TrimmedResult(char *s, size_t len);
 

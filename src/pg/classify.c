@@ -57,12 +57,7 @@ phi3_classify(PG_FUNCTION_ARGS)
 {
 	Labels		labels;
 	char	   *schema_json;
-	P3Schema   *schema = NULL;
-	P3SchemaMatcher *volatile matcher = NULL;	/* read in PG_FINALLY */
-	P3Constraint constraint;
 	Phi3GenRequest req;
-	P3StopReason stop;
-	P3Error		err;
 	char	   *instruction = NULL;
 	char	   *answer;
 	size_t		len;
@@ -86,60 +81,36 @@ phi3_classify(PG_FUNCTION_ARGS)
 	if (labels.n == 1)
 		PG_RETURN_DATUM(labels.original[0]);	/* nothing to choose */
 
+	memset(&req, 0, sizeof(req));
+	req.chat = true;
+	req.content = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &req.content_len);
+	/* every allowed token adds at least one byte of the answer */
+	req.max_tokens = (int32) Min(labels.max_json + 4, (size_t) phi3_max_tokens_limit);
+	req.sampling = Phi3ResolveSampling(true, 0, true, 0);
+	req.system = Phi3ClassifySystem();
+	req.system_len = strlen(req.system);
+	{
+		StringInfoData list;
+
+		initStringInfo(&list);
+		appendStringInfoChar(&list, '[');
+		for (int i = 0; i < labels.n; i++)
+			appendStringInfo(&list, "%s%s", i ? ", " : "", labels.json[i]);
+		appendStringInfoChar(&list, ']');
+		req.instruction = Phi3ClassifyInstruction(list.data, instruction);
+		req.instruction_len = strlen(req.instruction);
+	}
+
 	/* the schema: only these labels, as JSON strings */
 	schema_json = LabelSchema(&labels);
-	p3_error_clear(&err);
-	if (p3_schema_compile(schema_json, strlen(schema_json), NULL, &schema, &err) != P3_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("the labels cannot be compiled into a schema"),
-				 errdetail("%s", err.message)));
-
-	memset(&req, 0, sizeof(req));
-	PG_TRY();
-	{
-		P3SchemaMatcher *m = NULL;
-
-		if (p3_schema_matcher_new(schema, ModelCacheGetVocabTrie(), &m, &err) != P3_OK)
-			Phi3ReportEngineError(&err, ModelCachePath());
-		matcher = m;
-		if (p3_schema_constraint(m, p3_context_model(ModelCacheGetContext())->tokenizer,
-								 &constraint, &err) != P3_OK)
-			Phi3ReportEngineError(&err, ModelCachePath());
-
-		req.chat = true;
-		req.content = Phi3TextToUtf8(PG_GETARG_TEXT_PP(0), &req.content_len);
-		/* every allowed token adds at least one byte of the answer */
-		req.max_tokens = (int32) Min(labels.max_json + 4, (size_t) phi3_max_tokens_limit);
-		req.sampling = Phi3ResolveSampling(true, 0, true, 0);
-		req.system = Phi3ClassifySystem();
-		req.system_len = strlen(req.system);
-		{
-			StringInfoData list;
-
-			initStringInfo(&list);
-			appendStringInfoChar(&list, '[');
-			for (int i = 0; i < labels.n; i++)
-				appendStringInfo(&list, "%s%s", i ? ", " : "", labels.json[i]);
-			appendStringInfoChar(&list, ']');
-			req.instruction = Phi3ClassifyInstruction(list.data, instruction);
-			req.instruction_len = strlen(req.instruction);
-		}
-		answer = Phi3GenerateConstrained(&req, &constraint, &len, &stop);
-	}
-	PG_FINALLY();
-	{
-		p3_schema_matcher_free(matcher);
-		p3_schema_free(schema);
-	}
-	PG_END_TRY();
+	answer = Phi3GenerateUnderSchema(&req, schema_json, strlen(schema_json), &len);
 
 	for (int i = 0; i < labels.n && chosen < 0; i++)
 		if (strlen(labels.json[i]) == len && memcmp(labels.json[i], answer, len) == 0)
 			chosen = i;
 	if (chosen < 0)
-		elog(ERROR, "phi3_classify: the constrained answer \"%s\" is none of the labels (stopped: %s); please report a bug",
-			 answer, p3_stop_reason_name(stop));
+		elog(ERROR, "phi3_classify: the constrained answer \"%s\" is none of the labels; please report a bug",
+			 answer);
 	PG_RETURN_DATUM(labels.original[chosen]);
 }
 

@@ -189,6 +189,25 @@ Phi3ReportEngineError(const P3Error *err, const char *model_path)
 }
 
 /*
+ * Report a JSON schema the engine refused (p3_schema_compile): the
+ * engine's sentence names the keyword and its JSON path.
+ */
+void
+Phi3ReportSchemaError(const P3Error *err)
+{
+	char		message[P3_ERROR_MESSAGE_SIZE];
+
+	strlcpy(message, err->message, sizeof(message));
+	AsSentence(message, sizeof(message));
+	ereport(ERROR,
+			(errcode(err->status == P3_ERR_NOMEM ? ERRCODE_OUT_OF_MEMORY : ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid or unsupported JSON schema"),
+			 errdetail("%s", message),
+			 errhint("See the README for the supported subset of JSON Schema.")));
+	pg_unreachable();
+}
+
+/*
  * Turn the engine's lowercase clause into a detail sentence in place:
  * capitalize the first letter and end with a period.
  */

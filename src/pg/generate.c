@@ -66,7 +66,8 @@ static void RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo 
 
 /*
  * phi3_generate(prompt text, system text, max_tokens int, temperature
- * float8, seed bigint) returns text: a chat-templated completion.
+ * float8, seed bigint, json_schema jsonb) returns text: a chat-templated
+ * completion; with json_schema, a compact JSON document valid for it.
  */
 Datum
 phi3_generate(PG_FUNCTION_ARGS)
@@ -84,7 +85,17 @@ phi3_generate(PG_FUNCTION_ARGS)
 	req.sampling = Phi3ResolveSampling(PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_FLOAT8(3),
 									   PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4));
 
-	result = Phi3Generate(&req, &len);
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+	{
+		Jsonb	   *schema = PG_GETARG_JSONB_P(5);
+		char	   *text = JsonbToCString(NULL, &schema->root, VARSIZE(schema));
+		size_t		utf8_len;
+		char	   *utf8 = Phi3CStringToUtf8(text, strlen(text), &utf8_len);
+
+		result = Phi3GenerateUnderSchema(&req, utf8, utf8_len, &len);
+	}
+	else
+		result = Phi3Generate(&req, &len);
 	PG_RETURN_TEXT_P(Phi3Utf8ToText(result, len));
 }
 
