@@ -177,7 +177,8 @@ matmul_rows_q8(const P3MatmulArgs *a, int64_t r0, int64_t r1)
 	size_t		arow = act_row_bytes(a);
 	const uint8_t *act = a->act_buf;
 	int64_t		n_in = w->n_in;
-	int64_t		block = a->n_tok >= P3_KERNEL_NTOK ? rows_per_block(w->row_bytes) : r1 - r0;
+	/* several tokens (a decode step of a few rows, too): each passes over a cached block */
+	int64_t		block = a->n_tok > 1 ? rows_per_block(w->row_bytes) : r1 - r0;
 
 	for (int64_t rb = r0; rb < r1; rb += block)
 	{
