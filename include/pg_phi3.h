@@ -261,6 +261,9 @@ extern bool Phi3SummarizeRequestInit(Phi3GenRequest *req, text *doc,
 extern char *Phi3DescribeStyle(text *style);
 extern bool Phi3DescribeRequestInit(Phi3GenRequest *req, Datum item, const char *style);
 extern P3SeqParams Phi3RequestSeqParams(const Phi3GenRequest *req);
+extern void Phi3DecoderLoopBegin(int64 rows_total);
+extern void Phi3DecoderLoopEnd(bool failed);
+extern void Phi3DecoderLoopAbort(void);
 extern int32 Phi3ResolveMaxTokens(bool isnull, int32 value);
 extern P3SamplerParams Phi3ResolveSampling(bool temperature_isnull, float8 temperature,
 										   bool seed_isnull, int64 seed);

@@ -145,21 +145,18 @@ Phi3RunBatch(const Phi3BatchOps *ops, void *arg, int64 rows_total)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	ModelCacheDecoderBusy(true);
-	Phi3StatsLoopBegin(rows_total);
+	Phi3DecoderLoopBegin(rows_total);
 	PG_TRY();
 	{
 		BatchLoop(&bs, dec);
 	}
 	PG_CATCH();
 	{
-		ModelCacheDecoderBusy(false);
-		Phi3StatsLoopEnd(true, geterrcode() == ERRCODE_QUERY_CANCELED);
+		Phi3DecoderLoopAbort();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	ModelCacheDecoderBusy(false);
-	Phi3StatsLoopEnd(false, false);
+	Phi3DecoderLoopEnd(false);
 
 	error_context_stack = errcb.previous;
 	MemoryContextDelete(bs.cxt);

@@ -441,6 +441,35 @@ Phi3RequestSeqParams(const Phi3GenRequest *req)
 }
 
 /*
+ * A generation loop over the backend's decoder starts (RunDecoder,
+ * Phi3RunBatch): the decoder is busy, and the loop is counted in the
+ * statistics.  It ends with Phi3DecoderLoopEnd, or with
+ * Phi3DecoderLoopAbort from the loop's PG_CATCH.
+ */
+void
+Phi3DecoderLoopBegin(int64 rows_total)
+{
+	ModelCacheDecoderBusy(true);
+	Phi3StatsLoopBegin(rows_total);
+}
+
+/* The loop ended normally; failed: a row stopped with an engine error. */
+void
+Phi3DecoderLoopEnd(bool failed)
+{
+	ModelCacheDecoderBusy(false);
+	Phi3StatsLoopEnd(failed, false);
+}
+
+/* The loop is left by an error being raised (call from PG_CATCH). */
+void
+Phi3DecoderLoopAbort(void)
+{
+	ModelCacheDecoderBusy(false);
+	Phi3StatsLoopEnd(true, geterrcode() == ERRCODE_QUERY_CANCELED);
+}
+
+/*
  * Generate for one prompt on the backend's decoder, driving its steps
  * here so that PostgreSQL's interrupt handling runs between them: a
  * cancel, statement_timeout, terminate, a lost client connection
@@ -462,8 +491,7 @@ RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo *info)
 	p3_error_clear(&err);
 	if (p3_decoder_add(dec, prompt->ids, (int32) prompt->n, sp, &seq, &err) != P3_OK)
 		Phi3ReportEngineError(&err, ModelCachePath());
-	ModelCacheDecoderBusy(true);
-	Phi3StatsLoopBegin(1);
+	Phi3DecoderLoopBegin(1);
 	PG_TRY();
 	{
 		for (;;)
@@ -482,14 +510,12 @@ RunDecoder(const P3Tokens *prompt, const P3SeqParams *sp, P3SeqInfo *info)
 	}
 	PG_CATCH();
 	{
-		ModelCacheDecoderBusy(false);
-		Phi3StatsLoopEnd(true, geterrcode() == ERRCODE_QUERY_CANCELED);
+		Phi3DecoderLoopAbort();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	ModelCacheDecoderBusy(false);
 	Phi3StatsRowDone(&info->stats);
-	Phi3StatsLoopEnd(info->stats.stop == P3_STOP_ERROR, false);
+	Phi3DecoderLoopEnd(info->stats.stop == P3_STOP_ERROR);
 	if (info->stats.stop == P3_STOP_ERROR)
 		Phi3ReportEngineError(info->error, ModelCachePath());
 }

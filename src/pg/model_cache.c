@@ -344,8 +344,8 @@ ModelCacheGetVocabTrie(void)
 }
 
 /*
- * Mark the decoder in use by a generation loop (RunDecoder, Phi3RunBatch)
- *; the loops clear it again in PG_FINALLY.
+ * Mark the decoder in use by a generation loop (Phi3DecoderLoopBegin), and
+ * free again when the loop ends or is left by an error.
  */
 void
 ModelCacheDecoderBusy(bool busy)

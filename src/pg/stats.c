@@ -20,8 +20,9 @@
  * Counting: SQL functions name themselves (Phi3StatsSetFunction) before
  * doing anything; the generation loops (generate.c RunDecoder, batch.c
  * Phi3RunBatch) then call Phi3StatsLoopBegin, Phi3StatsStep per step,
- * Phi3StatsRowDone per finished row, and Phi3StatsLoopEnd (from their
- * PG_FINALLY, with whether an error or a cancel ended the loop).  Calls
+ * Phi3StatsRowDone per finished row, and Phi3StatsLoopEnd (through
+ * Phi3DecoderLoopBegin / End / Abort, with whether an error or a cancel
+ * ended the loop).  Calls
  * that do not run the model (an empty document) are not counted.  Times
  * are per row, summed: rows of a batch overlap in time.
  *
@@ -310,16 +311,24 @@ Phi3StatsLoopEnd(bool failed, bool cancelled)
 
 /* ---- the views ---- */
 
+/* Say that there are no statistics without preload (NOTICE for the views, ERROR for a reset). */
+static void
+ReportNotCollected(int elevel)
+{
+	ereport(elevel,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("phi3 statistics are not collected"),
+			 errdetail("phi3 is not in shared_preload_libraries, so there is no shared memory for them."),
+			 errhint("Add phi3 to shared_preload_libraries and restart the server.")));
+}
+
 /* Whether the views can show anything; a NOTICE saying why not if they cannot. */
 static bool
 StatsAvailable(void)
 {
 	if (shared != NULL)
 		return true;
-	ereport(NOTICE,
-			(errmsg("phi3 statistics are not collected"),
-			 errdetail("phi3 is not in shared_preload_libraries, so there is no shared memory for them."),
-			 errhint("Add phi3 to shared_preload_libraries and restart the server.")));
+	ReportNotCollected(NOTICE);
 	return false;
 }
 
@@ -370,11 +379,7 @@ Datum
 phi3_stats_reset(PG_FUNCTION_ARGS)
 {
 	if (shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("phi3 statistics are not collected"),
-				 errdetail("phi3 is not in shared_preload_libraries, so there is no shared memory for them."),
-				 errhint("Add phi3 to shared_preload_libraries and restart the server.")));
+		ReportNotCollected(ERROR);
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	memset(shared->funcs, 0, sizeof(shared->funcs));
 	shared->reset_time = GetCurrentTimestamp();
