@@ -98,6 +98,23 @@ typedef float (*P3VecDotFn) (const void *w, const void *a, int64_t n);
 typedef void (*P3VecDotNtokFn) (const void *w, const void *a, size_t a_stride, int64_t n,
 								float *out);
 
+/*
+ * Prefill GEMM of K-quant weights (Q4_K / Q5_K / Q6_K) with Q8_K
+ * activations, in sets that have one (NULL otherwise; the layouts are
+ * private to the engine, src/engine/gemm_q8k.h):
+ *   pack  repacks the token groups [g0, g1) (16 tokens each) of n_tok Q8_K
+ *         rows (arow bytes apart) into panels
+ *   gemm  rows [r0, r1) of the weight w (of type; row_bytes apart) against
+ *         the panels: y[t * ldy + ycol + (r - r0)] for t < n_tok; rows is the
+ *         worker's scratch for unpacked rows
+ * Each output has the bits of vec_dot of the same set.
+ */
+typedef void (*P3GemmPackFn) (const void *act, size_t arow, int32_t n_tok, int64_t n_in,
+							  int32_t g0, int32_t g1, void *panels);
+typedef void (*P3GemmFn) (uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t r1,
+						  int64_t n_in, const void *panels, int32_t n_tok, float *y, int64_t ldy,
+						  int64_t ycol, void *rows);
+
 typedef struct P3KernelSet
 {
 	const char *name;			/* "reference", "avx2", "avx512" */
@@ -122,6 +139,9 @@ typedef struct P3KernelSet
 	 */
 	void		(*dot_f32_f32_ntok) (const float *w, const float *x, int64_t ldx, int64_t n,
 									 int64_t i0, int64_t m, float *state, float *out);
+	/* prefill GEMM of K-quant weights (see above) */
+	P3GemmPackFn gemm_pack_q8k;
+	P3GemmFn	gemm_q8k;
 } P3KernelSet;
 
 /* The reference set (scalar, every CPU; the sets of phi3/kernels_dispatch.h start from it). */

@@ -21,8 +21,10 @@
  * u8 x s8 pair sums (vpmaddubsw) times the 16-bit sub-block scales
  * (vpdpwssd), the 32-element formats take s8 dots with vpdpbusd (|w| and
  * sign-moved activations).  Block sums are exact integers; only the float
- * combination (lane partial sums times the block scales, summed in lanes)
- * differs from the reference's order.  Each kernel is written once for NT
+ * combination differs from the reference's order: lane partial sums times
+ * the block scales, summed in lanes, except for Q4_K / Q5_K / Q6_K, whose
+ * blocks are combined one by one (the exact-block rule of gemm_q8k.h) so
+ * that the prefill GEMM (gemm_avx512.c) gives the same bits.  Each kernel is written once for NT
  * activation rows (inline, NT a constant): NT = 1 is vec_dot, NT = 4 is
  * vec_dot_ntok; per row the operations are identical, hence so are the bits.
  */
@@ -32,6 +34,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "gemm_q8k.h"
 #include "kernels_x86.h"
 #include "quant_blocks.h"
 
@@ -857,6 +860,17 @@ groups_dot(const __m512i *wv, const __m512i *sv, const P3BlockQ8_K *y)
 	return s;
 }
 
+/* the exact sum of 8 dword lanes */
+INLINE int32_t
+hsum8_epi32(__m256i v)
+{
+	__m128i		s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+	return _mm_cvtsi128_si32(s);
+}
+
 /* acc + (float) pm * f in the low 8 lanes (the mins against the bsums), acc in the others */
 INLINE __m512
 fmadd_low8(__m256i pm, float f, __m512 acc)
@@ -1033,7 +1047,9 @@ DEF_VEC_DOT_U8_Q8_1(Q5_1, P3BlockQ5_1, uw_pair_q5_1, uw_q5_1)
  * byte order of the activations: sub-block 2c (low nibbles of qs[32c ..])
  * then 2c+1 (high nibbles).  vpmaddubsw gives 16-bit pair sums, vpdpwssd
  * multiplies them by the sub-block scale (dword lanes 0-7: 2c, 8-15: 2c+1)
- * and accumulates exactly; the mins meet the activations' bsums.
+ * and accumulates exactly; the mins meet the activations' bsums.  The
+ * block's exact sums are combined by the exact-block rule of gemm_q8k.h,
+ * which the prefill GEMM shares.
  */
 INLINE void
 vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size_t stride,
@@ -1043,10 +1059,10 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 	const int64_t nb = n / P3_QK_K;
 	const __m512i m4 = _mm512_set1_epi8(0x0F);
 	const __m512i shift04 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-	__m512		acc[NTOK];
+	float		acc[NTOK];
 
 	for (int t = 0; t < nt; t++)
-		acc[t] = _mm512_setzero_ps();
+		acc[t] = 0.0f;
 	for (int64_t i = 0; i < nb; i++, xb += xsize)
 	{
 		/* Q4_K and Q5_K share d, dmin, scales; qs (and qh) follow */
@@ -1093,15 +1109,14 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m512i		s = groups_dot(wv, sv, y);
-			__m256i		pm = bsums_madd(y, mins16);
+			int32_t		s = _mm512_reduce_add_epi32(groups_dot(wv, sv, y));
+			int32_t		m = hsum8_epi32(bsums_madd(y, mins16));
 
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
-			acc[t] = fmadd_low8(pm, -(dmx * y->d), acc[t]);
+			acc[t] = k_block_affine(acc[t], s, m, dx, dmx, y->d);
 		}
 	}
 	for (int t = 0; t < nt; t++)
-		out[t] = hsum16(acc[t]);
+		out[t] = acc[t];
 }
 
 DEF_VEC_WRAPPERS(Q4_K, vec_dot_k_affine_nt, sizeof(P3BlockQ4_K), 0)
@@ -1110,17 +1125,18 @@ DEF_VEC_WRAPPERS(Q5_K, vec_dot_k_affine_nt, sizeof(P3BlockQ5_K), 1)
 /*
  * Q6_K · Q8_K: codes 0..63 as unsigned bytes (q6_k_codes); group e of 64
  * elements has scales 4e .. 4e+3 (dword lane k: scale 4e + k / 4).  The
- * -32 offset is taken off once per block as 32 · Σ sc[g] · bsums[g].
+ * -32 offset is taken off once per block as 32 · Σ sc[g] · bsums[g]; the
+ * exact block sum is combined by the rule of gemm_q8k.h.
  */
 INLINE void
 vec_dot_q6_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
 	const P3BlockQ6_K *x = vw;
 	const int64_t nb = n / P3_QK_K;
-	__m512		acc[NTOK];
+	float		acc[NTOK];
 
 	for (int t = 0; t < nt; t++)
-		acc[t] = _mm512_setzero_ps();
+		acc[t] = 0.0f;
 	for (int64_t i = 0; i < nb; i++)
 	{
 		__m512i		wv[4];
@@ -1143,11 +1159,11 @@ vec_dot_q6_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 			__m512i		s = groups_dot(wv, sv, y);
 
 			s = _mm512_sub_epi32(s, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
+			acc[t] = k_block_q6(acc[t], _mm512_reduce_add_epi32(s), dx, y->d);
 		}
 	}
 	for (int t = 0; t < nt; t++)
-		out[t] = hsum16(acc[t]);
+		out[t] = acc[t];
 }
 
 DEF_VEC_WRAPPERS(Q6_K, vec_dot_q6_k_nt)
@@ -1300,6 +1316,7 @@ p3_kernels_fill_avx512(P3KernelSet *k)
 {
 	k->name = "avx512";
 	X86_FILL_SET(k);
+	p3_gemm_fill_avx512(k);
 }
 
 #endif							/* __x86_64__ */

@@ -30,4 +30,7 @@ void		p3_kernels_fill_avx2(P3KernelSet *set);
 /* AVX-512 F/BW/VL/DQ + VNNI (plus AVX2, FMA, F16C) */
 void		p3_kernels_fill_avx512(P3KernelSet *set);
 
+/* the avx512 set's prefill GEMM (gemm_avx512.c), called by p3_kernels_fill_avx512 */
+void		p3_gemm_fill_avx512(P3KernelSet *set);
+
 #endif							/* PHI3_KERNELS_X86_H */

@@ -93,21 +93,7 @@ f2h_sat(float f)
 	return (uint16_t) _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
 }
 
-/*
- * Scales and mins (6 bits each) of the 8 sub-blocks of a Q4_K / Q5_K block,
- * as bytes: byte j of sc8 / mn8 belongs to sub-block j.
- */
-INLINE void
-k4_unpack(const uint8_t *scales, uint64_t *sc8, uint64_t *mn8)
-{
-	uint32_t	s[3];
-
-	memcpy(s, scales, 12);
-	*sc8 = (s[0] & 0x3f3f3f3fu) |
-		((uint64_t) ((s[2] & 0x0f0f0f0fu) | (((s[0] >> 6) & 0x03030303u) << 4)) << 32);
-	*mn8 = (s[1] & 0x3f3f3f3fu) |
-		((uint64_t) (((s[2] >> 4) & 0x0f0f0f0fu) | (((s[1] >> 6) & 0x03030303u) << 4)) << 32);
-}
+/* (k4_unpack, the 6-bit scales and mins of a Q4_K / Q5_K block, is in quant_blocks.h) */
 
 /*
  * The factors of the 8 sub-blocks of a Q4_K / Q5_K block, as the

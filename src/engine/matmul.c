@@ -26,6 +26,15 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "gemm_q8k.h"
+
+/*
+ * Chunks of at least this many tokens take the K-quant GEMM where the
+ * kernel set has one (fewer leave most of its 16 lanes empty; measured
+ * with bench_kernels' prefill rows).
+ */
+#define GEMM_MIN_TOKENS 8
+
 /*
  * The f32 path for a chunk of tokens decodes F32_ROWS weight rows at a time
  * and walks the activations in slices of F32_SLICE elements (a multiple of
@@ -56,11 +65,15 @@ p3_matmul_scratch_per_thread(int64_t n_in)
 {
 	/*
 	 * F32_ROWS decoded weight rows, their partial sums, an aligned copy of
-	 * the activations, and 16 floats to align the start
+	 * the activations, and 16 floats to align the start; or the GEMM's
+	 * unpacked rows
 	 */
-	return (size_t) F32_ROWS * row_stride(n_in) +
+	size_t		f32 = (size_t) F32_ROWS * row_stride(n_in) +
 		(size_t) F32_ROWS * P3_KERNEL_NTOK * P3_KERNEL_DOT_STATE +
 		xcopy_floats(n_in) + 16;
+	size_t		gemm = p3_gemm_rows_bytes(n_in) / sizeof(float) + 16;
+
+	return f32 > gemm ? f32 : gemm;
 }
 
 /* p rounded up to a 64-byte boundary */
@@ -100,6 +113,9 @@ p3_matmul_act_bytes(uint32_t wtype, int64_t n_in, int32_t n_tok)
 		return 0;
 	if (!p3_row_bytes(t->vec_dot_type, n_in, &row))
 		return 0;
+	/* the quantized rows, then (64-byte aligned) the GEMM's panels */
+	if (p3_gemm_q8k_type(wtype))
+		return row * (size_t) n_tok + 64 + p3_gemm_panel_bytes(n_in, n_tok);
 	return row * (size_t) n_tok;
 }
 
@@ -119,6 +135,58 @@ act_row_bytes(const P3MatmulArgs *a)
 
 	(void) p3_row_bytes(p3_type_traits(a->w->type)->vec_dot_type, a->w->n_in, &row);
 	return row;
+}
+
+/* Whether the product runs on the set's K-quant GEMM. */
+static bool
+uses_gemm(const P3MatmulArgs *a)
+{
+	return uses_q8(a) && a->kernels->gemm_q8k != NULL && a->kernels->gemm_pack_q8k != NULL &&
+		p3_gemm_q8k_type(a->w->type) && a->n_tok >= GEMM_MIN_TOKENS && a->w->n_in % 256 == 0;
+}
+
+/* The GEMM's panels: after the quantized rows in act_buf, 64-byte aligned. */
+static void *
+gemm_panels(const P3MatmulArgs *a)
+{
+	uintptr_t	p = (uintptr_t) a->act_buf + act_row_bytes(a) * (size_t) a->n_tok;
+
+	return (void *) ((p + 63) & ~(uintptr_t) 63);
+}
+
+/* Worker: quantize and pack this worker's groups of 16 tokens. */
+static void
+quantize_pack_task(void *arg, int ith, int nth)
+{
+	const P3MatmulArgs *a = arg;
+	P3QuantizeFn quantize = a->kernels->quantize[P3_TYPE_Q8_K];
+	size_t		row = act_row_bytes(a);
+	int32_t		groups = (a->n_tok + P3_GEMM_LANES - 1) / P3_GEMM_LANES;
+	int64_t		g0,
+				g1;
+
+	p3_split_range(groups, ith, nth, &g0, &g1);
+	for (int64_t t = g0 * P3_GEMM_LANES; t < g1 * P3_GEMM_LANES && t < a->n_tok; t++)
+		quantize(a->x + t * a->ldx, (uint8_t *) a->act_buf + (size_t) t * row, a->w->n_in);
+	if (g1 > g0)
+		a->kernels->gemm_pack_q8k(a->act_buf, row, a->n_tok, a->w->n_in, (int32_t) g0, (int32_t) g1,
+								  gemm_panels(a));
+}
+
+/* Worker: this worker's output rows through the GEMM. */
+static void
+gemm_task(void *arg, int ith, int nth)
+{
+	const P3MatmulArgs *a = arg;
+	const P3Weight *w = a->w;
+	float	   *scratch = align64(a->thread_scratch + (size_t) ith * a->thread_scratch_floats);
+	int64_t		r0,
+				r1;
+
+	p3_split_range(a->row_end - a->row_begin, ith, nth, &r0, &r1);
+	if (r1 > r0)
+		a->kernels->gemm_q8k(w->type, w->data, w->row_bytes, a->row_begin + r0, a->row_begin + r1,
+							 w->n_in, gemm_panels(a), a->n_tok, a->y, a->ldy, r0, scratch);
 }
 
 /* Worker: quantize this worker's share of the tokens' activations. */
@@ -311,6 +379,12 @@ matmul_task(void *arg, int ith, int nth)
 void
 p3_matmul(P3ThreadPool *pool, const P3MatmulArgs *args)
 {
+	if (uses_gemm(args))
+	{
+		p3_threadpool_run(pool, quantize_pack_task, (void *) args);
+		p3_threadpool_run(pool, gemm_task, (void *) args);
+		return;
+	}
 	if (uses_q8(args))
 		p3_threadpool_run(pool, quantize_task, (void *) args);
 	p3_threadpool_run(pool, matmul_task, (void *) args);

@@ -16,6 +16,7 @@
 #define PHI3_QUANT_BLOCKS_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "phi3/quant.h"
 
@@ -209,6 +210,22 @@ p3_q3k_scales(const uint8_t *scales, int *out)
 
 		out[j] = (low4 | (high2 << 4)) - 32;
 	}
+}
+
+/*
+ * Scales and mins (6 bits each) of the 8 sub-blocks of a Q4_K / Q5_K block,
+ * as bytes: byte j of sc8 / mn8 belongs to sub-block j.
+ */
+static inline void
+k4_unpack(const uint8_t *scales, uint64_t *sc8, uint64_t *mn8)
+{
+	uint32_t	s[3];
+
+	memcpy(s, scales, 12);
+	*sc8 = (s[0] & 0x3f3f3f3fu) |
+		((uint64_t) ((s[2] & 0x0f0f0f0fu) | (((s[0] >> 6) & 0x03030303u) << 4)) << 32);
+	*mn8 = (s[1] & 0x3f3f3f3fu) |
+		((uint64_t) (((s[2] >> 4) & 0x0f0f0f0fu) | (((s[1] >> 6) & 0x03030303u) << 4)) << 32);
 }
 
 #endif							/* PHI3_QUANT_BLOCKS_H */

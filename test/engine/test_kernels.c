@@ -1074,7 +1074,7 @@ test_matmul(void)
 	};
 	const int64_t n_in = 512;
 	const int64_t n_out = 37;
-	const int32_t max_tok = 9;
+	const int32_t max_tok = 37;	/* 1 .. 37 by 4: the GEMM's partial and odd groups of 16 too */
 	uint64_t	rng = 31337;
 	P3ThreadPool *pool = NULL;
 	P3Error		err;
@@ -1147,6 +1147,177 @@ test_matmul(void)
 	free(y1);
 	free(y2);
 	free(yt);
+}
+
+/* ---------------------------------------------------------------------
+ * the exact-block rule of the avx512 set's K-quant kernels
+ * (src/engine/gemm_q8k.h), written again here from the block formats: per
+ * block the exact integers S and M, then a fixed fmaf chain
+ * --------------------------------------------------------------------- */
+
+/* the 6-bit scale and min of sub-block j of a Q4_K / Q5_K block (ggml's get_scale_min_k4) */
+static void
+kq_scale_min(int j, const uint8_t *q, int *sc, int *m)
+{
+	*sc = j < 4 ? q[j] & 63 : (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+	*m = j < 4 ? q[j + 4] & 63 : (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+}
+
+static float
+kq_half(uint16_t h)
+{
+	return p3_fp16_to_fp32(h);
+}
+
+/* code of element e of a Q4_K / Q5_K block (qh NULL for Q4_K) */
+static int
+kq_affine_code(const uint8_t *qs, const uint8_t *qh, int e)
+{
+	int			c = e / 64,
+				l = e % 32,
+				hi = (e % 64) >= 32;
+	int			q = hi ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 15;
+
+	if (qh != NULL && (qh[l] >> (2 * c + hi)) & 1)
+		q += 16;
+	return q;
+}
+
+/* code of element e of a Q6_K block, minus 32 */
+static int
+kq_q6_code(const P3BlockQ6_K *b, int e)
+{
+	int			h = e / 128,
+				p = e % 128,
+				k = p / 32,
+				l = p % 32;
+	const uint8_t *ql = b->ql + 64 * h;
+	const uint8_t *qh = b->qh + 32 * h;
+	int			lo = (k & 1) ? ql[l + 32] : ql[l];
+
+	lo = (k & 2) ? lo >> 4 : lo & 15;
+	return (lo | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
+}
+
+static float
+kq_exact_dot(uint32_t type, const void *w, const P3BlockQ8_K *y, int64_t n)
+{
+	float		acc = 0.0f;
+
+	for (int64_t i = 0; i < n / P3_QK_K; i++)
+	{
+		int64_t		S = 0,
+					M = 0;
+
+		if (type == P3_TYPE_Q6_K)
+		{
+			const P3BlockQ6_K *b = (const P3BlockQ6_K *) w + i;
+
+			for (int e = 0; e < P3_QK_K; e++)
+				S += (int64_t) b->scales[e / 16] * kq_q6_code(b, e) * y[i].qs[e];
+			acc = fmaf((float) S, kq_half(b->d) * y[i].d, acc);
+			continue;
+		}
+		{
+			const P3BlockQ4_K *b4 = (const P3BlockQ4_K *) w + i;
+			const P3BlockQ5_K *b5 = (const P3BlockQ5_K *) w + i;
+			const uint8_t *scales = type == P3_TYPE_Q4_K ? b4->scales : b5->scales;
+			uint16_t	d = type == P3_TYPE_Q4_K ? b4->d : b5->d;
+			uint16_t	dmin = type == P3_TYPE_Q4_K ? b4->dmin : b5->dmin;
+
+			for (int e = 0; e < P3_QK_K; e++)
+			{
+				int			sc,
+							m;
+				int			q = type == P3_TYPE_Q4_K ? kq_affine_code(b4->qs, NULL, e) : kq_affine_code(b5->qs, b5->qh, e);
+
+				kq_scale_min(e / 32, scales, &sc, &m);
+				S += (int64_t) sc * q * y[i].qs[e];
+				if (e % 16 == 0)
+					M += (int64_t) m * y[i].bsums[e / 16];
+			}
+			acc = fmaf((float) S, kq_half(d) * y[i].d, acc);
+			acc = fmaf((float) M, -(kq_half(dmin) * y[i].d), acc);
+		}
+	}
+	return acc;
+}
+
+/* avx512's vec_dot, vec_dot_ntok and matmul (the GEMM) give the rule's bits */
+static void
+test_exact_block_rule(void)
+{
+	static const uint32_t ktypes[] = {P3_TYPE_Q4_K, P3_TYPE_Q5_K, P3_TYPE_Q6_K};
+	const P3KernelSet *k = NULL;
+	const int64_t n = 768;
+	const int32_t n_tok = 21;
+	uint64_t	rng = 4242;
+
+	for (int s = 0; s < nsets; s++)
+		if (strcmp(sets[s]->name, "avx512") == 0)
+			k = sets[s];
+	if (k == NULL)
+	{
+		fprintf(stderr, "  (no avx512 set here: skipped)\n");
+		return;
+	}
+	CHECK(k->gemm_q8k != NULL && k->gemm_pack_q8k != NULL);
+	for (size_t ti = 0; ti < sizeof(ktypes) / sizeof(ktypes[0]); ti++)
+		for (int wk = 0; wk < DATA_COUNT; wk++)
+		{
+			uint32_t	type = ktypes[ti];
+			size_t		rb = row_bytes(type, n);
+			size_t		ab = row_bytes(P3_TYPE_Q8_K, n);
+			const int64_t n_out = 6;
+			uint8_t    *w = xcalloc(rb * n_out);
+			uint8_t    *a = xcalloc(ab * n_tok);
+			float	   *src = xcalloc((size_t) n * n_tok * sizeof(float));
+			float	   *y = xcalloc((size_t) n_out * n_tok * sizeof(float));
+			float		nt[P3_KERNEL_NTOK];
+			P3Weight	W;
+			MatmulCase	c;
+
+			for (int64_t r = 0; r < n_out; r++)
+			{
+				fill_data(src, n, (wk + (int) r) % DATA_COUNT, &rng);
+				p3_quantize_row_ref(type, src, w + r * rb, n);
+			}
+			fill_data(src, n * n_tok, (wk + 1) % DATA_COUNT == DATA_LARGE ? DATA_SCALED : (wk + 1) % DATA_COUNT, &rng);
+			for (int32_t t = 0; t < n_tok; t++)
+				p3_quantize_row_ref(P3_TYPE_Q8_K, src + (size_t) t * n, a + t * ab, n);
+			memset(&W, 0, sizeof W);
+			W.name = "rule";
+			W.type = type;
+			W.n_in = n;
+			W.n_out = n_out;
+			W.row_bytes = rb;
+			W.data = w;
+			c = (MatmulCase) {k, P3_ACT_Q8, &W, src, n_tok, 0, n_out};
+			run_matmul(NULL, &c, y);
+			for (int64_t r = 0; r < n_out; r++)
+			{
+				k->vec_dot_ntok[type](w + r * rb, a, ab, n, nt);
+				for (int32_t t = 0; t < n_tok; t++)
+				{
+					float		want = kq_exact_dot(type, w + r * rb, (const P3BlockQ8_K *) (a + t * ab), n);
+					float		got = k->vec_dot[type](w + r * rb, a + t * ab, n);
+
+					CHECK_MSG(float_bits(got) == float_bits(want) || (got != got && want != want),
+							  "%s weights %s row %d token %d: vec_dot %.9g, the rule %.9g", p3_type_name(type),
+							  data_names[wk], (int) r, t, got, want);
+					CHECK_MSG(float_bits(y[t * n_out + r]) == float_bits(want) || (want != want && y[t * n_out + r] != y[t * n_out + r]),
+							  "%s weights %s row %d token %d: GEMM %.9g, the rule %.9g", p3_type_name(type),
+							  data_names[wk], (int) r, t, y[t * n_out + r], want);
+					if (t < P3_KERNEL_NTOK)
+						CHECK_MSG(float_bits(nt[t]) == float_bits(want) || (want != want && nt[t] != nt[t]),
+								  "%s row %d token %d: vec_dot_ntok differs from the rule", p3_type_name(type), (int) r, t);
+				}
+			}
+			free(w);
+			free(a);
+			free(src);
+			free(y);
+		}
 }
 
 /* ---------------------------------------------------------------------
@@ -1293,6 +1464,7 @@ main(void)
 	RUN(test_dequant_random_bytes);
 	RUN(test_type_kernels);
 	RUN(test_matmul);
+	RUN(test_exact_block_rule);
 	RUN(test_negative_controls);
 	return harness_finish();
 }
