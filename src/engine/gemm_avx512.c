@@ -126,11 +126,9 @@ unpack_k_affine(uint16_t d, uint16_t dmin, const uint8_t *scales, const uint8_t 
 	const __m256i hv = qh != NULL ? _mm256_loadu_si256((const __m256i *) qh) : _mm256_setzero_si256();
 	uint64_t	sc8,
 				mn8;
-	uint8_t		sc[8];
 	__m256i		cw16 = _mm256_setzero_si256();
 
 	k4_unpack(scales, &sc8, &mn8);
-	memcpy(sc, &sc8, 8);
 	for (int c = 0; c < 4; c++)
 	{
 		__m256i		v = _mm256_loadu_si256((const __m256i *) (qs + 32 * c));
@@ -148,8 +146,8 @@ unpack_k_affine(uint16_t d, uint16_t dmin, const uint8_t *scales, const uint8_t 
 		_mm256_storeu_si256((__m256i *) (o->q + 64 * c), lo);
 		_mm256_storeu_si256((__m256i *) (o->q + 64 * c + 32), hi);
 		/* Σ sc · q in words: at most 8 · 2 · 31 · 63 = 31248 */
-		cw16 = _mm256_add_epi16(cw16, _mm256_maddubs_epi16(lo, _mm256_set1_epi8((char) sc[2 * c])));
-		cw16 = _mm256_add_epi16(cw16, _mm256_maddubs_epi16(hi, _mm256_set1_epi8((char) sc[2 * c + 1])));
+		cw16 = _mm256_add_epi16(cw16, _mm256_maddubs_epi16(lo, _mm256_set1_epi8((char) (sc8 >> (16 * c)))));
+		cw16 = _mm256_add_epi16(cw16, _mm256_maddubs_epi16(hi, _mm256_set1_epi8((char) (sc8 >> (16 * c + 8)))));
 	}
 	o->cw = 128 * sum8_epi32(_mm256_madd_epi16(cw16, _mm256_set1_epi16(1)));
 	_mm256_store_si256((__m256i *) o->sc, _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long) sc8)));
@@ -232,6 +230,28 @@ unpack_rows(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, int64_t n
  * --------------------------------------------------------------------- */
 
 /*
+ * The weights are read in bursts, one unpack per block of rows, which the
+ * hardware prefetcher does not run ahead of; so the tiles of one block of
+ * rows ask for the next block's lines, a few per weight block they
+ * compute (spread out: a burst of a hundred prefetches stalls on the
+ * cache's miss queue).  (As asm: GCC deletes a loop of nothing but
+ * __builtin_prefetch as dead code.)
+ */
+typedef struct Prefetch
+{
+	const char *next;			/* next line to ask for */
+	const char *end;
+	int			per_block;		/* lines per tile block */
+} Prefetch;
+
+INLINE void
+prefetch_some(Prefetch *pf)
+{
+	for (int k = 0; k < pf->per_block && pf->next < pf->end; k++, pf->next += 64)
+		__asm__ volatile("prefetcht0 %0" : : "m"(*pf->next));
+}
+
+/*
  * Rows w[0..R) against token groups p[0..G) over nb blocks: acc[r][g] gets
  * the 16 lanes' results.  nsub = 8 (Q4_K / Q5_K: sub-blocks of 32, mins)
  * or 16 (Q6_K: sub-blocks of 16, the -32 through bs6).  R, G and nsub are
@@ -239,7 +259,7 @@ unpack_rows(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, int64_t n
  */
 INLINE void
 tile(const P3KRowBlock *const *w, const int R, const P3PanelQ8K *const *p, const int G,
-	 int64_t nb, const int nsub, __m512 acc[P3_GEMM_ROWS][TILE_GROUPS])
+	 int64_t nb, const int nsub, __m512 acc[P3_GEMM_ROWS][TILE_GROUPS], Prefetch *pf)
 {
 	const int	per = 64 / nsub;	/* panel dwords per sub-block */
 
@@ -252,6 +272,7 @@ tile(const P3KRowBlock *const *w, const int R, const P3PanelQ8K *const *p, const
 	{
 		__m512i		blk[P3_GEMM_ROWS][TILE_GROUPS];
 
+		prefetch_some(pf);
 		#pragma GCC unroll 16
 		for (int r = 0; r < R; r++)
 			#pragma GCC unroll 16
@@ -394,11 +415,11 @@ store_tile(__m512 acc[P3_GEMM_ROWS][TILE_GROUPS], int R, int G, int32_t tok0, in
 
 /* one tile of R rows x G groups, with R, G, nsub as constants */
 #define TILE_CASE(RR, GG, NS) \
-	tile(w, RR, p, GG, nb, NS, acc)
+	tile(w, RR, p, GG, nb, NS, acc, pf)
 
 static void
 run_tile(const P3KRowBlock *const *w, int R, const P3PanelQ8K *const *p, int G, int64_t nb, int nsub,
-		 __m512 acc[P3_GEMM_ROWS][TILE_GROUPS])
+		 __m512 acc[P3_GEMM_ROWS][TILE_GROUPS], Prefetch *pf)
 {
 	if (nsub == 8)
 	{
@@ -424,6 +445,20 @@ run_tile(const P3KRowBlock *const *w, int R, const P3PanelQ8K *const *p, int G, 
 	}
 }
 
+/* the prefetches of rows [rb, rb + P3_GEMM_ROWS) below r1, spread over the tiles of this block */
+static void
+prefetch_plan(Prefetch *pf, const uint8_t *w, size_t row_bytes, int64_t rb, int64_t r1, int64_t nb,
+			  int32_t n_groups)
+{
+	int64_t		end = rb + P3_GEMM_ROWS < r1 ? rb + P3_GEMM_ROWS : r1;
+	int64_t		lines = end > rb ? (int64_t) (((size_t) (end - rb) * row_bytes + 63) / 64) : 0;
+	int64_t		blocks = nb * ((n_groups + TILE_GROUPS - 1) / TILE_GROUPS);
+
+	pf->next = (const char *) (w + (size_t) rb * row_bytes);
+	pf->end = pf->next + lines * 64;
+	pf->per_block = (int) ((lines + blocks - 1) / blocks);
+}
+
 /*
  * Rows [r0, r1) of W (type; row_bytes apart from w) against the panels of
  * n_tok tokens: y[t * ldy + (r - r0) + ycol] for every token t.  rows is
@@ -438,6 +473,7 @@ gemm_q8k(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t 
 	const int32_t n_groups = (n_tok + P3_GEMM_LANES - 1) / P3_GEMM_LANES;
 	const P3PanelQ8K *pan = panels;
 	P3KRowBlock *unpacked = rows;
+	Prefetch	pf;
 
 	for (int64_t rb = r0; rb < r1; rb += P3_GEMM_ROWS)
 	{
@@ -447,6 +483,7 @@ gemm_q8k(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t 
 		unpack_rows(type, w + (size_t) rb * row_bytes, row_bytes, nr, nb, unpacked);
 		for (int r = 0; r < nr; r++)
 			wr[r] = unpacked + (size_t) r * nb;
+		prefetch_plan(&pf, w, row_bytes, rb + nr, r1, nb, n_groups);
 		for (int32_t g = 0; g < n_groups; g += TILE_GROUPS)
 		{
 			int			ng = n_groups - g < TILE_GROUPS ? n_groups - g : TILE_GROUPS;
@@ -456,7 +493,7 @@ gemm_q8k(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t 
 			for (int k = 0; k < ng; k++)
 				pg[k] = pan + (size_t) (g + k) * nb;
 			if (nr == P3_GEMM_ROWS)
-				run_tile(wr, nr, pg, ng, nb, nsub, acc);
+				run_tile(wr, nr, pg, ng, nb, nsub, acc, &pf);
 			else
 			{
 				/* a tail of rows: one at a time */
@@ -464,7 +501,7 @@ gemm_q8k(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t 
 				{
 					__m512		one[P3_GEMM_ROWS][TILE_GROUPS];
 
-					run_tile(&wr[r], 1, pg, ng, nb, nsub, one);
+					run_tile(&wr[r], 1, pg, ng, nb, nsub, one, &pf);
 					for (int k = 0; k < ng; k++)
 						acc[r][k] = one[0][k];
 				}
