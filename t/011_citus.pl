@@ -15,7 +15,8 @@
 #      a second run fills nothing; a role without UPDATE is refused by the
 #      workers, named with node and shard; a node without the model fails
 #      with node and shard named, the rows of the shards done before stay,
-#      and a rerun after the fix fills exactly the rest;
+#      and a rerun after the fix fills exactly the rest; a cancel on the
+#      coordinator (statement_timeout) cancels the workers' generations;
 #   3. a phi3_fill trigger on reports (citus.enable_unsafe_triggers) fills
 #      inserted rows on the node that stores them, with the single-node
 #      values;
@@ -31,6 +32,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes ();
 use Phi3TAP;
 
 my $pkglibdir = `pg_config --pkglibdir`;
@@ -205,6 +207,30 @@ $w2->safe_psql('postgres', q{ALTER SYSTEM RESET phi3.model; SELECT pg_reload_con
 is($coord->safe_psql('postgres', "SELECT phi3_enrich('reports', 'summary', $template)"),
 	12 - $filled, 'after the fix a rerun fills exactly the rest');
 is($coord->safe_psql('postgres', $same), '11/12', 'with the single-node values (row 1 is NULL here, "given" there)');
+
+# a cancelled phi3_enrich cancels the generations on the workers: Citus
+# cancels the statements of the connections it closes; each worker counts a
+# cancel, and nothing is committed
+$coord->safe_psql('postgres', q{
+	ALTER DATABASE postgres SET phi3.context_size = 4096;
+	UPDATE reports SET summary = NULL});
+reset_stats();
+($ret, $out, $err) = psql_error($coord, q{SET statement_timeout = '1s';
+	SELECT phi3_enrich('reports', 'summary', 'Tell a long story about {body}', max_tokens => 4000)});
+like($err, qr/57014: canceling statement due to statement timeout/, 'phi3_enrich ended by statement_timeout');
+my $cancels = '';
+for (1 .. 300)
+{
+	$cancels = join(',', map { $_->safe_psql('postgres',
+		q{SELECT coalesce(sum(cancels), 0) || '/' || coalesce(sum(calls), 0) FROM phi3_stats}) } ($w1, $w2));
+	last if $cancels eq '1/1,1/1';
+	Time::HiRes::sleep(0.1);
+}
+is($cancels, '1/1,1/1', 'each worker cancelled the one generation it had started (cancels/calls)');
+is($coord->safe_psql('postgres', 'SELECT count(summary) FROM reports'), '0', 'and nothing was committed');
+is(join(',', map { $_->safe_psql('postgres',
+	q{SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'WITH filled AS%' AND pid <> pg_backend_pid()}) } ($w1, $w2)),
+	'0,0', 'no worker is still running a shard of it');
 
 # a node without the extension: the error names it
 $w2->safe_psql('postgres', 'SET citus.enable_ddl_propagation = off; DROP EXTENSION phi3');
