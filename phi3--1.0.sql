@@ -414,6 +414,15 @@ BEGIN
 		RETURN filled;
 	END IF;
 
+	-- the shards commit over new connections: in a transaction that has
+	-- done distributed work they would wait for its locks, and a rollback
+	-- would not undo them
+	IF (SELECT t.transaction_number <> 0 FROM pg_catalog.get_current_transaction_id() t) THEN
+		RAISE EXCEPTION 'phi3_enrich cannot fill distributed table "%" in a transaction that has already used distributed tables', tbl
+			USING ERRCODE = 'active_sql_transaction',
+				  DETAIL = 'Each shard is filled over a new connection and commits on its own: it would wait for this transaction''s locks, and a rollback would not undo it.',
+				  HINT = 'Call phi3_enrich in a transaction of its own (SET LOCAL before it is fine).';
+	END IF;
 	IF EXISTS (SELECT FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_dist_placement p USING (shardid)
 			   WHERE s.logicalrelid = tbl GROUP BY s.shardid HAVING count(*) > 1) THEN
 		RAISE EXCEPTION 'phi3_enrich cannot fill "%": its shards have several placements', tbl

@@ -12,7 +12,9 @@
 #      distribution column runs on the one node that holds the row;
 #   2. phi3_enrich fills reports on the workers (per node: the NULL rows of
 #      its shards), as the caller, equal to phi3_enrich on the plain copy;
-#      a second run fills nothing; a role without UPDATE is refused by the
+#      a second run fills nothing; two concurrent calls fill each row once;
+#      it refuses to run in a transaction that has used distributed tables
+#      (its shards commit on their own); a role without UPDATE is refused by the
 #      workers, named with node and shard; a node without the model fails
 #      with node and shard named, the rows of the shards done before stay,
 #      and a rerun after the fix fills exactly the rest; a cancel on the
@@ -190,6 +192,26 @@ my ($ret, $out, $err) = psql_error($coord,
 	"SET ROLE reader; SELECT phi3_enrich('reports', 'summary', $template)");
 like($err, qr/phi3_enrich failed on shard \d+ of "reports" on node \Q$host\E:\d+.*permission denied for table reports_\d+/s,
 	'a role without UPDATE privilege is refused by the worker, node and shard named');
+
+# not in a transaction that has done distributed work (its shards would
+# wait for that transaction's locks, and its rollback would not undo them)
+($ret, $out, $err) = psql_error($coord, "BEGIN; UPDATE reports SET summary = NULL WHERE id = 2;
+	SELECT phi3_enrich('reports', 'summary', $template)");
+like($err, qr/25001: phi3_enrich cannot fill distributed table "reports" in a transaction that has already used distributed tables/,
+	'phi3_enrich refuses to run in a transaction that has used distributed tables');
+is($coord->safe_psql('postgres', "BEGIN; SET LOCAL phi3.temperature = 0;
+	SELECT phi3_enrich('reports', 'summary', $template); COMMIT;"),
+	'1', 'a transaction of its own with SET LOCAL is fine');
+
+# two callers at once: each row is written once (the UPDATE of the one
+# that comes second skips the rows the first has filled)
+$coord->safe_psql('postgres', 'UPDATE reports SET summary = NULL');
+my @callers = map { Phi3TAP::Session->new($coord) } 1 .. 2;
+$_->send("SELECT phi3_enrich('reports', 'summary', $template, max_tokens => 40)") for @callers;
+my @counts = map { $_->wait_result(120)->{stdout} } @callers;
+$_->quit for @callers;
+is(($counts[0] // 0) + ($counts[1] // 0), 12, "two concurrent calls fill the 12 rows once between them (@counts)");
+is($coord->safe_psql('postgres', 'SELECT count(summary) FROM reports'), '12', 'every row is filled');
 
 # a node without the model: error naming node and shard; earlier shards stay
 $w2->safe_psql('postgres', q{ALTER SYSTEM SET phi3.model = ''; SELECT pg_reload_conf()});
