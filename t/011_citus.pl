@@ -14,11 +14,13 @@
 #      its shards), as the caller, equal to phi3_enrich on the plain copy;
 #      a second run fills nothing; two concurrent calls fill each row once;
 #      it refuses to run in a transaction that has used distributed tables
-#      (its shards commit on their own); a role without UPDATE is refused by the
-#      workers, named with node and shard; a node without the model fails
-#      with node and shard named, the rows of the shards done before stay,
-#      and a rerun after the fix fills exactly the rest; a cancel on the
-#      coordinator (statement_timeout) cancels the workers' generations;
+#      (its shards commit on their own); a role without UPDATE is refused
+#      by the workers, named with node and shard; a node without the model
+#      fails with node and shard named, the rows of the shards done before
+#      stay, and a rerun after the fix fills exactly the rest; a cancel on
+#      the coordinator (statement_timeout) cancels the workers'
+#      generations; odd schema, table and column names and a partitioned
+#      distributed table work;
 #   3. a phi3_fill trigger on reports (citus.enable_unsafe_triggers) fills
 #      inserted rows on the node that stores them, with the single-node
 #      values;
@@ -260,6 +262,32 @@ $w2->safe_psql('postgres', 'SET citus.enable_ddl_propagation = off; DROP EXTENSI
 like($err, qr/function public\.phi3_summarize\(text, integer, text\) does not exist.*while executing command on \Q$host\E:\Q@{[$w2->port]}\E/s,
 	'a query where worker2 lacks the extension: the error names worker2');
 $w2->safe_psql('postgres', 'SET citus.enable_ddl_propagation = off; CREATE EXTENSION phi3');
+
+# odd names pass through the shards' names quoted; a partitioned
+# distributed table is filled through its partitions' shards
+$coord->safe_psql('postgres', q{
+	SET citus.shard_count = 2;
+	CREATE SCHEMA "My ""Schema""";
+	CREATE TABLE "My ""Schema"""."odd; table" ("the id" int PRIMARY KEY, "the body" text, "the sum" text);
+	SELECT create_distributed_table('"My ""Schema"""."odd; table"', 'the id');
+	INSERT INTO "My ""Schema"""."odd; table" SELECT i, 'odd ' || i, NULL FROM generate_series(1, 4) i;
+	CREATE TABLE events (id int, day date, body text, summary text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+	CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2026-07-01');
+	CREATE TABLE events_2 PARTITION OF events FOR VALUES FROM ('2026-07-01') TO ('2027-01-01');
+	SELECT create_distributed_table('events', 'id');
+	INSERT INTO events SELECT i, date '2026-01-01' + i * 60, 'event ' || i, NULL FROM generate_series(1, 5) i;
+});
+is( $coord->safe_psql('postgres',
+		q{SELECT phi3_enrich('"My ""Schema"""."odd; table"', 'the sum', 'About {the body}')}),
+	'4', 'a distributed table with odd schema, table and column names');
+is( $coord->safe_psql('postgres',
+		q{SELECT count(*) FILTER (WHERE "the sum" = btrim(phi3_generate('About ' || "the body"), E' \t\n\r\f'))
+		  FROM "My ""Schema"""."odd; table"}),
+	'4', 'with the values phi3_generate gives for the same prompts');
+is($coord->safe_psql('postgres', q{SELECT phi3_enrich('events', 'summary', 'About {body} on {day}')}),
+	'5', 'a partitioned distributed table: every partition filled');
+is($coord->safe_psql('postgres', q{SELECT count(summary) || '/' || count(*) FROM events}), '5/5',
+	'no row left NULL');
 
 # ---- 3. the trigger: rows filled on the node that stores them
 ($ret, $out, $err) = psql_error($coord, q{
