@@ -43,7 +43,10 @@ my $pkglibdir = `pg_config --pkglibdir`;
 chomp $pkglibdir;
 unless (-f "$pkglibdir/citus.so")
 {
-	fail("Citus is installed in $pkglibdir (citus.so is missing: run scripts/install-citus.sh)");
+	my $bindir = `pg_config --bindir`;
+	chomp $bindir;
+	fail("Citus is installed in $pkglibdir (citus.so is missing: run "
+		  . "PG_CONFIG=$bindir/pg_config scripts/install-citus.sh)");
 	done_testing();
 	exit;
 }
