@@ -9,7 +9,8 @@
 #   1. SELECT phi3_summarize(body) FROM reports is pushed down: each worker
 #      summarizes exactly the rows of its shards, the coordinator none; the
 #      results equal the single-node ones (greedy); a WHERE on the
-#      distribution column runs on the one node that holds the row;
+#      distribution column runs on the one node that holds the row; so does
+#      the SELECT of an INSERT ... SELECT into a distributed table;
 #   2. phi3_enrich fills reports on the workers (per node: the NULL rows of
 #      its shards), as the caller, equal to phi3_enrich on the plain copy;
 #      a second run fills nothing; two concurrent calls fill each row once;
@@ -156,6 +157,19 @@ is($coord->safe_psql('postgres', 'SELECT phi3_summarize(body, 5) FROM reports WH
 	$local7, 'a router query (WHERE id = 7) gives the single-node summary');
 is(join(',', map { node_rows($_, 'phi3_summarize') } @nodes),
 	join(',', map { $one->{ $_->port } } @nodes), 'and ran on the one node that holds row 7');
+
+# INSERT ... SELECT: Citus pulls the rows through the coordinator, but the
+# SELECT, with phi3_summarize, still runs on the shards
+$coord->safe_psql('postgres', q{
+	CREATE TABLE sums (id int PRIMARY KEY, s text);
+	SELECT create_distributed_table('sums', 'id', colocate_with => 'reports')});
+reset_stats();
+$coord->safe_psql('postgres', 'INSERT INTO sums SELECT id, phi3_summarize(body, 5) FROM reports');
+is(join(',', map { node_rows($_, 'phi3_summarize') } @nodes),
+	join(',', map { $split->{ $_->port } } @nodes),
+	'INSERT ... SELECT phi3_summarize(...) FROM reports summarizes on the workers too');
+is($coord->safe_psql('postgres', 'SELECT id, s FROM sums ORDER BY id'), $local,
+	'with the single-node summaries');
 
 # ---- 2. phi3_enrich: on the workers, as the caller, once per row
 $coord->safe_psql('postgres', q{
