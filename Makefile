@@ -211,7 +211,9 @@ bench: engine-build build/bench/bench_kernels build/bench/bench_stream build/ben
 # ---------------------------------------------------------------------------
 # TAP tests (t/*.pl, helpers in t/lib): cancel, statement_timeout and
 # terminate, concurrent sessions, shared_preload_libraries, model files
-# replaced or truncated under a session, huge inputs; run by
+# replaced or truncated under a session, huge inputs, a Citus coordinator
+# with two workers (t/011_citus.pl: Citus must be installed, see
+# scripts/install-citus.sh); run by
 # scripts/prove-check.sh (its header says how) on temporary clusters, with
 # the INSTALLED extension: run `make install` first.  PHI3_TAP_WORK (where
 # the models, tests and clusters go; default a new directory under /tmp),

@@ -246,3 +246,237 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
 
 COMMENT ON FUNCTION phi3_classify(text, text[], text) IS
 'Classifies doc as exactly one of labels (decoding under a schema that allows nothing else), optionally following instruction; labels must be distinct, non-empty and free of control characters';
+
+-- ---------------------------------------------------------------------------
+-- Enrichment in place, for ordinary and Citus-distributed tables
+-- (README, "Scale out on Citus").  PL/pgSQL, SECURITY INVOKER: everything
+-- runs as the caller, on the coordinator and on the worker nodes.
+--
+-- No argument is spliced into SQL as it is: the table comes as a regclass
+-- and is written schema-qualified with %I; the target and every {column}
+-- of the template must be columns of the table and are written with %I;
+-- the template's text, the system prompt and the settings are literals
+-- (%L).  The statement fills only rows whose target is NULL, so a rerun
+-- continues where a failed or cancelled one stopped.
+--
+-- Citus rejects a VOLATILE function in the UPDATE of a distributed table,
+-- so on such a table phi3_enrich runs the same UPDATE on every shard, on
+-- the node that holds it, through Citus's master_run_on_worker (new
+-- connections as the caller; each shard's UPDATE commits on its own).  The
+-- shards go in rounds: every node works on one of its shards at a time
+-- (the nodes in parallel), so a node never runs more than one generation
+-- of this call at once.  Tables whose shards have several placements
+-- (reference tables, citus.shard_replication_factor > 1) are refused:
+-- writing one placement would make the copies differ.
+-- ---------------------------------------------------------------------------
+
+-- The UPDATE phi3_enrich runs: on tbl itself for an ordinary table, on
+-- each shard (the same statement on the shard's name) for a distributed
+-- one.  Checks the arguments as phi3_fill checks its own.
+CREATE FUNCTION phi3_enrich_command(tbl regclass, target name, template text,
+									system text DEFAULT NULL, max_tokens int DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql STABLE
+AS $phi3_enrich_command$
+DECLARE
+	rel record;
+	att record;
+	base oid;
+	tok text;
+	col name;
+	literal text := '';
+	parts text[] := '{}';
+	temperature text := pg_catalog.current_setting('phi3.temperature', true);
+	seed text := pg_catalog.current_setting('phi3.seed', true);
+	answer text;
+BEGIN
+	IF tbl IS NULL OR target IS NULL OR template IS NULL THEN
+		RAISE EXCEPTION 'phi3_enrich needs a table, a target column and a template'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF max_tokens < 0 THEN
+		RAISE EXCEPTION 'max_tokens must not be negative'
+			USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL to use phi3.max_tokens.';
+	END IF;
+	SELECT c.relkind, n.nspname, c.relname INTO rel
+	FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.oid = tbl;
+	IF NOT FOUND OR rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '"%" is not a table', tbl
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'phi3_enrich fills a column of an ordinary or partitioned table.';
+	END IF;
+
+	-- the target: an existing, not generated column of a string type
+	SELECT a.atttypid, a.atttypmod, a.attgenerated INTO att
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = tbl AND a.attname = target AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'column "%" of relation "%" does not exist', target, rel.relname
+			USING ERRCODE = 'undefined_column', DETAIL = 'It is the target column of phi3_enrich.';
+	END IF;
+	base := att.atttypid;
+	WHILE (SELECT t.typtype = 'd' FROM pg_catalog.pg_type t WHERE t.oid = base) LOOP
+		SELECT t.typbasetype INTO base FROM pg_catalog.pg_type t WHERE t.oid = base;
+	END LOOP;
+	IF att.attgenerated <> '' THEN
+		RAISE EXCEPTION 'column "%" of relation "%" is a generated column', target, rel.relname
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'phi3_enrich can only fill a column of type text, varchar or char.';
+	END IF;
+	IF base NOT IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN
+		RAISE EXCEPTION 'column "%" of relation "%" is of type %', target, rel.relname,
+			pg_catalog.format_type(att.atttypid, NULL)
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'phi3_enrich can only fill a column of type text, varchar or char.';
+	END IF;
+
+	-- the template, as phi3_fill reads it: {column} is the column's text
+	-- (NULL gives ''), {{ and }} are literal braces
+	FOR tok IN
+		SELECT m.t[1] FROM pg_catalog.regexp_matches(template, '(\{\{|\}\}|\{[^{}]*\}?|\}|[^{}]+)', 'g')
+			WITH ORDINALITY AS m(t, i) ORDER BY m.i
+	LOOP
+		IF tok = '{{' THEN
+			literal := literal || '{';
+		ELSIF tok = '}}' THEN
+			literal := literal || '}';
+		ELSIF tok = '}' THEN
+			RAISE EXCEPTION 'single "}" in phi3_enrich template'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Write {column} for a column''s value, {{ and }} for literal braces.';
+		ELSIF pg_catalog.left(tok, 1) = '{' THEN
+			IF pg_catalog.right(tok, 1) <> '}' OR tok = '{' THEN
+				RAISE EXCEPTION 'unterminated placeholder in phi3_enrich template'
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Write {column} for a column''s value, {{ and }} for literal braces.';
+			END IF;
+			col := pg_catalog.substr(tok, 2, pg_catalog.length(tok) - 2);
+			IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl
+						   AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+				RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, rel.relname
+					USING ERRCODE = 'undefined_column',
+						  DETAIL = 'It is used in the prompt template of phi3_enrich.';
+			END IF;
+			parts := parts || pg_catalog.format('%L', literal) || pg_catalog.format('%I', col);
+			literal := '';
+		ELSE
+			literal := literal || tok;
+		END IF;
+	END LOOP;
+	parts := parts || pg_catalog.format('%L', literal);
+
+	-- the caller's answer settings travel as arguments (a worker's session
+	-- does not inherit them); seed -1 (random) is the node's phi3.seed
+	IF seed = '-1' THEN
+		seed := NULL;
+	END IF;
+	answer := pg_catalog.format(
+		'CAST(pg_catalog.btrim(@extschema@.phi3_generate(pg_catalog.concat(%s), %L, %L::int, %L::float8, %L::bigint), E'' \t\n\r\f'') AS %s)',
+		pg_catalog.array_to_string(parts, ', '), system,
+		coalesce(max_tokens::text, pg_catalog.current_setting('phi3.max_tokens', true)),
+		temperature, seed, pg_catalog.format_type(att.atttypid, att.atttypmod));
+	RETURN pg_catalog.format('UPDATE %I.%I SET %I = %s WHERE %I IS NULL',
+							 rel.nspname, rel.relname, target, answer, target);
+END
+$phi3_enrich_command$;
+
+COMMENT ON FUNCTION phi3_enrich_command(regclass, name, text, text, int) IS
+'The UPDATE that phi3_enrich runs on tbl (or on each of its shards): target := the trimmed phi3_generate answer to the template ({column} placeholders, as phi3_fill), where target IS NULL';
+
+-- Fills target where it is NULL; returns the number of rows filled.  On a
+-- Citus-distributed table the UPDATE runs on every shard, on its node (see
+-- above); a failed shard is reported with its node after the round it was
+-- in, and the shards done before it stay filled.
+CREATE FUNCTION phi3_enrich(tbl regclass, target name, template text,
+							system text DEFAULT NULL, max_tokens int DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $phi3_enrich$
+DECLARE
+	command text := @extschema@.phi3_enrich_command(tbl, target, template, system, max_tokens);
+	prefix text;
+	shards record;
+	r record;
+	failure record;
+	failed bool := false;
+	distributed bool := false;
+	filled bigint := 0;
+BEGIN
+	-- (Citus's catalogs through EXECUTE: without Citus they do not exist)
+	IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+		EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
+			INTO distributed USING tbl;
+	END IF;
+	IF NOT distributed THEN
+		EXECUTE command;
+		GET DIAGNOSTICS filled = ROW_COUNT;
+		RETURN filled;
+	END IF;
+
+	-- the shards commit over new connections: in a transaction that has
+	-- done distributed work they would wait for its locks, and a rollback
+	-- would not undo them
+	IF (SELECT t.transaction_number <> 0 FROM pg_catalog.get_current_transaction_id() t) THEN
+		RAISE EXCEPTION 'phi3_enrich cannot fill distributed table "%" in a transaction that has already used distributed tables', tbl
+			USING ERRCODE = 'active_sql_transaction',
+				  DETAIL = 'Each shard is filled over a new connection and commits on its own: it would wait for this transaction''s locks, and a rollback would not undo it.',
+				  HINT = 'Call phi3_enrich in a transaction of its own (SET LOCAL before it is fine).';
+	END IF;
+	IF EXISTS (SELECT FROM pg_catalog.pg_dist_shard s JOIN pg_catalog.pg_dist_placement p USING (shardid)
+			   WHERE s.logicalrelid = tbl GROUP BY s.shardid HAVING count(*) > 1) THEN
+		RAISE EXCEPTION 'phi3_enrich cannot fill "%": its shards have several placements', tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'It is a reference table or was distributed with citus.shard_replication_factor above 1; writing one placement would make the copies differ.',
+				  HINT = 'Fill a distributed table with one placement per shard, or a local table.';
+	END IF;
+
+	-- the shard's statement is the table's with the shard's name
+	SELECT pg_catalog.format('UPDATE %I.%I', n.nspname, c.relname) INTO prefix
+	FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.oid = tbl;
+	command := pg_catalog.substr(command, pg_catalog.length(prefix) + 1);
+
+	-- round k: the k-th shard of every node, the nodes in parallel
+	FOR shards IN
+		WITH placed AS (
+			SELECT s.shardid, n.nodename, n.nodeport,
+				   pg_catalog.format('WITH filled AS (UPDATE %s%s RETURNING 1) SELECT pg_catalog.count(*) FROM filled',
+									 pg_catalog.shard_name(s.logicalrelid, s.shardid, false), command) AS command,
+				   row_number() OVER (PARTITION BY n.groupid ORDER BY s.shardid) AS round
+			FROM pg_catalog.pg_dist_shard s
+				 JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+				 JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary'
+			WHERE s.logicalrelid = tbl)
+		SELECT pg_catalog.array_agg(nodename ORDER BY shardid) AS nodenames,
+			   pg_catalog.array_agg(nodeport ORDER BY shardid) AS nodeports,
+			   pg_catalog.array_agg(shardid ORDER BY shardid) AS shardids,
+			   pg_catalog.array_agg(placed.command ORDER BY shardid) AS commands
+		FROM placed GROUP BY round ORDER BY round
+	LOOP
+		FOR r IN
+			SELECT w.node_name, w.node_port, w.success, w.result, shards.shardids[w.i] AS shardid
+			FROM pg_catalog.master_run_on_worker(shards.nodenames, shards.nodeports, shards.commands, true)
+				 WITH ORDINALITY AS w(node_name, node_port, success, result, i)
+		LOOP
+			IF r.success THEN
+				filled := filled + r.result::bigint;
+			ELSIF NOT failed THEN
+				failed := true;
+				failure := r;
+			END IF;
+		END LOOP;
+		IF failed THEN
+			RAISE EXCEPTION 'phi3_enrich failed on shard % of "%" on node %:%',
+				failure.shardid, tbl, failure.node_name, failure.node_port
+				USING ERRCODE = 'external_routine_exception',
+					  DETAIL = pg_catalog.format('The node reported: %s', failure.result),
+					  HINT = pg_catalog.format('%s rows were filled before the error and stay filled: each shard commits on its own. Fix the cause and run phi3_enrich again; it fills only the rows still NULL.', filled);
+		END IF;
+	END LOOP;
+	RETURN filled;
+END
+$phi3_enrich$;
+
+COMMENT ON FUNCTION phi3_enrich(regclass, name, text, text, int) IS
+'Fills target (text, varchar or char) where it is NULL with the trimmed phi3_generate answer to template ({column} placeholders as in phi3_fill), as the caller; on a Citus-distributed table on every shard on its own node, the nodes in parallel; returns the rows filled';

@@ -13,7 +13,9 @@
 #      again with the glue built with PostgreSQL's assertions
 #      (PHI3_ASSERT=1: USE_ASSERT_CHECKING), and reinstall the normal build
 #   4. TAP tests: cancel, statement_timeout, concurrent sessions,
-#      shared_preload_libraries (make prove-check), each on its own cluster
+#      shared_preload_libraries (make prove-check), each on its own cluster;
+#      Citus is built and installed first for the multi-node test
+#      (scripts/install-citus.sh; skipped when already installed)
 # Everything temporary lives in one directory under /tmp, removed at exit.
 # Each stage prints how long it took.
 set -eu
@@ -109,6 +111,11 @@ scripts/pgcluster.sh stop "$WORK/cluster"
 unset PGHOST PGPORT PGUSER
 make -s -j2 PG_CONFIG="$PG_CONFIG"
 $SUDO make -s install PG_CONFIG="$PG_CONFIG"
+
+# Citus for t/011_citus.pl (a coordinator and two workers): built from
+# ../shared/vendor/citus unless this PostgreSQL already has it
+stage "Citus (scripts/install-citus.sh)"
+PG_CONFIG="$PG_CONFIG" scripts/install-citus.sh
 
 if [ -d t ] && ls t/*.pl >/dev/null 2>&1; then
 	stage "TAP tests"
