@@ -6,7 +6,7 @@
 #
 # Citus is not packaged by Debian 12; its source (13.2.2, the last release
 # line for PostgreSQL 15) and a patch for Debian's 15.20 headers are kept
-# in ../shared/vendor/citus beside the repository (CITUS_VENDOR).
+# in vendor/citus (CITUS_VENDOR; copied from the shared vendor folder).
 #   - Already installed in that PostgreSQL (citus.so and citus.control,
 #     from a package or an earlier run): nothing to do.
 #   - Otherwise the build dependencies are installed (apt, as for
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-CITUS_VENDOR=${CITUS_VENDOR:-$ROOT/../shared/vendor/citus}
+CITUS_VENDOR=${CITUS_VENDOR:-$ROOT/vendor/citus}
 CITUS_BUILD=${CITUS_BUILD:-$ROOT/build/citus}
 CITUS_VERSION=13.2.2
 SUDO=""

@@ -113,7 +113,7 @@ make -s -j2 PG_CONFIG="$PG_CONFIG"
 $SUDO make -s install PG_CONFIG="$PG_CONFIG"
 
 # Citus for t/011_citus.pl (a coordinator and two workers): built from
-# ../shared/vendor/citus unless this PostgreSQL already has it
+# vendor/citus unless this PostgreSQL already has it
 stage "Citus (scripts/install-citus.sh)"
 PG_CONFIG="$PG_CONFIG" scripts/install-citus.sh
 
