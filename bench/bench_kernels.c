@@ -333,6 +333,7 @@ typedef struct LayerSet
 	int			n_layer_w;		/* the first 4 are one layer */
 	size_t		layer_bytes;
 	size_t		output_bytes;
+	double		layer_macs;		/* multiply-adds of the first 4 per token */
 } LayerSet;
 
 /*
@@ -441,23 +442,121 @@ time_matmul(P3ThreadPool *pool, const P3KernelSet *k, P3ActPrecision act, LayerS
 	return median(t, nrep);
 }
 
+/* ---------------------------------------------------------------------
+ * the int8 multiply-add peak: independent vpdpbusd chains
+ * --------------------------------------------------------------------- */
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void
+vnni_loop_task(void *arg, int ith, int nth)
+{
+	const long	iters = *(const long *) arg;
+	__m512i		acc[12];
+	__m512i		a = _mm512_set1_epi8(3),
+				b = _mm512_set1_epi8(5);
+
+	(void) ith;
+	(void) nth;
+#pragma GCC unroll 12
+	for (int k = 0; k < 12; k++)
+		acc[k] = _mm512_set1_epi32(k);
+	for (long i = 0; i < iters; i++)
+	{
+#pragma GCC unroll 12
+		for (int k = 0; k < 12; k++)
+			acc[k] = _mm512_dpbusd_epi32(acc[k], a, b);
+		/* keep a and b in registers, not folded as constants */
+		__asm__ volatile("" : "+v"(a), "+v"(b));
+	}
+#pragma GCC unroll 12
+	for (int k = 1; k < 12; k++)
+		acc[0] = _mm512_add_epi32(acc[0], acc[k]);
+	sink += (float) _mm512_reduce_add_epi32(acc[0]);
+}
+#endif
+
+/* multiply-adds per second of vpdpbusd on 512 bits with nth threads (0 when the CPU has none) */
+static double
+vnni_peak(P3ThreadPool *pool, int nth)
+{
+#if defined(__x86_64__)
+	long		iters = quick ? 2000000 : 10000000;
+	double		t[16];
+
+	if (!__builtin_cpu_supports("avx512vnni"))
+		return 0.0;
+	for (int r = 0; r < reps; r++)
+	{
+		double		t0 = now_sec();
+
+		p3_threadpool_run(pool, vnni_loop_task, &iters);
+		t[r] = now_sec() - t0;
+	}
+	return (double) iters * 12.0 * 64.0 * nth / median(t, reps);
+#else
+	(void) pool;
+	(void) nth;
+	return 0.0;
+#endif
+}
+
+/* A copy of the set k without its GEMM: the 4-token kernels for every chunk. */
+static P3KernelSet
+without_gemm(const P3KernelSet *k)
+{
+	P3KernelSet c = *k;
+
+	c.gemm_q8k = NULL;
+	c.gemm_pack_q8k = NULL;
+	return c;
+}
+
+/* ms per decode step of n_tok rows (32 layers, no attention), with and without the GEMM */
+static void
+bench_batch_steps(P3ThreadPool *pool, const P3KernelSet *k, LayerSet *ls, const float *x, float *y,
+				  void *act_buf, float *scratch, size_t sfloats)
+{
+	static const int32_t steps[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128};
+	P3KernelSet plain = without_gemm(k);
+
+	if (k->gemm_q8k == NULL)
+		return;
+	printf("\nbatched decode steps and chunks, set %s, q8, 2 threads, 32 layers (no attention, no output): "
+		   "ms per step and tokens/s, with the K-quant GEMM and with the 4-token kernels\n", k->name);
+	printf("%5s | %9s %8s | %9s %8s | %7s\n", "n_tok", "GEMM ms", "tok/s", "4-tok ms", "tok/s", "GEMM/4");
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+	{
+		int			nrep = quick ? 1 : 3;
+		double		tg = 32.0 * time_matmul(pool, k, P3_ACT_Q8, ls, 0, 4, steps[i], nrep, false,
+											x, y, act_buf, scratch, sfloats);
+		double		tp = 32.0 * time_matmul(pool, &plain, P3_ACT_Q8, ls, 0, 4, steps[i], nrep, false,
+											x, y, act_buf, scratch, sfloats);
+
+		printf("%5d | %9.1f %8.1f | %9.1f %8.1f | %6.2fx\n", steps[i], tg * 1e3, steps[i] / tg,
+			   tp * 1e3, steps[i] / tp, tp / tg);
+		fflush(stdout);
+	}
+}
+
 static void
 bench_layers(const P3KernelSet **sets, int nsets, double bw1, double bw2)
 {
 	LayerSet	ls;
-	int32_t		max_tok = 64;
+	int32_t		max_tok = 128;
 	int64_t		max_in = 8192,
 				max_out = 32064;
 	/* activations offset by 16 bytes from a cache line, as the engine's malloc'ed buffers are */
 	float	   *xbuf = xmalloc((size_t) max_tok * max_in * sizeof(float) + 64);
 	float	   *x = xbuf + 4;
 	float	   *y = xmalloc((size_t) max_tok * max_out * sizeof(float));
-	void	   *act_buf = xmalloc((size_t) max_tok * max_in * 2);
+	void	   *act_buf;
 	size_t		sfloats = p3_matmul_scratch_per_thread(max_in);
 	float	   *scratch = xmalloc(2 * sfloats * sizeof(float));
 	P3ThreadPool *pools[2] = {NULL, NULL};
 	P3Error		err;
 	double		token_bytes;
+	double		peak[2];
 
 	memset(&ls, 0, sizeof ls);
 	ls.w[0] = make_weight(P3_TYPE_Q5_K, 3072, 9216, "attn_qkv");
@@ -465,8 +564,22 @@ bench_layers(const P3KernelSet **sets, int nsets, double bw1, double bw2)
 	ls.w[2] = make_weight(P3_TYPE_Q4_K, 3072, 16384, "ffn_up");
 	ls.w[3] = make_weight(P3_TYPE_Q6_K, 8192, 3072, "ffn_down");
 	ls.w[4] = make_weight(P3_TYPE_Q6_K, 3072, 32064, "output");
+	{
+		size_t		ab = 0;
+
+		for (int i = 0; i < 5; i++)
+		{
+			size_t		b = p3_matmul_act_bytes(ls.w[i].type, ls.w[i].n_in, max_tok);
+
+			ab = b > ab ? b : ab;
+		}
+		act_buf = xmalloc(ab);
+	}
 	for (int i = 0; i < 4; i++)
+	{
 		ls.layer_bytes += ls.w[i].row_bytes * (size_t) ls.w[i].n_out;
+		ls.layer_macs += (double) ls.w[i].n_in * (double) ls.w[i].n_out;
+	}
 	ls.output_bytes = ls.w[4].row_bytes * (size_t) ls.w[4].n_out;
 	token_bytes = 32.0 * (double) ls.layer_bytes + (double) ls.output_bytes;
 	for (size_t i = 0; i < (size_t) max_tok * max_in; i++)
@@ -506,9 +619,14 @@ bench_layers(const P3KernelSet **sets, int nsets, double bw1, double bw2)
 			}
 	}
 
-	printf("\nprefill, n_tok = %d, 32 layers (no attention, no output): ms per token, tokens/s; "
+	peak[0] = vnni_peak(pools[0], 1);
+	peak[1] = vnni_peak(pools[1], 2);
+	printf("\nint8 multiply-add peak (vpdpbusd, 512 bits, 12 chains): 1 thread %.1f G/s, 2 threads %.1f G/s; "
+		   "a token of 32 layers is %.2f G multiply-adds\n", peak[0] * 1e-9, peak[1] * 1e-9, 32.0 * ls.layer_macs * 1e-9);
+	printf("\nprefill, n_tok = %d, 32 layers (no attention, no output): ms per token, tokens/s, %% of the int8 peak (q8); "
 		   "'row-at-a-time' = the product before the multi-token kernels (every row unpacked per token)\n", max_tok);
-	printf("%-9s %-3s %3s | %9s %8s | %13s %8s | %7s\n", "set", "act", "thr", "ms/tok", "tok/s", "row-at-a-time", "tok/s", "speedup");
+	printf("%-9s %-3s %3s | %9s %8s %6s | %13s %8s | %7s\n", "set", "act", "thr", "ms/tok", "tok/s", "%peak",
+		   "row-at-a-time", "tok/s", "speedup");
 	for (int s = 0; s < nsets; s++)
 	{
 		if (strcmp(sets[s]->name, "reference") == 0)
@@ -525,11 +643,14 @@ bench_layers(const P3KernelSet **sets, int nsets, double bw1, double bw2)
 				double		per = 32.0 * tl / max_tok;
 				double		per_b = 32.0 * tb / max_tok;
 
-				printf("%-9s %-3s %3d | %9.2f %8.1f | %13.2f %8.1f | %6.2fx\n", sets[s]->name,
-					   a == 0 ? "f32" : "q8", th, per * 1e3, 1.0 / per, per_b * 1e3, 1.0 / per_b, per_b / per);
+				double		pct = a == 1 && peak[th - 1] > 0 ? 100.0 * 32.0 * ls.layer_macs / per / peak[th - 1] : 0.0;
+
+				printf("%-9s %-3s %3d | %9.2f %8.1f %5.0f%% | %13.2f %8.1f | %6.2fx\n", sets[s]->name,
+					   a == 0 ? "f32" : "q8", th, per * 1e3, 1.0 / per, pct, per_b * 1e3, 1.0 / per_b, per_b / per);
 				fflush(stdout);
 			}
 	}
+	bench_batch_steps(pools[1], sets[nsets - 1], &ls, x, y, act_buf, scratch, sfloats);
 	p3_threadpool_free(pools[1]);
 	for (int i = 0; i < 5; i++)
 		free((void *) ls.w[i].data);
