@@ -766,6 +766,54 @@ parse_image(P3GGUF *g, const char *display, P3Error *err)
 	return check_tensor_data(g, err);
 }
 
+
+/*
+ * The file's read-only shared mapping, at an address aligned to 2 MiB (a
+ * huge page) and with MADV_HUGEPAGE: where the page cache holds the file in
+ * huge folios (Linux reads it so for a MADV_HUGEPAGE mapping when it is not
+ * cached yet), each 2 MiB is then mapped by one page-table entry instead of
+ * 512.  That is about 1,200 entries for a 2.4 GB model instead of 590,000:
+ * a new backend's first pass over the weights faults 1,200 times, not
+ * 37,000, and every decode step stops paying a TLB miss per 4 KiB read.
+ * Without huge folios it is an ordinary mapping; the alignment costs 2 MiB
+ * of address space, reserved and given back at once.
+ */
+#define MAP_HUGE_ALIGN ((size_t) 2 << 20)
+
+static void *
+map_file(int fd, size_t size)
+{
+	size_t		span = size + MAP_HUGE_ALIGN;
+	uint8_t    *reserve = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t    *at;
+	void	   *map;
+
+	if (reserve == MAP_FAILED || size > SIZE_MAX - MAP_HUGE_ALIGN)
+		return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	at = (uint8_t *) (((uintptr_t) reserve + MAP_HUGE_ALIGN - 1) & ~(uintptr_t) (MAP_HUGE_ALIGN - 1));
+	map = mmap(at, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+	if (map == MAP_FAILED)
+	{
+		munmap(reserve, span);
+		return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	}
+	/* give back the reservation around the mapping */
+	if (at > reserve)
+		munmap(reserve, (size_t) (at - reserve));
+	{
+		long		pg = sysconf(_SC_PAGESIZE);
+		size_t		page = pg > 0 ? (size_t) pg : 4096;
+		uint8_t    *end = at + (size + page - 1) / page * page;
+
+		if (end < reserve + span)
+			munmap(end, (size_t) (reserve + span - end));
+	}
+#ifdef MADV_HUGEPAGE
+	(void) madvise(map, size, MADV_HUGEPAGE);
+#endif
+	return map;
+}
+
 /* Free everything a P3GGUF owns except the mapping. */
 static void
 free_arrays(P3GGUF *g)
@@ -846,7 +894,7 @@ p3_gguf_open(const char *path, P3GGUF **out, P3Error *err)
 							 path, (long long) sb.st_size);
 	}
 
-	map = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	map = map_file(fd, (size_t) sb.st_size);
 	if (map == MAP_FAILED)
 	{
 		st = p3_error_errno_kind(err, P3_ERR_IO, P3_KIND_FILE_MAP, "could not map model file \"%s\"", path);
