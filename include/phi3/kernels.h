@@ -32,7 +32,10 @@
  * P3_KERNEL_NTOK activation rows at once, so the row is unpacked once for
  * several tokens; each output has the same bits as the single-token kernel
  * of the same set (p3_matmul uses them for chunks of tokens, so chunked and
- * unchunked evaluation agree exactly).
+ * unchunked evaluation agree exactly).  The avx512 set also has a GEMM for
+ * K-quant weights (gemm_pack_q8k / gemm_q8k below: 16 tokens per register,
+ * each row unpacked once per chunk), bit-identical to its vec_dot because
+ * both combine a row's blocks by one rule (src/engine/gemm_q8k.h).
  *
  * The matrix product p3_matmul computes y = x · Wᵀ for a chunk of tokens:
  *     W: n_out rows of n_in elements of its stored type (a view into the mapping)

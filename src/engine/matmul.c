@@ -16,8 +16,14 @@
  *               tokens per call of vec_dot_ntok (each row unpacked once per
  *               group), over blocks of rows small enough to stay in cache.
  *               Float weights (F32 / F16 / BF16) always use the f32 path.
- * The multi-token kernels give each token the bits of the single-token
- * kernel, and work is split by output rows only, so each y element is
+ *   GEMM        K-quant weights (Q4_K / Q5_K / Q6_K) in a chunk of at least
+ *               GEMM_MIN_TOKENS tokens, where the kernel set has the GEMM
+ *               (avx512): the workers quantize whole groups of 16 tokens
+ *               and repack them into panels, then each runs the GEMM over
+ *               its output rows (gemm_q8k.h, gemm_avx512.c) — 16 tokens
+ *               per register, every weight row unpacked once per chunk.
+ * The multi-token kernels and the GEMM give each token the bits of the
+ * single-token kernel, and work is split by output rows only, so each y element is
  * computed by one worker in a fixed order: the result is independent of the
  * thread count and of how the tokens were grouped into chunks.
  */
