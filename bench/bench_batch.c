@@ -14,7 +14,10 @@
  *                are evaluated in chunks between decode steps, the shared
  *                prefix is computed once and copied between slots
  * Each line gives rows/s, generated tokens/s and the speed-up over "row",
- * all measured in this one run.  While decode is bandwidth-bound a step of
+ * all measured in this one run.  PHI3_BENCH_BATCH_MODES (for example
+ * "row,8,16") runs only those modes; PHI3_BENCH_ROW_ROWS runs the
+ * row-at-a-time modes on the first rows only (their rate is what counts,
+ * and at a row every 10-20 s they are the slow part of the run).  While decode is bandwidth-bound a step of
  * B rows costs about one step of one row, so rows/s grows almost B-fold;
  * it flattens where the products become compute-bound.
  */
@@ -152,12 +155,35 @@ run(const P3Model *m, const P3Tokens *prompts, int n, int n_slots, int threads, 
 	return tokens;
 }
 
+/* Whether mode (row, reuse, or a batch size) is in the comma-separated list (NULL or empty: all). */
+static bool
+mode_wanted(const char *list, const char *mode)
+{
+	size_t		len = strlen(mode);
+
+	if (list == NULL || list[0] == '\0')
+		return true;
+	for (const char *p = list; *p != '\0';)
+	{
+		const char *e = strchr(p, ',');
+		size_t		n = e != NULL ? (size_t) (e - p) : strlen(p);
+
+		if (n == len && strncmp(p, mode, n) == 0)
+			return true;
+		p += n + (e != NULL);
+	}
+	return false;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *path = argc > 1 ? argv[1] : NULL;
 	int			n = argc > 2 ? atoi(argv[2]) : 200;
 	int			threads = argc > 3 ? atoi(argv[3]) : 2;
+	const char *modes = getenv("PHI3_BENCH_BATCH_MODES");
+	const char *rr = getenv("PHI3_BENCH_ROW_ROWS");
+	int			row_rows = rr != NULL && atoi(rr) > 0 ? atoi(rr) : n;
 	static const int batches[] = {2, 4, 8, 16};
 	P3Model    *m = NULL;
 	P3Error		err = {0};
@@ -185,18 +211,28 @@ main(int argc, char **argv)
 	{
 		int			slots = mode < 2 ? 1 : batches[mode - 2];
 		bool		reuse = mode != 0;
-		double		t0 = now_s();
-		long		tok = run(m, prompts, n, slots, threads, reuse);
-		double		dt = now_s() - t0;
+		/* the row-at-a-time modes may run on the first rows only (a rate either way) */
+		int			rows = mode < 2 && row_rows < n ? row_rows : n;
+		double		t0;
+		long		tok;
+		double		dt;
 		char		name[32];
 
-		if (mode == 0)
-			base = n / dt;
 		if (mode < 2)
 			snprintf(name, sizeof(name), "%s", mode == 0 ? "row" : "row+reuse");
 		else
+			snprintf(name, sizeof(name), "%d", slots);
+		if (!mode_wanted(modes, mode == 0 ? "row" : mode == 1 ? "reuse" : name))
+			continue;
+		t0 = now_s();
+		tok = run(m, prompts, rows, slots, threads, reuse);
+		dt = now_s() - t0;
+		if (mode == 0)
+			base = rows / dt;
+		if (mode >= 2)
 			snprintf(name, sizeof(name), "batch %d", slots);
-		printf("%-12s %8.3f %10.2f %7.2fx\n", name, n / dt, tok / dt, (n / dt) / base);
+		printf("%-12s %8.3f %10.2f %7.2fx  (%d rows)\n", name, rows / dt, tok / dt,
+			   base > 0 ? (rows / dt) / base : 0.0, rows);
 		fflush(stdout);
 	}
 	for (int i = 0; i < n; i++)
