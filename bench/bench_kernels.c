@@ -507,8 +507,8 @@ without_gemm(const P3KernelSet *k)
 {
 	P3KernelSet c = *k;
 
-	c.gemm_q8k = NULL;
-	c.gemm_pack_q8k = NULL;
+	memset(c.gemm, 0, sizeof(c.gemm));
+	memset(c.gemm_pack, 0, sizeof(c.gemm_pack));
 	return c;
 }
 
@@ -520,7 +520,7 @@ bench_batch_steps(P3ThreadPool *pool, const P3KernelSet *k, LayerSet *ls, const 
 	static const int32_t steps[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128};
 	P3KernelSet plain = without_gemm(k);
 
-	if (k->gemm_q8k == NULL)
+	if (k->gemm[P3_TYPE_Q4_K] == NULL)
 		return;
 	printf("\nbatched decode steps and chunks, set %s, q8, 2 threads, 32 layers (no attention, no output): "
 		   "ms per step and tokens/s, with the K-quant GEMM and with the 4-token kernels\n", k->name);

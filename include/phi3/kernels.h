@@ -33,7 +33,7 @@
  * several tokens; each output has the same bits as the single-token kernel
  * of the same set (p3_matmul uses them for chunks of tokens, so chunked and
  * unchunked evaluation agree exactly).  The avx512 set also has a GEMM for
- * K-quant weights (gemm_pack_q8k / gemm_q8k below: 16 tokens per register,
+ * K-quant, Q4_0 and Q8_0 weights (gemm_pack / gemm below: 16 tokens per register,
  * each row unpacked once per chunk), bit-identical to its vec_dot because
  * both combine a row's blocks by one rule (src/engine/gemm_q8k.h).
  *
@@ -103,10 +103,11 @@ typedef void (*P3VecDotNtokFn) (const void *w, const void *a, size_t a_stride, i
 
 /*
  * Prefill GEMM of K-quant weights (Q4_K / Q5_K / Q6_K) with Q8_K
- * activations, in sets that have one (NULL otherwise; the layouts are
- * private to the engine, src/engine/gemm_q8k.h):
- *   pack  repacks the token groups [g0, g1) (16 tokens each) of n_tok Q8_K
- *         rows (arow bytes apart) into panels
+ * activations and of Q4_0 / Q8_0 weights with Q8_0 activations, in sets
+ * that have one (NULL otherwise; the layouts are private to the engine,
+ * src/engine/gemm_q8k.h):
+ *   pack  repacks the token groups [g0, g1) (16 tokens each) of n_tok
+ *         quantized rows (arow bytes apart) into panels
  *   gemm  rows [r0, r1) of the weight w (of type; row_bytes apart) against
  *         the panels: y[t * ldy + ycol + (r - r0)] for t < n_tok; rows is the
  *         worker's scratch for unpacked rows
@@ -142,9 +143,9 @@ typedef struct P3KernelSet
 	 */
 	void		(*dot_f32_f32_ntok) (const float *w, const float *x, int64_t ldx, int64_t n,
 									 int64_t i0, int64_t m, float *state, float *out);
-	/* prefill GEMM of K-quant weights (see above) */
-	P3GemmPackFn gemm_pack_q8k;
-	P3GemmFn	gemm_q8k;
+	/* prefill GEMM (see above): pack by activation type (Q8_K, Q8_0), gemm by weight type */
+	P3GemmPackFn gemm_pack[P3_TYPE_COUNT];
+	P3GemmFn	gemm[P3_TYPE_COUNT];
 } P3KernelSet;
 
 /* The reference set (scalar, every CPU; the sets of phi3/kernels_dispatch.h start from it). */

@@ -511,14 +511,207 @@ gemm_q8k(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t 
 	}
 }
 
+/* ---------------------------------------------------------------------
+ * Q4_0 / Q8_0 weights with Q8_0 activations (blocks of 32)
+ * --------------------------------------------------------------------- */
+
+/* Panels of token groups [g0, g1) from the Q8_0 rows act (row stride arow bytes). */
+static void
+gemm_pack_q8_0(const void *act, size_t arow, int32_t n_tok, int64_t n_in,
+			   int32_t g0, int32_t g1, void *panels)
+{
+	int64_t		nb = n_in / 32;
+	P3PanelQ8_0 *pan = panels;
+
+	for (int32_t g = g0; g < g1; g++)
+		for (int64_t i = 0; i < nb; i++)
+		{
+			P3PanelQ8_0 *p = &pan[(size_t) g * nb + i];
+
+			for (int t = 0; t < P3_GEMM_LANES; t++)
+			{
+				int32_t		tok = g * P3_GEMM_LANES + t;
+				const P3BlockQ8_0 *y = tok < n_tok ?
+					(const P3BlockQ8_0 *) ((const uint8_t *) act + (size_t) tok * arow) + i : NULL;
+
+				for (int k = 0; k < 8; k++)
+				{
+					uint32_t	v = 0x80808080u;
+
+					if (y != NULL)
+					{
+						memcpy(&v, y->qs + 4 * k, 4);
+						v ^= 0x80808080u;
+					}
+					memcpy(&p->qs[k][4 * t], &v, 4);
+				}
+				p->d[t] = y != NULL ? half_to_float(y->d) : 0.0f;
+			}
+		}
+}
+
+/* nr rows of Q4_0 / Q8_0 weights -> nr * nb P3S8RowBlocks, row after row */
+static void
+unpack_s8_rows(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, int64_t nb, P3S8RowBlock *out)
+{
+	for (int r = 0; r < nr; r++)
+		for (int64_t i = 0; i < nb; i++)
+		{
+			P3S8RowBlock *o = out + (size_t) r * nb + i;
+			__m256i		q;
+			__m256i		sum;
+
+			if (type == P3_TYPE_Q8_0)
+			{
+				const P3BlockQ8_0 *b = (const P3BlockQ8_0 *) (w + (size_t) r * row_bytes) + i;
+
+				q = _mm256_loadu_si256((const __m256i *) b->qs);
+				o->d = half_to_float(b->d);
+			}
+			else
+			{
+				const P3BlockQ4_0 *b = (const P3BlockQ4_0 *) (w + (size_t) r * row_bytes) + i;
+				__m128i		v = _mm_loadu_si128((const __m128i *) b->qs);
+				__m256i		nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)),
+												   _mm_and_si128(v, _mm_set1_epi8(15)));
+
+				q = _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
+				o->d = half_to_float(b->d);
+			}
+			_mm256_storeu_si256((__m256i *) o->q, q);
+			/* Σ q (signed) as word pairs, then dwords */
+			sum = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+			o->cw = 128 * sum8_epi32(sum);
+		}
+}
+
+/* rows w[0..R) against token groups p[0..G) over nb blocks of 32 (see tile) */
+INLINE void
+tile_s8(const P3S8RowBlock *const *w, const int R, const P3PanelQ8_0 *const *p, const int G,
+		int64_t nb, __m512 acc[P3_GEMM_ROWS][TILE_GROUPS], Prefetch *pf)
+{
+#pragma GCC unroll 16
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+		for (int g = 0; g < G; g++)
+			acc[r][g] = _mm512_setzero_ps();
+	for (int64_t i = 0; i < nb; i++)
+	{
+		__m512i		sub[P3_GEMM_ROWS][TILE_GROUPS];
+
+		if ((i & 7) == 0)
+			prefetch_some(pf);
+#pragma GCC unroll 16
+		for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+			for (int g = 0; g < G; g++)
+				sub[r][g] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+		for (int k = 0; k < 8; k++)
+		{
+			__m512i		a[TILE_GROUPS];
+
+#pragma GCC unroll 16
+			for (int g = 0; g < G; g++)
+				a[g] = _mm512_load_si512((const void *) p[g][i].qs[k]);
+#pragma GCC unroll 16
+			for (int r = 0; r < R; r++)
+			{
+				int32_t		wd;
+				__m512i		wb;
+
+				memcpy(&wd, w[r][i].q + 4 * k, 4);
+				wb = _mm512_set1_epi32(wd);
+#pragma GCC unroll 16
+				for (int g = 0; g < G; g++)
+					sub[r][g] = _mm512_dpbusd_epi32(sub[r][g], a[g], wb);
+			}
+		}
+#pragma GCC unroll 16
+		for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+			for (int g = 0; g < G; g++)
+			{
+				__m512i		s = _mm512_sub_epi32(sub[r][g], _mm512_set1_epi32(w[r][i].cw));
+
+				acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
+											_mm512_mul_ps(_mm512_set1_ps(w[r][i].d), _mm512_load_ps(p[g][i].d)),
+											acc[r][g]);
+			}
+	}
+}
+
+static void
+run_tile_s8(const P3S8RowBlock *const *w, int R, const P3PanelQ8_0 *const *p, int G, int64_t nb,
+			__m512 acc[P3_GEMM_ROWS][TILE_GROUPS], Prefetch *pf)
+{
+	if (R == P3_GEMM_ROWS && G == 2)
+		tile_s8(w, P3_GEMM_ROWS, p, 2, nb, acc, pf);
+	else if (R == P3_GEMM_ROWS)
+		tile_s8(w, P3_GEMM_ROWS, p, 1, nb, acc, pf);
+	else if (G == 2)
+		tile_s8(w, 1, p, 2, nb, acc, pf);
+	else
+		tile_s8(w, 1, p, 1, nb, acc, pf);
+}
+
+/* gemm_q8k's contract for Q4_0 / Q8_0 weights against Q8_0 panels */
+static void
+gemm_s8(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t r1, int64_t n_in,
+		const void *panels, int32_t n_tok, float *y, int64_t ldy, int64_t ycol, void *rows)
+{
+	const int64_t nb = n_in / 32;
+	const int32_t n_groups = (n_tok + P3_GEMM_LANES - 1) / P3_GEMM_LANES;
+	const P3PanelQ8_0 *pan = panels;
+	P3S8RowBlock *unpacked = rows;
+	Prefetch	pf;
+
+	for (int64_t rb = r0; rb < r1; rb += P3_GEMM_ROWS)
+	{
+		int			nr = r1 - rb < P3_GEMM_ROWS ? (int) (r1 - rb) : P3_GEMM_ROWS;
+		const P3S8RowBlock *wr[P3_GEMM_ROWS];
+
+		unpack_s8_rows(type, w + (size_t) rb * row_bytes, row_bytes, nr, nb, unpacked);
+		for (int r = 0; r < nr; r++)
+			wr[r] = unpacked + (size_t) r * nb;
+		prefetch_plan(&pf, w, row_bytes, rb + nr, r1, (nb + 7) / 8, n_groups);
+		for (int32_t g = 0; g < n_groups; g += TILE_GROUPS)
+		{
+			int			ng = n_groups - g < TILE_GROUPS ? n_groups - g : TILE_GROUPS;
+			const P3PanelQ8_0 *pg[TILE_GROUPS];
+			__m512		acc[P3_GEMM_ROWS][TILE_GROUPS];
+
+			for (int k = 0; k < ng; k++)
+				pg[k] = pan + (size_t) (g + k) * nb;
+			if (nr == P3_GEMM_ROWS)
+				run_tile_s8(wr, nr, pg, ng, nb, acc, &pf);
+			else
+				for (int r = 0; r < nr; r++)
+				{
+					__m512		one[P3_GEMM_ROWS][TILE_GROUPS];
+
+					run_tile_s8(&wr[r], 1, pg, ng, nb, one, &pf);
+					for (int k = 0; k < ng; k++)
+						acc[r][k] = one[0][k];
+				}
+			store_tile(acc, nr, ng, g * P3_GEMM_LANES, n_tok, y, ldy, ycol + (rb - r0));
+		}
+	}
+}
+
 #pragma GCC pop_options
 
 /* The GEMM entries of the avx512 set (compiled without the target options: it only stores pointers). */
 void
 p3_gemm_fill_avx512(P3KernelSet *k)
 {
-	k->gemm_pack_q8k = gemm_pack_q8k;
-	k->gemm_q8k = gemm_q8k;
+	k->gemm_pack[P3_TYPE_Q8_K] = gemm_pack_q8k;
+	k->gemm_pack[P3_TYPE_Q8_0] = gemm_pack_q8_0;
+	k->gemm[P3_TYPE_Q4_K] = gemm_q8k;
+	k->gemm[P3_TYPE_Q5_K] = gemm_q8k;
+	k->gemm[P3_TYPE_Q6_K] = gemm_q8k;
+	k->gemm[P3_TYPE_Q4_0] = gemm_s8;
+	k->gemm[P3_TYPE_Q8_0] = gemm_s8;
 }
 
 #endif							/* __x86_64__ */

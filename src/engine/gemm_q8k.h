@@ -1,13 +1,16 @@
 /*
  * gemm_q8k.h — private to the engine: the prefill GEMM of K-quant weights
- * (Q4_K, Q5_K, Q6_K) with Q8_K activations, and the one rule by which every
- * fast kernel of those types combines a row's blocks.
+ * (Q4_K, Q5_K, Q6_K) with Q8_K activations and of Q4_0 / Q8_0 weights with
+ * Q8_0 activations, and the one rule by which every fast kernel of those
+ * types combines a row's blocks.
  *
  * The rule (the "exact-block" order).  For one weight row and one token,
  * block i (256 elements) contributes two exact integers:
  *     S_i = Σ_k sc(k) · q_k · a_k      (q_k the code, minus 32 for Q6_K;
  *                                        sc(k) the scale of k's sub-block)
  *     M_i = Σ_j m_j · (bsums[2j] + bsums[2j+1])   (Q4_K / Q5_K mins only)
+ * (for the 32-element formats Q4_0 / Q5_0 / Q8_0 / IQ4_NL: per block of 32
+ * the exact S_i = Σ w_k · a_k of the signed codes, and no M_i)
  * and the float result is the chain, block by block from acc = 0:
  *     acc = fmaf((float) S_i, d_i · dy_i, acc)
  *     acc = fmaf((float) M_i, -(dmin_i · dy_i), acc)     (Q4_K / Q5_K)
@@ -65,6 +68,23 @@ typedef struct P3KRowBlock
 _Static_assert(sizeof(P3PanelQ8K) % 64 == 0, "panel blocks must stay 64-byte aligned");
 _Static_assert(sizeof(P3KRowBlock) % 64 == 0, "row blocks must stay 64-byte aligned");
 
+/* one block (32 elements) of 16 tokens' Q8_0 activations, repacked */
+typedef struct P3PanelQ8_0
+{
+	uint8_t		qs[8][P3_GEMM_LANES * 4];	/* [dword g][token][4]: qs[4g .. 4g+3] + 128 */
+	float		d[P3_GEMM_LANES];			/* dy of each token (0 for padding) */
+} P3PanelQ8_0;
+
+/* one block (32 elements) of one Q4_0 / Q8_0 weight row, unpacked */
+typedef struct P3S8RowBlock
+{
+	int8_t		q[32];			/* signed codes in element order */
+	int32_t		cw;				/* 128 · Σ q: the panel's offset, removed */
+	float		d;
+} P3S8RowBlock;
+
+_Static_assert(sizeof(P3PanelQ8_0) % 64 == 0, "panel blocks must stay 64-byte aligned");
+
 /* weight rows unpacked at a time per worker */
 #define P3_GEMM_ROWS 4
 
@@ -83,27 +103,46 @@ k_block_q6(float acc, int32_t s, float d, float dy)
 	return fmaf((float) s, d * dy, acc);
 }
 
-/* Whether the GEMM handles weights of this type (with Q8_K activations). */
+/* Whether the GEMM handles weights of this type: K-quants with Q8_K activations, Q4_0 / Q8_0 with Q8_0. */
 static inline int
 p3_gemm_q8k_type(uint32_t wtype)
 {
 	return wtype == P3_TYPE_Q4_K || wtype == P3_TYPE_Q5_K || wtype == P3_TYPE_Q6_K;
 }
 
-/* Bytes of the panels for n_tok tokens of n_in elements (n_in a multiple of 256). */
+static inline int
+p3_gemm_s8_type(uint32_t wtype)
+{
+	return wtype == P3_TYPE_Q4_0 || wtype == P3_TYPE_Q8_0;
+}
+
+static inline int
+p3_gemm_type(uint32_t wtype)
+{
+	return p3_gemm_q8k_type(wtype) || p3_gemm_s8_type(wtype);
+}
+
+/* Bytes of the panels for n_tok tokens of n_in elements for weights of wtype (0: no GEMM). */
 static inline size_t
-p3_gemm_panel_bytes(int64_t n_in, int32_t n_tok)
+p3_gemm_panel_bytes(uint32_t wtype, int64_t n_in, int32_t n_tok)
 {
 	size_t		groups = ((size_t) n_tok + P3_GEMM_LANES - 1) / P3_GEMM_LANES;
 
-	return groups * (size_t) (n_in / 256) * sizeof(P3PanelQ8K);
+	if (p3_gemm_q8k_type(wtype))
+		return groups * (size_t) (n_in / 256) * sizeof(P3PanelQ8K);
+	if (p3_gemm_s8_type(wtype))
+		return groups * (size_t) (n_in / 32) * sizeof(P3PanelQ8_0);
+	return 0;
 }
 
-/* Bytes of a worker's unpacked rows for a weight of n_in columns. */
+/* Bytes of a worker's unpacked rows for any GEMM weight of n_in columns. */
 static inline size_t
 p3_gemm_rows_bytes(int64_t n_in)
 {
-	return (size_t) P3_GEMM_ROWS * (size_t) (n_in / 256) * sizeof(P3KRowBlock);
+	size_t		k = (size_t) P3_GEMM_ROWS * (size_t) (n_in / 256) * sizeof(P3KRowBlock);
+	size_t		s8 = (size_t) P3_GEMM_ROWS * (size_t) (n_in / 32) * sizeof(P3S8RowBlock);
+
+	return k > s8 ? k : s8;
 }
 
 #endif							/* PHI3_GEMM_Q8K_H */

@@ -878,11 +878,61 @@ fmadd_low8(__m256i pm, float f, __m512 acc)
 	return _mm512_mask3_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(pm)), _mm512_set1_ps(f), acc, 0x00FF);
 }
 
+/* the f16 scales of 16 consecutive blocks of size bsz (d first in the block) as 16 floats */
+INLINE __m512
+d16_ps(const uint8_t *p, size_t bsz)
+{
+	uint16_t	h[16];
+
+	for (int j = 0; j < 16; j++)
+		memcpy(&h[j], p + j * bsz, 2);
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) h));
+}
+
 /*
- * The 32-element formats with Q8_0 activations: blocks in fours, the
- * products dx * dy of their scales formed at once; per pair of blocks the
- * lane sums times [dd0 x 8, dd1 x 8] go into one accumulator; a last
- * odd block (SWONE, one block as 32 bytes) in the low half.
+ * The 16 block sums of 8 pair vectors (vector j: 8 dword partials of block
+ * 2j, then 8 of block 2j + 1), exact, in block order: two rounds of
+ * unpack-and-add leave each 128-bit lane with one sum per input vector,
+ * the lane pairs of a block are added, and a permutation sorts them.
+ */
+INLINE __m512i
+block_sums16(const __m512i *p)
+{
+	__m512i		u[4],
+				v[2],
+				z;
+
+	for (int j = 0; j < 4; j++)
+		u[j] = _mm512_add_epi32(_mm512_unpacklo_epi32(p[2 * j], p[2 * j + 1]),
+								_mm512_unpackhi_epi32(p[2 * j], p[2 * j + 1]));
+	for (int j = 0; j < 2; j++)
+		v[j] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * j], u[2 * j + 1]),
+								_mm512_unpackhi_epi64(u[2 * j], u[2 * j + 1]));
+	/* lanes: blocks 0 2 4 6, 1 3 5 7, 8 10 12 14, 9 11 13 15 */
+	z = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], 0x88), _mm512_shuffle_i32x4(v[0], v[1], 0xDD));
+	return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), z);
+}
+
+/* the exact-block chain over 16 blocks: acc = fmaf(s[b], dd[b], acc) in block order */
+INLINE float
+chain16(float acc, __m512i s, __m512 dd)
+{
+	float		sf[16],
+				df[16];
+
+	_mm512_storeu_ps(sf, _mm512_cvtepi32_ps(s));
+	_mm512_storeu_ps(df, dd);
+	for (int b = 0; b < 16; b++)
+		acc = fmaf(sf[b], df[b], acc);
+	return acc;
+}
+
+/*
+ * The 32-element formats with Q8_0 activations, by the exact-block rule
+ * of gemm_q8k.h (the prefill GEMM gives the same bits): per block the
+ * exact integer S = Σ w a, then acc = fmaf((float) S, dx · dy, acc) in
+ * block order.  Blocks in sixteens (block_sums16, the products dx · dy
+ * sixteen at a time), the rest one by one (SWONE: one block as 32 bytes).
  */
 #define DEF_VEC_DOT_S8(NAME, BLOCK, SWPAIR, SWONE) \
 INLINE void \
@@ -890,58 +940,46 @@ vec_dot_##NAME##_nt(const void *vw, const void *va, size_t stride, int64_t n, fl
 { \
 	const BLOCK *x = vw; \
 	const int64_t nb = n / 32; \
-	const __m512i lo2 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi32(1), 1); \
-	const __m512i hi2 = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_set1_epi32(3), 1); \
-	__m512		acc[NTOK]; \
+	float		acc[NTOK]; \
 	int64_t		i = 0; \
 	for (int t = 0; t < nt; t++) \
-		acc[t] = _mm512_setzero_ps(); \
-	for (; i + 4 <= nb; i += 4) \
+		acc[t] = 0.0f; \
+	for (; i + 16 <= nb; i += 16) \
 	{ \
-		__m512i		swa = SWPAIR(&x[i]); \
-		__m512i		swb = SWPAIR(&x[i + 2]); \
-		__m512i		awa = _mm512_abs_epi8(swa); \
-		__m512i		awb = _mm512_abs_epi8(swb); \
-		__mmask64	nega = _mm512_movepi8_mask(swa); \
-		__mmask64	negb = _mm512_movepi8_mask(swb); \
-		__m128		dx = d4_ps((const uint8_t *) &x[i], sizeof(BLOCK)); \
-		_Pragma("GCC unroll 4") \
+		__m512i		aw[8]; \
+		__mmask64	neg[8]; \
+		__m512		dx = d16_ps((const uint8_t *) &x[i], sizeof(BLOCK)); \
+		_Pragma("GCC unroll 8") \
+		for (int j = 0; j < 8; j++) \
+		{ \
+			__m512i		sw = SWPAIR(&x[i + 2 * j]); \
+			aw[j] = _mm512_abs_epi8(sw); \
+			neg[j] = _mm512_movepi8_mask(sw); \
+		} \
 		for (int t = 0; t < nt; t++) \
 		{ \
 			const P3BlockQ8_0 *y = ACT_ROW(P3BlockQ8_0, va, stride, t) + i; \
-			__m512		dd = _mm512_castps128_ps512(_mm_mul_ps(dx, d4_ps((const uint8_t *) y, sizeof(P3BlockQ8_0)))); \
-			__m512i		sa = sdot_pair(awa, nega, load_pair(y[0].qs, y[1].qs)); \
-			__m512i		sb = sdot_pair(awb, negb, load_pair(y[2].qs, y[3].qs)); \
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), _mm512_permutexvar_ps(lo2, dd), acc[t]); \
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_permutexvar_ps(hi2, dd), acc[t]); \
+			__m512i		p[8]; \
+			_Pragma("GCC unroll 8") \
+			for (int j = 0; j < 8; j++) \
+				p[j] = sdot_pair(aw[j], neg[j], load_pair(y[2 * j].qs, y[2 * j + 1].qs)); \
+			acc[t] = chain16(acc[t], block_sums16(p), \
+							 _mm512_mul_ps(dx, d16_ps((const uint8_t *) y, sizeof(P3BlockQ8_0)))); \
 		} \
 	} \
-	for (; i + 2 <= nb; i += 2) \
-	{ \
-		__m512i		sw = SWPAIR(&x[i]); \
-		__m512i		aw = _mm512_abs_epi8(sw); \
-		__mmask64	neg = _mm512_movepi8_mask(sw); \
-		__m512		dx = pair_ps(h2f(x[i].d), h2f(x[i + 1].d)); \
-		for (int t = 0; t < nt; t++) \
-		{ \
-			const P3BlockQ8_0 *y = ACT_ROW(P3BlockQ8_0, va, stride, t) + i; \
-			__m512i		s = sdot_pair(aw, neg, load_pair(y[0].qs, y[1].qs)); \
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dx, pair_ps(h2f(y[0].d), h2f(y[1].d))), acc[t]); \
-		} \
-	} \
-	if (i < nb) \
+	for (; i < nb; i++) \
 	{ \
 		__m256i		sw = SWONE(&x[i]); \
 		const float dx = h2f(x[i].d); \
 		for (int t = 0; t < nt; t++) \
 		{ \
 			const P3BlockQ8_0 *y = ACT_ROW(P3BlockQ8_0, va, stride, t) + i; \
-			__m256i		s = sdot_one(sw, _mm256_loadu_si256((const __m256i *) y->qs)); \
-			acc[t] = _mm512_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(s)), _mm512_set1_ps(dx * h2f(y->d)), acc[t]); \
+			int32_t		s = hsum8_epi32(sdot_one(sw, _mm256_loadu_si256((const __m256i *) y->qs))); \
+			acc[t] = fmaf((float) s, dx * h2f(y->d), acc[t]); \
 		} \
 	} \
 	for (int t = 0; t < nt; t++) \
-		out[t] = hsum16(acc[t]); \
+		out[t] = acc[t]; \
 } \
 DEF_VEC_WRAPPERS(NAME, vec_dot_##NAME##_nt)
 

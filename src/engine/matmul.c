@@ -16,7 +16,7 @@
  *               tokens per call of vec_dot_ntok (each row unpacked once per
  *               group), over blocks of rows small enough to stay in cache.
  *               Float weights (F32 / F16 / BF16) always use the f32 path.
- *   GEMM        K-quant weights (Q4_K / Q5_K / Q6_K) in a chunk of at least
+ *   GEMM        Q4_K / Q5_K / Q6_K / Q4_0 / Q8_0 weights in a chunk of at least
  *               GEMM_MIN_TOKENS tokens, where the kernel set has the GEMM
  *               (avx512): the workers quantize whole groups of 16 tokens
  *               and repack them into panels, then each runs the GEMM over
@@ -120,8 +120,8 @@ p3_matmul_act_bytes(uint32_t wtype, int64_t n_in, int32_t n_tok)
 	if (!p3_row_bytes(t->vec_dot_type, n_in, &row))
 		return 0;
 	/* the quantized rows, then (64-byte aligned) the GEMM's panels */
-	if (p3_gemm_q8k_type(wtype))
-		return row * (size_t) n_tok + 64 + p3_gemm_panel_bytes(n_in, n_tok);
+	if (p3_gemm_type(wtype))
+		return row * (size_t) n_tok + 64 + p3_gemm_panel_bytes(wtype, n_in, n_tok);
 	return row * (size_t) n_tok;
 }
 
@@ -147,8 +147,11 @@ act_row_bytes(const P3MatmulArgs *a)
 static bool
 uses_gemm(const P3MatmulArgs *a)
 {
-	return uses_q8(a) && a->kernels->gemm_q8k != NULL && a->kernels->gemm_pack_q8k != NULL &&
-		p3_gemm_q8k_type(a->w->type) && a->n_tok >= GEMM_MIN_TOKENS && a->w->n_in % 256 == 0;
+	const P3TypeTraits *t = p3_type_traits(a->w->type);
+
+	return uses_q8(a) && p3_gemm_type(a->w->type) && a->kernels->gemm[a->w->type] != NULL &&
+		a->kernels->gemm_pack[t->vec_dot_type] != NULL && a->n_tok >= GEMM_MIN_TOKENS &&
+		a->w->n_in % 256 == 0;
 }
 
 /* The GEMM's panels: after the quantized rows in act_buf, 64-byte aligned. */
@@ -165,7 +168,8 @@ static void
 quantize_pack_task(void *arg, int ith, int nth)
 {
 	const P3MatmulArgs *a = arg;
-	P3QuantizeFn quantize = a->kernels->quantize[P3_TYPE_Q8_K];
+	P3Type		vdt = p3_type_traits(a->w->type)->vec_dot_type;
+	P3QuantizeFn quantize = a->kernels->quantize[vdt];
 	size_t		row = act_row_bytes(a);
 	int32_t		groups = (a->n_tok + P3_GEMM_LANES - 1) / P3_GEMM_LANES;
 	int64_t		g0,
@@ -175,8 +179,8 @@ quantize_pack_task(void *arg, int ith, int nth)
 	for (int64_t t = g0 * P3_GEMM_LANES; t < g1 * P3_GEMM_LANES && t < a->n_tok; t++)
 		quantize(a->x + t * a->ldx, (uint8_t *) a->act_buf + (size_t) t * row, a->w->n_in);
 	if (g1 > g0)
-		a->kernels->gemm_pack_q8k(a->act_buf, row, a->n_tok, a->w->n_in, (int32_t) g0, (int32_t) g1,
-								  gemm_panels(a));
+		a->kernels->gemm_pack[vdt](a->act_buf, row, a->n_tok, a->w->n_in, (int32_t) g0, (int32_t) g1,
+								   gemm_panels(a));
 }
 
 /* Worker: this worker's output rows through the GEMM. */
@@ -191,7 +195,7 @@ gemm_task(void *arg, int ith, int nth)
 
 	p3_split_range(a->row_end - a->row_begin, ith, nth, &r0, &r1);
 	if (r1 > r0)
-		a->kernels->gemm_q8k(w->type, w->data, w->row_bytes, a->row_begin + r0, a->row_begin + r1,
+		a->kernels->gemm[w->type](w->type, w->data, w->row_bytes, a->row_begin + r0, a->row_begin + r1,
 							 w->n_in, gemm_panels(a), a->n_tok, a->y, a->ldy, r0, scratch);
 }
 

@@ -1199,9 +1199,64 @@ kq_q6_code(const P3BlockQ6_K *b, int e)
 	return (lo | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
 }
 
+/* signed code of element e of a 32-element block (Q8_0, Q4_0, Q5_0, IQ4_NL) */
+static int
+s8_code(uint32_t type, const void *blk, int e)
+{
+	switch (type)
+	{
+		case P3_TYPE_Q8_0:
+			return ((const P3BlockQ8_0 *) blk)->qs[e];
+		case P3_TYPE_Q4_0:
+			{
+				const P3BlockQ4_0 *b = blk;
+
+				return (e < 16 ? b->qs[e] & 15 : b->qs[e - 16] >> 4) - 8;
+			}
+		case P3_TYPE_Q5_0:
+			{
+				const P3BlockQ5_0 *b = blk;
+				uint32_t	qh;
+				int			q = e < 16 ? b->qs[e] & 15 : b->qs[e - 16] >> 4;
+
+				memcpy(&qh, b->qh, 4);
+				return (q | (int) (((qh >> e) & 1) << 4)) - 16;
+			}
+		default:
+			{
+				const P3BlockIQ4_NL *b = blk;
+
+				return p3_iq4nl_values[e < 16 ? b->qs[e] & 15 : b->qs[e - 16] >> 4];
+			}
+	}
+}
+
+/* the exact-block rule for the 32-element formats with Q8_0 activations */
+static float
+s8_exact_dot(uint32_t type, const void *w, const P3BlockQ8_0 *y, int64_t n)
+{
+	size_t		bsz = row_bytes(type, 32);
+	float		acc = 0.0f;
+
+	for (int64_t i = 0; i < n / 32; i++)
+	{
+		const uint8_t *blk = (const uint8_t *) w + (size_t) i * bsz;
+		uint16_t	d;
+		int64_t		S = 0;
+
+		memcpy(&d, blk, 2);
+		for (int e = 0; e < 32; e++)
+			S += (int64_t) s8_code(type, blk, e) * y[i].qs[e];
+		acc = fmaf((float) S, kq_half(d) * kq_half(y[i].d), acc);
+	}
+	return acc;
+}
+
 static float
 kq_exact_dot(uint32_t type, const void *w, const P3BlockQ8_K *y, int64_t n)
 {
+	if (type == P3_TYPE_Q8_0 || type == P3_TYPE_Q4_0 || type == P3_TYPE_Q5_0 || type == P3_TYPE_IQ4_NL)
+		return s8_exact_dot(type, w, (const P3BlockQ8_0 *) y, n);
 	float		acc = 0.0f;
 
 	for (int64_t i = 0; i < n / P3_QK_K; i++)
@@ -1247,9 +1302,10 @@ kq_exact_dot(uint32_t type, const void *w, const P3BlockQ8_K *y, int64_t n)
 static void
 test_exact_block_rule(void)
 {
-	static const uint32_t ktypes[] = {P3_TYPE_Q4_K, P3_TYPE_Q5_K, P3_TYPE_Q6_K};
+	static const uint32_t ktypes[] = {P3_TYPE_Q4_K, P3_TYPE_Q5_K, P3_TYPE_Q6_K,
+	P3_TYPE_Q8_0, P3_TYPE_Q4_0, P3_TYPE_Q5_0, P3_TYPE_IQ4_NL};
 	const P3KernelSet *k = NULL;
-	const int64_t n = 768;
+	const int64_t n = 1280;		/* 40 blocks of 32 (two runs of 16 and 8 alone) or 5 of 256 */
 	const int32_t n_tok = 21;
 	uint64_t	rng = 4242;
 
@@ -1261,13 +1317,14 @@ test_exact_block_rule(void)
 		fprintf(stderr, "  (no avx512 set here: skipped)\n");
 		return;
 	}
-	CHECK(k->gemm_q8k != NULL && k->gemm_pack_q8k != NULL);
+	CHECK(k->gemm[P3_TYPE_Q4_K] != NULL && k->gemm[P3_TYPE_Q4_0] != NULL && k->gemm_pack[P3_TYPE_Q8_K] != NULL && k->gemm_pack[P3_TYPE_Q8_0] != NULL);
 	for (size_t ti = 0; ti < sizeof(ktypes) / sizeof(ktypes[0]); ti++)
 		for (int wk = 0; wk < DATA_COUNT; wk++)
 		{
 			uint32_t	type = ktypes[ti];
 			size_t		rb = row_bytes(type, n);
-			size_t		ab = row_bytes(P3_TYPE_Q8_K, n);
+			uint32_t	atype = p3_type_traits(type)->vec_dot_type;
+			size_t		ab = row_bytes(atype, n);
 			const int64_t n_out = 6;
 			uint8_t    *w = xcalloc(rb * n_out);
 			uint8_t    *a = xcalloc(ab * n_tok);
@@ -1284,7 +1341,7 @@ test_exact_block_rule(void)
 			}
 			fill_data(src, n * n_tok, (wk + 1) % DATA_COUNT == DATA_LARGE ? DATA_SCALED : (wk + 1) % DATA_COUNT, &rng);
 			for (int32_t t = 0; t < n_tok; t++)
-				p3_quantize_row_ref(P3_TYPE_Q8_K, src + (size_t) t * n, a + t * ab, n);
+				p3_quantize_row_ref(atype, src + (size_t) t * n, a + t * ab, n);
 			memset(&W, 0, sizeof W);
 			W.name = "rule";
 			W.type = type;
