@@ -24,6 +24,7 @@
  */
 #include "pg_phi3.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 char	   *phi3_model = NULL;
@@ -44,6 +45,8 @@ double		phi3_repeat_penalty = PHI3_DEFAULT_REPEAT_PENALTY;
 int			phi3_seed = PHI3_DEFAULT_SEED;
 int			phi3_input_overflow = PHI3_DEFAULT_INPUT_OVERFLOW;
 int			phi3_kernels = PHI3_DEFAULT_KERNELS;
+int			phi3_async_workers = PHI3_DEFAULT_ASYNC_WORKERS;
+int			phi3_async_max_attempts = PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS;
 
 static const struct config_enum_entry input_overflow_options[] = {
 	{"error", PHI3_OVERFLOW_ERROR, false},
@@ -279,6 +282,34 @@ GucInit(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_workers",
+							"Sets how many background workers fill the rows queued "
+							"by phi3_fill_async, for the whole server.",
+							"Needs phi3 in shared_preload_libraries; 0 starts none "
+							"(rows stay queued). A worker serves one database at "
+							"a time. Valid range is 0..64.",
+							&phi3_async_workers,
+							PHI3_DEFAULT_ASYNC_WORKERS,
+							PHI3_MIN_ASYNC_WORKERS, PHI3_MAX_ASYNC_WORKERS,
+	/* a server setting, which only a preload may define; without it, read-only */
+							process_shared_preload_libraries_in_progress ?
+							PGC_POSTMASTER : PGC_INTERNAL,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_max_attempts",
+							"Sets how many times a background worker tries to fill "
+							"a queued row before marking it failed.",
+							"A worker that ends while filling a row (a crash, an "
+							"immediate shutdown) uses up one attempt of each of "
+							"its rows. Valid range is 1..1000.",
+							&phi3_async_max_attempts,
+							PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS,
+							PHI3_MIN_ASYNC_MAX_ATTEMPTS, PHI3_MAX_ASYNC_MAX_ATTEMPTS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("phi3");
 }
