@@ -98,6 +98,10 @@ PGDLLEXPORT void phi3_async_worker_main(Datum arg);
 
 /* Idle processes look again this often even when nobody wakes them */
 #define ASYNC_NAPTIME_MS		10000
+/* A worker whose round failed waits this long before the next (unless woken) */
+#define ASYNC_ERROR_NAPTIME_MS	1000
+/* The launcher starts at most one worker this often (a worker that fails at once is no busy loop) */
+#define ASYNC_START_INTERVAL_MS	500
 /* Databases the launcher remembers as waiting for a worker */
 #define ASYNC_MAX_WANTED		64
 
@@ -171,7 +175,8 @@ static void AsyncShmemStartup(void);
 static void AddWanted(Oid dboid);
 static void LauncherWantAllDatabases(void);
 static void LauncherReap(BackgroundWorkerHandle **handles);
-static void LauncherStartWanted(BackgroundWorkerHandle **handles);
+static bool LauncherStartWanted(BackgroundWorkerHandle **handles);
+static bool DatabaseAcceptsWorker(Oid dboid);
 static void WorkerLeave(void);
 static void WorkerOnExit(int code, Datum arg);
 static bool WorkerRound(MemoryContext cxt);
@@ -180,7 +185,7 @@ static void PrepareItems(AsyncBatch *b);
 static void GenerateItems(AsyncBatch *b);
 static void WriteItem(AsyncBatch *b, AsyncItem *it);
 static void FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error);
-static void RecoverOrphans(void);
+static uint64 RecoverOrphans(void);
 static char *CatchError(MemoryContext cxt);
 
 /* A transaction of a background process (now() is its start, as in a backend). */
@@ -322,6 +327,8 @@ void
 phi3_async_launcher_main(Datum arg)
 {
 	BackgroundWorkerHandle **handles;
+	TimestampTz last_start = 0;
+	long		timeout;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -351,9 +358,16 @@ phi3_async_launcher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		LauncherReap(handles);
-		LauncherStartWanted(handles);
+		if (TimestampDifferenceExceeds(last_start, GetCurrentTimestamp(), ASYNC_START_INTERVAL_MS))
+		{
+			if (LauncherStartWanted(handles))
+				last_start = GetCurrentTimestamp();
+			timeout = ASYNC_NAPTIME_MS;
+		}
+		else
+			timeout = ASYNC_START_INTERVAL_MS;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ASYNC_NAPTIME_MS, PG_WAIT_EXTENSION);
+						 timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
@@ -401,19 +415,57 @@ LauncherReap(BackgroundWorkerHandle **handles)
 	}
 }
 
+/* Whether a worker can connect to dboid (it exists and accepts connections). */
+static bool
+DatabaseAcceptsWorker(Oid dboid)
+{
+	HeapTuple	tup;
+	bool		ok = false;
+
+	StartTransactionCommand();
+	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	if (HeapTupleIsValid(tup))
+	{
+		ok = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
+		ReleaseSysCache(tup);
+	}
+	CommitTransactionCommand();
+	return ok;
+}
+
 /*
- * Start a worker for each wanted database that has none, while slots are
- * free; when none is, ask one idle worker to leave.
+ * Start a worker for the first wanted database that has none, if a slot
+ * is free; when none is, ask one idle worker to leave.  Wanted databases
+ * that are gone are forgotten.  Returns whether a worker was started.
  */
-static void
+static bool
 LauncherStartWanted(BackgroundWorkerHandle **handles)
 {
-	int			start_slot[PHI3_MAX_ASYNC_WORKERS];
+	int			start_slot[1];
 	int			n_start = 0;
 	int			w = 0;
+	Oid			wanted[ASYNC_MAX_WANTED];
+	bool		accepts[ASYNC_MAX_WANTED];
+	int			n_wanted;
+
+	/* catalog lookups outside the lock */
+	LWLockAcquire(shared->lock, LW_SHARED);
+	n_wanted = shared->n_wanted;
+	memcpy(wanted, shared->wanted, sizeof(Oid) * n_wanted);
+	LWLockRelease(shared->lock);
+	for (int i = 0; i < n_wanted; i++)
+		accepts[i] = DatabaseAcceptsWorker(wanted[i]);
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	while (w < shared->n_wanted)
+	for (int i = 0; i < n_wanted; i++)
+	{
+		if (accepts[i])
+			continue;
+		for (int j = 0; j < shared->n_wanted; j++)
+			if (shared->wanted[j] == wanted[i])
+				shared->wanted[j] = shared->wanted[--shared->n_wanted];
+	}
+	while (w < shared->n_wanted && n_start == 0)
 	{
 		Oid			db = shared->wanted[w];
 		int			free_slot = -1;
@@ -485,8 +537,10 @@ LauncherStartWanted(BackgroundWorkerHandle **handles)
 			memset(&shared->slots[i], 0, sizeof(AsyncSlot));
 			LWLockRelease(shared->lock);
 			handles[i] = NULL;
+			return false;
 		}
 	}
+	return n_start > 0;
 }
 
 /* ---- a worker ---- */
@@ -518,9 +572,10 @@ phi3_async_worker_main(Datum arg)
 	LWLockRelease(shared->lock);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "phi3 async batch", ALLOCSET_DEFAULT_SIZES);
-	RecoverOrphans();
 	for (;;)
 	{
+		bool		busy = false;
+		bool		failed = false;
 		bool		leave;
 
 		CHECK_FOR_INTERRUPTS();
@@ -529,11 +584,33 @@ phi3_async_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (WorkerRound(cxt))
+
+		/*
+		 * An error outside the rows' own (which are caught and recorded
+		 * where they happen): the queue's statements, the extension being
+		 * dropped under the worker.  Logged; the worker goes on.
+		 */
+		PG_TRY();
+		{
+			busy = WorkerRound(cxt);
+			/* rows of a worker that died are queued again: take them now */
+			if (!busy)
+				busy = RecoverOrphans() > 0;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(TopMemoryContext);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			MemoryContextReset(cxt);
+			failed = true;
+		}
+		PG_END_TRY();
+		if (busy)
 			continue;
 
 		/* nothing to do: sleep until woken */
-		RecoverOrphans();
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 		my_slot->idle = true;
 		leave = my_slot->exit_requested;
@@ -542,7 +619,7 @@ phi3_async_worker_main(Datum arg)
 			break;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 ASYNC_NAPTIME_MS, PG_WAIT_EXTENSION);
+						 failed ? ASYNC_ERROR_NAPTIME_MS : ASYNC_NAPTIME_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 		my_slot->idle = false;
@@ -1181,12 +1258,13 @@ FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error)
  * was killed, the server restarted): pending again, or failed if that was
  * their last attempt.
  */
-static void
+static uint64
 RecoverOrphans(void)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1];
 	char	   *queue;
+	uint64		n = 0;
 
 	BeginXact();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -1204,8 +1282,14 @@ RecoverOrphans(void)
 						"WHERE a.backend_type OPERATOR(pg_catalog.=) '%s')",
 						queue, PHI3_ASYNC_WORKER_TYPE),
 			   1, types, values, NULL, SPI_OK_UPDATE);
+		n = SPI_processed;
 		SPI_finish();
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("phi3 async worker queued again %llu rows of a worker that ended while filling them",
+						(unsigned long long) n)));
+	return n;
 }

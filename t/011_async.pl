@@ -1,0 +1,287 @@
+# 011_async.pl -- phi3_fill_async with the background workers
+# (shared_preload_libraries = 'phi3', phi3.async_workers = 1).
+#
+#   - 50 rows inserted in one transaction: inside it nothing is generated
+#     and no column is filled; after commit phi3_async_wait sees them all
+#     filled, each exactly once (an audit trigger counts the writes), as
+#     the table's owner (current_user in the audit trigger), with the text
+#     phi3_generate gives for the same prompt; phi3_stats counts them
+#   - a rolled-back insert queues nothing; one inserted row is filled
+#     shortly after its commit (the worker is woken, not polling)
+#   - the owner without UPDATE on the table: the worker cannot write it;
+#     after phi3.async_max_attempts the item is failed with the error shown
+#     in phi3_queue_items and phi3_queue_status; phi3_async_retry by the
+#     owner, once the right is back, fills it
+#   - in a second database whose rows generate slowly (the big model): a
+#     value the user sets while the worker generates the row, or before the
+#     worker reaches it, is kept; a row deleted before is skipped; a second
+#     session sees the worker in phi3_stat_activity
+#   - kill -9 of the worker mid-generation, and an immediate shutdown: after
+#     the restart every row is filled, each written once, attempts 2
+#   - pg_terminate_backend ends the worker within a decoder step
+#   - DROP EXTENSION: the worker of that database leaves
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes ();
+use Phi3TAP;
+
+my $tiny = model_path('tiny-a');
+my $big = model_path('big');
+
+my $node = new_node('async', "shared_preload_libraries = 'phi3'", "phi3.model = '$tiny'",
+	'phi3.max_tokens = 8', 'phi3.async_max_attempts = 3', 'phi3.batch_size = 4',
+	'restart_after_crash = on');
+
+# Poll a query until it returns the expected value; the last value seen.
+sub poll_until
+{
+	my ($db, $sql, $want, $timeout) = @_;
+	my $deadline = Time::HiRes::time() + ($timeout // 60);
+	my $got;
+	while (Time::HiRes::time() < $deadline)
+	{
+		$got = $node->safe_psql($db, $sql);
+		return $got if $got eq $want;
+		Time::HiRes::sleep(0.05);
+	}
+	return $got;
+}
+
+# The pid of the worker serving a database ('' if none).
+sub worker_pid
+{
+	my ($db) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity a JOIN pg_database d ON d.oid = a.datid "
+		  . "WHERE backend_type = 'phi3 async worker' AND d.datname = '$db'");
+}
+
+# A table owned by a plain role, filled by phi3_fill_async, with an audit
+# of the worker's writes (who wrote which row).
+sub make_table
+{
+	my ($db, $table, $owner) = @_;
+	$node->safe_psql($db, qq{
+		CREATE TABLE ${table}_writes (id int, by_user name);
+		CREATE TABLE $table (id int PRIMARY KEY, name text, description text);
+		CREATE FUNCTION ${table}_audit() RETURNS trigger LANGUAGE plpgsql AS \$\$
+		BEGIN
+			IF OLD.description IS NULL AND NEW.description IS NOT NULL THEN
+				INSERT INTO public.${table}_writes VALUES (NEW.id, current_user);
+			END IF;
+			RETURN NEW;
+		END \$\$;
+		CREATE TRIGGER ${table}_audit AFTER UPDATE ON $table FOR EACH ROW EXECUTE FUNCTION ${table}_audit();
+		CREATE TRIGGER ${table}_fill AFTER INSERT OR UPDATE ON $table FOR EACH ROW
+			EXECUTE FUNCTION phi3_fill_async('description', 'Describe {name} in one sentence.');
+		ALTER TABLE $table OWNER TO $owner;
+		ALTER TABLE ${table}_writes OWNER TO $owner;
+		ALTER FUNCTION ${table}_audit() OWNER TO $owner;
+	});
+}
+
+$node->safe_psql('postgres', 'CREATE ROLE shop; CREATE ROLE alice; SELECT phi3_stats_reset()');
+make_table('postgres', 'products', 'shop');
+like(
+	$node->safe_psql('postgres',
+		"SELECT string_agg(backend_type, ',' ORDER BY backend_type) FROM pg_stat_activity WHERE backend_type LIKE 'phi3%'"),
+	qr/^phi3 async launcher/, 'the launcher runs');
+
+# ---- 50 rows, one transaction ----
+my $s = Phi3TAP::Session->new($node);
+$s->query_safe('BEGIN');
+my $r = $s->query(
+	"INSERT INTO products SELECT g, 'item ' || g, NULL FROM generate_series(1, 50) g");
+is($r->{stderr}, '', 'the insert raises no warning (workers run)');
+is($s->query_safe('SELECT count(*) FROM products WHERE description IS NOT NULL'),
+	'0', 'inside the transaction nothing is filled');
+is($s->query_safe("SELECT count(*) FROM phi3_queue_items WHERE state = 'pending'"),
+	'50', 'the 50 rows are queued in the transaction');
+Time::HiRes::sleep(0.3);
+is($node->safe_psql('postgres', 'SELECT count(*) FROM phi3_queue_items'),
+	'0', 'other sessions do not see the items before commit');
+$s->query_safe('COMMIT');
+is($s->query_safe('SELECT phi3_async_wait(120)'), 't', 'phi3_async_wait: the queue drained');
+is($s->query_safe('SELECT count(*) FROM products WHERE description IS NOT NULL'),
+	'50', 'all 50 rows are filled');
+is( $s->query_safe(
+		"SELECT string_agg(DISTINCT state || '/' || outcome || '/' || attempts, ',') FROM phi3_queue_items"),
+	'done/filled/1', 'every item is done, filled, at the first attempt');
+is($s->query_safe('SELECT count(*), count(DISTINCT id) FROM products_writes'),
+	'50|50', 'each row was written once');
+is($s->query_safe('SELECT string_agg(DISTINCT by_user, \',\') FROM products_writes'),
+	'shop', 'the worker wrote as the table\'s owner');
+is( $s->query_safe(
+		"SELECT count(*) FROM products WHERE description = btrim(phi3_generate('Describe ' || name || ' in one sentence.'), E' \\t\\n\\r\\f')"
+	),
+	'50', 'each value is what phi3_generate gives for the rendered template');
+is($s->query_safe("SELECT calls > 0, rows FROM phi3_stats WHERE function = 'phi3_fill_async'"),
+	't|50', 'phi3_stats counts the 50 rows of phi3_fill_async');
+is( $s->query_safe(
+		"SELECT pending, running, done, failed FROM phi3_queue_status WHERE table_name = 'products'::regclass"),
+	'0|0|50|0', 'phi3_queue_status');
+
+# ---- rollback; the latency of one row ----
+$s->query_safe("BEGIN; INSERT INTO products VALUES (100, 'rolled back', NULL); ROLLBACK");
+Time::HiRes::sleep(0.5);
+is($s->query_safe("SELECT count(*) FROM phi3_queue_items WHERE key = '{100}'"),
+	'0', 'a rolled-back insert queues nothing');
+my $t0 = Time::HiRes::time();
+$s->query_safe("INSERT INTO products VALUES (101, 'one row', NULL)");
+my $filled = poll_until('postgres', 'SELECT description IS NOT NULL FROM products WHERE id = 101',
+	't', 30);
+my $latency = Time::HiRes::time() - $t0;
+is($filled, 't', 'a single row is filled');
+cmp_ok($latency, '<', 3, 'within seconds of its commit (woken, not polled)');
+note(sprintf('one row filled %.3f s after its insert', $latency));
+
+# ---- the owner may not write: failed after the attempts, retried ----
+$node->safe_psql('postgres', q{
+	CREATE TABLE notes (id int PRIMARY KEY, body text, summary text);
+	CREATE TRIGGER notes_fill AFTER INSERT ON notes FOR EACH ROW
+		EXECUTE FUNCTION phi3_fill_async('summary', 'Summarize: {body}');
+	ALTER TABLE notes OWNER TO alice;
+	SET ROLE alice;
+	REVOKE UPDATE ON notes FROM alice;
+	INSERT INTO notes VALUES (1, 'the owner cannot update', NULL);
+});
+is( poll_until(
+		'postgres', "SELECT state FROM phi3_queue_items WHERE table_name = 'notes'::regclass",
+		'failed', 60),
+	'failed',
+	'an owner without UPDATE: the item fails');
+is( $node->safe_psql('postgres',
+		"SELECT attempts, last_error FROM phi3_queue_items WHERE table_name = 'notes'::regclass"),
+	'3|permission denied for table notes',
+	'after phi3.async_max_attempts, with the error');
+is($node->safe_psql('postgres', 'SELECT summary IS NULL FROM notes'), 't', 'the column was not written');
+is($node->safe_psql('postgres', "SELECT failed FROM phi3_queue_status WHERE table_name = 'notes'::regclass"),
+	'1', 'phi3_queue_status counts it failed');
+is( $node->safe_psql('postgres',
+		"SET ROLE alice; GRANT UPDATE ON notes TO alice; SELECT phi3_async_retry('notes'); SELECT phi3_async_wait(60)"),
+	"1\nt", 'the owner retries it once the right is back');
+is( $node->safe_psql('postgres',
+		"SELECT state, attempts, outcome FROM phi3_queue_items WHERE table_name = 'notes'::regclass"),
+	'done|1|filled', 'and it is filled');
+$s->quit;
+
+# ---- a database whose rows generate slowly ----
+$node->safe_psql('postgres', "CREATE DATABASE slow");
+$node->safe_psql('postgres', "ALTER DATABASE slow SET phi3.model = '$big'");
+$node->safe_psql('postgres', "ALTER DATABASE slow SET phi3.max_tokens = 150");
+$node->safe_psql('slow', 'CREATE EXTENSION phi3; CREATE ROLE clerk');
+make_table('slow', 'orders', 'clerk');
+
+# Wait until the worker of database slow generates (tokens in phi3_stat_activity); its pid.
+sub wait_generating
+{
+	my $deadline = Time::HiRes::time() + 60;
+	while (Time::HiRes::time() < $deadline)
+	{
+		my $pid = $node->safe_psql('postgres',
+			"SELECT a.pid FROM phi3_stat_activity a JOIN pg_stat_activity p USING (pid) "
+			  . "WHERE p.backend_type = 'phi3 async worker' AND a.function = 'phi3_fill_async' "
+			  . "AND a.tokens > 0");
+		return $pid if $pid ne '';
+		Time::HiRes::sleep(0.05);
+	}
+	return '';
+}
+
+$node->safe_psql('slow', "INSERT INTO orders VALUES (1, 'slow one', NULL)");
+my $pid = wait_generating();
+isnt($pid, '', 'a second session sees the worker generating in phi3_stat_activity');
+is(worker_pid('postgres'), '', 'one worker: it left database postgres for database slow');
+# while row 1 generates: rows 2 and 3 queue behind it; the user sets 1 and
+# 2, deletes 3
+$node->safe_psql('slow', q{
+	INSERT INTO orders VALUES (2, 'slow two', NULL), (3, 'slow three', NULL);
+	UPDATE orders SET description = 'set by the user' WHERE id IN (1, 2);
+	DELETE FROM orders WHERE id = 3;
+});
+is($node->safe_psql('slow', "SELECT string_agg(state, ',' ORDER BY id) FROM phi3_queue_items"),
+	'running,pending,pending', 'the user acted while the worker generated row 1');
+is($node->safe_psql('slow', 'SELECT phi3_async_wait(120)'), 't', 'the queue drains');
+is( $node->safe_psql('slow', "SELECT string_agg(id || ':' || description, ',' ORDER BY id) FROM orders"),
+	'1:set by the user,2:set by the user', 'the values the user set are kept');
+is( $node->safe_psql('slow', "SELECT string_agg(outcome, ',' ORDER BY id) FROM phi3_queue_items"),
+	'value set,value set,row deleted', 'outcomes: value set (during and before generation), row deleted');
+is($node->safe_psql('slow', "SELECT string_agg(by_user, ',') FROM orders_writes"),
+	'postgres,postgres', 'the worker wrote nothing (the writes are the user\'s)');
+
+# ---- kill -9 mid-generation ----
+$node->safe_psql('slow', "INSERT INTO orders SELECT g, 'killed ' || g, NULL FROM generate_series(10, 12) g");
+$pid = wait_generating();
+isnt($pid, '', 'the worker generates the three rows');
+is($node->safe_psql('slow', "SELECT count(*) FROM phi3_queue_items WHERE state = 'running'"),
+	'3', 'they are running');
+kill 'KILL', $pid;
+my $back = 0;
+for (1 .. 600)
+{
+	my ($ret) = $node->psql('slow', 'SELECT 1');
+	if ($ret == 0) { $back = 1; last; }
+	Time::HiRes::sleep(0.1);
+}
+ok($back, 'the server is back after the crash restart');
+is($node->safe_psql('slow', 'SELECT phi3_async_wait(120)'), 't', 'the queue drains after kill -9');
+is($node->safe_psql('slow', 'SELECT count(*) FROM orders WHERE id >= 10 AND description IS NOT NULL'),
+	'3', 'every killed row is filled');
+is($node->safe_psql('slow', 'SELECT count(*), count(DISTINCT id) FROM orders_writes WHERE id >= 10'),
+	'3|3', 'each written once');
+is( $node->safe_psql('slow',
+		"SELECT string_agg(attempts || '/' || outcome, ',' ORDER BY id) FROM phi3_queue_items WHERE key >= '{10}' AND key < '{2}'"),
+	'2/filled,2/filled,2/filled', 'attempts 2: the killed attempt counts');
+ok($node->log_contains(qr/"phi3 async worker" \(PID $pid\) was terminated by signal 9/),
+	'the log shows the kill');
+
+# ---- an immediate shutdown mid-generation ----
+$node->safe_psql('slow', "INSERT INTO orders SELECT g, 'stopped ' || g, NULL FROM generate_series(20, 22) g");
+$pid = wait_generating();
+isnt($pid, '', 'the worker generates three more rows');
+$node->stop('immediate');
+$node->start;
+is($node->safe_psql('slow', 'SELECT phi3_async_wait(120)'), 't', 'the queue drains after the restart');
+is($node->safe_psql('slow', 'SELECT count(*), count(DISTINCT id) FROM orders_writes WHERE id >= 20'),
+	'3|3', 'every row filled, each written once');
+is( $node->safe_psql('slow',
+		"SELECT string_agg(attempts::text, ',' ORDER BY id) FROM phi3_queue_items WHERE key >= '{20}' AND key < '{3}'"),
+	'2,2,2', 'attempts 2');
+
+# ---- terminate: the worker ends within a step ----
+$node->safe_psql('slow', "INSERT INTO orders VALUES (30, 'terminated', NULL)");
+$pid = wait_generating();
+isnt($pid, '', 'the worker generates');
+my $t1 = Time::HiRes::time();
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+my $gone = 0;
+while (Time::HiRes::time() - $t1 < 10)
+{
+	if (!kill(0, $pid)) { $gone = 1; last; }
+	Time::HiRes::sleep(0.01);
+}
+my $stop_time = Time::HiRes::time() - $t1;
+ok($gone, 'pg_terminate_backend ends the worker');
+cmp_ok($stop_time, '<', 1, 'within a second (one decoder step)');
+note(sprintf('worker ended %.3f s after pg_terminate_backend', $stop_time));
+is($node->safe_psql('slow', 'SELECT phi3_async_wait(120)'), 't', 'a new worker fills the row');
+is($node->safe_psql('slow', "SELECT attempts || '/' || outcome FROM phi3_queue_items WHERE key = '{30}'"),
+	'2/filled', 'at its second attempt');
+
+# ---- DROP EXTENSION ----
+isnt(worker_pid('slow'), '', 'a worker serves database slow');
+$node->safe_psql('slow', 'DROP EXTENSION phi3 CASCADE');
+is(poll_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity a JOIN pg_database d ON d.oid = a.datid "
+		  . "WHERE backend_type = 'phi3 async worker' AND d.datname = 'slow'", '0', 30),
+	'0', 'after DROP EXTENSION the worker of that database leaves');
+
+my $crashes = join("\n", grep { !/signal 9|terminating any other active|all server processes terminated|terminating connection because of crash/ }
+	split /\n/, server_log_crashes($node));
+is($crashes, '', 'no crash in the log but the kill -9');
+$node->stop;
+done_testing();
