@@ -8,6 +8,8 @@
 #     phi3_generate gives for the same prompt; phi3_stats counts them
 #   - a rolled-back insert queues nothing; one inserted row is filled
 #     shortly after its commit (the worker is woken, not polling)
+#   - a row whose prompt does not fit fails alone; the rows of its batch
+#     are filled
 #   - the owner without UPDATE on the table: the worker cannot write it;
 #     after phi3.async_max_attempts the item is failed with the error shown
 #     in phi3_queue_items and phi3_queue_status; phi3_async_retry by the
@@ -138,6 +140,24 @@ my $latency = Time::HiRes::time() - $t0;
 is($filled, 't', 'a single row is filled');
 cmp_ok($latency, '<', 3, 'within seconds of its commit (woken, not polled)');
 note(sprintf('one row filled %.3f s after its insert', $latency));
+
+# ---- one row that cannot be generated does not stop the others ----
+# (its prompt does not fit phi3.context_size: the batch fails, its rows are
+# generated one by one, and only that row fails)
+$node->safe_psql('postgres', q{
+	INSERT INTO products VALUES (200, 'fine two hundred', NULL),
+		(201, repeat('far too long ', 3000), NULL), (202, 'fine two hundred two', NULL);
+});
+is($node->safe_psql('postgres', 'SELECT phi3_async_wait(60)'), 't', 'the queue drains');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(key[1] || ':' || state || ':' || attempts, ',' ORDER BY id) FROM phi3_queue_items WHERE key[1] IN ('200', '201', '202')"
+	),
+	'200:done:1,201:failed:3,202:done:1',
+	'the rows beside it are filled at once; it fails after phi3.async_max_attempts');
+like($node->safe_psql('postgres', "SELECT last_error FROM phi3_queue_items WHERE key = '{201}'"),
+	qr/^input is too long/, 'with the error of that row');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM products WHERE id IN (200, 202) AND description IS NOT NULL'),
+	'2', 'the other two rows are filled');
 
 # ---- the owner may not write: failed after the attempts, retried ----
 $node->safe_psql('postgres', q{
