@@ -6,6 +6,10 @@
 -- no worker runs: rows stay queued and a WARNING says so.  The workers
 -- are tested in t/011_async.pl.
 --
+-- (a schema of its own: other tests leave tables behind)
+CREATE SCHEMA async_test;
+SET search_path = async_test, public;
+
 CREATE TABLE products (id int PRIMARY KEY, name text, description text);
 CREATE TRIGGER products_fill AFTER INSERT OR UPDATE ON products FOR EACH ROW
   EXECUTE FUNCTION phi3_fill_async('description', 'Describe {name} in one sentence.');
@@ -125,7 +129,8 @@ SELECT regress_error($$SELECT phi3_async_purge('products', NULL)$$);
 -- purges those of the tables it owns, and cannot touch the queue itself
 CREATE ROLE regress_phi3_async_owner;
 CREATE ROLE regress_phi3_async_other;
-GRANT CREATE ON SCHEMA public TO regress_phi3_async_owner;
+GRANT USAGE, CREATE ON SCHEMA async_test TO regress_phi3_async_owner;
+GRANT USAGE ON SCHEMA async_test TO regress_phi3_async_other;
 SET ROLE regress_phi3_async_owner;
 CREATE TABLE owned (id int PRIMARY KEY, body text, summary text);
 CREATE TRIGGER owned_fill AFTER INSERT ON owned FOR EACH ROW
@@ -163,6 +168,6 @@ SELECT count(*) AS items_left FROM phi3_async_queue WHERE relid NOT IN (SELECT o
 
 DROP TABLE products, pairs, bad, empty_t;
 SELECT count(*) AS queue_empty FROM phi3_async_queue;
-REVOKE CREATE ON SCHEMA public FROM regress_phi3_async_owner;
+DROP SCHEMA async_test;
 DROP ROLE regress_phi3_async_owner;
 DROP ROLE regress_phi3_async_other;
