@@ -20,7 +20,8 @@
  *     trigger.c      the phi3_fill trigger function and the template rules
  *     async_queue.c  phi3_fill_async (enqueue after commit), the queue's
  *                    SQL functions (wait, retry, purge)
- *     async_worker.c the launcher and the workers that fill queued rows
+ *     async_launcher.c  shared state, the launcher, the wake-up at commit
+ *     async_worker.c the workers that fill queued rows
  *     stats.c        phi3_stats and phi3_stat_activity (shared memory)
  *     classify.c     phi3_classify (decoding under an enum schema)
  *     constrain.c    generation under a JSON Schema (json_schema, classify)

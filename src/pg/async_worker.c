@@ -1,21 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * async_worker.c
- *	  The background processes of phi3_fill_async: a launcher, and workers
- *	  that fill the queued rows of one database each.
- *
- * Only with phi3 in shared_preload_libraries and phi3.async_workers > 0:
- * _PG_init reserves shared memory (one slot per worker) and registers the
- * launcher, which connects to no database.  At start it wants a worker for
- * every database that accepts connections (a worker in a database without
- * the extension leaves at once); later a database is wanted when a
- * transaction that queued rows commits and no worker serves it
- * (Phi3AsyncWakeDatabase, called by async_queue.c's commit callback: it
- * sets the serving worker's latch, or adds the database to the wanted list
- * and sets the launcher's latch).  The launcher starts a dynamic worker for
- * a wanted database when a slot is free; when none is, it asks an idle
- * worker to leave, which re-queues its own database as wanted if rows
- * arrived meanwhile.
+ *	  The background workers of phi3_fill_async: each fills the queued rows
+ *	  of one database (started by the launcher, async_launcher.c).
  *
  * A worker repeats: claim, prepare, generate, write.
  *   claim    (one short transaction) up to phi3.batch_size pending items of
@@ -62,13 +49,11 @@
 #include "pg_phi3.h"
 
 #include "access/genam.h"
-#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_database.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -93,45 +78,15 @@
 #include "utils/syscache.h"
 #include "utils/wait_event.h"
 
-PGDLLEXPORT void phi3_async_launcher_main(Datum arg);
+#include "async_internal.h"
+
 PGDLLEXPORT void phi3_async_worker_main(Datum arg);
 
-/* Idle processes look again this often even when nobody wakes them */
-#define ASYNC_NAPTIME_MS		10000
 /* A worker whose round failed waits this long before the next (unless woken) */
 #define ASYNC_ERROR_NAPTIME_MS	1000
-/* The launcher starts at most one worker this often (a worker that fails at once is no busy loop) */
-#define ASYNC_START_INTERVAL_MS	500
-/* Databases the launcher remembers as waiting for a worker */
-#define ASYNC_MAX_WANTED		64
 
-typedef struct AsyncSlot
-{
-	bool		in_use;			/* taken by the launcher for a worker */
-	Oid			dboid;			/* the database it serves */
-	int			pid;			/* 0 until the worker runs */
-	Latch	   *latch;			/* NULL until the worker runs, and once it leaves */
-	bool		idle;			/* waiting, its queue empty */
-	bool		exit_requested; /* the launcher needs the slot */
-	bool		leaving;		/* no longer takes wake-ups */
-} AsyncSlot;
-
-typedef struct AsyncShared
-{
-	LWLock	   *lock;			/* guards everything here */
-	Latch	   *launcher_latch;
-	int			n_wanted;
-	Oid			wanted[ASYNC_MAX_WANTED];
-	int			n_slots;
-	AsyncSlot	slots[FLEXIBLE_ARRAY_MEMBER];
-} AsyncShared;
-
-static AsyncShared *shared = NULL;
-static bool preloaded = false;
 static bool am_worker = false;
 static AsyncSlot *my_slot = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* One claimed queue item and what became of it */
 typedef struct AsyncItem
@@ -168,15 +123,6 @@ typedef struct AsyncBatch
 	int		   *gen_items;		/* driver row -> item index */
 	int			n_gen;
 } AsyncBatch;
-
-static Size AsyncSharedSize(void);
-static void AsyncShmemRequest(void);
-static void AsyncShmemStartup(void);
-static void AddWanted(Oid dboid);
-static void LauncherWantAllDatabases(void);
-static void LauncherReap(BackgroundWorkerHandle **handles);
-static bool LauncherStartWanted(BackgroundWorkerHandle **handles);
-static bool DatabaseAcceptsWorker(Oid dboid);
 static void WorkerLeave(void);
 static void WorkerOnExit(int code, Datum arg);
 static bool WorkerRound(MemoryContext cxt);
@@ -188,359 +134,12 @@ static void FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const 
 static uint64 RecoverOrphans(void);
 static char *CatchError(MemoryContext cxt);
 
-/* A transaction of a background process (now() is its start, as in a backend). */
-static inline void
-BeginXact(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-}
 
-/* ---- shared memory and registration ---- */
-
-/*
- * With shared_preload_libraries: reserve the slots and register the
- * launcher (unless phi3.async_workers is 0).
- */
-void
-Phi3AsyncInit(void)
-{
-	BackgroundWorker bgw;
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	preloaded = true;
-	if (phi3_async_workers == 0)
-		return;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = AsyncShmemRequest;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = AsyncShmemStartup;
-
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = 5;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "phi3");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "phi3_async_launcher_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, PHI3_ASYNC_LAUNCHER_TYPE);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, PHI3_ASYNC_LAUNCHER_TYPE);
-	RegisterBackgroundWorker(&bgw);
-}
-
-/* Why no worker will fill queued rows, or NULL when workers run. */
-const char *
-Phi3AsyncNoWorkersReason(void)
-{
-	if (!preloaded)
-		return "phi3 is not in shared_preload_libraries, so no phi3 background worker runs.";
-	if (phi3_async_workers == 0)
-		return "phi3.async_workers is 0, so no phi3 background worker runs.";
-	return NULL;
-}
-
+/* Whether this process is a phi3 async worker. */
 bool
 Phi3AsyncIsWorker(void)
 {
 	return am_worker;
-}
-
-static Size
-AsyncSharedSize(void)
-{
-	return add_size(offsetof(AsyncShared, slots), mul_size(phi3_async_workers, sizeof(AsyncSlot)));
-}
-
-static void
-AsyncShmemRequest(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(AsyncSharedSize());
-	RequestNamedLWLockTranche("phi3_async", 1);
-}
-
-static void
-AsyncShmemStartup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	shared = ShmemInitStruct("phi3_async", AsyncSharedSize(), &found);
-	if (!found)
-	{
-		memset(shared, 0, AsyncSharedSize());
-		shared->lock = &(GetNamedLWLockTranche("phi3_async"))->lock;
-		shared->n_slots = phi3_async_workers;
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/* Remember that dboid waits for a worker (caller holds the lock exclusively). */
-static void
-AddWanted(Oid dboid)
-{
-	for (int i = 0; i < shared->n_wanted; i++)
-		if (shared->wanted[i] == dboid)
-			return;
-	if (shared->n_wanted < ASYNC_MAX_WANTED)
-		shared->wanted[shared->n_wanted++] = dboid;
-}
-
-/*
- * Rows were queued in dboid and committed: wake the worker that serves
- * it, or ask the launcher for one.  Called after commit: cannot fail.
- */
-void
-Phi3AsyncWakeDatabase(Oid dboid)
-{
-	bool		served = false;
-
-	if (shared == NULL || am_worker)
-		return;
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < shared->n_slots; i++)
-	{
-		AsyncSlot  *s = &shared->slots[i];
-
-		if (s->in_use && s->dboid == dboid && !s->leaving)
-		{
-			served = true;
-			if (s->latch)
-				SetLatch(s->latch);
-		}
-	}
-	if (!served)
-	{
-		AddWanted(dboid);
-		if (shared->launcher_latch)
-			SetLatch(shared->launcher_latch);
-	}
-	LWLockRelease(shared->lock);
-}
-
-/* ---- the launcher ---- */
-
-void
-phi3_async_launcher_main(Datum arg)
-{
-	BackgroundWorkerHandle **handles;
-	TimestampTz last_start = 0;
-	long		timeout;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-
-	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(*handles) * shared->n_slots);
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	shared->launcher_latch = MyLatch;
-	/* a launcher restarted after an error: slots of workers that are gone are free */
-	for (int i = 0; i < shared->n_slots; i++)
-	{
-		AsyncSlot  *s = &shared->slots[i];
-
-		if (s->in_use && (s->pid == 0 || kill(s->pid, 0) != 0))
-			memset(s, 0, sizeof(*s));
-	}
-	LWLockRelease(shared->lock);
-	LauncherWantAllDatabases();
-
-	for (;;)
-	{
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		LauncherReap(handles);
-		if (TimestampDifferenceExceeds(last_start, GetCurrentTimestamp(), ASYNC_START_INTERVAL_MS))
-		{
-			if (LauncherStartWanted(handles))
-				last_start = GetCurrentTimestamp();
-			timeout = ASYNC_NAPTIME_MS;
-		}
-		else
-			timeout = ASYNC_START_INTERVAL_MS;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-}
-
-/* At start every database that accepts connections may have queued rows. */
-static void
-LauncherWantAllDatabases(void)
-{
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-
-	BeginXact();
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
-
-		if (db->datallowconn && !db->datistemplate)
-			AddWanted(db->oid);
-	}
-	LWLockRelease(shared->lock);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-}
-
-/* Free the slots of workers that have ended. */
-static void
-LauncherReap(BackgroundWorkerHandle **handles)
-{
-	for (int i = 0; i < shared->n_slots; i++)
-	{
-		pid_t		pid;
-
-		if (handles[i] == NULL || GetBackgroundWorkerPid(handles[i], &pid) != BGWH_STOPPED)
-			continue;
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		memset(&shared->slots[i], 0, sizeof(AsyncSlot));
-		LWLockRelease(shared->lock);
-		pfree(handles[i]);
-		handles[i] = NULL;
-	}
-}
-
-/* Whether a worker can connect to dboid (it exists and accepts connections). */
-static bool
-DatabaseAcceptsWorker(Oid dboid)
-{
-	HeapTuple	tup;
-	bool		ok = false;
-
-	StartTransactionCommand();
-	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
-	if (HeapTupleIsValid(tup))
-	{
-		ok = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
-		ReleaseSysCache(tup);
-	}
-	CommitTransactionCommand();
-	return ok;
-}
-
-/*
- * Start a worker for the first wanted database that has none, if a slot
- * is free; when none is, ask one idle worker to leave.  Wanted databases
- * that are gone are forgotten.  Returns whether a worker was started.
- */
-static bool
-LauncherStartWanted(BackgroundWorkerHandle **handles)
-{
-	int			start_slot[1];
-	int			n_start = 0;
-	int			w = 0;
-	Oid			wanted[ASYNC_MAX_WANTED];
-	bool		accepts[ASYNC_MAX_WANTED];
-	int			n_wanted;
-
-	/* catalog lookups outside the lock */
-	LWLockAcquire(shared->lock, LW_SHARED);
-	n_wanted = shared->n_wanted;
-	memcpy(wanted, shared->wanted, sizeof(Oid) * n_wanted);
-	LWLockRelease(shared->lock);
-	for (int i = 0; i < n_wanted; i++)
-		accepts[i] = DatabaseAcceptsWorker(wanted[i]);
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < n_wanted; i++)
-	{
-		if (accepts[i])
-			continue;
-		for (int j = 0; j < shared->n_wanted; j++)
-			if (shared->wanted[j] == wanted[i])
-				shared->wanted[j] = shared->wanted[--shared->n_wanted];
-	}
-	while (w < shared->n_wanted && n_start == 0)
-	{
-		Oid			db = shared->wanted[w];
-		int			free_slot = -1;
-		bool		served = false;
-
-		for (int i = 0; i < shared->n_slots; i++)
-		{
-			AsyncSlot  *s = &shared->slots[i];
-
-			if (s->in_use && s->dboid == db && !s->leaving)
-				served = true;
-			else if (!s->in_use && handles[i] == NULL && free_slot < 0)
-				free_slot = i;
-		}
-		if (!served && free_slot < 0)
-		{
-			/* every slot is busy: one idle worker of a database not waiting makes room */
-			for (int i = 0; i < shared->n_slots; i++)
-			{
-				AsyncSlot  *s = &shared->slots[i];
-
-				if (s->in_use && s->idle && !s->leaving && !s->exit_requested && s->latch)
-				{
-					s->exit_requested = true;
-					SetLatch(s->latch);
-					break;
-				}
-			}
-			break;
-		}
-		shared->wanted[w] = shared->wanted[--shared->n_wanted];
-		if (!served)
-		{
-			AsyncSlot  *s = &shared->slots[free_slot];
-
-			memset(s, 0, sizeof(*s));
-			s->in_use = true;
-			s->dboid = db;
-			start_slot[n_start++] = free_slot;
-		}
-	}
-	LWLockRelease(shared->lock);
-
-	for (int k = 0; k < n_start; k++)
-	{
-		int			i = start_slot[k];
-		BackgroundWorker bgw;
-
-		memset(&bgw, 0, sizeof(bgw));
-		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		bgw.bgw_restart_time = BGW_NEVER_RESTART;
-		snprintf(bgw.bgw_library_name, BGW_MAXLEN, "phi3");
-		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "phi3_async_worker_main");
-		snprintf(bgw.bgw_name, BGW_MAXLEN, "%s for database %u", PHI3_ASYNC_WORKER_TYPE,
-				 shared->slots[i].dboid);
-		snprintf(bgw.bgw_type, BGW_MAXLEN, PHI3_ASYNC_WORKER_TYPE);
-		bgw.bgw_main_arg = Int32GetDatum(i);
-		bgw.bgw_notify_pid = MyProcPid;
-		if (!RegisterDynamicBackgroundWorker(&bgw, &handles[i]))
-		{
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("could not start a phi3 async worker for database %u",
-							shared->slots[i].dboid),
-					 errhint("Raise max_worker_processes; it must leave room for phi3.async_workers.")));
-			LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-			AddWanted(shared->slots[i].dboid);
-			memset(&shared->slots[i], 0, sizeof(AsyncSlot));
-			LWLockRelease(shared->lock);
-			handles[i] = NULL;
-			return false;
-		}
-	}
-	return n_start > 0;
 }
 
 /* ---- a worker ---- */
@@ -555,21 +154,21 @@ phi3_async_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	if (shared == NULL || index < 0 || index >= shared->n_slots)
+	if (phi3_async_shared == NULL || index < 0 || index >= phi3_async_shared->n_slots)
 		proc_exit(1);
-	my_slot = &shared->slots[index];
-	LWLockAcquire(shared->lock, LW_SHARED);
+	my_slot = &phi3_async_shared->slots[index];
+	LWLockAcquire(phi3_async_shared->lock, LW_SHARED);
 	dboid = my_slot->dboid;
-	LWLockRelease(shared->lock);
+	LWLockRelease(phi3_async_shared->lock);
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	am_worker = true;
 	pgstat_report_appname(PHI3_ASYNC_WORKER_TYPE);
 	before_shmem_exit(WorkerOnExit, (Datum) 0);
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 	my_slot->pid = MyProcPid;
 	my_slot->latch = MyLatch;
-	LWLockRelease(shared->lock);
+	LWLockRelease(phi3_async_shared->lock);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "phi3 async batch", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
@@ -611,19 +210,19 @@ phi3_async_worker_main(Datum arg)
 			continue;
 
 		/* nothing to do: sleep until woken */
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 		my_slot->idle = true;
 		leave = my_slot->exit_requested;
-		LWLockRelease(shared->lock);
+		LWLockRelease(phi3_async_shared->lock);
 		if (leave)
 			break;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 failed ? ASYNC_ERROR_NAPTIME_MS : ASYNC_NAPTIME_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 		my_slot->idle = false;
-		LWLockRelease(shared->lock);
+		LWLockRelease(phi3_async_shared->lock);
 	}
 	WorkerLeave();
 	proc_exit(0);
@@ -639,11 +238,11 @@ WorkerLeave(void)
 	bool		pending = false;
 	char	   *queue;
 
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 	my_slot->leaving = true;
-	LWLockRelease(shared->lock);
+	LWLockRelease(phi3_async_shared->lock);
 
-	BeginXact();
+	Phi3AsyncBeginXact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	queue = Phi3AsyncQueueName(true);
 	if (queue != NULL && SPI_connect() == SPI_OK_CONNECT)
@@ -663,9 +262,9 @@ WorkerLeave(void)
 static void
 WorkerOnExit(int code, Datum arg)
 {
-	if (shared == NULL || my_slot == NULL)
+	if (phi3_async_shared == NULL || my_slot == NULL)
 		return;
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 	my_slot->leaving = true;
 	my_slot->latch = NULL;
 
@@ -674,8 +273,8 @@ WorkerOnExit(int code, Datum arg)
 	 * next round (not at once: an error that repeats is not a busy loop)
 	 */
 	if (code != 0)
-		AddWanted(MyDatabaseId);
-	LWLockRelease(shared->lock);
+		Phi3AsyncAddWanted(MyDatabaseId);
+	LWLockRelease(phi3_async_shared->lock);
 }
 
 /*
@@ -688,14 +287,14 @@ WorkerRound(MemoryContext cxt)
 	AsyncBatch	b;
 	bool		extension_gone;
 
-	BeginXact();
+	Phi3AsyncBeginXact();
 	extension_gone = !OidIsValid(get_extension_oid("phi3", true));
 	CommitTransactionCommand();
 	if (extension_gone)
 	{
-		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 		my_slot->exit_requested = true;
-		LWLockRelease(shared->lock);
+		LWLockRelease(phi3_async_shared->lock);
 		return false;
 	}
 
@@ -764,7 +363,7 @@ ClaimItems(AsyncBatch *b)
 	Datum		values[2];
 	MemoryContext old;
 
-	BeginXact();
+	Phi3AsyncBeginXact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	b->queue = Phi3AsyncQueueName(true);
 	if (b->queue == NULL || SPI_connect() != SPI_OK_CONNECT)
@@ -975,7 +574,7 @@ PrepareItems(AsyncBatch *b)
 		Relation	rel;
 		Trigger    *trigger;
 
-		BeginXact();
+		Phi3AsyncBeginXact();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -1029,7 +628,7 @@ PrepareItems(AsyncBatch *b)
 		/* the table or the trigger was dropped: the work is moot */
 		Oid			types[1] = {INT8OID};
 
-		BeginXact();
+		Phi3AsyncBeginXact();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -1094,7 +693,7 @@ GenerateList(AsyncBatch *b, char **error)
 
 	PG_TRY();
 	{
-		BeginXact();
+		Phi3AsyncBeginXact();
 		Phi3StatsSetFunction(PHI3_STAT_FILL_ASYNC);
 		Phi3RunBatch(&ops, b, b->n_gen);
 		CommitTransactionCommand();
@@ -1168,7 +767,7 @@ WriteItem(AsyncBatch *b, AsyncItem *it)
 		bool		still_ours;
 
 		memset(nulls, ' ', b->nkeys + 1);
-		BeginXact();
+		Phi3AsyncBeginXact();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -1227,7 +826,7 @@ FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error)
 	Oid			types[4] = {INT8OID, INT4OID, TEXTOID, INT4OID};
 	Datum		values[4];
 
-	BeginXact();
+	Phi3AsyncBeginXact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1266,7 +865,7 @@ RecoverOrphans(void)
 	char	   *queue;
 	uint64		n = 0;
 
-	BeginXact();
+	Phi3AsyncBeginXact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	queue = Phi3AsyncQueueName(true);
 	if (queue != NULL && SPI_connect() == SPI_OK_CONNECT)
