@@ -263,6 +263,7 @@ CREATE TABLE phi3_async_queue (
 		CHECK (state IN ('pending', 'running', 'done', 'failed')),
 	attempts int NOT NULL DEFAULT 0,
 	last_error text,
+	retry_at timestamptz,
 	outcome text,
 	worker_pid int,
 	enqueued_at timestamptz NOT NULL DEFAULT now(),
@@ -277,7 +278,7 @@ CREATE UNIQUE INDEX phi3_async_queue_once ON phi3_async_queue (trigger_oid, key)
 REVOKE ALL ON phi3_async_queue FROM PUBLIC;
 
 COMMENT ON TABLE phi3_async_queue IS
-'Rows queued by phi3_fill_async for the background workers: table, trigger, target column, the row''s key (primary key or replica identity columns, as text), state (pending, running, done, failed), attempts, last error, outcome (filled, value set, row deleted); read it through phi3_queue_items and phi3_queue_status';
+'Rows queued by phi3_fill_async for the background workers: table, trigger, target column, the row''s key (primary key or replica identity columns, as text), state (pending, running, done, failed), attempts, last error, the time of the next attempt, outcome (filled, value set, row deleted); read it through phi3_queue_items and phi3_queue_status';
 
 CREATE FUNCTION phi3_fill_async()
 RETURNS trigger
@@ -289,13 +290,13 @@ COMMENT ON FUNCTION phi3_fill_async() IS
 
 CREATE VIEW phi3_queue_items WITH (security_barrier) AS
 SELECT q.id, q.relid, q.relid::regclass AS table_name, q.column_name, q.key, q.state,
-	   q.attempts, q.last_error, q.outcome, q.worker_pid, q.enqueued_at, q.updated_at
+	   q.attempts, q.last_error, q.retry_at, q.outcome, q.worker_pid, q.enqueued_at, q.updated_at
 FROM phi3_async_queue q
 WHERE pg_catalog.has_table_privilege(q.relid, 'SELECT')
    OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');
 
 COMMENT ON VIEW phi3_queue_items IS
-'The items of phi3_async_queue of the tables you may SELECT (all of them with pg_read_all_stats): key, state, attempts, last error, outcome';
+'The items of phi3_async_queue of the tables you may SELECT (all of them with pg_read_all_stats): key, state, attempts, last error, when a pending item that failed is tried again (retry_at), outcome';
 
 CREATE VIEW phi3_queue_status AS
 SELECT relid, table_name, column_name,
@@ -326,7 +327,7 @@ AS 'MODULE_PATHNAME', 'phi3_async_retry'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION phi3_async_retry(regclass) IS
-'Queues the failed rows of tbl (or of every table you own) again with their attempts reset; returns how many';
+'Queues the failed rows of tbl (or of every table you own) again with their attempts reset, and makes rows waiting for their next attempt due now; returns how many';
 
 CREATE FUNCTION phi3_async_purge(tbl regclass DEFAULT NULL, states text[] DEFAULT '{done}')
 RETURNS bigint

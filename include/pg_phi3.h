@@ -158,6 +158,11 @@ typedef enum Phi3InputOverflow
 #define PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS	3
 #define PHI3_MAX_ASYNC_MAX_ATTEMPTS		1000
 
+/* phi3.async_retry_delay: ms before a failed row's next attempt (doubled each time) */
+#define PHI3_MIN_ASYNC_RETRY_DELAY		0
+#define PHI3_DEFAULT_ASYNC_RETRY_DELAY	10000
+#define PHI3_MAX_ASYNC_RETRY_DELAY		3600000
+
 /* GUC variables (guc.c) */
 extern char *phi3_model;
 extern int	phi3_threads;
@@ -179,6 +184,7 @@ extern int	phi3_input_overflow;
 extern int	phi3_kernels;
 extern int	phi3_async_workers;
 extern int	phi3_async_max_attempts;
+extern int	phi3_async_retry_delay;
 
 extern void GucInit(void);
 

@@ -14,6 +14,8 @@
 #     after phi3.async_max_attempts the item is failed with the error shown
 #     in phi3_queue_items and phi3_queue_status; phi3_async_retry by the
 #     owner, once the right is back, fills it
+#   - with phi3.async_retry_delay, a failed row waits before its next
+#     attempt, twice as long each time; phi3_async_retry makes it due now
 #   - in a second database whose rows generate slowly (the big model): a
 #     value the user sets while the worker generates the row, or before the
 #     worker reaches it, is kept; a row deleted before is skipped; a second
@@ -36,7 +38,7 @@ my $big = model_path('big');
 
 my $node = new_node('async', "shared_preload_libraries = 'phi3'", "phi3.model = '$tiny'",
 	'phi3.max_tokens = 8', 'phi3.async_max_attempts = 3', 'phi3.batch_size = 4',
-	'restart_after_crash = on');
+	'phi3.async_retry_delay = 0', 'restart_after_crash = on');
 
 # Poll a query until it returns the expected value; the last value seen.
 sub poll_until
@@ -187,6 +189,39 @@ is( $node->safe_psql('postgres',
 is( $node->safe_psql('postgres',
 		"SELECT state, attempts, outcome FROM phi3_queue_items WHERE table_name = 'notes'::regclass"),
 	'done|1|filled', 'and it is filled');
+
+# ---- back-off: a failed attempt waits phi3.async_retry_delay, doubled ----
+$node->safe_psql('postgres', "ALTER SYSTEM SET phi3.async_retry_delay = '20min'; SELECT pg_reload_conf()");
+Time::HiRes::sleep(1);
+$node->safe_psql('postgres', q{
+	SET ROLE alice;
+	REVOKE UPDATE ON notes FROM alice;
+	INSERT INTO notes VALUES (2, 'waits 20 minutes', NULL);
+});
+is( poll_until(
+		'postgres', "SELECT attempts || '/' || state FROM phi3_queue_items WHERE key = '{2}' AND last_error IS NOT NULL",
+		'1/pending', 60),
+	'1/pending', 'with a retry delay the failed row is pending again');
+is( $node->safe_psql('postgres',
+		"SELECT retry_at > now() + interval '19 minutes' FROM phi3_queue_items WHERE key = '{2}' AND table_name = 'notes'::regclass"),
+	't', 'due in 20 minutes (retry_at)');
+Time::HiRes::sleep(1.5);
+is($node->safe_psql('postgres', "SELECT attempts FROM phi3_queue_items WHERE key = '{2}' AND table_name = 'notes'::regclass"),
+	'1', 'and not tried again meanwhile');
+is($node->safe_psql('postgres', "SET ROLE alice; SELECT phi3_async_retry('notes')"),
+	'1', 'phi3_async_retry makes it due now');
+is( poll_until(
+		'postgres', "SELECT attempts || '/' || state FROM phi3_queue_items WHERE key = '{2}' AND table_name = 'notes'::regclass",
+		'2/pending', 60),
+	'2/pending', 'it is tried at once');
+is( $node->safe_psql('postgres',
+		"SELECT state, retry_at > now() + interval '39 minutes' FROM phi3_queue_items WHERE key = '{2}' AND table_name = 'notes'::regclass"
+	),
+	'pending|t', 'failing again, it waits twice as long');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET phi3.async_retry_delay; SELECT pg_reload_conf()");
+is( $node->safe_psql('postgres',
+		"SET ROLE alice; GRANT UPDATE ON notes TO alice; SELECT phi3_async_retry('notes'); SELECT phi3_async_wait(60)"),
+	"1\nt", 'retried with the right back, it is filled');
 $s->quit;
 
 # ---- a database whose rows generate slowly ----

@@ -383,7 +383,8 @@ CheckQueueTableOwner(Oid relid)
 /*
  * phi3_async_retry(tbl regclass DEFAULT NULL) returns bigint: failed
  * items (of tbl, or of every table the caller owns) are queued again with
- * their attempts reset; returns how many.
+ * their attempts reset, and pending items waiting for their next attempt
+ * are due now; returns how many.
  */
 Datum
 phi3_async_retry(PG_FUNCTION_ARGS)
@@ -399,9 +400,12 @@ phi3_async_retry(PG_FUNCTION_ARGS)
 	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
 	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
 	values[1] = ObjectIdGetDatum(GetUserId());
-	sql = psprintf("UPDATE %s q SET state = 'pending', attempts = 0, worker_pid = NULL, "
-				   "updated_at = pg_catalog.now() "
-				   "WHERE q.state = 'failed' AND ($1 IS NULL OR q.relid = $1) "
+	sql = psprintf("UPDATE %s q SET state = 'pending', "
+				   "attempts = CASE WHEN q.state = 'failed' THEN 0 ELSE q.attempts END, "
+				   "worker_pid = NULL, retry_at = NULL, updated_at = pg_catalog.now() "
+				   "WHERE (q.state = 'failed' OR (q.state = 'pending' AND "
+				   "q.retry_at OPERATOR(pg_catalog.>) pg_catalog.now())) "
+				   "AND ($1 IS NULL OR q.relid = $1) "
 				   "AND pg_catalog.pg_has_role($2, (SELECT c.relowner FROM pg_catalog.pg_class c "
 				   "WHERE c.oid = q.relid), 'USAGE')", Phi3AsyncQueueName(false));
 	n = RunAsQueueOwner(sql, 2, argtypes, values, nulls, SPI_OK_UPDATE);

@@ -21,8 +21,9 @@
  *            worker's running item.  The item is done exactly when the
  *            update commits.
  * Errors of a row are recorded on its item (last_error) and it goes back
- * to pending, or to failed after phi3.async_max_attempts; they never stop
- * the worker.  An attempt is counted when the item is claimed, so a worker
+ * to pending, due again after phi3.async_retry_delay (doubled at each
+ * attempt, at most an hour: retry_at), or to failed after
+ * phi3.async_max_attempts; they never stop the worker.  An attempt is counted when the item is claimed, so a worker
  * that dies (kill -9, immediate shutdown, a crash) uses up one attempt of
  * each of its items; items left running by a process that is no longer a
  * phi3 worker are put back to pending (or failed) by the next worker, at
@@ -132,6 +133,7 @@ static void GenerateItems(AsyncBatch *b);
 static void WriteItem(AsyncBatch *b, AsyncItem *it);
 static void FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error);
 static uint64 RecoverOrphans(void);
+static long NextRetryDelayMs(void);
 static char *CatchError(MemoryContext cxt);
 
 
@@ -176,6 +178,7 @@ phi3_async_worker_main(Datum arg)
 		bool		busy = false;
 		bool		failed = false;
 		bool		leave;
+		long		naptime = ASYNC_NAPTIME_MS;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -195,6 +198,8 @@ phi3_async_worker_main(Datum arg)
 			/* rows of a worker that died are queued again: take them now */
 			if (!busy)
 				busy = RecoverOrphans() > 0;
+			if (!busy)
+				naptime = NextRetryDelayMs();
 		}
 		PG_CATCH();
 		{
@@ -218,7 +223,7 @@ phi3_async_worker_main(Datum arg)
 			break;
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 failed ? ASYNC_ERROR_NAPTIME_MS : ASYNC_NAPTIME_MS, PG_WAIT_EXTENSION);
+						 failed ? ASYNC_ERROR_NAPTIME_MS : naptime, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 		my_slot->idle = false;
@@ -378,8 +383,10 @@ ClaimItems(AsyncBatch *b)
 	values[0] = Int32GetDatum(Max(Min(phi3_batch_size, phi3_max_batch_size), 1));
 	values[1] = Int32GetDatum(MyProcPid);
 	RunSql(psprintf("WITH next AS (SELECT trigger_oid FROM %s WHERE state = 'pending' "
+					"AND (retry_at IS NULL OR retry_at OPERATOR(pg_catalog.<=) pg_catalog.now()) "
 					"ORDER BY id LIMIT 1), "
 					"c AS (SELECT q.id FROM %s q, next WHERE q.state = 'pending' "
+					"AND (q.retry_at IS NULL OR q.retry_at OPERATOR(pg_catalog.<=) pg_catalog.now()) "
 					"AND q.trigger_oid OPERATOR(pg_catalog.=) next.trigger_oid "
 					"ORDER BY q.id LIMIT $1 FOR UPDATE OF q SKIP LOCKED) "
 					"UPDATE %s q SET state = 'running', attempts = q.attempts OPERATOR(pg_catalog.+) 1, "
@@ -823,8 +830,8 @@ WriteItem(AsyncBatch *b, AsyncItem *it)
 static void
 FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error)
 {
-	Oid			types[4] = {INT8OID, INT4OID, TEXTOID, INT4OID};
-	Datum		values[4];
+	Oid			types[5] = {INT8OID, INT4OID, TEXTOID, INT4OID, FLOAT8OID};
+	Datum		values[5];
 
 	Phi3AsyncBeginXact();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -834,6 +841,7 @@ FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error)
 	values[1] = Int32GetDatum(MyProcPid);
 	values[2] = CStringGetTextDatum(outcome ? outcome : error);
 	values[3] = Int32GetDatum(phi3_async_max_attempts);
+	values[4] = Float8GetDatum(phi3_async_retry_delay / 1000.0);
 	if (outcome != NULL)
 		RunSql(psprintf("UPDATE %s SET state = 'done', outcome = $3, last_error = NULL, "
 						"worker_pid = NULL, updated_at = pg_catalog.now() "
@@ -843,13 +851,51 @@ FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error)
 	else
 		RunSql(psprintf("UPDATE %s SET state = CASE WHEN attempts OPERATOR(pg_catalog.>=) $4 "
 						"THEN 'failed' ELSE 'pending' END, last_error = $3, worker_pid = NULL, "
-						"updated_at = pg_catalog.now() "
+						"updated_at = pg_catalog.now(), "
+		/* the next attempt after phi3.async_retry_delay, doubled each time, at most an hour */
+						"retry_at = CASE WHEN attempts OPERATOR(pg_catalog.>=) $4 THEN NULL "
+						"ELSE pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+						"secs => LEAST($5 OPERATOR(pg_catalog.*) pg_catalog.power(2::pg_catalog.float8, "
+						"(attempts OPERATOR(pg_catalog.-) 1)::pg_catalog.float8), 3600::pg_catalog.float8)) END "
 						"WHERE id OPERATOR(pg_catalog.=) $1 AND state = 'running' "
 						"AND worker_pid OPERATOR(pg_catalog.=) $2", b->queue),
-			   4, types, values, NULL, SPI_OK_UPDATE);
+			   5, types, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
+
+/*
+ * Milliseconds until the earliest pending item waiting for its next
+ * attempt is due; ASYNC_NAPTIME_MS when none is sooner.
+ */
+static long
+NextRetryDelayMs(void)
+{
+	char	   *queue;
+	long		delay = ASYNC_NAPTIME_MS;
+
+	Phi3AsyncBeginXact();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	queue = Phi3AsyncQueueName(true);
+	if (queue != NULL && SPI_connect() == SPI_OK_CONNECT)
+	{
+		bool		isnull;
+		Datum		d;
+
+		RunSql(psprintf("SELECT pg_catalog.ceil(1000 OPERATOR(pg_catalog.*) pg_catalog.date_part('epoch', "
+						"pg_catalog.min(retry_at) OPERATOR(pg_catalog.-) pg_catalog.now()))::pg_catalog.int8 "
+						"FROM %s WHERE state = 'pending' "
+						"AND retry_at OPERATOR(pg_catalog.>) pg_catalog.now()", queue),
+			   0, NULL, NULL, NULL, SPI_OK_SELECT);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			delay = Max(Min(DatumGetInt64(d), (int64) ASYNC_NAPTIME_MS), 1);
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return delay;
 }
 
 /*
@@ -875,7 +921,7 @@ RecoverOrphans(void)
 						"THEN 'failed' ELSE 'pending' END, "
 						"last_error = 'the phi3 worker (pid ' OPERATOR(pg_catalog.||) worker_pid "
 						"OPERATOR(pg_catalog.||) ') ended while filling this row', "
-						"worker_pid = NULL, updated_at = pg_catalog.now() "
+						"worker_pid = NULL, retry_at = NULL, updated_at = pg_catalog.now() "
 						"WHERE state = 'running' AND NOT EXISTS (SELECT 1 FROM "
 						"pg_catalog.pg_stat_get_activity(q.worker_pid) a "
 						"WHERE a.backend_type OPERATOR(pg_catalog.=) '%s')",

@@ -47,6 +47,7 @@ int			phi3_input_overflow = PHI3_DEFAULT_INPUT_OVERFLOW;
 int			phi3_kernels = PHI3_DEFAULT_KERNELS;
 int			phi3_async_workers = PHI3_DEFAULT_ASYNC_WORKERS;
 int			phi3_async_max_attempts = PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS;
+int			phi3_async_retry_delay = PHI3_DEFAULT_ASYNC_RETRY_DELAY;
 
 static const struct config_enum_entry input_overflow_options[] = {
 	{"error", PHI3_OVERFLOW_ERROR, false},
@@ -309,6 +310,18 @@ GucInit(void)
 							PHI3_MIN_ASYNC_MAX_ATTEMPTS, PHI3_MAX_ASYNC_MAX_ATTEMPTS,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_retry_delay",
+							"Sets how long a queued row that failed waits before "
+							"its next attempt.",
+							"The delay doubles with each attempt, up to an hour. "
+							"0 retries at once. Valid range is 0..3600000 ms.",
+							&phi3_async_retry_delay,
+							PHI3_DEFAULT_ASYNC_RETRY_DELAY,
+							PHI3_MIN_ASYNC_RETRY_DELAY, PHI3_MAX_ASYNC_RETRY_DELAY,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("phi3");
