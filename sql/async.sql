@@ -72,6 +72,23 @@ CREATE TRIGGER ident_fill AFTER INSERT ON ident FOR EACH ROW
   EXECUTE FUNCTION phi3_fill_async('note', 'Note on {code}.');
 INSERT INTO ident VALUES ('A-1', NULL);
 SELECT table_name, key FROM phi3_queue_items WHERE table_name IN ('pairs'::regclass, 'ident'::regclass) ORDER BY id;
+-- date and time keys are queued in ISO style whatever the session's
+-- DateStyle (the worker reads them back with its own)
+CREATE TABLE readings (at timestamptz, day date, span interval, note text, PRIMARY KEY (at, day, span));
+CREATE TRIGGER readings_fill AFTER INSERT ON readings FOR EACH ROW
+  EXECUTE FUNCTION phi3_fill_async('note', 'Reading of {day}.');
+SET datestyle = 'German, DMY';
+SET intervalstyle = 'sql_standard';
+SET timezone = 'Europe/Berlin';
+INSERT INTO readings VALUES ('2024-03-01 12:30:00+00', '2024-03-02', '1 day 02:00:00', NULL);
+SELECT key FROM phi3_queue_items WHERE table_name = 'readings'::regclass;
+SHOW datestyle;
+RESET datestyle;
+RESET intervalstyle;
+RESET timezone;
+SELECT key[1]::timestamptz = '2024-03-01 12:30:00+00' AND key[2]::date = '2024-03-02'
+       AND key[3]::interval = '1 day 02:00:00' AS same_key
+FROM phi3_queue_items WHERE table_name = 'readings'::regclass;
 
 -- mistakes show on the first row
 CREATE TABLE nokey (id int, note text);
@@ -166,7 +183,7 @@ SELECT table_name FROM phi3_queue_items ORDER BY id;
 DROP TABLE owned;
 SELECT count(*) AS items_left FROM phi3_async_queue WHERE relid NOT IN (SELECT oid FROM pg_class);
 
-DROP TABLE products, pairs, bad, empty_t;
+DROP TABLE products, pairs, bad, empty_t, readings;
 SELECT count(*) AS queue_empty FROM phi3_async_queue;
 DROP SCHEMA async_test;
 DROP ROLE regress_phi3_async_owner;

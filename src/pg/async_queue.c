@@ -62,6 +62,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -222,8 +223,45 @@ CheckFillAsyncCall(FunctionCallInfo fcinfo)
 }
 
 /*
+ * Whether a type's text output depends on the session's DateStyle or
+ * IntervalStyle (the date and time types, and domains over them): a key
+ * of such a type is written in ISO style, which the worker reads back
+ * whatever its own settings (timestamptz with its numeric offset).
+ */
+static bool
+SettingDependentOutput(Oid type)
+{
+	switch (getBaseType(type))
+	{
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case INTERVALOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* DateStyle ISO and IntervalStyle postgres until AtEOXact_GUC(false, the level returned). */
+static int
+CanonicalDateOutput(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+/*
  * The row's key: the text of each column of the primary key (or replica
  * identity index), in index order.  A table without one is an error.
+ * Date and time keys are written in ISO style (SettingDependentOutput).
  */
 static ArrayType *
 RowKey(Relation rel, HeapTuple tuple)
@@ -233,6 +271,7 @@ RowKey(Relation rel, HeapTuple tuple)
 	Datum	   *texts;
 	int			n;
 	ArrayType  *key;
+	int			nest = -1;
 
 	if (!OidIsValid(indexoid))
 		ereport(ERROR,
@@ -245,6 +284,10 @@ RowKey(Relation rel, HeapTuple tuple)
 	n = index->rd_index->indnkeyatts;
 	texts = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
+		if (nest < 0 && SettingDependentOutput(TupleDescAttr(RelationGetDescr(rel),
+															 index->rd_index->indkey.values[i] - 1)->atttypid))
+			nest = CanonicalDateOutput();
+	for (int i = 0; i < n; i++)
 	{
 		char	   *v = SPI_getvalue(tuple, RelationGetDescr(rel), index->rd_index->indkey.values[i]);
 
@@ -253,6 +296,8 @@ RowKey(Relation rel, HeapTuple tuple)
 			elog(ERROR, "key column %d of \"%s\" is null", i + 1, RelationGetRelationName(rel));
 		texts[i] = CStringGetTextDatum(v);
 	}
+	if (nest >= 0)
+		AtEOXact_GUC(false, nest);
 	index_close(index, AccessShareLock);
 	key = construct_array(texts, n, TEXTOID, -1, false, TYPALIGN_INT);
 	return key;
