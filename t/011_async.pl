@@ -6,6 +6,7 @@
 #     filled, each exactly once (an audit trigger counts the writes), as
 #     the table's owner (current_user in the audit trigger), with the text
 #     phi3_generate gives for the same prompt; phi3_stats counts them
+#   - a partitioned table (the trigger on the parent) is filled per partition
 #   - a rolled-back insert queues nothing; one inserted row is filled
 #     shortly after its commit (the worker is woken, not polling)
 #   - a row whose prompt does not fit fails alone; the rows of its batch
@@ -128,6 +129,23 @@ is($s->query_safe("SELECT calls > 0, rows FROM phi3_stats WHERE function = 'phi3
 is( $s->query_safe(
 		"SELECT pending, running, done, failed FROM phi3_queue_status WHERE table_name = 'products'::regclass"),
 	'0|0|50|0', 'phi3_queue_status');
+
+# ---- a partitioned table: the trigger on the parent, items per partition ----
+$node->safe_psql('postgres', q{
+	CREATE TABLE events (id int, region text, name text, description text, PRIMARY KEY (id, region))
+		PARTITION BY LIST (region);
+	CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
+	CREATE TABLE events_us PARTITION OF events FOR VALUES IN ('us');
+	CREATE TRIGGER events_fill AFTER INSERT ON events FOR EACH ROW
+		EXECUTE FUNCTION phi3_fill_async('description', 'Describe {name}.');
+	INSERT INTO events VALUES (1, 'eu', 'a fair', NULL), (2, 'us', 'a parade', NULL);
+});
+is($s->query_safe('SELECT phi3_async_wait(60)'), 't', 'partitioned table: the queue drains');
+is( $s->query_safe(
+		"SELECT string_agg(table_name || ':' || key::text || ':' || outcome, ',' ORDER BY id) FROM phi3_queue_items WHERE column_name = 'description' AND table_name::text LIKE 'events%'"
+	),
+	'events_eu:{1,eu}:filled,events_us:{2,us}:filled', 'each row filled through its partition');
+is($s->query_safe('SELECT count(*) FROM events WHERE description IS NOT NULL'), '2', 'both rows have a description');
 
 # ---- rollback; the latency of one row ----
 $s->query_safe("BEGIN; INSERT INTO products VALUES (100, 'rolled back', NULL); ROLLBACK");
