@@ -158,6 +158,28 @@ SELECT table_name, pending FROM phi3_queue_status;
 SELECT regress_error('SELECT * FROM phi3_async_queue');
 SELECT regress_error('DELETE FROM phi3_async_queue');
 SELECT regress_error($$SELECT phi3_async_purge('products', '{pending}')$$);
+-- the queue's statements run as its owner with search_path = pg_catalog:
+-- an operator of the caller's schemas never runs with the owner's rights
+RESET ROLE;
+CREATE SCHEMA evil;
+CREATE FUNCTION evil.oideq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'evil operator runs as %', current_user;
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR evil.= (FUNCTION = evil.oideq, LEFTARG = oid, RIGHTARG = oid);
+GRANT USAGE ON SCHEMA evil TO regress_phi3_async_owner;
+UPDATE phi3_async_queue SET state = 'failed' WHERE relid = 'owned'::regclass;
+SET ROLE regress_phi3_async_owner;
+SET search_path = evil, pg_catalog, async_test, public;
+SELECT 1::oid = 1::oid AS evil_is_first;
+SELECT phi3_async_retry('owned') AS retried;
+INSERT INTO owned VALUES (10, 'x', NULL);
+DELETE FROM owned WHERE id = 10;
+SET search_path = async_test, public;
+RESET ROLE;
+DROP SCHEMA evil CASCADE;
+SET ROLE regress_phi3_async_owner;
 SELECT phi3_async_purge(NULL, '{pending}') AS purged_own;
 INSERT INTO owned VALUES (3, 'third', NULL);
 SET ROLE regress_phi3_async_other;

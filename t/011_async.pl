@@ -66,7 +66,9 @@ sub worker_pid
 }
 
 # A table owned by a plain role, filled by phi3_fill_async, with an audit
-# of the worker's writes (who wrote which row).
+# of the worker's writes (who wrote which row; the audit table is named
+# without its schema: the owner's code runs with the database's
+# search_path, while the worker's own statements see only pg_catalog).
 sub make_table
 {
 	my ($db, $table, $owner) = @_;
@@ -76,7 +78,7 @@ sub make_table
 		CREATE FUNCTION ${table}_audit() RETURNS trigger LANGUAGE plpgsql AS \$\$
 		BEGIN
 			IF OLD.description IS NULL AND NEW.description IS NOT NULL THEN
-				INSERT INTO public.${table}_writes VALUES (NEW.id, current_user);
+				INSERT INTO ${table}_writes VALUES (NEW.id, current_user);
 			END IF;
 			RETURN NEW;
 		END \$\$;

@@ -21,7 +21,8 @@
  *
  * The insert runs as the owner of the queue table (the user has no right
  * on it): a fixed statement, schema-qualified, with the values as
- * parameters.  At commit (a transaction callback, so only once the items
+ * parameters, under search_path = pg_catalog (QueueOwnerBegin), as do
+ * phi3_async_retry's and phi3_async_purge's.  At commit (a transaction callback, so only once the items
  * are visible) the database's worker is woken through its latch, or the
  * launcher is asked for one (async_worker.c).  Without
  * shared_preload_libraries, or with phi3.async_workers = 0, no worker
@@ -159,6 +160,38 @@ Phi3AsyncQueueOwner(void)
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+/*
+ * Become the queue's owner for one of our own statements on the queue:
+ * also with search_path = pg_catalog, pg_temp, so that no operator or
+ * function of the caller's schemas can run with the owner's rights.
+ * Undone by QueueOwnerEnd (or by the transaction's abort).
+ */
+typedef struct QueueOwnerState
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			nest;
+} QueueOwnerState;
+
+static void
+QueueOwnerBegin(QueueOwnerState *st)
+{
+	Oid			owner = Phi3AsyncQueueOwner();
+
+	GetUserIdAndSecContext(&st->save_userid, &st->save_sec);
+	SetUserIdAndSecContext(owner, st->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	st->nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+static void
+QueueOwnerEnd(QueueOwnerState *st)
+{
+	AtEOXact_GUC(false, st->nest);
+	SetUserIdAndSecContext(st->save_userid, st->save_sec);
 }
 
 /*
@@ -311,9 +344,7 @@ static void
 Enqueue(Relation rel, Trigger *trigger, const char *column, ArrayType *key)
 {
 	char	   *queue = Phi3AsyncQueueName(false);
-	Oid			owner = Phi3AsyncQueueOwner();
-	Oid			save_userid;
-	int			save_sec;
+	QueueOwnerState st;
 	Oid			argtypes[4] = {OIDOID, OIDOID, NAMEOID, TEXTARRAYOID};
 	Datum		values[4];
 	char	   *sql;
@@ -326,15 +357,14 @@ Enqueue(Relation rel, Trigger *trigger, const char *column, ArrayType *key)
 	sql = psprintf("INSERT INTO %s (relid, trigger_oid, column_name, key) VALUES ($1, $2, $3, $4) "
 				   "ON CONFLICT (trigger_oid, key) WHERE state = 'pending' DO NOTHING", queue);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	QueueOwnerBegin(&st);
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	ret = SPI_execute_with_args(sql, 4, argtypes, values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not queue the row: %s", SPI_result_code_string(ret));
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	QueueOwnerEnd(&st);
 
 	WakeAtCommit();
 	if (Phi3AsyncNoWorkersReason() != NULL)
@@ -398,13 +428,11 @@ static uint64
 RunAsQueueOwner(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls,
 				int expect)
 {
-	Oid			save_userid;
-	int			save_sec;
+	QueueOwnerState st;
 	int			ret;
 	uint64		n;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(Phi3AsyncQueueOwner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	QueueOwnerBegin(&st);
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
 	ret = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
@@ -412,7 +440,7 @@ RunAsQueueOwner(const char *sql, int nargs, Oid *argtypes, Datum *values, const 
 		elog(ERROR, "queue statement failed: %s", SPI_result_code_string(ret));
 	n = SPI_processed;
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	QueueOwnerEnd(&st);
 	return n;
 }
 

@@ -34,8 +34,9 @@
  * reads and writes the user's table as the table's owner, in a
  * security-restricted operation with its settings changes undone
  * (SetUserIdAndSecContext, NewGUCNestLevel), as VACUUM and REFRESH
- * MATERIALIZED VIEW run user code.  Its own statements on the queue are
- * schema-qualified and use pg_catalog operators.
+ * MATERIALIZED VIEW run user code, with the database's configured
+ * search_path.  Its own statements run with search_path = pg_catalog,
+ * are schema-qualified and use pg_catalog operators.
  *
  * Signals: SIGTERM ends a worker within one decoder step (the batch
  * driver's CHECK_FOR_INTERRUPTS); SIGHUP reloads the configuration
@@ -88,6 +89,7 @@ PGDLLEXPORT void phi3_async_worker_main(Datum arg);
 
 static bool am_worker = false;
 static AsyncSlot *my_slot = NULL;
+static char *owner_search_path = NULL;	/* the database's search_path, for user code */
 
 /* One claimed queue item and what became of it */
 typedef struct AsyncItem
@@ -165,6 +167,13 @@ phi3_async_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	am_worker = true;
+
+	/*
+	 * The worker's own statements see only pg_catalog; the table owner's
+	 * code (BecomeOwner) gets the database's configured search_path back
+	 */
+	owner_search_path = MemoryContextStrdup(TopMemoryContext, GetConfigOption("search_path", false, false));
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 	pgstat_report_appname(PHI3_ASYNC_WORKER_TYPE);
 	before_shmem_exit(WorkerOnExit, (Datum) 0);
 	LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
@@ -426,10 +435,15 @@ ClaimItems(AsyncBatch *b)
 static int
 BecomeOwner(Oid owner, Oid *save_userid, int *save_sec)
 {
+	int			nest;
+
 	GetUserIdAndSecContext(save_userid, save_sec);
 	SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	return NewGUCNestLevel();
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", owner_search_path, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
 }
 
 static void
