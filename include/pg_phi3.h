@@ -163,6 +163,11 @@ typedef enum Phi3InputOverflow
 #define PHI3_DEFAULT_ASYNC_RETRY_DELAY	10000
 #define PHI3_MAX_ASYNC_RETRY_DELAY		3600000
 
+/* phi3.async_idle_timeout: ms an idle worker stays connected to its database, 0 = for ever */
+#define PHI3_MIN_ASYNC_IDLE_TIMEOUT		0
+#define PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT	60000
+#define PHI3_MAX_ASYNC_IDLE_TIMEOUT		86400000
+
 /* GUC variables (guc.c) */
 extern char *phi3_model;
 extern int	phi3_threads;
@@ -185,6 +190,7 @@ extern int	phi3_kernels;
 extern int	phi3_async_workers;
 extern int	phi3_async_max_attempts;
 extern int	phi3_async_retry_delay;
+extern int	phi3_async_idle_timeout;
 
 extern void GucInit(void);
 

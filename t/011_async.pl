@@ -25,6 +25,8 @@
 #     the restart every row is filled, each written once, attempts 2
 #   - pg_terminate_backend ends the worker within a decoder step
 #   - DROP EXTENSION: the worker of that database leaves
+#   - after phi3.async_idle_timeout an idle worker leaves its database:
+#     DROP DATABASE is not blocked; the next commit starts a worker again
 use strict;
 use warnings;
 
@@ -354,6 +356,26 @@ is(poll_until('postgres',
 		"SELECT count(*) FROM pg_stat_activity a JOIN pg_database d ON d.oid = a.datid "
 		  . "WHERE backend_type = 'phi3 async worker' AND d.datname = 'slow'", '0', 30),
 	'0', 'after DROP EXTENSION the worker of that database leaves');
+
+# ---- an idle worker leaves its database after phi3.async_idle_timeout ----
+$node->safe_psql('postgres', "ALTER SYSTEM SET phi3.async_idle_timeout = '1s'; SELECT pg_reload_conf()");
+$node->safe_psql('postgres', 'CREATE DATABASE idle');
+$node->safe_psql('idle', q{
+	CREATE EXTENSION phi3;
+	CREATE TABLE t (id int PRIMARY KEY, a text, b text);
+	CREATE TRIGGER t_fill AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION phi3_fill_async('b', 'About {a}.');
+	INSERT INTO t VALUES (1, 'one', NULL);
+});
+is($node->safe_psql('idle', 'SELECT phi3_async_wait(60)'), 't', 'a row of database idle is filled');
+is(poll_until('postgres',
+		"SELECT count(*) FROM pg_stat_activity a JOIN pg_database d ON d.oid = a.datid "
+		  . "WHERE backend_type = 'phi3 async worker' AND d.datname = 'idle'", '0', 30),
+	'0', 'then its worker leaves the database');
+my ($ret_drop, $out_drop, $err_drop) = psql_error($node, 'DROP DATABASE idle');
+is($err_drop, '', 'DROP DATABASE is not blocked by a worker');
+$node->safe_psql('postgres', "INSERT INTO products VALUES (300, 'after the worker left', NULL)");
+is($node->safe_psql('postgres', 'SELECT phi3_async_wait(60); SELECT description IS NOT NULL FROM products WHERE id = 300'),
+	"t\nt", 'a commit that queues a row starts a worker again');
 
 my $crashes = join("\n", grep { !/signal 9|terminating any other active|all server processes terminated|terminating connection because of crash/ }
 	split /\n/, server_log_crashes($node));

@@ -135,7 +135,7 @@ static void GenerateItems(AsyncBatch *b);
 static void WriteItem(AsyncBatch *b, AsyncItem *it);
 static void FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error);
 static uint64 RecoverOrphans(void);
-static long NextRetryDelayMs(void);
+static long NextRetryDelayMs(bool *waiting);
 static char *CatchError(MemoryContext cxt);
 
 
@@ -154,6 +154,7 @@ phi3_async_worker_main(Datum arg)
 	int			index = DatumGetInt32(arg);
 	Oid			dboid;
 	MemoryContext cxt;
+	TimestampTz idle_since = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -186,6 +187,7 @@ phi3_async_worker_main(Datum arg)
 	{
 		bool		busy = false;
 		bool		failed = false;
+		bool		waiting = true;
 		bool		leave;
 		long		naptime = ASYNC_NAPTIME_MS;
 
@@ -208,7 +210,7 @@ phi3_async_worker_main(Datum arg)
 			if (!busy)
 				busy = RecoverOrphans() > 0;
 			if (!busy)
-				naptime = NextRetryDelayMs();
+				naptime = NextRetryDelayMs(&waiting);
 		}
 		PG_CATCH();
 		{
@@ -220,10 +222,24 @@ phi3_async_worker_main(Datum arg)
 			failed = true;
 		}
 		PG_END_TRY();
+		if (busy || failed || waiting)
+			idle_since = 0;
 		if (busy)
 			continue;
 
-		/* nothing to do: sleep until woken */
+		/*
+		 * Nothing to do: sleep until woken.  After phi3.async_idle_timeout
+		 * with an empty queue the worker leaves the database (so that DROP
+		 * DATABASE and CREATE DATABASE ... TEMPLATE are not blocked by it);
+		 * the next commit that queues rows there starts a worker again.
+		 */
+		if (idle_since == 0)
+			idle_since = GetCurrentTimestamp();
+		else if (phi3_async_idle_timeout > 0 &&
+				 TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), phi3_async_idle_timeout))
+			break;
+		if (phi3_async_idle_timeout > 0)
+			naptime = Min(naptime, phi3_async_idle_timeout);
 		LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 		my_slot->idle = true;
 		leave = my_slot->exit_requested;
@@ -881,14 +897,16 @@ FinishItem(AsyncBatch *b, AsyncItem *it, const char *outcome, const char *error)
 
 /*
  * Milliseconds until the earliest pending item waiting for its next
- * attempt is due; ASYNC_NAPTIME_MS when none is sooner.
+ * attempt is due; ASYNC_NAPTIME_MS when none is sooner.  *waiting: some
+ * item waits for its next attempt.
  */
 static long
-NextRetryDelayMs(void)
+NextRetryDelayMs(bool *waiting)
 {
 	char	   *queue;
 	long		delay = ASYNC_NAPTIME_MS;
 
+	*waiting = false;
 	Phi3AsyncBeginXact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	queue = Phi3AsyncQueueName(true);
@@ -903,6 +921,7 @@ NextRetryDelayMs(void)
 						"AND retry_at OPERATOR(pg_catalog.>) pg_catalog.now()", queue),
 			   0, NULL, NULL, NULL, SPI_OK_SELECT);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		*waiting = !isnull;
 		if (!isnull)
 			delay = Max(Min(DatumGetInt64(d), (int64) ASYNC_NAPTIME_MS), 1);
 		SPI_finish();

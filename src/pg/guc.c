@@ -48,6 +48,7 @@ int			phi3_kernels = PHI3_DEFAULT_KERNELS;
 int			phi3_async_workers = PHI3_DEFAULT_ASYNC_WORKERS;
 int			phi3_async_max_attempts = PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS;
 int			phi3_async_retry_delay = PHI3_DEFAULT_ASYNC_RETRY_DELAY;
+int			phi3_async_idle_timeout = PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT;
 
 static const struct config_enum_entry input_overflow_options[] = {
 	{"error", PHI3_OVERFLOW_ERROR, false},
@@ -320,6 +321,20 @@ GucInit(void)
 							&phi3_async_retry_delay,
 							PHI3_DEFAULT_ASYNC_RETRY_DELAY,
 							PHI3_MIN_ASYNC_RETRY_DELAY, PHI3_MAX_ASYNC_RETRY_DELAY,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_idle_timeout",
+							"Sets how long a background worker with nothing to do "
+							"stays connected to its database.",
+							"Then it leaves (DROP DATABASE and CREATE DATABASE "
+							"... TEMPLATE need no connection there); the next "
+							"commit that queues rows starts a worker again. 0 "
+							"stays for ever. Valid range is 0..86400000 ms.",
+							&phi3_async_idle_timeout,
+							PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT,
+							PHI3_MIN_ASYNC_IDLE_TIMEOUT, PHI3_MAX_ASYNC_IDLE_TIMEOUT,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
