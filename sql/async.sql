@@ -4,7 +4,7 @@
 -- views, phi3_async_wait, phi3_async_retry and phi3_async_purge, and who
 -- may use them.  This server has no phi3 in shared_preload_libraries, so
 -- no worker runs: rows stay queued and a WARNING says so.  The workers
--- are tested in t/011_async.pl.
+-- are tested in t/012_async.pl.
 --
 -- (a schema of its own: other tests leave tables behind)
 CREATE SCHEMA async_test;

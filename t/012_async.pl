@@ -1,4 +1,4 @@
-# 011_async.pl -- phi3_fill_async with the background workers
+# 012_async.pl -- phi3_fill_async with the background workers
 # (shared_preload_libraries = 'phi3', phi3.async_workers = 1).
 #
 #   - 50 rows inserted in one transaction: inside it nothing is generated
