@@ -21,6 +21,8 @@
 #     value the user sets while the worker generates the row, or before the
 #     worker reaches it, is kept; a row deleted before is skipped; a second
 #     session sees the worker in phi3_stat_activity
+#   - DROP TRIGGER while the worker generates a row: its item is gone and
+#     the row is not written
 #   - kill -9 of the worker mid-generation, and an immediate shutdown: after
 #     the restart every row is filled, each written once, attempts 2
 #   - pg_terminate_backend ends the worker within a decoder step
@@ -289,6 +291,26 @@ is( $node->safe_psql('slow', "SELECT string_agg(outcome, ',' ORDER BY id) FROM p
 	'value set,value set,row deleted', 'outcomes: value set (during and before generation), row deleted');
 is($node->safe_psql('slow', "SELECT string_agg(by_user, ',') FROM orders_writes"),
 	'postgres,postgres', 'the worker wrote nothing (the writes are the user\'s)');
+
+# ---- DROP TRIGGER while the worker generates: nothing is written ----
+$node->safe_psql('slow', q{
+	CREATE TABLE drafts (id int PRIMARY KEY, name text, description text);
+	CREATE TRIGGER drafts_fill AFTER INSERT ON drafts FOR EACH ROW
+		EXECUTE FUNCTION phi3_fill_async('description', 'Describe {name} in one sentence.');
+	INSERT INTO drafts VALUES (1, 'dropped trigger', NULL);
+});
+$pid = wait_generating();
+isnt($pid, '', 'the worker generates the row of drafts');
+$node->safe_psql('slow', 'DROP TRIGGER drafts_fill ON drafts');
+is($node->safe_psql('slow', "SELECT count(*) FROM phi3_async_queue WHERE relid = 'drafts'::regclass"),
+	'0', 'DROP TRIGGER deletes the running item');
+is($node->safe_psql('slow', 'SELECT phi3_async_wait(120)'), 't', 'the queue drains');
+# (the worker still finishes generating that row: wait until it is done)
+is( poll_until(
+		'postgres', "SELECT count(*) FROM phi3_stat_activity WHERE function = 'phi3_fill_async'", '0', 60),
+	'0', 'the worker finishes the generation');
+is($node->safe_psql('slow', 'SELECT description IS NULL FROM drafts'), 't',
+	'the worker did not write the row of the dropped trigger');
 
 # ---- kill -9 mid-generation ----
 $node->safe_psql('slow', "INSERT INTO orders SELECT g, 'killed ' || g, NULL FROM generate_series(10, 12) g");
