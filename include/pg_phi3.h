@@ -168,6 +168,11 @@ typedef enum Phi3InputOverflow
 #define PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT	60000
 #define PHI3_MAX_ASYNC_IDLE_TIMEOUT		86400000
 
+/* phi3.async_time_slice: ms a worker serves one database while another waits, 0 = no switch */
+#define PHI3_MIN_ASYNC_TIME_SLICE		0
+#define PHI3_DEFAULT_ASYNC_TIME_SLICE	60000
+#define PHI3_MAX_ASYNC_TIME_SLICE		86400000
+
 /* GUC variables (guc.c) */
 extern char *phi3_model;
 extern int	phi3_threads;
@@ -191,6 +196,7 @@ extern int	phi3_async_workers;
 extern int	phi3_async_max_attempts;
 extern int	phi3_async_retry_delay;
 extern int	phi3_async_idle_timeout;
+extern int	phi3_async_time_slice;
 
 extern void GucInit(void);
 

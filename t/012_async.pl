@@ -21,6 +21,9 @@
 #     value the user sets while the worker generates the row, or before the
 #     worker reaches it, is kept; a row deleted before is skipped; a second
 #     session sees the worker in phi3_stat_activity
+#   - one worker and two busy databases: after phi3.async_time_slice the
+#     worker leaves the busy one after its batch for the waiting one, then
+#     comes back
 #   - DROP TRIGGER while the worker generates a row: its item is gone and
 #     the row is not written
 #   - kill -9 of the worker mid-generation, and an immediate shutdown: after
@@ -292,6 +295,23 @@ is( $node->safe_psql('slow', "SELECT string_agg(outcome, ',' ORDER BY id) FROM p
 is($node->safe_psql('slow', "SELECT string_agg(by_user, ',') FROM orders_writes"),
 	'postgres,postgres', 'the worker wrote nothing (the writes are the user\'s)');
 
+# ---- one worker, two busy databases: they take turns (phi3.async_time_slice) ----
+$node->safe_psql('postgres', "ALTER SYSTEM SET phi3.async_time_slice = '1s'; SELECT pg_reload_conf()");
+Time::HiRes::sleep(1);
+$node->safe_psql('slow', "INSERT INTO orders SELECT g, 'turn ' || g, NULL FROM generate_series(40, 47) g");
+$pid = wait_generating();
+isnt($pid, '', 'the worker generates the first batch of 8 slow rows');
+$node->safe_psql('postgres', "INSERT INTO products VALUES (400, 'waits its turn', NULL)");
+is(poll_until('postgres', 'SELECT description IS NOT NULL FROM products WHERE id = 400', 't', 120),
+	't', 'the row of database postgres is filled');
+is( $node->safe_psql('slow',
+		"SELECT count(*) FROM phi3_queue_items WHERE state = 'pending' AND key[1]::int BETWEEN 40 AND 47"),
+	'4', 'before the second batch of database slow: the worker left it after its batch');
+is($node->safe_psql('slow', 'SELECT phi3_async_wait(120)'), 't', 'then database slow gets its turn back');
+is($node->safe_psql('slow', 'SELECT count(*) FROM orders WHERE id BETWEEN 40 AND 47 AND description IS NOT NULL'),
+	'8', 'and its rows are filled');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET phi3.async_time_slice; SELECT pg_reload_conf()");
+
 # ---- DROP TRIGGER while the worker generates: nothing is written ----
 $node->safe_psql('slow', q{
 	CREATE TABLE drafts (id int PRIMARY KEY, name text, description text);
@@ -328,12 +348,12 @@ for (1 .. 600)
 }
 ok($back, 'the server is back after the crash restart');
 is($node->safe_psql('slow', 'SELECT phi3_async_wait(120)'), 't', 'the queue drains after kill -9');
-is($node->safe_psql('slow', 'SELECT count(*) FROM orders WHERE id >= 10 AND description IS NOT NULL'),
+is($node->safe_psql('slow', 'SELECT count(*) FROM orders WHERE id BETWEEN 10 AND 12 AND description IS NOT NULL'),
 	'3', 'every killed row is filled');
-is($node->safe_psql('slow', 'SELECT count(*), count(DISTINCT id) FROM orders_writes WHERE id >= 10'),
+is($node->safe_psql('slow', 'SELECT count(*), count(DISTINCT id) FROM orders_writes WHERE id BETWEEN 10 AND 12'),
 	'3|3', 'each written once');
 is( $node->safe_psql('slow',
-		"SELECT string_agg(attempts || '/' || outcome, ',' ORDER BY id) FROM phi3_queue_items WHERE key >= '{10}' AND key < '{2}'"),
+		"SELECT string_agg(attempts || '/' || outcome, ',' ORDER BY id) FROM phi3_queue_items WHERE table_name = 'orders'::regclass AND key[1]::int BETWEEN 10 AND 12"),
 	'2/filled,2/filled,2/filled', 'attempts 2: the killed attempt counts');
 ok($node->log_contains(qr/"phi3 async worker" \(PID $pid\) was terminated by signal 9/),
 	'the log shows the kill');
@@ -345,10 +365,10 @@ isnt($pid, '', 'the worker generates three more rows');
 $node->stop('immediate');
 $node->start;
 is($node->safe_psql('slow', 'SELECT phi3_async_wait(120)'), 't', 'the queue drains after the restart');
-is($node->safe_psql('slow', 'SELECT count(*), count(DISTINCT id) FROM orders_writes WHERE id >= 20'),
+is($node->safe_psql('slow', 'SELECT count(*), count(DISTINCT id) FROM orders_writes WHERE id BETWEEN 20 AND 22'),
 	'3|3', 'every row filled, each written once');
 is( $node->safe_psql('slow',
-		"SELECT string_agg(attempts::text, ',' ORDER BY id) FROM phi3_queue_items WHERE key >= '{20}' AND key < '{3}'"),
+		"SELECT string_agg(attempts::text, ',' ORDER BY id) FROM phi3_queue_items WHERE table_name = 'orders'::regclass AND key[1]::int BETWEEN 20 AND 22"),
 	'2,2,2', 'attempts 2');
 
 # ---- terminate: the worker ends within a step ----

@@ -18,6 +18,7 @@
 #ifndef PHI3_ASYNC_INTERNAL_H
 #define PHI3_ASYNC_INTERNAL_H
 
+#include "datatype/timestamp.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
@@ -35,6 +36,7 @@ typedef struct AsyncSlot
 	bool		idle;			/* waiting, its queue empty */
 	bool		exit_requested; /* the launcher needs the slot */
 	bool		leaving;		/* no longer takes wake-ups */
+	TimestampTz serving_since;	/* when the worker started serving dboid */
 } AsyncSlot;
 
 typedef struct AsyncShared

@@ -15,9 +15,11 @@
  * list and sets the launcher's latch).  The launcher starts a dynamic
  * worker for a wanted database when a slot is free (at most one per
  * ASYNC_START_INTERVAL_MS, so a worker that fails at once is no busy
- * loop); when none is, it asks an idle worker to leave, which re-queues
- * its own database as wanted if rows arrived meanwhile.  A database has at
- * most one worker.
+ * loop); when none is, it asks an idle worker to leave, or else the
+ * worker that has served its database longer than phi3.async_time_slice
+ * (after its current batch); a worker that leaves re-queues its own
+ * database as wanted if rows are pending there, so busy databases take
+ * turns.  A database has at most one worker.
  *
  * IDENTIFICATION
  *	  src/pg/async_launcher.c
@@ -64,7 +66,8 @@ static void AsyncShmemRequest(void);
 static void AsyncShmemStartup(void);
 static void LauncherWantAllDatabases(void);
 static void LauncherReap(BackgroundWorkerHandle **handles);
-static bool LauncherStartWanted(BackgroundWorkerHandle **handles);
+static bool LauncherStartWanted(BackgroundWorkerHandle **handles, bool *waiting);
+static int	MakeRoomVictim(void);
 static bool DatabaseAcceptsWorker(Oid dboid);
 
 /* A transaction of a background process (now() is its start, as in a backend). */
@@ -233,9 +236,12 @@ phi3_async_launcher_main(Datum arg)
 		LauncherReap(handles);
 		if (TimestampDifferenceExceeds(last_start, GetCurrentTimestamp(), ASYNC_START_INTERVAL_MS))
 		{
-			if (LauncherStartWanted(handles))
+			bool		waiting = false;
+
+			if (LauncherStartWanted(handles, &waiting))
 				last_start = GetCurrentTimestamp();
-			timeout = ASYNC_NAPTIME_MS;
+			/* a database waits for a busy worker's time slice: look again soon */
+			timeout = waiting ? ASYNC_START_INTERVAL_MS : ASYNC_NAPTIME_MS;
 		}
 		else
 			timeout = ASYNC_START_INTERVAL_MS;
@@ -307,12 +313,41 @@ DatabaseAcceptsWorker(Oid dboid)
 }
 
 /*
+ * Every slot is busy and a database waits: the worker that should make
+ * room (the lock held).  An idle one, else the one that has served its
+ * database longest, once that is more than phi3.async_time_slice; -1 when
+ * none should yet.  A busy worker leaves after its current batch.
+ */
+static int
+MakeRoomVictim(void)
+{
+	int			victim = -1;
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (int i = 0; i < phi3_async_shared->n_slots; i++)
+	{
+		AsyncSlot  *s = &phi3_async_shared->slots[i];
+
+		if (!s->in_use || s->leaving || s->exit_requested || s->latch == NULL)
+			continue;
+		if (s->idle)
+			return i;
+		if (phi3_async_time_slice > 0 &&
+			TimestampDifferenceExceeds(s->serving_since, now, phi3_async_time_slice) &&
+			(victim < 0 || s->serving_since < phi3_async_shared->slots[victim].serving_since))
+			victim = i;
+	}
+	return victim;
+}
+
+/*
  * Start a worker for the first wanted database that has none, if a slot
- * is free; when none is, ask one idle worker to leave.  Wanted databases
- * that are gone are forgotten.  Returns whether a worker was started.
+ * is free; when none is, ask a worker to make room (MakeRoomVictim), or
+ * set *waiting when none should yet.  Wanted databases that are gone are
+ * forgotten.  Returns whether a worker was started.
  */
 static bool
-LauncherStartWanted(BackgroundWorkerHandle **handles)
+LauncherStartWanted(BackgroundWorkerHandle **handles, bool *waiting)
 {
 	int			start_slot[1];
 	int			n_start = 0;
@@ -355,18 +390,15 @@ LauncherStartWanted(BackgroundWorkerHandle **handles)
 		}
 		if (!served && free_slot < 0)
 		{
-			/* every slot is busy: one idle worker of a database not waiting makes room */
-			for (int i = 0; i < phi3_async_shared->n_slots; i++)
-			{
-				AsyncSlot  *s = &phi3_async_shared->slots[i];
+			int			victim = MakeRoomVictim();
 
-				if (s->in_use && s->idle && !s->leaving && !s->exit_requested && s->latch)
-				{
-					s->exit_requested = true;
-					SetLatch(s->latch);
-					break;
-				}
+			if (victim >= 0)
+			{
+				phi3_async_shared->slots[victim].exit_requested = true;
+				SetLatch(phi3_async_shared->slots[victim].latch);
 			}
+			else
+				*waiting = true;
 			break;
 		}
 		phi3_async_shared->wanted[w] = phi3_async_shared->wanted[--phi3_async_shared->n_wanted];

@@ -180,6 +180,7 @@ phi3_async_worker_main(Datum arg)
 	LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
 	my_slot->pid = MyProcPid;
 	my_slot->latch = MyLatch;
+	my_slot->serving_since = GetCurrentTimestamp();
 	LWLockRelease(phi3_async_shared->lock);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "phi3 async batch", ALLOCSET_DEFAULT_SIZES);
@@ -225,7 +226,15 @@ phi3_async_worker_main(Datum arg)
 		if (busy || failed || waiting)
 			idle_since = 0;
 		if (busy)
+		{
+			/* another database waits and this one had its time slice */
+			LWLockAcquire(phi3_async_shared->lock, LW_SHARED);
+			leave = my_slot->exit_requested;
+			LWLockRelease(phi3_async_shared->lock);
+			if (leave)
+				break;
 			continue;
+		}
 
 		/*
 		 * Nothing to do: sleep until woken.  After phi3.async_idle_timeout
@@ -285,7 +294,14 @@ WorkerLeave(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	if (pending)
-		Phi3AsyncWakeDatabase(MyDatabaseId);
+	{
+		/* (not Phi3AsyncWakeDatabase, which ignores the workers' own commits) */
+		LWLockAcquire(phi3_async_shared->lock, LW_EXCLUSIVE);
+		Phi3AsyncAddWanted(MyDatabaseId);
+		if (phi3_async_shared->launcher_latch)
+			SetLatch(phi3_async_shared->launcher_latch);
+		LWLockRelease(phi3_async_shared->lock);
+	}
 }
 
 /* However the worker ends: no more wake-ups for it. */

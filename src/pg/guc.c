@@ -49,6 +49,7 @@ int			phi3_async_workers = PHI3_DEFAULT_ASYNC_WORKERS;
 int			phi3_async_max_attempts = PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS;
 int			phi3_async_retry_delay = PHI3_DEFAULT_ASYNC_RETRY_DELAY;
 int			phi3_async_idle_timeout = PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT;
+int			phi3_async_time_slice = PHI3_DEFAULT_ASYNC_TIME_SLICE;
 
 static const struct config_enum_entry input_overflow_options[] = {
 	{"error", PHI3_OVERFLOW_ERROR, false},
@@ -335,6 +336,20 @@ GucInit(void)
 							&phi3_async_idle_timeout,
 							PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT,
 							PHI3_MIN_ASYNC_IDLE_TIMEOUT, PHI3_MAX_ASYNC_IDLE_TIMEOUT,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_time_slice",
+							"Sets how long a background worker serves one database "
+							"while another waits for a worker.",
+							"When every worker is busy, the one that has served its "
+							"database longer than this leaves after its current "
+							"batch, and its database waits its turn. 0 never "
+							"switches. Valid range is 0..86400000 ms.",
+							&phi3_async_time_slice,
+							PHI3_DEFAULT_ASYNC_TIME_SLICE,
+							PHI3_MIN_ASYNC_TIME_SLICE, PHI3_MAX_ASYNC_TIME_SLICE,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
