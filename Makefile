@@ -83,7 +83,7 @@ $(ENGINE_OBJS): %.o: %.c $(wildcard include/phi3/*.h) $(wildcard src/engine/*.h)
 
 # The glue sees the engine headers too, and is rebuilt when its flags change
 # (PHI3_ASSERT): build/glue-cppflags holds them and changes only with them.
-$(GLUE_SRCS:.c=.o): $(wildcard include/phi3/*.h) $(wildcard include/*.h) build/glue-cppflags
+$(GLUE_SRCS:.c=.o): $(wildcard include/phi3/*.h) $(wildcard include/*.h) $(wildcard src/pg/*.h) build/glue-cppflags
 
 build/glue-cppflags: FORCE
 	@mkdir -p build

@@ -480,3 +480,114 @@ $phi3_enrich$;
 
 COMMENT ON FUNCTION phi3_enrich(regclass, name, text, text, int) IS
 'Fills target (text, varchar or char) where it is NULL with the trimmed phi3_generate answer to template ({column} placeholders as in phi3_fill), as the caller; on a Citus-distributed table on every shard on its own node, the nodes in parallel; returns the rows filled';
+
+-- Asynchronous fill (async_queue.c, async_worker.c): phi3_fill_async
+-- queues rows in phi3_async_queue; background workers (with
+-- shared_preload_libraries) fill them after commit.  Nobody but the
+-- extension's owner has rights on the table: the trigger inserts as that
+-- owner, the views show each role the items of the tables it may read, and
+-- the functions act on the tables the caller owns.
+CREATE TABLE phi3_async_queue (
+	id bigserial PRIMARY KEY,
+	relid oid NOT NULL,
+	trigger_oid oid NOT NULL,
+	column_name name NOT NULL,
+	key text[] NOT NULL,
+	state text NOT NULL DEFAULT 'pending'
+		CHECK (state IN ('pending', 'running', 'done', 'failed')),
+	attempts int NOT NULL DEFAULT 0,
+	last_error text,
+	retry_at timestamptz,
+	outcome text,
+	worker_pid int,
+	enqueued_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX phi3_async_queue_pending ON phi3_async_queue (trigger_oid, id) WHERE state = 'pending';
+CREATE INDEX phi3_async_queue_running ON phi3_async_queue (worker_pid) WHERE state = 'running';
+-- a row is pending at most once per trigger
+CREATE UNIQUE INDEX phi3_async_queue_once ON phi3_async_queue (trigger_oid, key) WHERE state = 'pending';
+
+REVOKE ALL ON phi3_async_queue FROM PUBLIC;
+
+COMMENT ON TABLE phi3_async_queue IS
+'Rows queued by phi3_fill_async for the background workers: table, trigger, target column, the row''s key (primary key or replica identity columns, as text), state (pending, running, done, failed), attempts, last error, the time of the next attempt, outcome (filled, value set, row deleted); read it through phi3_queue_items and phi3_queue_status';
+
+CREATE FUNCTION phi3_fill_async()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'phi3_fill_async'
+LANGUAGE C;
+
+COMMENT ON FUNCTION phi3_fill_async() IS
+'Trigger (AFTER INSERT OR UPDATE, FOR EACH ROW): phi3_fill_async(''column'', ''prompt with {other_column} placeholders''[, ''system prompt'']) queues the row when the column is NULL; a background worker fills it after commit, as the table''s owner, and never over a value set meanwhile (needs shared_preload_libraries; the table needs a primary key or replica identity index)';
+
+CREATE VIEW phi3_queue_items WITH (security_barrier) AS
+SELECT q.id, q.relid, q.relid::regclass AS table_name, q.column_name, q.key, q.state,
+	   q.attempts, q.last_error, q.retry_at, q.outcome, q.worker_pid, q.enqueued_at, q.updated_at
+FROM phi3_async_queue q
+WHERE pg_catalog.has_table_privilege(q.relid, 'SELECT')
+   OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE');
+
+COMMENT ON VIEW phi3_queue_items IS
+'The items of phi3_async_queue of the tables you may SELECT (all of them with pg_read_all_stats): key, state, attempts, last error, when a pending item that failed is tried again (retry_at), outcome';
+
+CREATE VIEW phi3_queue_status AS
+SELECT relid, table_name, column_name,
+	   count(*) FILTER (WHERE state = 'pending') AS pending,
+	   count(*) FILTER (WHERE state = 'running') AS running,
+	   count(*) FILTER (WHERE state = 'done') AS done,
+	   count(*) FILTER (WHERE state = 'failed') AS failed,
+	   now() - min(enqueued_at) FILTER (WHERE state = 'pending') AS oldest_pending_age
+FROM phi3_queue_items
+GROUP BY relid, table_name, column_name;
+
+COMMENT ON VIEW phi3_queue_status IS
+'Per table and column queued by phi3_fill_async: items pending, running, done, failed, and the age of the oldest pending one (tables you may SELECT)';
+
+GRANT SELECT ON phi3_queue_items, phi3_queue_status TO PUBLIC;
+
+CREATE FUNCTION phi3_async_wait(timeout float8 DEFAULT 60, tbl regclass DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'phi3_async_wait'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION phi3_async_wait(float8, regclass) IS
+'Waits up to timeout seconds until no queued row you may see (of tbl, or of every table) is pending or running; true when the queue drained, false on timeout or when no background worker runs (failed rows are not waited for)';
+
+CREATE FUNCTION phi3_async_retry(tbl regclass DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'phi3_async_retry'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION phi3_async_retry(regclass) IS
+'Queues the failed rows of tbl (or of every table you own) again with their attempts reset, and makes rows waiting for their next attempt due now; returns how many';
+
+CREATE FUNCTION phi3_async_purge(tbl regclass DEFAULT NULL, states text[] DEFAULT '{done}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'phi3_async_purge'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION phi3_async_purge(regclass, text[]) IS
+'Deletes the queue items in the given states (pending, done, failed; not running) of tbl, or of every table you own; returns how many';
+
+-- DROP TABLE / DROP TRIGGER leave no work behind: their items go with them
+-- (the workers also drop items whose trigger is gone)
+CREATE FUNCTION phi3_async_drop_cleanup()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	DELETE FROM @extschema@.phi3_async_queue q
+	USING pg_event_trigger_dropped_objects() d
+	WHERE (d.classid = 'pg_trigger'::regclass AND q.trigger_oid = d.objid)
+	   OR (d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND q.relid = d.objid);
+END
+$$;
+
+REVOKE ALL ON FUNCTION phi3_async_drop_cleanup() FROM PUBLIC;
+
+COMMENT ON FUNCTION phi3_async_drop_cleanup() IS
+'Event trigger (sql_drop): deletes the queue items of dropped tables and triggers';
+
+CREATE EVENT TRIGGER phi3_async_drop_cleanup ON sql_drop
+	EXECUTE FUNCTION phi3_async_drop_cleanup();

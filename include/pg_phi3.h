@@ -17,7 +17,11 @@
  *                    (no engine, no settings: test/hooks links it too)
  *     tokenize.c     phi3_tokenize, phi3_detokenize, phi3_token_count,
  *                    phi3_model_info
- *     trigger.c      the phi3_fill trigger function
+ *     trigger.c      the phi3_fill trigger function and the template rules
+ *     async_queue.c  phi3_fill_async (enqueue after commit), the queue's
+ *                    SQL functions (wait, retry, purge)
+ *     async_launcher.c  shared state, the launcher, the wake-up at commit
+ *     async_worker.c the workers that fill queued rows
  *     stats.c        phi3_stats and phi3_stat_activity (shared memory)
  *     classify.c     phi3_classify (decoding under an enum schema)
  *     constrain.c    generation under a JSON Schema (json_schema, classify)
@@ -30,6 +34,8 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
@@ -142,6 +148,31 @@ typedef enum Phi3InputOverflow
 #define PHI3_MAX_TOKENIZE_BYTES			(16 * 1024 * 1024)
 #define PHI3_MAX_DETOKENIZE_TOKENS		(4 * 1024 * 1024)
 
+/* phi3.async_workers: background workers filling queued rows, per server */
+#define PHI3_MIN_ASYNC_WORKERS			0
+#define PHI3_DEFAULT_ASYNC_WORKERS		1
+#define PHI3_MAX_ASYNC_WORKERS			64
+
+/* phi3.async_max_attempts: tries of a queued row before it is failed */
+#define PHI3_MIN_ASYNC_MAX_ATTEMPTS		1
+#define PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS	3
+#define PHI3_MAX_ASYNC_MAX_ATTEMPTS		1000
+
+/* phi3.async_retry_delay: ms before a failed row's next attempt (doubled each time) */
+#define PHI3_MIN_ASYNC_RETRY_DELAY		0
+#define PHI3_DEFAULT_ASYNC_RETRY_DELAY	10000
+#define PHI3_MAX_ASYNC_RETRY_DELAY		3600000
+
+/* phi3.async_idle_timeout: ms an idle worker stays connected to its database, 0 = for ever */
+#define PHI3_MIN_ASYNC_IDLE_TIMEOUT		0
+#define PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT	60000
+#define PHI3_MAX_ASYNC_IDLE_TIMEOUT		86400000
+
+/* phi3.async_time_slice: ms a worker serves one database while another waits, 0 = no switch */
+#define PHI3_MIN_ASYNC_TIME_SLICE		0
+#define PHI3_DEFAULT_ASYNC_TIME_SLICE	60000
+#define PHI3_MAX_ASYNC_TIME_SLICE		86400000
+
 /* GUC variables (guc.c) */
 extern char *phi3_model;
 extern int	phi3_threads;
@@ -161,6 +192,11 @@ extern double phi3_repeat_penalty;
 extern int	phi3_seed;
 extern int	phi3_input_overflow;
 extern int	phi3_kernels;
+extern int	phi3_async_workers;
+extern int	phi3_async_max_attempts;
+extern int	phi3_async_retry_delay;
+extern int	phi3_async_idle_timeout;
+extern int	phi3_async_time_slice;
 
 extern void GucInit(void);
 
@@ -300,6 +336,29 @@ typedef struct Phi3BatchOps
 extern void Phi3RunBatch(const Phi3BatchOps *ops, void *arg, int64 rows_total);
 extern int32 Phi3CheckedBatchSize(void);
 
+/* ---- trigger.c: the template rules of phi3_fill and phi3_fill_async ---- */
+extern int	Phi3FillTargetColumn(const char *fname, const char *name, TupleDesc tupdesc,
+								 const char *relname);
+extern char *Phi3FillRenderTemplate(const char *fname, const char *tmpl, HeapTuple tuple,
+									TupleDesc tupdesc, const char *relname);
+extern Datum Phi3FillTargetValue(const char *value, Form_pg_attribute attr);
+extern void Phi3FillRequestInit(Phi3GenRequest *req, const char *prompt, const char *system);
+
+/* ---- async_queue.c, async_worker.c: phi3_fill_async ---- */
+
+/* The queue table, in the extension's schema */
+#define PHI3_ASYNC_QUEUE_TABLE			"phi3_async_queue"
+/* bgw_type of the processes (pg_stat_activity.backend_type) */
+#define PHI3_ASYNC_LAUNCHER_TYPE		"phi3 async launcher"
+#define PHI3_ASYNC_WORKER_TYPE			"phi3 async worker"
+
+extern void Phi3AsyncInit(void);
+extern const char *Phi3AsyncNoWorkersReason(void);
+extern bool Phi3AsyncIsWorker(void);
+extern void Phi3AsyncWakeDatabase(Oid dboid);
+extern char *Phi3AsyncQueueName(bool missing_ok);
+extern Oid	Phi3AsyncQueueOwner(void);
+
 /* ---- stats.c: phi3_stats and phi3_stat_activity ---- */
 
 /* The functions counted in phi3_stats (names in stats.c) */
@@ -320,6 +379,7 @@ typedef enum Phi3StatFunc
 	PHI3_STAT_DESCRIBE_ROWS,
 	PHI3_STAT_EXTRACT_ROWS,
 	PHI3_STAT_CLASSIFY,
+	PHI3_STAT_FILL_ASYNC,
 	PHI3_N_STAT_FUNCS
 } Phi3StatFunc;
 

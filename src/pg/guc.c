@@ -24,6 +24,7 @@
  */
 #include "pg_phi3.h"
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 char	   *phi3_model = NULL;
@@ -44,6 +45,11 @@ double		phi3_repeat_penalty = PHI3_DEFAULT_REPEAT_PENALTY;
 int			phi3_seed = PHI3_DEFAULT_SEED;
 int			phi3_input_overflow = PHI3_DEFAULT_INPUT_OVERFLOW;
 int			phi3_kernels = PHI3_DEFAULT_KERNELS;
+int			phi3_async_workers = PHI3_DEFAULT_ASYNC_WORKERS;
+int			phi3_async_max_attempts = PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS;
+int			phi3_async_retry_delay = PHI3_DEFAULT_ASYNC_RETRY_DELAY;
+int			phi3_async_idle_timeout = PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT;
+int			phi3_async_time_slice = PHI3_DEFAULT_ASYNC_TIME_SLICE;
 
 static const struct config_enum_entry input_overflow_options[] = {
 	{"error", PHI3_OVERFLOW_ERROR, false},
@@ -279,6 +285,74 @@ GucInit(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_workers",
+							"Sets how many background workers fill the rows queued "
+							"by phi3_fill_async, for the whole server.",
+							"Needs phi3 in shared_preload_libraries; 0 starts none "
+							"(rows stay queued). A worker serves one database at "
+							"a time. Valid range is 0..64.",
+							&phi3_async_workers,
+							PHI3_DEFAULT_ASYNC_WORKERS,
+							PHI3_MIN_ASYNC_WORKERS, PHI3_MAX_ASYNC_WORKERS,
+	/* a server setting, which only a preload may define; without it, read-only */
+							process_shared_preload_libraries_in_progress ?
+							PGC_POSTMASTER : PGC_INTERNAL,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_max_attempts",
+							"Sets how many times a background worker tries to fill "
+							"a queued row before marking it failed.",
+							"A worker that ends while filling a row (a crash, an "
+							"immediate shutdown) uses up one attempt of each of "
+							"its rows. Valid range is 1..1000.",
+							&phi3_async_max_attempts,
+							PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS,
+							PHI3_MIN_ASYNC_MAX_ATTEMPTS, PHI3_MAX_ASYNC_MAX_ATTEMPTS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_retry_delay",
+							"Sets how long a queued row that failed waits before "
+							"its next attempt.",
+							"The delay doubles with each attempt, up to an hour. "
+							"0 retries at once. Valid range is 0..3600000 ms.",
+							&phi3_async_retry_delay,
+							PHI3_DEFAULT_ASYNC_RETRY_DELAY,
+							PHI3_MIN_ASYNC_RETRY_DELAY, PHI3_MAX_ASYNC_RETRY_DELAY,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_idle_timeout",
+							"Sets how long a background worker with nothing to do "
+							"stays connected to its database.",
+							"Then it leaves (DROP DATABASE and CREATE DATABASE "
+							"... TEMPLATE need no connection there); the next "
+							"commit that queues rows starts a worker again. 0 "
+							"stays for ever. Valid range is 0..86400000 ms.",
+							&phi3_async_idle_timeout,
+							PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT,
+							PHI3_MIN_ASYNC_IDLE_TIMEOUT, PHI3_MAX_ASYNC_IDLE_TIMEOUT,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("phi3.async_time_slice",
+							"Sets how long a background worker serves one database "
+							"while another waits for a worker.",
+							"When every worker is busy, the one that has served its "
+							"database longer than this leaves after its current "
+							"batch, and its database waits its turn. 0 never "
+							"switches. Valid range is 0..86400000 ms.",
+							&phi3_async_time_slice,
+							PHI3_DEFAULT_ASYNC_TIME_SLICE,
+							PHI3_MIN_ASYNC_TIME_SLICE, PHI3_MAX_ASYNC_TIME_SLICE,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("phi3");
 }

@@ -6,7 +6,8 @@
  * _PG_init does nothing but call one init function per part of the glue:
  * the settings first (the model cache reads phi3.model), the statistics
  * (which reserve shared memory when the library is in
- * shared_preload_libraries), then the model cache, which maps the model in
+ * shared_preload_libraries), the asynchronous fill (its shared memory and
+ * launcher, in that case too), then the model cache, which maps the model in
  * the postmaster in that case.  Everything else happens lazily on the first
  * SQL call in a backend.
  *
@@ -30,5 +31,6 @@ _PG_init(void)
 {
 	GucInit();
 	Phi3StatsInit();
+	Phi3AsyncInit();
 	ModelCacheInit();
 }

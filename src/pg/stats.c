@@ -58,7 +58,7 @@ static const char *const FuncNames[PHI3_N_STAT_FUNCS] = {
 	"phi3_generate", "phi3_complete", "phi3_summarize", "phi3_describe", "phi3_extract",
 	"phi3_fill", "phi3_generate_batch", "phi3_summarize_batch", "phi3_describe_batch",
 	"phi3_extract_batch", "phi3_generate_rows", "phi3_summarize_rows", "phi3_describe_rows",
-	"phi3_extract_rows", "phi3_classify"
+	"phi3_extract_rows", "phi3_classify", "phi3_fill_async"
 };
 
 typedef struct FuncCounters

@@ -24,6 +24,10 @@
  * INSERT or UPDATE; the target must be an existing column of a string
  * type; every {column} must exist.
  *
+ * The template rules, the target column's checks, the request and the
+ * stored value (Phi3Fill*) are shared with phi3_fill_async (async_queue.c,
+ * async_worker.c), which fills the column after commit instead.
+ *
  * IDENTIFICATION
  *	  src/pg/trigger.c
  *
@@ -42,10 +46,6 @@
 
 PG_FUNCTION_INFO_V1(phi3_fill);
 
-static char *RenderTemplate(const char *tmpl, HeapTuple tuple, TupleDesc tupdesc,
-							const char *relname);
-static int	TargetColumn(const char *name, TupleDesc tupdesc, const char *relname);
-static Datum TargetValue(const char *value, Form_pg_attribute attr);
 
 /*
  * phi3_fill() trigger: fill the target column of NEW when it is NULL.
@@ -97,38 +97,50 @@ phi3_fill(PG_FUNCTION_ARGS)
 				 errhint("Pass the target column, a prompt template with {column} placeholders, and optionally a system prompt.")));
 
 	/* Check everything before deciding whether there is work to do */
-	attnum = TargetColumn(trigger->tgargs[0], tupdesc, relname);
-	prompt = RenderTemplate(trigger->tgargs[1], tuple, tupdesc, relname);
+	attnum = Phi3FillTargetColumn("phi3_fill", trigger->tgargs[0], tupdesc, relname);
+	prompt = Phi3FillRenderTemplate("phi3_fill", trigger->tgargs[1], tuple, tupdesc, relname);
 
 	(void) heap_getattr(tuple, attnum, tupdesc, &isnull);
 	if (!isnull)
 		return PointerGetDatum(tuple);
 
-	memset(&req, 0, sizeof(req));
-	req.chat = true;
-	req.max_tokens = Phi3ResolveMaxTokens(true, 0);
-	req.sampling = Phi3ResolveSampling(true, 0, true, 0);
-	req.content = Phi3CStringToUtf8(prompt, strlen(prompt), &req.content_len);
-	if (trigger->tgnargs == 3)
-		req.system = Phi3CStringToUtf8(trigger->tgargs[2], strlen(trigger->tgargs[2]),
-									   &req.system_len);
+	Phi3FillRequestInit(&req, prompt, trigger->tgnargs == 3 ? trigger->tgargs[2] : NULL);
 
 	answer = Phi3Generate(&req, &len);
 	answer = Phi3TrimUtf8(answer, &len);
 	answer_server = Phi3Utf8ToCString(answer, len);
 
-	value = TargetValue(answer_server, TupleDescAttr(tupdesc, attnum - 1));
+	value = Phi3FillTargetValue(answer_server, TupleDescAttr(tupdesc, attnum - 1));
 	column = attnum;
 	tuple = heap_modify_tuple_by_cols(tuple, tupdesc, 1, &column, &value, &value_isnull);
 	return PointerGetDatum(tuple);
 }
 
 /*
- * The attribute number of the target column; errors if it does not exist
- * or is not of a string type.
+ * The request of one fill: the rendered prompt (server encoding) as the
+ * user turn of the chat template, with the optional system prompt, under
+ * the session's phi3.max_tokens and sampling settings.  Shared with the
+ * asynchronous fill (async_worker.c), which renders the same template.
  */
-static int
-TargetColumn(const char *name, TupleDesc tupdesc, const char *relname)
+void
+Phi3FillRequestInit(Phi3GenRequest *req, const char *prompt, const char *system)
+{
+	memset(req, 0, sizeof(*req));
+	req->chat = true;
+	req->max_tokens = Phi3ResolveMaxTokens(true, 0);
+	req->sampling = Phi3ResolveSampling(true, 0, true, 0);
+	req->content = Phi3CStringToUtf8(prompt, strlen(prompt), &req->content_len);
+	if (system != NULL)
+		req->system = Phi3CStringToUtf8(system, strlen(system), &req->system_len);
+}
+
+/*
+ * The attribute number of the target column; errors if it does not exist
+ * or is not of a string type.  fname names the trigger function in the
+ * messages (phi3_fill or phi3_fill_async).
+ */
+int
+Phi3FillTargetColumn(const char *fname, const char *name, TupleDesc tupdesc, const char *relname)
 {
 	int			attnum = SPI_fnumber(tupdesc, name);
 	Oid			base;
@@ -138,20 +150,20 @@ TargetColumn(const char *name, TupleDesc tupdesc, const char *relname)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation \"%s\" does not exist", name, relname),
-				 errdetail("It is the target column of trigger function phi3_fill.")));
+				 errdetail("It is the target column of trigger function %s.", fname)));
 	attr = TupleDescAttr(tupdesc, attnum - 1);
 	if (attr->attgenerated)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("column \"%s\" of relation \"%s\" is a generated column", name, relname),
-				 errdetail("phi3_fill can only fill a column of type text, varchar or char.")));
+				 errdetail("%s can only fill a column of type text, varchar or char.", fname)));
 	base = getBaseType(attr->atttypid);
 	if (base != TEXTOID && base != VARCHAROID && base != BPCHAROID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("column \"%s\" of relation \"%s\" is of type %s", name, relname,
 						format_type_be(attr->atttypid)),
-				 errdetail("phi3_fill can only fill a column of type text, varchar or char.")));
+				 errdetail("%s can only fill a column of type text, varchar or char.", fname)));
 	return attnum;
 }
 
@@ -160,8 +172,8 @@ TargetColumn(const char *name, TupleDesc tupdesc, const char *relname)
  * (so domain constraints are checked), cut first to a length limit -- the
  * column's, or for a domain over varchar(n) / char(n), the domain's.
  */
-static Datum
-TargetValue(const char *value, Form_pg_attribute attr)
+Datum
+Phi3FillTargetValue(const char *value, Form_pg_attribute attr)
 {
 	Oid			typinput;
 	Oid			typioparam;
@@ -188,9 +200,9 @@ TargetValue(const char *value, Form_pg_attribute attr)
  * Render the template with the tuple's values.  Errors for an unknown
  * column, an unterminated placeholder or a lone brace.
  */
-static char *
-RenderTemplate(const char *tmpl, HeapTuple tuple, TupleDesc tupdesc,
-			   const char *relname)
+char *
+Phi3FillRenderTemplate(const char *fname, const char *tmpl, HeapTuple tuple, TupleDesc tupdesc,
+					   const char *relname)
 {
 	StringInfoData buf;
 	const char *p = tmpl;
@@ -218,7 +230,7 @@ RenderTemplate(const char *tmpl, HeapTuple tuple, TupleDesc tupdesc,
 			if (close == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("unterminated placeholder in phi3_fill template"),
+						 errmsg("unterminated placeholder in %s template", fname),
 						 errhint("Write {column} for a column's value, {{ and }} for literal braces.")));
 			name = pnstrdup(p + 1, close - p - 1);
 			attnum = SPI_fnumber(tupdesc, name);
@@ -226,7 +238,7 @@ RenderTemplate(const char *tmpl, HeapTuple tuple, TupleDesc tupdesc,
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_COLUMN),
 						 errmsg("column \"%s\" of relation \"%s\" does not exist", name, relname),
-						 errdetail("It is used in the prompt template of trigger function phi3_fill.")));
+						 errdetail("It is used in the prompt template of trigger function %s.", fname)));
 			value = SPI_getvalue(tuple, tupdesc, attnum);
 			if (value != NULL)
 				appendStringInfoString(&buf, value);
@@ -235,7 +247,7 @@ RenderTemplate(const char *tmpl, HeapTuple tuple, TupleDesc tupdesc,
 		else if (p[0] == '}')
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("single \"}\" in phi3_fill template"),
+					 errmsg("single \"}\" in %s template", fname),
 					 errhint("Write {column} for a column's value, {{ and }} for literal braces.")));
 		else
 			appendStringInfoChar(&buf, *p++);
