@@ -265,3 +265,11 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
 
 COMMENT ON FUNCTION phi3_extract(text, anyelement) IS
 'Extracts from doc a row of target''s composite type (pass a typed null, e.g. NULL::invoice_facts): decoded under the JSON shape of its columns (domains, arrays, enums, nested composites), every column non-null and valid for its type; NULL doc gives NULL, an empty doc a row of nulls';
+
+CREATE FUNCTION phi3_classify_scores(doc text, labels text[], instruction text DEFAULT NULL)
+RETURNS TABLE (label text, probability float8)
+AS 'MODULE_PATHNAME', 'phi3_classify_scores'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 4;
+
+COMMENT ON FUNCTION phi3_classify_scores(text, text[], text) IS
+'Every label with the model''s probability of answering it to phi3_classify''s prompt: each label''s tokens scored as a continuation (sum of token log-probabilities, no sampling), normalized over the labels so that they sum to 1; a NULL doc gives no rows';

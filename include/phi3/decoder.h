@@ -186,6 +186,24 @@ void		p3_decoder_remove(P3Decoder *d, int32_t seq);
 /* Remove every sequence (for instance those of a caller that stopped on an error). */
 void		p3_decoder_reset(P3Decoder *d);
 
+/*
+ * Score continuations of a prompt without sampling: logprobs[k] gets the
+ * sum of the natural log-probabilities (log-softmax over the whole
+ * vocabulary, temperature 1) of the tokens conts[k][0..n_conts[k]), each
+ * given the prompt and the continuation's tokens before it.  The prompt
+ * is evaluated once, in a free slot chosen and prefilled as p3_decoder_add
+ * would (prefix reuse and copies); each continuation of more than one
+ * token costs one more forward pass.  The slot stays free and keeps the
+ * prompt's KV for later reuse.  The values are the same whatever the slot
+ * and whatever the other sequences (per-sequence logits).  Errors:
+ * P3_ERR_INVALID_ARG (empty prompt or continuation, a token out of range,
+ * no free slot), P3_ERR_CONTEXT_FULL (prompt plus a continuation does not
+ * fit), P3_ERR_NOMEM, those of p3_eval (P3_ERR_ABORTED, ...).
+ */
+P3Status	p3_decoder_score(P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
+							 const int32_t *const *conts, const int32_t *n_conts, int32_t n_cont,
+							 double *logprobs, P3Error *err);
+
 #ifdef __cplusplus
 }
 #endif

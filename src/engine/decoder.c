@@ -24,6 +24,7 @@
  */
 #include "phi3/decoder.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -760,4 +761,146 @@ p3_decoder_reset(P3Decoder *d)
 {
 	for (int32_t s = 0; s < d->n_seq; s++)
 		clear_slot(&d->seqs[s]);
+}
+
+/* ---- scoring continuations ---- */
+
+/* log-softmax of logits[0..n) at token id (natural log, in double) */
+static double
+log_prob(const float *logits, int32_t n, int32_t id)
+{
+	float		max = logits[0];
+	double		sum = 0.0;
+
+	for (int32_t i = 1; i < n; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	for (int32_t i = 0; i < n; i++)
+		sum += exp((double) logits[i] - (double) max);
+	return (double) logits[id] - (double) max - log(sum);
+}
+
+static P3Status
+check_score(const P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
+			const int32_t *const *conts, const int32_t *n_conts, int32_t n_cont, P3Error *err)
+{
+	P3SeqParams p = p3_seq_default_params();
+	P3Status	st;
+
+	p.max_tokens = 0;
+	if ((st = check_add(d, prompt, n_prompt, &p, err)))
+		return st;
+	if (n_cont < 1 || conts == NULL || n_conts == NULL)
+		return p3_error(err, P3_ERR_INVALID_ARG, "there are no continuations to score");
+	for (int32_t k = 0; k < n_cont; k++)
+	{
+		if (n_conts[k] < 1 || conts[k] == NULL)
+			return p3_error(err, P3_ERR_INVALID_ARG, "continuation %d has no tokens", (int) k);
+		if ((int64_t) n_prompt + n_conts[k] > d->n_ctx)
+			return p3_error(err, P3_ERR_CONTEXT_FULL,
+							"the prompt (%d tokens) and continuation %d (%d tokens) do not fit the context of %d",
+							(int) n_prompt, (int) k, (int) n_conts[k], (int) d->n_ctx);
+		for (int32_t i = 0; i < n_conts[k]; i++)
+			if (conts[k][i] < 0 || conts[k][i] >= d->n_vocab)
+				return p3_error(err, P3_ERR_INVALID_ARG,
+								"token %d of continuation %d is out of range (0 to %d)",
+								(int) conts[k][i], (int) k, (int) d->n_vocab - 1);
+	}
+	return P3_OK;
+}
+
+/* Evaluate tokens[0..n) on seq; every token's logits kept when all_logits, else the last's. */
+static P3Status
+eval_run(P3Decoder *d, int32_t seq, const int32_t *tokens, int32_t n, bool all_logits,
+		 int32_t *seq_ids, uint8_t *want, P3Error *err)
+{
+	P3Batch		b;
+
+	for (int32_t i = 0; i < n; i++)
+	{
+		seq_ids[i] = seq;
+		want[i] = all_logits || i == n - 1;
+	}
+	b.n_tokens = n;
+	b.tokens = tokens;
+	b.seq = seq_ids;
+	b.want_logits = want;
+	return p3_eval(d->ctx, &b, err);
+}
+
+P3Status
+p3_decoder_score(P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
+				 const int32_t *const *conts, const int32_t *n_conts, int32_t n_cont,
+				 double *logprobs, P3Error *err)
+{
+	int32_t		slot;
+	int32_t		reuse;
+	int32_t		src;
+	int32_t		src_len;
+	int32_t		longest = n_prompt;
+	int32_t    *seq_ids;
+	uint8_t    *want;
+	float	   *first;			/* logits after the prompt */
+	P3Status	st;
+
+	if ((st = check_score(d, prompt, n_prompt, conts, n_conts, n_cont, err)))
+		return st;
+	slot = choose_slot(d, prompt, n_prompt, true);
+	if (slot < 0)
+		return p3_error(err, P3_ERR_INVALID_ARG, "all %d sequences of the decoder are in use",
+						(int) d->n_seq);
+	for (int32_t k = 0; k < n_cont; k++)
+		if (n_conts[k] > longest)
+			longest = n_conts[k];
+	seq_ids = malloc((size_t) longest * sizeof(int32_t));
+	want = malloc((size_t) longest);
+	first = malloc((size_t) d->n_vocab * sizeof(float));
+	if (seq_ids == NULL || want == NULL || first == NULL)
+	{
+		st = p3_error(err, P3_ERR_NOMEM, "out of memory scoring %d continuations", (int) n_cont);
+		goto done;
+	}
+
+	/* the prompt, reusing a cached prefix as p3_decoder_add does */
+	reuse = reusable_prefix(d, slot, prompt, n_prompt);
+	src = best_copy_source(d, slot, prompt, n_prompt, &src_len);
+	if (src >= 0 && src_len > reuse)
+	{
+		if ((st = p3_kv_seq_copy(d->ctx, src, slot, src_len, err)))
+			goto done;
+		reuse = src_len;
+	}
+	p3_kv_seq_truncate(d->ctx, slot, reuse);
+	if (reuse == 0)
+		p3_kv_seq_clear(d->ctx, slot);
+	p3_seq_set_rope_len(d->ctx, slot, n_prompt);
+	if ((st = eval_run(d, slot, prompt + reuse, n_prompt - reuse, false, seq_ids, want, err)))
+		goto done;
+	memcpy(first, p3_logits(d->ctx, 0), (size_t) d->n_vocab * sizeof(float));
+
+	/* each continuation: its first token from the prompt's logits, the rest in one pass */
+	for (int32_t k = 0; k < n_cont; k++)
+	{
+		double		sum = log_prob(first, d->n_vocab, conts[k][0]);
+
+		if (n_conts[k] > 1)
+		{
+			p3_kv_seq_truncate(d->ctx, slot, n_prompt);
+			if ((st = eval_run(d, slot, conts[k], n_conts[k] - 1, true, seq_ids, want, err)))
+				goto done;
+			for (int32_t i = 1; i < n_conts[k]; i++)
+				sum += log_prob(p3_logits(d->ctx, i - 1), d->n_vocab, conts[k][i]);
+		}
+		logprobs[k] = sum;
+	}
+	st = P3_OK;
+
+done:
+	/* the slot keeps the prompt for later prefix reuse */
+	if (p3_kv_seq_len(d->ctx, slot) > n_prompt)
+		p3_kv_seq_truncate(d->ctx, slot, n_prompt);
+	free(seq_ids);
+	free(want);
+	free(first);
+	return st;
 }

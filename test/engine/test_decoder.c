@@ -13,10 +13,12 @@
  *   - an abort in the middle of a step changes nothing, and stepping on
  *     gives the same texts;
  *   - prefix reuse inside a slot and KV copies across slots;
- *   - argument errors, finish during prefill, max_tokens 0, a full context.
+ *   - argument errors, finish during prefill, max_tokens 0, a full context;
+ *   - p3_decoder_score against log-probabilities computed by hand.
  *
  * Models come from bin/phi3-mkmodel (make engine-check builds them).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -860,6 +862,153 @@ test_errors_and_edges(void)
 	p3_model_free(m);
 }
 
+/* log-softmax by hand, in double */
+static double
+by_hand_log_prob(const float *logits, int32_t n, int32_t id)
+{
+	double		max = logits[0];
+	double		sum = 0.0;
+
+	for (int32_t i = 1; i < n; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	for (int32_t i = 0; i < n; i++)
+		sum += exp((double) logits[i] - max);
+	return (double) logits[id] - max - log(sum);
+}
+
+/* The score of prompt + cont computed without the decoder: one p3_eval of everything. */
+static double
+score_by_hand(const P3Model *m, const int32_t *prompt, int n_prompt, const int32_t *cont, int n_cont)
+{
+	P3Context  *ctx = new_context(m, 128, 1, 64, 1);
+	int32_t		all[96];
+	uint8_t		want[96] = {0};
+	P3Batch		b = {0};
+	P3Error		err = {0};
+	double		sum = 0.0;
+
+	memcpy(all, prompt, sizeof(int32_t) * (size_t) n_prompt);
+	memcpy(all + n_prompt, cont, sizeof(int32_t) * (size_t) n_cont);
+	for (int i = n_prompt - 1; i < n_prompt + n_cont - 1; i++)
+		want[i] = 1;
+	b.n_tokens = n_prompt + n_cont - 1;
+	b.tokens = all;
+	b.want_logits = want;
+	CHECK_STATUS(p3_eval(ctx, &b, &err), P3_OK);
+	for (int i = 0; i < n_cont; i++)
+		sum += by_hand_log_prob(p3_logits(ctx, i), m->hp.n_vocab, cont[i]);
+	p3_context_free(ctx);
+	return sum;
+}
+
+/*
+ * p3_decoder_score: each continuation's log-probability equals the one
+ * computed by hand from a single forward pass; it does not depend on the
+ * slot, on prefix reuse, on the other continuations, nor on a sequence
+ * decoding in another slot; the scores of all continuations of one token
+ * sum (as probabilities) to 1; errors change nothing.
+ */
+static void
+test_score(void)
+{
+	P3Model    *m = open_model("tiny-f32.gguf");
+	int32_t		n_vocab = m->hp.n_vocab;
+	P3Context  *ctx = new_context(m, 128, 2, 16, 1);
+	P3Decoder  *d = new_decoder(ctx, 0);
+	int32_t		prompt[40];
+	int32_t		c0[] = {5, 9, 11};
+	int32_t		c1[] = {7};
+	int32_t		c2[] = {7, 8, 9, 10, 12, 13};
+	const int32_t *conts[] = {c0, c1, c2};
+	int32_t		n_conts[] = {3, 1, 6};
+	double		lp[3];
+	double		again[3];
+	P3Error		err = {0};
+
+	make_tokens(prompt, 40, 77, n_vocab);
+	CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 3, lp, &err), P3_OK);
+	for (int k = 0; k < 3; k++)
+	{
+		double		want = score_by_hand(m, prompt, 40, conts[k], n_conts[k]);
+
+		CHECK_MSG(fabs(lp[k] - want) < 1e-4, "continuation %d: %.6f, by hand %.6f", k, lp[k], want);
+		CHECK(lp[k] < 0.0);
+	}
+	CHECK_EQ_INT(p3_kv_seq_len(ctx, 0), 40);	/* the prompt stays cached */
+
+	/* again: the prompt is reused from the cache; one at a time; the same values */
+	CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 3, again, &err), P3_OK);
+	for (int k = 0; k < 3; k++)
+		CHECK(again[k] == lp[k]);
+	CHECK_STATUS(p3_decoder_score(d, prompt, 40, &conts[2], &n_conts[2], 1, again, &err), P3_OK);
+	CHECK(again[0] == lp[2]);
+
+	/* beside a sequence decoding in the other slot */
+	{
+		P3SeqParams sp = p3_seq_default_params();
+		int32_t		other[20];
+		int32_t		seq;
+
+		make_tokens(other, 20, 5, n_vocab);
+		sp.max_tokens = 4;
+		CHECK_STATUS(p3_decoder_add(d, other, 20, &sp, &seq, &err), P3_OK);
+		CHECK_STATUS(p3_decoder_step(d, &err), P3_OK);
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 3, again, &err), P3_OK);
+		for (int k = 0; k < 3; k++)
+			CHECK_MSG(fabs(again[k] - lp[k]) < 1e-9, "beside another sequence, continuation %d: %.9f vs %.9f",
+					  k, again[k], lp[k]);
+		/* no free slot left: an error */
+		{
+			int32_t		seq2;
+
+			CHECK_STATUS(p3_decoder_add(d, other, 20, &sp, &seq2, &err), P3_OK);
+			CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 3, again, &err), P3_ERR_INVALID_ARG);
+		}
+		p3_decoder_reset(d);
+	}
+
+	/* every one-token continuation: the probabilities sum to 1 */
+	{
+		int32_t    *ids = malloc(sizeof(int32_t) * (size_t) n_vocab);
+		const int32_t **each = malloc(sizeof(int32_t *) * (size_t) n_vocab);
+		int32_t    *ones = malloc(sizeof(int32_t) * (size_t) n_vocab);
+		double	   *all = malloc(sizeof(double) * (size_t) n_vocab);
+		double		total = 0.0;
+
+		for (int32_t i = 0; i < n_vocab; i++)
+		{
+			ids[i] = i;
+			each[i] = &ids[i];
+			ones[i] = 1;
+		}
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, each, ones, n_vocab, all, &err), P3_OK);
+		for (int32_t i = 0; i < n_vocab; i++)
+			total += exp(all[i]);
+		CHECK_NEAR(total, 1.0, 1e-6);
+		free(ids);
+		free(each);
+		free(ones);
+		free(all);
+	}
+
+	/* errors */
+	{
+		int32_t		bad[] = {n_vocab};
+		const int32_t *badc[] = {bad};
+		int32_t		one[] = {1};
+		int32_t		zero[] = {0};
+
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, badc, one, 1, lp, &err), P3_ERR_INVALID_ARG);
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, zero, 1, lp, &err), P3_ERR_INVALID_ARG);
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 0, lp, &err), P3_ERR_INVALID_ARG);
+		CHECK_STATUS(p3_decoder_score(d, prompt, 0, conts, n_conts, 3, lp, &err), P3_ERR_INVALID_ARG);
+	}
+	p3_decoder_free(d);
+	p3_context_free(ctx);
+	p3_model_free(m);
+}
+
 int
 main(void)
 {
@@ -874,5 +1023,6 @@ main(void)
 	RUN(test_prefix_reuse);
 	RUN(test_shared_prefix_together);
 	RUN(test_errors_and_edges);
+	RUN(test_score);
 	return harness_finish();
 }
