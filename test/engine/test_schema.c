@@ -9,7 +9,10 @@
  * replacement) of the valid ones, must get the same verdict from both.
  * Masks are compared with a brute force over all 32,064 tokens on many
  * states; random walks over allowed tokens must end in documents the
- * validator accepts; mask times (mean, p99) are printed.
+ * validator accepts; mask times (mean, p99) are printed.  The property
+ * test (test_property_decode) decodes random (document, schema) pairs with
+ * a tiny random-weights model under the constraint and checks every
+ * output with the same validator.
  */
 #include "harness.h"
 
@@ -2153,6 +2156,29 @@ gen_schema(Gen *g, int depth, bool container)
  * the reference validator accepts; the first mask of some of them equals
  * the brute force.
  */
+/* Random schema number sc (seeded by seed) with its definitions, as JSON text in text[0..cap). */
+static void
+random_schema_text(int sc, uint64_t seed, char *text, size_t cap)
+{
+	Gen			g = {0};
+	char		body[1 << 14];
+	size_t		o;
+
+	g.buf = body;
+	g.cap = sizeof(body);
+	g.rng = seed + (uint64_t) sc * 7919;
+	gen_schema(&g, 3, sc % 4 != 0);	/* mostly a container at the root */
+	o = (size_t) snprintf(text, cap, "%.*s", (int) (g.len - 1), body);
+	if (g.n_defs > 0)
+	{
+		o += (size_t) snprintf(text + o, cap - o, "%s\"$defs\":{", g.len > 2 ? "," : "");
+		for (int d = 0; d < g.n_defs; d++)
+			o += (size_t) snprintf(text + o, cap - o, "%s\"d%d\":%s", d ? "," : "", d, g.defs[d]);
+		o += (size_t) snprintf(text + o, cap - o, "}");
+	}
+	snprintf(text + o, cap - o, "}");
+}
+
 static void
 test_random_schemas(void)
 {
@@ -2168,7 +2194,6 @@ test_random_schemas(void)
 
 	for (int sc = 0; sc < n_schemas; sc++)
 	{
-		Gen			g = {0};
 		P3Schema   *s = NULL;
 		V		   *schema;
 		P3Error		err = {0};
@@ -2177,25 +2202,8 @@ test_random_schemas(void)
 		char		doc[8192];
 		size_t		len = 0;
 		bool		done = false;
-		char		body[1 << 14];
 
-		g.buf = body;
-		g.cap = sizeof(body);
-		g.rng = rng + (uint64_t) sc * 7919;
-		gen_schema(&g, 3, sc % 4 != 0);	/* mostly a container at the root */
-		/* the root with its definitions */
-		{
-			size_t		o = (size_t) snprintf(text, 1 << 16, "%.*s", (int) (g.len - 1), body);
-
-			if (g.n_defs > 0)
-			{
-				o += (size_t) snprintf(text + o, (1 << 16) - o, "%s\"$defs\":{", g.len > 2 ? "," : "");
-				for (int d = 0; d < g.n_defs; d++)
-					o += (size_t) snprintf(text + o, (1 << 16) - o, "%s\"d%d\":%s", d ? "," : "", d, g.defs[d]);
-				o += (size_t) snprintf(text + o, (1 << 16) - o, "}");
-			}
-			snprintf(text + o, (1 << 16) - o, "}");
-		}
+		random_schema_text(sc, rng, text, 1 << 16);
 		st = p3_schema_compile(text, strlen(text), NULL, &s, &err);
 		CHECK_MSG(st == P3_OK, "random schema %d: %s: %s", sc, text, err.message);
 		schema = vparse_text(text, strlen(text), true);
@@ -2470,6 +2478,150 @@ test_decoder_tiny_model(void)
 	p3_model_free(model);
 }
 
+/*
+ * The property test: random (document, schema) pairs decoded by a tiny
+ * random-weights model (the worst case: it knows nothing) under the
+ * schema, several rows at once in one decoder (each with its own
+ * matcher), sampled at temperature 1 from a random "document" prompt;
+ * every output, closed by the shortest completion when max_tokens ran out,
+ * parses and is valid for its schema by the reference validator (not the
+ * automaton).  PHI3_PROPERTY_CASES sets the number of pairs (default 240;
+ * 8 under valgrind).
+ */
+static void
+test_property_decode(void)
+{
+	const char *dir = getenv("PHI3_TEST_MODELS");
+	const char *cases_env = getenv("PHI3_PROPERTY_CASES");
+	int			n_cases = cases_env && *cases_env ? atoi(cases_env) : (under_valgrind ? 8 : 240);
+	char		path[1024];
+	P3Model    *model = NULL;
+	P3Context  *ctx = NULL;
+	P3Decoder  *d = NULL;
+	P3ContextParams cp = p3_context_default_params();
+	P3VocabTrie *mtrie = NULL;
+	P3Error		err = {0};
+	enum
+	{
+		N_SLOTS = 4
+	};
+	struct
+	{
+		int			sc;
+		P3Schema   *s;
+		P3SchemaMatcher *m;
+		V		   *schema;
+		char	   *text;
+	}			slot[N_SLOTS];
+	char	   *text = malloc(1 << 16);
+	int			next = 0,
+				done = 0,
+				closed = 0,
+				tokens = 0;
+	uint64_t	rng = 4242;
+	double		t0 = now_us();
+
+	memset(slot, 0, sizeof(slot));
+	snprintf(path, sizeof(path), "%s/tiny-f32.gguf", dir ? dir : "build/engine-models");
+	if (access(path, R_OK) != 0)
+	{
+		fprintf(stderr, "  (no %s: skipped)\n", path);
+		free(text);
+		return;
+	}
+	CHECK_STATUS(p3_model_open(path, &model, &err), P3_OK);
+	if (model == NULL)
+		return;
+	cp.n_ctx = 256;
+	cp.n_seq = N_SLOTS;
+	cp.n_threads = 1;
+	CHECK_STATUS(p3_context_new(model, &cp, &ctx, &err), P3_OK);
+	CHECK_STATUS(p3_decoder_new(ctx, 0, &d, &err), P3_OK);
+	CHECK_STATUS(p3_vocab_trie_new(model->tokenizer, &mtrie, &err), P3_OK);
+	while (d && mtrie && done < n_cases)
+	{
+		/* fill free slots with new pairs */
+		while (next < n_cases && p3_decoder_n_free(d) > 0)
+		{
+			P3Constraint c;
+			P3SeqParams sp = p3_seq_default_params();
+			int32_t		prompt[24];
+			int32_t		n_prompt = 4 + (int32_t) (harness_rand(&rng) % 20);
+			int32_t		seq;
+			P3Schema   *s = NULL;
+			P3SchemaMatcher *m = NULL;
+
+			random_schema_text(next, 99, text, 1 << 16);
+			if (p3_schema_compile(text, strlen(text), NULL, &s, &err) != P3_OK)
+			{
+				CHECK_MSG(false, "property case %d does not compile: %s: %s", next, text, err.message);
+				next++;
+				done++;
+				continue;
+			}
+			CHECK_STATUS(p3_schema_matcher_new(s, mtrie, &m, &err), P3_OK);
+			CHECK_STATUS(p3_schema_constraint(m, model->tokenizer, &c, &err), P3_OK);
+			for (int32_t i = 0; i < n_prompt; i++)
+				prompt[i] = 3 + (int32_t) (harness_rand(&rng) % (uint64_t) (model->hp.n_vocab - 3));
+			sp.constraint = &c;
+			sp.max_tokens = 8 + (int32_t) (harness_rand(&rng) % 48);
+			sp.strip_leading_space = false;
+			sp.sampling.seed = (uint64_t) next + 1;
+			sp.sampling.temperature = (next % 3 == 0) ? 0.0f : 1.0f;
+			CHECK_STATUS(p3_decoder_add(d, prompt, n_prompt, &sp, &seq, &err), P3_OK);
+			slot[seq].sc = next;
+			slot[seq].s = s;
+			slot[seq].m = m;
+			slot[seq].text = strdup(text);	/* the parsed schema points into its text */
+			slot[seq].schema = vparse_text(slot[seq].text, strlen(text), true);
+			next++;
+		}
+		if (p3_decoder_n_live(d) == 0)
+			continue;
+		if (p3_decoder_step(d, &err) != P3_OK)
+		{
+			CHECK_MSG(false, "step: %s", err.message);
+			break;
+		}
+		/* collect finished rows and check them */
+		for (int32_t q = 0; q < N_SLOTS; q++)
+		{
+			P3SeqInfo	info;
+			P3Text		out = {0};
+
+			if (slot[q].m == NULL || !p3_decoder_seq_info(d, q, &info) || info.phase != P3_SEQ_DONE)
+				continue;
+			CHECK_MSG(info.stats.stop != P3_STOP_ERROR, "property case %d: %s", slot[q].sc,
+					  info.error ? info.error->message : "");
+			p3_text_append(&out, info.text, info.text_len, &err);
+			if (!p3_schema_matcher_is_complete(slot[q].m))
+			{
+				CHECK_STATUS(p3_schema_matcher_completion(slot[q].m, &out, &err), P3_OK);
+				closed++;
+			}
+			CHECK_MSG(slot[q].schema && reference_valid(slot[q].schema, out.data ? out.data : "", out.len),
+					  "property case %d: %s\n  decoded %.*s", slot[q].sc, slot[q].text, (int) out.len,
+					  out.data ? out.data : "");
+			tokens += info.stats.n_generated;
+			p3_text_free(&out);
+			p3_decoder_remove(d, q);
+			p3_schema_matcher_free(slot[q].m);
+			p3_schema_free(slot[q].s);
+			vfree(slot[q].schema);
+			free(slot[q].text);
+			memset(&slot[q], 0, sizeof(slot[q]));
+			done++;
+		}
+	}
+	fprintf(stderr, "  %d (document, schema) pairs decoded, %d closed by the completion, %d tokens, %.1f s\n",
+			done, closed, tokens, (now_us() - t0) / 1e6);
+	free(text);
+	p3_vocab_trie_free(mtrie);
+	p3_decoder_free(d);
+	p3_context_free(ctx);
+	p3_model_free(model);
+}
+
 int
 main(void)
 {
@@ -2511,6 +2663,7 @@ main(void)
 	RUN(test_random_schemas);
 	RUN(test_small_vocab);
 	RUN(test_decoder_tiny_model);
+	RUN(test_property_decode);
 
 	p3_vocab_trie_free(trie);
 	p3_tokenizer_free(tok);
