@@ -2622,8 +2622,59 @@ test_property_decode(void)
 	p3_model_free(model);
 }
 
+/* One fuzz_schema seed: schema, NUL, document. */
+static void
+write_seed(const char *dir, const char *name, int i, const char *schema, const char *doc)
+{
+	char		path[1024];
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "%s/%s-%03d", dir, name, i);
+	if ((f = fopen(path, "wb")) == NULL)
+	{
+		fprintf(stderr, "cannot write %s\n", path);
+		exit(1);
+	}
+	fwrite(schema, 1, strlen(schema), f);
+	fputc('\0', f);
+	fwrite(doc, 1, strlen(doc), f);
+	fclose(f);
+}
+
+/*
+ * test_schema --write-seeds DIR: the schemas of these tests as seeds of
+ * the fuzz_schema harness (test/fuzz/make_seeds.sh): every hand-written
+ * case with each of its valid and invalid documents, the mask schemas,
+ * and 60 random schemas.
+ */
+static int
+write_seeds(const char *dir)
+{
+	int			n = 0;
+	char	   *text = malloc(1 << 16);
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+	{
+		write_seed(dir, "case", n++, cases[c].schema, "");
+		for (int v = 0; v < 12 && cases[c].valid[v]; v++)
+			write_seed(dir, "case", n++, cases[c].schema, cases[c].valid[v]);
+		for (int v = 0; v < 16 && cases[c].invalid[v]; v++)
+			write_seed(dir, "case", n++, cases[c].schema, cases[c].invalid[v]);
+	}
+	for (size_t k = 0; k < sizeof(mask_schemas) / sizeof(mask_schemas[0]); k++)
+		write_seed(dir, "mask", (int) k, mask_schemas[k], "");
+	for (int k = 0; k < 60; k++)
+	{
+		random_schema_text(k, 777, text, 1 << 16);
+		write_seed(dir, "random", k, text, "");
+	}
+	free(text);
+	fprintf(stderr, "test_schema: %d seeds in %s\n", n + (int) (sizeof(mask_schemas) / sizeof(mask_schemas[0])) + 60, dir);
+	return 0;
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	const char *pre = getenv("LD_PRELOAD");
 	const char *vocab = getenv("PHI3_VOCAB");
@@ -2632,6 +2683,8 @@ main(void)
 	double		t0;
 
 	under_valgrind = pre && strstr(pre, "vgpreload");
+	if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0)
+		return write_seeds(argv[2]);
 	if (vocab == NULL || !*vocab)
 		vocab = "test/data/ggml-vocab-phi-3.gguf";
 	if (p3_gguf_open(vocab, &g, &err) != P3_OK || p3_tokenizer_from_gguf(g, &tok, &err) != P3_OK)
