@@ -15,6 +15,16 @@
  * had, so the single-sequence wrapper over this decoder gives the same
  * text, token for token.
  *
+ * Jump-forward (jump_forward): after a sampled token, a constraint with a
+ * forced hook may name the tokens that must follow; they are taken as if
+ * sampled (sampler history, accept, text, completion, max_tokens) and go
+ * into the next batch behind the sampled token, logits only for the last,
+ * so a run of k forced tokens costs one forward pass instead of k.  Logits
+ * do not depend on how a sequence's tokens are grouped into passes, so a
+ * greedy sequence gives the same text with and without it (a sampled one
+ * differs: forced positions draw nothing from the RNG), and decoded beside
+ * others the same text as alone.
+ *
  * Slot choice (choose_slot) and cross-slot prefix copies keep the KV cache
  * of finished sequences useful: a prompt goes where the longest prefix of
  * it already is, or has that prefix copied in from another slot.  Prompts
@@ -43,6 +53,8 @@ typedef struct DecSeq
 	int32_t		n_sched;		/* prompt tokens in the batch being evaluated */
 	bool		waiting;		/* sits this step out: an older prompt computes its prefix */
 	int32_t		pending;		/* token to evaluate next (DECODE), else -1 */
+	int32_t		run[P3_DECODER_MAX_FORCED];	/* forced tokens to evaluate after it */
+	int32_t		n_run;
 	int32_t		token;			/* token sampled in the last step, -1 if none */
 	uint64_t	order;			/* when it was added (prefill goes oldest first) */
 	P3Sampler  *sampler;
@@ -121,6 +133,7 @@ p3_seq_default_params(void)
 	p.strip_leading_space = true;
 	p.constraint = NULL;
 	p.slot = -1;
+	p.jump_forward = true;
 	return p;
 }
 
@@ -146,7 +159,7 @@ p3_decoder_new(P3Context *ctx, int32_t step_tokens, P3Decoder **out, P3Error *er
 	d->n_vocab = model->hp.n_vocab;
 	d->n_ctx = cp->n_ctx;
 	d->step_tokens = step_tokens;
-	d->b_cap = step_tokens + cp->n_seq;
+	d->b_cap = step_tokens + cp->n_seq * (1 + P3_DECODER_MAX_FORCED);
 	d->seqs = calloc((size_t) d->n_seq, sizeof(DecSeq));
 	d->mask = malloc(((size_t) d->n_vocab + 31) / 32 * sizeof(uint32_t));
 	d->b_tokens = malloc((size_t) d->b_cap * sizeof(int32_t));
@@ -411,7 +424,10 @@ stop_seq(DecSeq *q, P3StopReason reason)
 	q->stats.stop = reason;
 	q->phase = P3_SEQ_DONE;
 	q->pending = -1;
+	q->n_run = 0;
 }
+
+static void jump_forward(P3Decoder *d, int32_t s);
 
 static void
 fail_seq(DecSeq *q, const P3Error *e)
@@ -478,7 +494,67 @@ sample_next(P3Decoder *d, int32_t s, const float *logits)
 	else if (p3_kv_seq_len(d->ctx, s) >= d->n_ctx)
 		stop_seq(q, P3_STOP_CONTEXT);
 	else
+	{
 		q->pending = id;
+		jump_forward(d, s);
+	}
+}
+
+/*
+ * After a sampled token: take the constraint's forced tokens as if they
+ * had been sampled (the same checks in the same order), to be evaluated
+ * with the sampled token in the next pass.  They are capped so that the
+ * sequence stays within max_tokens and the context; the sequence may stop
+ * on one of them (complete, max_tokens), then nothing is evaluated.
+ */
+static void
+jump_forward(P3Decoder *d, int32_t s)
+{
+	DecSeq	   *q = &d->seqs[s];
+	int32_t		forced[P3_DECODER_MAX_FORCED];
+	int32_t		cap = P3_DECODER_MAX_FORCED;
+	int32_t		room = d->n_ctx - p3_kv_seq_len(d->ctx, s) - 1;	/* after the pending token */
+	int32_t		n;
+	P3Error		e;
+
+	q->n_run = 0;
+	if (!q->has_constraint || !q->params.jump_forward || q->constraint.forced == NULL)
+		return;
+	if (cap > room)
+		cap = room;
+	if (cap > q->params.max_tokens - q->stats.n_generated)
+		cap = q->params.max_tokens - q->stats.n_generated;
+	if (cap <= 0)
+		return;
+	n = q->constraint.forced(q->constraint.state, forced, cap);
+	p3_error_clear(&e);
+	for (int32_t i = 0; i < n && i < cap; i++)
+	{
+		int32_t		id = forced[i];
+
+		if (id < 0 || id >= d->n_vocab || p3_tokenizer_is_eog(d->tok, id))
+			break;
+		q->stats.n_generated++;
+		q->stats.n_forced++;
+		p3_sampler_accept(q->sampler, id);
+		if (q->constraint.accept(q->constraint.state, id, &e) != P3_OK ||
+			p3_detok_push(&q->detok, id, &q->text, &e) != P3_OK)
+		{
+			fail_seq(q, &e);
+			return;
+		}
+		q->run[q->n_run++] = id;
+		if (q->constraint.complete && q->constraint.complete(q->constraint.state))
+		{
+			stop_seq(q, P3_STOP_CONSTRAINT);
+			return;
+		}
+		if (q->stats.n_generated == q->params.max_tokens)
+		{
+			stop_seq(q, P3_STOP_MAX_TOKENS);
+			return;
+		}
+	}
 }
 
 /* ---- the step ---- */
@@ -588,11 +664,19 @@ build_batch(P3Decoder *d, int32_t *n_out)
 		q->waiting = false;
 		if (q->phase != P3_SEQ_DECODE)
 			continue;
+		/* the sampled token and the forced ones after it; logits of the last */
 		d->b_tokens[n] = q->pending;
 		d->b_seq[n] = s;
-		d->b_want[n] = 1;
-		d->b_out_seq[(*n_out)++] = s;
+		d->b_want[n] = q->n_run == 0;
 		n++;
+		for (int32_t i = 0; i < q->n_run; i++)
+		{
+			d->b_tokens[n] = q->run[i];
+			d->b_seq[n] = s;
+			d->b_want[n] = i == q->n_run - 1;
+			n++;
+		}
+		d->b_out_seq[(*n_out)++] = s;
 	}
 	budget = d->step_tokens - n;
 	if (budget < floor)
@@ -667,6 +751,11 @@ p3_decoder_step(P3Decoder *d, P3Error *err)
 		{
 			q->n_done += q->n_sched;
 			q->n_sched = 0;
+		}
+		else if (q->phase == P3_SEQ_DECODE)
+		{
+			q->n_run = 0;		/* evaluated */
+			q->stats.n_passes++;
 		}
 	}
 	for (int32_t i = 0; i < n_out; i++)

@@ -14,7 +14,8 @@
  *     gives the same texts;
  *   - prefix reuse inside a slot and KV copies across slots;
  *   - argument errors, finish during prefill, max_tokens 0, a full context;
- *   - p3_decoder_score against log-probabilities computed by hand.
+ *   - p3_decoder_score against log-probabilities computed by hand;
+ *   - jump-forward: forced runs of a constraint in one pass, the same text.
  *
  * Models come from bin/phi3-mkmodel (make engine-check builds them).
  */
@@ -1009,6 +1010,190 @@ test_score(void)
 	p3_model_free(m);
 }
 
+/* ---- jump-forward ---- */
+
+/*
+ * A scripted constraint: script[i] >= 0 forces token i of the output (the
+ * mask allows only it), -1 leaves it free among tokens [3, 300); complete
+ * after the whole script.  forced returns the forced tokens that follow.
+ */
+typedef struct ScriptConstraint
+{
+	const int32_t *script;
+	int			n;
+	int			pos;
+	int			forced_calls;
+} ScriptConstraint;
+
+static P3Status
+script_mask(void *state, uint32_t *mask, int32_t n_vocab, P3Error *err)
+{
+	ScriptConstraint *c = state;
+
+	(void) err;
+	for (int32_t i = 0; i < n_vocab; i++)
+	{
+		bool		ok = c->pos < c->n && (c->script[c->pos] >= 0 ? i == c->script[c->pos] : (i >= 3 && i < 300));
+
+		if (!ok)
+			mask[i / 32] &= ~(1u << (i % 32));
+	}
+	return P3_OK;
+}
+
+static P3Status
+script_accept(void *state, int32_t token, P3Error *err)
+{
+	ScriptConstraint *c = state;
+
+	if (c->pos >= c->n || (c->script[c->pos] >= 0 && token != c->script[c->pos]))
+		return p3_error(err, P3_ERR_INVALID_ARG, "token %d not allowed at %d", (int) token, c->pos);
+	c->pos++;
+	return P3_OK;
+}
+
+static bool
+script_complete(void *state)
+{
+	ScriptConstraint *c = state;
+
+	return c->pos >= c->n;
+}
+
+static int32_t
+script_forced(void *state, int32_t *tokens, int32_t cap)
+{
+	ScriptConstraint *c = state;
+	int32_t		n = 0;
+
+	c->forced_calls++;
+	while (n < cap && c->pos + n < c->n && c->script[c->pos + n] >= 0)
+	{
+		tokens[n] = c->script[c->pos + n];
+		n++;
+	}
+	return n;
+}
+
+/* Run one scripted sequence; its tokens' text, stats. */
+static P3SeqInfo
+run_script(P3Decoder *d, const int32_t *prompt, int n_prompt, ScriptConstraint *c, bool jump,
+		   int max_tokens, char *text, size_t cap)
+{
+	P3Constraint pc = {.state = c, .mask = script_mask, .accept = script_accept,
+	.complete = script_complete, .forced = script_forced};
+	P3SeqParams sp = p3_seq_default_params();
+	P3SeqInfo	info;
+	P3Error		err = {0};
+	int32_t		seq;
+
+	sp.constraint = &pc;
+	sp.jump_forward = jump;
+	sp.max_tokens = max_tokens;
+	sp.sampling.temperature = 0.0f;	/* sampled, a forced position would draw from the RNG */
+	c->pos = 0;
+	c->forced_calls = 0;
+	CHECK_STATUS(p3_decoder_add(d, prompt, n_prompt, &sp, &seq, &err), P3_OK);
+	info = run_to_done(d, seq);
+	snprintf(text, cap, "%s", info.text);
+	p3_decoder_remove(d, seq);
+	return info;
+}
+
+/*
+ * Jump-forward: a sequence whose constraint forces runs of tokens gives
+ * the same text with and without it (greedy: a mask of one token samples
+ * that token; sampling, the forced positions would have drawn from the
+ * RNG, so a seeded run differs from one without jump-forward), with the forced tokens evaluated in one pass with the
+ * sampled one before them (fewer passes, the same logits for the free
+ * tokens after them); decoded beside other sequences it gives the same
+ * text as alone; max_tokens and completion inside a forced run stop it
+ * there.
+ */
+static void
+test_jump_forward(void)
+{
+	static const int32_t script[] = {-1, 10, 11, 12, 13, -1, -1, 20, 21, -1, 30, 31, 32, 33, 34, 35, 36, -1, 40};
+	const int	n_script = (int) (sizeof(script) / sizeof(script[0]));
+	P3Model    *m = open_model("tiny-f32.gguf");
+	P3Context  *ctx = new_context(m, 256, 3, 16, 1);
+	P3Decoder  *d = new_decoder(ctx, 0);
+	ScriptConstraint c = {.script = script, .n = n_script};
+	int32_t		prompt[3][30];
+	char		plain[3][512];
+	char		jumped[512];
+	P3SeqInfo	a;
+	P3SeqInfo	b;
+	P3Error		err = {0};
+
+	for (int r = 0; r < 3; r++)
+		make_tokens(prompt[r], 30, 300 + (uint64_t) r, m->hp.n_vocab);
+
+	/* the same text, fewer passes */
+	a = run_script(d, prompt[0], 30, &c, false, 100, plain[0], sizeof(plain[0]));
+	CHECK_EQ_INT(a.stats.stop, P3_STOP_CONSTRAINT);
+	CHECK_EQ_INT(a.stats.n_generated, n_script);
+	CHECK_EQ_INT(a.stats.n_forced, 0);
+	CHECK_EQ_INT(c.forced_calls, 0);
+	b = run_script(d, prompt[0], 30, &c, true, 100, jumped, sizeof(jumped));
+	CHECK_EQ_INT(b.stats.stop, P3_STOP_CONSTRAINT);
+	CHECK_EQ_INT(b.stats.n_generated, n_script);
+	CHECK_EQ_INT(b.stats.n_forced, 4 + 2 + 7 + 1);
+	CHECK_MSG(strcmp(plain[0], jumped) == 0, "with jump-forward: %s, without: %s", jumped, plain[0]);
+	CHECK_MSG(b.stats.n_passes < a.stats.n_passes, "passes: %d with jump-forward, %d without",
+			  b.stats.n_passes, a.stats.n_passes);
+	fprintf(stderr, "  jump-forward: %d tokens in %d passes (%d forced), %d passes without\n",
+			b.stats.n_generated, b.stats.n_passes, b.stats.n_forced, a.stats.n_passes);
+
+	/* three together, one jump-forward run each: each as alone */
+	for (int r = 1; r < 3; r++)
+		(void) run_script(d, prompt[r], 30, &c, true, 100, plain[r], sizeof(plain[r]));
+	(void) run_script(d, prompt[0], 30, &c, true, 100, plain[0], sizeof(plain[0]));
+	{
+		ScriptConstraint cs[3] = {{.script = script, .n = n_script}, {.script = script, .n = n_script},
+		{.script = script, .n = n_script}};
+		P3Constraint pcs[3];
+		int32_t		seqs[3];
+
+		for (int r = 0; r < 3; r++)
+		{
+			P3SeqParams sp = p3_seq_default_params();
+
+			pcs[r] = (P3Constraint) {.state = &cs[r], .mask = script_mask, .accept = script_accept,
+			.complete = script_complete, .forced = script_forced};
+			sp.constraint = &pcs[r];
+			sp.max_tokens = 100;
+			sp.sampling.temperature = 0.0f;
+			CHECK_STATUS(p3_decoder_add(d, prompt[r], 30, &sp, &seqs[r], &err), P3_OK);
+			if (r == 0)			/* the others join a step later */
+				CHECK_STATUS(p3_decoder_step(d, &err), P3_OK);
+		}
+		while (p3_decoder_n_live(d) > 0)
+			CHECK_STATUS(p3_decoder_step(d, &err), P3_OK);
+		for (int r = 0; r < 3; r++)
+		{
+			P3SeqInfo	info;
+
+			p3_decoder_seq_info(d, seqs[r], &info);
+			CHECK_MSG(strcmp(info.text, plain[r]) == 0, "row %d together: %s, alone: %s", r, info.text, plain[r]);
+			CHECK_EQ_INT(info.stats.n_forced, 14);
+		}
+		p3_decoder_reset(d);
+	}
+
+	/* max_tokens inside a forced run: stops there, the text as without jump-forward */
+	a = run_script(d, prompt[1], 30, &c, false, 12, plain[1], sizeof(plain[1]));
+	b = run_script(d, prompt[1], 30, &c, true, 12, jumped, sizeof(jumped));
+	CHECK_EQ_INT(a.stats.stop, P3_STOP_MAX_TOKENS);
+	CHECK_EQ_INT(b.stats.stop, P3_STOP_MAX_TOKENS);
+	CHECK_EQ_INT(b.stats.n_generated, 12);
+	CHECK_MSG(strcmp(plain[1], jumped) == 0, "max_tokens 12 with jump-forward: %s, without: %s", jumped, plain[1]);
+
+	p3_decoder_free(d);
+	p3_context_free(ctx);
+	p3_model_free(m);
+}
+
 int
 main(void)
 {
@@ -1024,5 +1209,6 @@ main(void)
 	RUN(test_shared_prefix_together);
 	RUN(test_errors_and_edges);
 	RUN(test_score);
+	RUN(test_jump_forward);
 	return harness_finish();
 }

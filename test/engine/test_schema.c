@@ -2622,6 +2622,78 @@ test_property_decode(void)
 	p3_model_free(model);
 }
 
+
+/*
+ * Jump-forward tokens: the forced bytes split by longest match, without
+ * the run's last token; the tokens are accepted in turn and their bytes
+ * are a strict prefix of the forced bytes; what is left of the run is
+ * left to the mask, which allows tokens that finish it and cross into what
+ * follows (token healing).
+ */
+static void
+test_forced_tokens(void)
+{
+	/* "positiv" is forced, then e" or ity": tokens such as "ive" finish the run and cross it */
+	P3Schema   *s = compile_ok("{\"type\":\"object\",\"properties\":{\"mood\":{\"enum\":[\"positive\",\"positivity\"]}},"
+							   "\"required\":[\"mood\"]}");
+	P3SchemaMatcher *m = NULL;
+	P3Error		err = {0};
+	char		forced[256];
+	size_t		nf;
+	int32_t		ids[64];
+	int32_t		n;
+	size_t		off = 0;
+	int32_t		nv = p3_tokenizer_n_vocab(tok);
+	uint32_t   *mask = malloc(((size_t) nv + 31) / 32 * sizeof(uint32_t));
+	int			crossing = 0;
+
+	if (s == NULL)
+		return;
+	CHECK_STATUS(p3_schema_matcher_new(s, trie, &m, &err), P3_OK);
+	nf = p3_schema_matcher_forced(m, forced, sizeof(forced));
+	n = p3_schema_matcher_forced_tokens(m, ids, 64);
+	CHECK_MSG(nf > 0 && n > 0, "forced %zu bytes, %d tokens", nf, (int) n);
+	CHECK_EQ_INT(p3_schema_matcher_forced_tokens(m, ids, 1), n > 0 ? 1 : 0);	/* cap */
+	for (int32_t i = 0; i < n; i++)
+	{
+		char		piece[64];
+		size_t		len = p3_token_to_piece(tok, ids[i], false, piece, sizeof(piece));
+
+		CHECK(len > 0 && off + len < nf && memcmp(piece, forced + off, len) == 0);
+		CHECK_STATUS(p3_schema_matcher_accept_bytes(m, piece, len, &err), P3_OK);
+		off += len;
+	}
+	CHECK_MSG(off < nf, "the run's last token is left: %zu of %zu bytes forced", off, nf);
+	/* the rest of the run, then free choice: the mask has tokens that finish it and go on */
+	CHECK_STATUS(p3_schema_matcher_mask(m, NULL, mask, &err), P3_OK);
+	for (int32_t t = 0; t < nv; t++)
+	{
+		char		piece[64];
+		size_t		len;
+
+		if (!((mask[t / 32] >> (t % 32)) & 1))
+			continue;
+		len = p3_token_to_piece(tok, t, false, piece, sizeof(piece));
+		CHECK(len > 0);
+		if (len <= nf - off)
+			CHECK(memcmp(piece, forced + off, len) == 0);
+		else
+		{
+			CHECK(memcmp(piece, forced + off, nf - off) == 0);
+			crossing++;
+		}
+	}
+	fprintf(stderr, "  forced %.*s: %d tokens, %zu bytes left to the mask, %d tokens cross the boundary\n",
+			(int) nf, forced, (int) n, nf - off, crossing);
+	CHECK(crossing > 0);
+	/* a free choice now: nothing forced */
+	CHECK_STATUS(p3_schema_matcher_accept_bytes(m, forced + off, nf - off, &err), P3_OK);
+	CHECK_EQ_INT(p3_schema_matcher_forced_tokens(m, ids, 64), 0);
+	p3_schema_matcher_free(m);
+	p3_schema_free(s);
+	free(mask);
+}
+
 /* One fuzz_schema seed: schema, NUL, document. */
 static void
 write_seed(const char *dir, const char *name, int i, const char *schema, const char *doc)
@@ -2717,6 +2789,7 @@ main(int argc, char **argv)
 	RUN(test_small_vocab);
 	RUN(test_decoder_tiny_model);
 	RUN(test_property_decode);
+	RUN(test_forced_tokens);
 
 	p3_vocab_trie_free(trie);
 	p3_tokenizer_free(tok);
