@@ -104,6 +104,10 @@ SELECT phi3_extract('', '{"a": "text", "b": "integer"}');
 SELECT phi3_extract(E' \n ', '{"a": "text"}');
 SELECT phi3_extract('', '{"type": "object", "properties": {"x": {"type": "string"}}}') AS json_schema_blank,
        phi3_extract('', '{"type": "string"}') AS scalar_blank;
+-- a call site keeps its last compiled schema; a schema that changes from row to row is recompiled
+SELECT i, phi3_extract('', jsonb_build_object('f' || (i % 2), 'date')) FROM generate_series(1, 4) AS i;
+SELECT i, phi3_extract(CASE WHEN i = 2 THEN 'doc' ELSE '' END, jsonb_build_object('f', CASE WHEN i < 3 THEN 'date' ELSE 'nosuch' END))
+FROM generate_series(1, 3) AS i;
 -- NULL in, NULL out (STRICT)
 SELECT phi3_extract(NULL, '{"a": "text"}') IS NULL AS null_doc, phi3_extract('x', NULL::jsonb) IS NULL AS null_schema;
 

@@ -26,7 +26,9 @@
  *
  * An empty document (or only whitespace) gives every field null without
  * running the model (JSON null for a JSON Schema whose root is not an
- * object).  Schema errors are reported before anything else.
+ * object).  Schema errors are reported before anything else.  A call site
+ * keeps the compiled schema of its last call (CachedSpec), so the rows of
+ * one UPDATE compile it once and share the engine's mask cache.
  *
  * IDENTIFICATION
  *	  src/pg/extract.c
@@ -41,11 +43,27 @@
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(phi3_extract);
 PG_FUNCTION_INFO_V1(phi3_extract_text);
 PG_FUNCTION_INFO_V1(phi3_extract_typed);
 
+/*
+ * The spec of the last schema (or type) a call site used, kept in the
+ * function's memory (fn_extra) so that the rows of one statement compile
+ * it once and share its mask cache.  Its own context: replaced when the
+ * schema changes, which frees the engine's schema.
+ */
+typedef struct SpecCache
+{
+	MemoryContext cxt;
+	Jsonb	   *schema;			/* the schema it was made from, or NULL */
+	Oid			typid;			/* or the type */
+	Phi3ExtractSpec *spec;
+} SpecCache;
+
+static Phi3ExtractSpec *CachedSpec(FunctionCallInfo fcinfo, Jsonb *schema, Oid typid);
 static Datum JsonbToRecord(Jsonb *doc, Oid typid);
 
 /*
@@ -54,7 +72,7 @@ static Datum JsonbToRecord(Jsonb *doc, Oid typid);
 Datum
 phi3_extract(PG_FUNCTION_ARGS)
 {
-	Phi3ExtractSpec *spec = Phi3ExtractSpecFromJsonb(PG_GETARG_JSONB_P(1));
+	Phi3ExtractSpec *spec = CachedSpec(fcinfo, PG_GETARG_JSONB_P(1), InvalidOid);
 
 	PG_RETURN_JSONB_P(Phi3ExtractOne(PG_GETARG_TEXT_PP(0), spec));
 }
@@ -66,7 +84,7 @@ Datum
 phi3_extract_text(PG_FUNCTION_ARGS)
 {
 	Datum		schema = DirectFunctionCall1(jsonb_in, CStringGetDatum(text_to_cstring(PG_GETARG_TEXT_PP(1))));
-	Phi3ExtractSpec *spec = Phi3ExtractSpecFromJsonb(DatumGetJsonbP(schema));
+	Phi3ExtractSpec *spec = CachedSpec(fcinfo, DatumGetJsonbP(schema), InvalidOid);
 
 	PG_RETURN_JSONB_P(Phi3ExtractOne(PG_GETARG_TEXT_PP(0), spec));
 }
@@ -87,15 +105,52 @@ phi3_extract_typed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("could not determine the type of target"),
 				 errhint("Pass a typed null, e.g. NULL::invoice_facts.")));
-	spec = Phi3ExtractSpecFromType(typid);
+	spec = CachedSpec(fcinfo, NULL, typid);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(JsonbToRecord(Phi3ExtractOne(PG_GETARG_TEXT_PP(0), spec), typid));
 }
 
 /*
+ * The spec of schema (or, when it is NULL, of the type typid), from the
+ * call site's cache when it is the one used last.
+ */
+static Phi3ExtractSpec *
+CachedSpec(FunctionCallInfo fcinfo, Jsonb *schema, Oid typid)
+{
+	SpecCache  *c = fcinfo->flinfo->fn_extra;
+	MemoryContext cxt;
+	MemoryContext old;
+	Phi3ExtractSpec *spec;
+
+	if (c != NULL && c->spec != NULL &&
+		(schema ? c->schema != NULL && VARSIZE(c->schema) == VARSIZE(schema) &&
+		 memcmp(c->schema, schema, VARSIZE(schema)) == 0
+		 : c->schema == NULL && c->typid == typid))
+		return c->spec;
+	if (c == NULL)
+		c = fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(SpecCache));
+
+	elog(DEBUG1, "phi3_extract: compiling the schema");
+	/* a new context; the old one (and its engine schema) goes once this one compiled */
+	cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "phi3 extract schema", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	spec = schema ? Phi3ExtractSpecFromJsonb(schema) : Phi3ExtractSpecFromType(typid);
+	MemoryContextSwitchTo(old);
+	if (c->cxt)
+		MemoryContextDelete(c->cxt);
+	c->cxt = cxt;
+	c->schema = schema ? MemoryContextAlloc(cxt, VARSIZE(schema)) : NULL;
+	if (schema)
+		memcpy(c->schema, schema, VARSIZE(schema));
+	c->typid = typid;
+	c->spec = spec;
+	return spec;
+}
+
+/*
  * Extract doc under spec: the answer decoded under its schema, or the
- * blank result for an empty document.  Shared with phi3_extract_typed.
+ * blank result for an empty document (a copy: spec may be cached).  Shared with phi3_extract_typed.
  */
 Jsonb *
 Phi3ExtractOne(text *doc, const Phi3ExtractSpec *spec)
@@ -106,7 +161,13 @@ Phi3ExtractOne(text *doc, const Phi3ExtractSpec *spec)
 
 	Phi3StatsSetFunction(PHI3_STAT_EXTRACT);
 	if (!Phi3ExtractRequestInit(&req, doc, spec))
-		return Phi3ExtractSpecResult(spec, NULL, 0);
+	{
+		Jsonb	   *blank = Phi3ExtractSpecResult(spec, NULL, 0);
+		Jsonb	   *copy = palloc(VARSIZE(blank));
+
+		memcpy(copy, blank, VARSIZE(blank));
+		return copy;
+	}
 	answer = Phi3GenerateUnderCompiled(&req, req.schema, &len);
 	return Phi3ExtractSpecResult(spec, answer, len);
 }
