@@ -854,9 +854,9 @@ p3_decoder_reset(P3Decoder *d)
 
 /* ---- scoring continuations ---- */
 
-/* log-softmax of logits[0..n) at token id (natural log, in double) */
+/* log of the sum of exp(logits[0..n)) (natural log, in double) */
 static double
-log_prob(const float *logits, int32_t n, int32_t id)
+log_sum_exp(const float *logits, int32_t n)
 {
 	float		max = logits[0];
 	double		sum = 0.0;
@@ -866,7 +866,7 @@ log_prob(const float *logits, int32_t n, int32_t id)
 			max = logits[i];
 	for (int32_t i = 0; i < n; i++)
 		sum += exp((double) logits[i] - (double) max);
-	return (double) logits[id] - (double) max - log(sum);
+	return (double) max + log(sum);
 }
 
 static P3Status
@@ -930,6 +930,7 @@ p3_decoder_score(P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
 	int32_t    *seq_ids;
 	uint8_t    *want;
 	float	   *first;			/* logits after the prompt */
+	double		first_lse;
 	P3Status	st;
 
 	if ((st = check_score(d, prompt, n_prompt, conts, n_conts, n_cont, err)))
@@ -966,11 +967,12 @@ p3_decoder_score(P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
 	if ((st = eval_run(d, slot, prompt + reuse, n_prompt - reuse, false, seq_ids, want, err)))
 		goto done;
 	memcpy(first, p3_logits(d->ctx, 0), (size_t) d->n_vocab * sizeof(float));
+	first_lse = log_sum_exp(first, d->n_vocab);
 
 	/* each continuation: its first token from the prompt's logits, the rest in one pass */
 	for (int32_t k = 0; k < n_cont; k++)
 	{
-		double		sum = log_prob(first, d->n_vocab, conts[k][0]);
+		double		sum = (double) first[conts[k][0]] - first_lse;
 
 		if (n_conts[k] > 1)
 		{
@@ -978,7 +980,11 @@ p3_decoder_score(P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
 			if ((st = eval_run(d, slot, conts[k], n_conts[k] - 1, true, seq_ids, want, err)))
 				goto done;
 			for (int32_t i = 1; i < n_conts[k]; i++)
-				sum += log_prob(p3_logits(d->ctx, i - 1), d->n_vocab, conts[k][i]);
+			{
+				const float *row = p3_logits(d->ctx, i - 1);
+
+				sum += (double) row[conts[k][i]] - log_sum_exp(row, d->n_vocab);
+			}
 		}
 		logprobs[k] = sum;
 	}
