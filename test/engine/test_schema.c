@@ -2517,7 +2517,9 @@ test_property_decode(void)
 	int			next = 0,
 				done = 0,
 				closed = 0,
-				tokens = 0;
+				tokens = 0,
+				forced = 0,
+				passes = 0;
 	uint64_t	rng = 4242;
 	double		t0 = now_us();
 
@@ -2603,6 +2605,8 @@ test_property_decode(void)
 					  "property case %d: %s\n  decoded %.*s", slot[q].sc, slot[q].text, (int) out.len,
 					  out.data ? out.data : "");
 			tokens += info.stats.n_generated;
+			forced += info.stats.n_forced;
+			passes += info.stats.n_passes;
 			p3_text_free(&out);
 			p3_decoder_remove(d, q);
 			p3_schema_matcher_free(slot[q].m);
@@ -2613,8 +2617,8 @@ test_property_decode(void)
 			done++;
 		}
 	}
-	fprintf(stderr, "  %d (document, schema) pairs decoded, %d closed by the completion, %d tokens, %.1f s\n",
-			done, closed, tokens, (now_us() - t0) / 1e6);
+	fprintf(stderr, "  %d (document, schema) pairs decoded, %d closed by the completion, %d tokens (%d forced) in %d passes, %.1f s\n",
+			done, closed, tokens, forced, passes, (now_us() - t0) / 1e6);
 	free(text);
 	p3_vocab_trie_free(mtrie);
 	p3_decoder_free(d);
