@@ -131,7 +131,6 @@ CachedSpec(FunctionCallInfo fcinfo, Jsonb *schema, Oid typid)
 	if (c == NULL)
 		c = fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(SpecCache));
 
-	elog(DEBUG1, "phi3_extract: compiling the schema");
 	/* a new context; the old one (and its engine schema) goes once this one compiled */
 	cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "phi3 extract schema", ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);

@@ -220,6 +220,13 @@ SpecFrom(const char *json_server, Jsonb *blank)
 	spec->described = pnstrdup(text->data ? text->data : "", text->len);
 	Phi3TextFree(text);
 	spec->blank = blank;
+	{
+		P3SchemaStats st;
+
+		p3_schema_stats(spec->compiled, &st);
+		elog(DEBUG1, "phi3_extract: schema compiled in %.3f ms: %d nodes, %d automaton states, depth %d",
+			 st.compile_ms, st.n_nodes, st.n_states, st.depth);
+	}
 	return spec;
 }
 
