@@ -561,6 +561,44 @@ check_known_pattern(const char *pat, const char *s, size_t n)
 				return false;
 		return true;
 	}
+	if (strcmp(pat, "^-?(0|[1-9][0-9]{0,7})([.][0-9]{1,2})?$") == 0)
+	{
+		size_t		start;
+
+		if (i < n && s[i] == '-')
+			i++;
+		start = i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == start || i - start > 8 || (s[start] == '0' && i - start > 1))
+			return false;
+		if (i == n)
+			return true;
+		if (s[i] != '.' || n - i - 1 < 1 || n - i - 1 > 2)
+			return false;
+		for (i++; i < n; i++)
+			if (s[i] < '0' || s[i] > '9')
+				return false;
+		return true;
+	}
+	if (strncmp(pat, "^([1-9][0-9]{3}-((0[1-9]|1[0-2])", 32) == 0)
+	{
+		/* phi3_extract's date: a real Gregorian day of the years 1000 to 9999 */
+		static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+		int			y,
+					m,
+					d;
+
+		if (n != 10 || s[4] != '-' || s[7] != '-' || !digits_at(s, 4) || !digits_at(s + 5, 2) ||
+			!digits_at(s + 8, 2))
+			return false;
+		y = atoi(s);
+		m = two(s + 5);
+		d = two(s + 8);
+		if (y < 1000 || m < 1 || m > 12 || d < 1)
+			return false;
+		return d <= days[m - 1] + (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
+	}
 	fprintf(stderr, "reference: unknown pattern %s\n", pat);
 	return false;
 }
@@ -1550,6 +1588,13 @@ static const char *const mask_schemas[] = {
 	"\"required\":[\"kind\",\"r\"]},{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":-50,\"maximum\":50},\"minItems\":1}]}",
 	/* a short string beside enum values that are longer: tokens the string cannot take, the enum can */
 	"{\"type\":\"array\",\"items\":{\"anyOf\":[{\"enum\":[\"abc\",\"abcdef\",\"Hello world\"]},{\"type\":\"string\",\"maxLength\":2}]},\"maxItems\":6}",
+	/* the shape phi3_extract gives a composite type (src/pg/extract_schema.c): real dates, bounded numerics */
+	"{\"type\":\"object\",\"properties\":{\"customer\":{\"type\":\"string\"},\"amount\":{\"type\":\"string\","
+	"\"pattern\":\"^-?(0|[1-9][0-9]{0,7})([.][0-9]{1,2})?$\"},\"due\":{\"anyOf\":[{\"type\":\"string\",\"pattern\":"
+	"\"^([1-9][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+	"|([1-9][0-9](0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26])00)-02-29)$\"},{\"type\":\"null\"}]},"
+	"\"n\":{\"type\":\"integer\",\"minimum\":-2147483648,\"maximum\":2147483647}},"
+	"\"required\":[\"customer\",\"amount\",\"due\",\"n\"],\"additionalProperties\":false}",
 };
 
 static uint32_t *
@@ -1875,6 +1920,8 @@ static const char *const realistic_docs[][4] = {
 	"{\"name\":\"Bob\",\"address\":{\"city\":\"New York\",\"zip\":null}}", NULL, NULL},
 	{"{\"kind\":\"circle\",\"r\":2.75}", "[1,-2,30,4,5,-50]", NULL, NULL},
 	{"[\"abc\",\"x\",\"abcdef\",\"\",\"Hello world\"]", "[]", NULL, NULL},
+	{"{\"customer\":\"ACME Corp\",\"amount\":\"1249.50\",\"due\":\"2024-02-29\",\"n\":17}",
+	"{\"customer\":\"Globex\",\"amount\":\"-3\",\"due\":null,\"n\":0}", NULL, NULL},
 };
 
 static void
@@ -2698,6 +2745,73 @@ test_forced_tokens(void)
 	free(mask);
 }
 
+
+/*
+ * phi3_extract's date pattern (src/pg/extract_schema.c, DATE_PATTERN)
+ * accepts exactly the real days of the years 1000-9999: every month and
+ * day 00-39 of years around the leap-year rules, checked against the
+ * calendar arithmetic of the reference; and its bounded numeric pattern.
+ */
+static void
+test_extract_patterns(void)
+{
+	const char *date_schema = mask_schemas[sizeof(mask_schemas) / sizeof(mask_schemas[0]) - 1];
+	static const int years[] = {999, 1000, 1582, 1600, 1700, 1900, 1996, 2000, 2023, 2024, 2100, 2400, 9996, 9999};
+	static const char *const amounts[] = {"0", "-0", "7", "12345678", "123456789", "01", "1.5", "1.55", "1.555",
+	"-3.", ".5", "1e5", "-12.07", ""};
+	P3Schema   *s;
+	V		   *schema;
+	int			checked = 0,
+				valid = 0;
+	char		doc[128];
+
+	/* the due field alone: {"type":"string","pattern":...} from the shape */
+	{
+		const char *p = strstr(date_schema, "\"due\":{\"anyOf\":[");
+		const char *e = p ? strstr(p, "},{\"type\":\"null\"}") : NULL;
+		char		one[1024];
+
+		CHECK(p != NULL && e != NULL);
+		if (p == NULL || e == NULL)
+			return;
+		p += strlen("\"due\":{\"anyOf\":[");
+		snprintf(one, sizeof(one), "%.*s}", (int) (e - p), p);
+		s = compile_ok(one);
+		schema = vparse_text(one, strlen(one), true);
+		if (s == NULL || schema == NULL)
+			return;
+		for (size_t yi = 0; yi < sizeof(years) / sizeof(years[0]); yi++)
+			for (int m = 0; m <= 13; m++)
+				for (int d = 0; d <= 39; d++)
+				{
+					size_t		n = (size_t) snprintf(doc, sizeof(doc), "\"%04d-%02d-%02d\"", years[yi], m, d);
+					bool		a = automaton_valid(s, doc, n);
+					bool		r = reference_valid(schema, doc, n);
+
+					CHECK_MSG(a == r, "date %s: automaton %d, reference %d", doc, a, r);
+					checked++;
+					valid += r;
+				}
+		p3_schema_free(s);
+		vfree(schema);
+	}
+	/* the whole shape on the amounts */
+	s = compile_ok(date_schema);
+	schema = vparse_text(date_schema, strlen(date_schema), true);
+	for (size_t k = 0; s && schema && k < sizeof(amounts) / sizeof(amounts[0]); k++)
+	{
+		size_t		n = (size_t) snprintf(doc, sizeof(doc), "{\"customer\":\"x\",\"amount\":\"%s\",\"due\":\"2024-02-29\",\"n\":1}",
+										  amounts[k]);
+		bool		a = automaton_valid(s, doc, n);
+
+		CHECK_MSG(a == reference_valid(schema, doc, n), "amount %s: automaton %d", amounts[k], a);
+		checked++;
+	}
+	p3_schema_free(s);
+	vfree(schema);
+	fprintf(stderr, "  %d documents checked, %d real dates\n", checked, valid);
+}
+
 /* One fuzz_schema seed: schema, NUL, document. */
 static void
 write_seed(const char *dir, const char *name, int i, const char *schema, const char *doc)
@@ -2794,6 +2908,7 @@ main(int argc, char **argv)
 	RUN(test_decoder_tiny_model);
 	RUN(test_property_decode);
 	RUN(test_forced_tokens);
+	RUN(test_extract_patterns);
 
 	p3_vocab_trie_free(trie);
 	p3_tokenizer_free(tok);
