@@ -119,6 +119,7 @@ SELECT phi3_extract('x', '{}');
 SELECT phi3_extract('', '{"price": "money"}');
 SELECT phi3_extract('', '{"price": "nosuch"}');
 SELECT phi3_extract('', '{"price": "numeric; drop table x"}');
+SELECT phi3_extract('', '{"price": {"net": "numeric(2000)"}}');
 SELECT phi3_extract('', '{"price": 1}');
 SELECT phi3_extract('', '{"a": {"b": {}}}');
 SELECT phi3_extract('', '{"mood": [1, 2]}');

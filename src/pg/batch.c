@@ -25,6 +25,14 @@
  * byte-identical to the one-row function's, whatever the batch size, the
  * row order and the thread count.
  *
+ * Schemas: a row whose request names a compiled schema (phi3_extract's
+ * forms) is decoded under it with a matcher of its own (RowConstraint:
+ * each row has its own automaton state; the schema and its mask cache are
+ * shared), closed by the shortest completion when max_tokens ran out
+ * first (RowText; one NOTICE for the batch with the count), exactly as
+ * the one-row call does.  The matchers are freed with the batch's memory
+ * context, also when an error unwinds it.
+ *
  * Errors: a row whose input cannot be used (too long with
  * phi3.input_overflow = error, say) fails the statement, and the error's
  * context line names the row ("batch row 5", or the key for the rows

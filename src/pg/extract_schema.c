@@ -89,6 +89,7 @@ static void ShortObject(JsonbContainer *c, StringInfo out, StringInfo path, int 
 static void ShortValue(JsonbValue *v, StringInfo out, StringInfo path, int depth);
 static void ShortEnum(JsonbContainer *c, StringInfo out, StringInfo path);
 static void ShortType(const char *name, StringInfo out, StringInfo path, int depth);
+static void ShortTypeErrorContext(void *arg);
 static void NumberSchema(Oid typid, int32 typmod, bool typed, StringInfo out);
 static void TypeSchema(Oid typid, int32 typmod, bool typed, StringInfo out, StringInfo path, int depth);
 static void CompositeSchema(Oid typid, bool typed, StringInfo out, StringInfo path, int depth);
@@ -379,6 +380,13 @@ ShortEnum(JsonbContainer *c, StringInfo out, StringInfo path)
 	appendStringInfoString(out, "]}");
 }
 
+/* Error context of parsing a field's type name: the field */
+static void
+ShortTypeErrorContext(void *arg)
+{
+	errcontext("type of field %s in schema", (const char *) arg);
+}
+
 /*
  * A type name, optionally ending in "?" (or null): the type's JSON Schema.
  */
@@ -407,7 +415,16 @@ ShortType(const char *name, StringInfo out, StringInfo path, int depth)
 			break;
 		}
 	if (len > 0)
+	{
+		ErrorContextCallback errcb;
+
+		errcb.callback = ShortTypeErrorContext;
+		errcb.arg = path->data;
+		errcb.previous = error_context_stack;
+		error_context_stack = &errcb;
 		(void) parseTypeString(s, &typid, &typmod, true);
+		error_context_stack = errcb.previous;
+	}
 	if (!OidIsValid(typid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
