@@ -312,8 +312,8 @@ install-test-hooks: $(TEST_HOOKS_SO)
 	$(INSTALL_SHLIB) $(TEST_HOOKS_SO) '$(DESTDIR)$(pkglibdir)/'
 
 # ---------------------------------------------------------------------------
-# libFuzzer harnesses (test/fuzz; not part of CI, needs clang with
-# libclang-rt): `make fuzz` builds every test/fuzz/fuzz_*.c against an
+# libFuzzer harnesses (test/fuzz; needs clang with libclang-rt; CI runs
+# `make fuzz-smoke`, a few seconds of each): `make fuzz` builds every test/fuzz/fuzz_*.c against an
 # ASan + UBSan build of the engine into build/fuzz/, and the seed corpora
 # into build/fuzz/corpus/<harness> (test/fuzz/make_seeds.sh: tiny models
 # over a 372-token vocabulary, texts, vocabularies, sampler inputs).  Run
@@ -329,9 +329,25 @@ FUZZ_OBJS     = $(patsubst src/engine/%.c,build/fuzz/obj/%.o,$(ENGINE_SRCS))
 FUZZ_TARGETS  = $(patsubst test/fuzz/%.c,build/fuzz/%,$(sort $(wildcard test/fuzz/fuzz_*.c)))
 FUZZ_GGUF_OBJS = $(addprefix src/engine/,gguf.o gguf_write.o status.o quant_types.o)
 
-.PHONY: fuzz
-fuzz: $(FUZZ_TARGETS) build/fuzz/make_small_vocab bin/phi3-mkmodel
+.PHONY: fuzz fuzz-smoke
+fuzz: $(FUZZ_TARGETS) build/fuzz/make_small_vocab bin/phi3-mkmodel build/test/test_schema
 	sh test/fuzz/make_seeds.sh
+
+# A short run of every harness on its seed corpus (CI: scripts/test.sh),
+# FUZZ_SECONDS each (default 5), with each harness's options from its header.
+FUZZ_SECONDS ?= 5
+FUZZ_OPTS_fuzz_gguf      = -max_len=65536
+FUZZ_OPTS_fuzz_model     = -max_len=1048576 -rss_limit_mb=2048 -malloc_limit_mb=512
+FUZZ_OPTS_fuzz_tokenizer = -max_len=4096
+FUZZ_OPTS_fuzz_vocab     = -max_len=2048
+FUZZ_OPTS_fuzz_sampler   = -max_len=8192
+FUZZ_OPTS_fuzz_schema    = -max_len=8192
+fuzz_run = echo "== $(1) ($(FUZZ_SECONDS) s)"; \
+	build/fuzz/$(1) $(FUZZ_OPTS_$(1)) -timeout=20 -max_total_time=$(FUZZ_SECONDS) \
+		build/fuzz/corpus/$(1) >build/fuzz/$(1).log 2>&1 || { tail -n 40 build/fuzz/$(1).log; exit 1; }; \
+	grep -E '^(\#[0-9]+|Done)' build/fuzz/$(1).log | tail -n 1
+fuzz-smoke: fuzz
+	@set -e; $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(notdir $(t)));) true
 
 # clang ignores '#pragma GCC target': the SIMD files get their ISA on the command line
 # (their kernels still only run when the CPU has it, chosen at run time)

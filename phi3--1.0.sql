@@ -59,7 +59,7 @@ AS 'MODULE_PATHNAME', 'phi3_extract'
 LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED COST 1000000;
 
 COMMENT ON FUNCTION phi3_extract(text, jsonb) IS
-'Extracts the fields of schema (an object of field name to "text", "numeric", "integer", "boolean" or "date") from doc; the result has exactly the schema''s keys, null where the model gave no valid value';
+'Extracts from doc a document of schema (JSON Schema, or the short form {"field": "pg type name", ...} with "type?" for nullable, "type[]" arrays, nested objects and ["a","b"] enums), decoded under the schema so that it always parses and matches it; an empty doc gives every field null';
 
 CREATE FUNCTION phi3_describe(item jsonb, style text DEFAULT NULL)
 RETURNS text
@@ -591,3 +591,30 @@ COMMENT ON FUNCTION phi3_async_drop_cleanup() IS
 
 CREATE EVENT TRIGGER phi3_async_drop_cleanup ON sql_drop
 	EXECUTE FUNCTION phi3_async_drop_cleanup();
+
+-- Structured output: phi3_extract with the schema as text (so that
+-- phi3_extract(body, '{...}') resolves to a jsonb-returning form, not to
+-- the anyelement one) and into a composite type.
+CREATE FUNCTION phi3_extract(doc text, schema text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'phi3_extract_text'
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_extract(text, text) IS
+'phi3_extract(doc, schema::jsonb): the same, with the schema as text';
+
+CREATE FUNCTION phi3_extract(doc text, target anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'phi3_extract_typed'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000;
+
+COMMENT ON FUNCTION phi3_extract(text, anyelement) IS
+'Extracts from doc a row of target''s composite type (pass a typed null, e.g. NULL::invoice_facts): decoded under the JSON shape of its columns (domains, arrays, enums, nested composites), every column non-null and valid for its type; NULL doc gives NULL, an empty doc a row of nulls';
+
+CREATE FUNCTION phi3_classify_scores(doc text, labels text[], instruction text DEFAULT NULL)
+RETURNS TABLE (label text, probability float8)
+AS 'MODULE_PATHNAME', 'phi3_classify_scores'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 4;
+
+COMMENT ON FUNCTION phi3_classify_scores(text, text[], text) IS
+'Every label with the model''s probability of answering it to phi3_classify''s prompt: each label''s tokens scored as a continuation (sum of token log-probabilities, no sampling), normalized over the labels so that they sum to 1; a NULL doc gives no rows';

@@ -237,7 +237,7 @@ extern char *Phi3SummarizeInstruction(int max_words, const char *focus);
 extern const char *Phi3DescribeSystem(void);
 extern char *Phi3DescribeInstruction(const char *style);
 extern const char *Phi3ExtractSystem(void);
-extern char *Phi3ExtractInstruction(const char *field_list);
+extern char *Phi3ExtractInstruction(const char *shape);
 extern const char *Phi3ClassifySystem(void);
 extern char *Phi3ClassifyInstruction(const char *label_list, const char *instruction);
 
@@ -247,6 +247,17 @@ typedef struct Phi3ExtractSchema Phi3ExtractSchema;
 extern Phi3ExtractSchema *Phi3ExtractParseSchema(Jsonb *schema);
 extern char *Phi3ExtractFieldList(const Phi3ExtractSchema *schema);
 extern Jsonb *Phi3ExtractFromAnswer(const Phi3ExtractSchema *schema, const char *answer, size_t len);
+extern Jsonb *Phi3JsonbFromAnswer(const char *answer, size_t len);
+
+/* ---- extract_schema.c: what phi3_extract decodes under ---- */
+typedef struct Phi3ExtractSpec Phi3ExtractSpec;
+
+extern Phi3ExtractSpec *Phi3ExtractSpecFromJsonb(Jsonb *schema);
+extern Phi3ExtractSpec *Phi3ExtractSpecFromType(Oid typid);
+extern P3Schema *Phi3ExtractSpecSchema(const Phi3ExtractSpec *spec);
+extern const char *Phi3ExtractSpecDescription(const Phi3ExtractSpec *spec);
+extern const char *Phi3ExtractSpecJson(const Phi3ExtractSpec *spec, size_t *len);
+extern Jsonb *Phi3ExtractSpecResult(const Phi3ExtractSpec *spec, const char *answer, size_t len);
 
 /* ---- generate.c: the shared generation helper ---- */
 
@@ -270,6 +281,7 @@ typedef struct Phi3GenRequest
 	size_t		content_len;
 	int32		max_tokens;		/* >= 0, already checked against the limit */
 	P3SamplerParams sampling;
+	P3Schema   *schema;			/* NULL, or decode under it (batch.c; Phi3CompileSchema) */
 } Phi3GenRequest;
 
 extern char *Phi3Generate(const Phi3GenRequest *req, size_t *out_len);
@@ -279,6 +291,9 @@ extern char *Phi3GenerateConstrained(const Phi3GenRequest *req, const P3Constrai
 /* ---- constrain.c: generation under a JSON Schema ---- */
 extern char *Phi3GenerateUnderSchema(const Phi3GenRequest *req, const char *json, size_t len,
 									 size_t *out_len);
+extern P3Schema *Phi3CompileSchema(const char *json, size_t len);
+extern char *Phi3GenerateUnderCompiled(const Phi3GenRequest *req, P3Schema *schema, size_t *out_len);
+extern char *Phi3SchemaCompletion(const P3SchemaMatcher *m, size_t *len);
 extern P3Tokens *Phi3BuildRequestPrompt(const Phi3GenRequest *req);
 extern text *Phi3TrimmedResult(char *s, size_t len);
 
@@ -307,7 +322,8 @@ extern char *Phi3TrimUtf8(char *s, size_t *len);
 extern bool Phi3IsBlank(const char *s, size_t len);
 
 /* ---- extract.c ---- */
-extern bool Phi3ExtractRequestInit(Phi3GenRequest *req, text *doc, const Phi3ExtractSchema *schema);
+extern bool Phi3ExtractRequestInit(Phi3GenRequest *req, text *doc, const Phi3ExtractSpec *spec);
+extern Jsonb *Phi3ExtractOne(text *doc, const Phi3ExtractSpec *spec);
 
 /* ---- batch.c: many rows per pass over the weights ---- */
 

@@ -7,7 +7,8 @@ PACKAGES="build-essential git ca-certificates
 postgresql-15 postgresql-server-dev-15 postgresql-client-15
 python3 python3-numpy
 libipc-run-perl
-valgrind"
+valgrind
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -5,7 +5,9 @@
 #      SQL entry points (make check-exports); engine unit tests and the
 #      forward pass against the numpy reference (make engine-check, no
 #      server); the engine tests again under valgrind (make
-#      engine-valgrind) and built with ASan + UBSan (make engine-asan)
+#      engine-valgrind) and built with ASan + UBSan (make engine-asan);
+#      every libFuzzer harness for a few seconds on its seeds (make
+#      fuzz-smoke)
 #   3. install the extension and the test hooks (phi3_test_hooks.so, which
 #      make install never installs; a staged make install is checked to
 #      ship no test hook); start a throwaway PostgreSQL cluster; run the
@@ -54,6 +56,9 @@ make -s engine-valgrind PG_CONFIG="$PG_CONFIG"
 
 stage "engine tests built with ASan + UBSan"
 make -s -j2 engine-asan PG_CONFIG="$PG_CONFIG"
+
+stage "libFuzzer harnesses, a short run of each on its seeds (make fuzz-smoke)"
+make -s -j2 fuzz-smoke FUZZ_SECONDS=5 PG_CONFIG="$PG_CONFIG"
 
 stage install
 $SUDO make -s install PG_CONFIG="$PG_CONFIG"

@@ -42,3 +42,28 @@ SELECT phi3_classify(body, ARRAY['billing', 'praise', 'bug report', 'shipping'])
        = ANY (ARRAY['billing', 'praise', 'bug report', 'shipping']) AS q4_k_label
 FROM tickets WHERE id = 3;
 RESET phi3.model;
+
+-- phi3_classify_scores: every label with its probability, from the
+-- model's token log-probabilities (no sampling); they sum to 1
+CREATE TEMP TABLE scores AS
+SELECT t.id, s.label, s.probability
+FROM tickets t, phi3_classify_scores(t.body, ARRAY['billing', 'praise', 'bug report', 'shipping']) AS s;
+SELECT id, count(*) AS n_labels, abs(sum(probability) - 1) < 1e-6 AS sums_to_1,
+       bool_and(probability BETWEEN 0 AND 1) AS in_range
+FROM scores GROUP BY id ORDER BY id;
+-- labels in the order given
+SELECT array_agg(label) AS labels FROM phi3_classify_scores('x', ARRAY['b', 'a', 'c']);
+-- deterministic (the prompt lists the labels, so their order is part of it)
+SELECT (SELECT array_agg(probability) FROM phi3_classify_scores('Where is my parcel?', ARRAY['shipping', 'praise']))
+     = (SELECT array_agg(probability) FROM phi3_classify_scores('Where is my parcel?', ARRAY['shipping', 'praise'])) AS deterministic;
+-- the label phi3_classify picks is the most probable one for labels of one token each
+SELECT (SELECT label FROM phi3_classify_scores(body, ARRAY['a', 'b', 'c']) ORDER BY probability DESC LIMIT 1)
+       = phi3_classify(body, ARRAY['a', 'b', 'c']) AS argmax_is_classify
+FROM tickets WHERE id = 1;
+-- one label: probability 1 without the model; NULL document: no rows
+SELECT * FROM phi3_classify_scores('x', ARRAY['only']);
+SELECT count(*) AS null_doc_rows FROM phi3_classify_scores(NULL, ARRAY['a', 'b']);
+-- errors, as phi3_classify's
+SELECT regress_error($$SELECT * FROM phi3_classify_scores('x', ARRAY[]::text[])$$);
+SELECT regress_error($$SELECT * FROM phi3_classify_scores('x', NULL)$$);
+SELECT regress_error($$SELECT * FROM phi3_classify_scores('x', ARRAY['a', 'a'])$$);

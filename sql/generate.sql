@@ -111,4 +111,4 @@ SELECT regress_error('SELECT phi3_generate(''Hello'', max_tokens => 5000)');
 -- labels of the generating functions
 SELECT proname, provolatile, proparallel, proisstrict, procost
 FROM pg_proc WHERE proname IN ('phi3_generate', 'phi3_complete', 'phi3_summarize', 'phi3_describe', 'phi3_extract', 'phi3_model_info', 'phi3_fill')
-ORDER BY proname;
+ORDER BY proname, pg_get_function_identity_arguments(oid);

@@ -27,7 +27,9 @@
  * Per sequence, after sampling: end-of-generation tokens stop it (EOG, not
  * part of the text), then the constraint's accept step, the text, the
  * constraint's completion test, max_tokens and a full context, in that
- * order.  The stopped sequence's text is flushed (an unfinished UTF-8
+ * order; then the constraint's forced tokens (jump-forward, see
+ * P3Constraint), each through the same checks, evaluated with the sampled
+ * token in the next step's pass.  The stopped sequence's text is flushed (an unfinished UTF-8
  * character becomes U+FFFD) and it stays DONE, its info readable, until
  * p3_decoder_remove frees the slot.
  *
@@ -84,7 +86,13 @@ const char *p3_stop_reason_name(P3StopReason stop);
  * preset to 1 (bit i of mask[i / 32] set: token i allowed), then accept
  * with the chosen token (never with an end-of-generation token that stops
  * the sequence).  complete, if set, is asked after accept: true stops the
- * sequence with P3_STOP_CONSTRAINT.  The state belongs to the caller and
+ * sequence with P3_STOP_CONSTRAINT.  forced, if set (and the sequence's
+ * jump_forward), is asked after a sampled token was accepted: it writes up
+ * to cap tokens that are the only possible continuation (in the order
+ * they come) and returns how many; the decoder accepts them as if
+ * sampled (accept, text, complete, max_tokens) and evaluates them in the
+ * same forward pass as the sampled token, so a forced run of k tokens
+ * costs one pass instead of k + 1.  The state belongs to the caller and
  * must outlive the sequence; an error from mask or accept stops the
  * sequence with P3_STOP_ERROR.
  */
@@ -94,7 +102,11 @@ typedef struct P3Constraint
 	P3Status	(*mask) (void *state, uint32_t *mask, int32_t n_vocab, P3Error *err);
 	P3Status	(*accept) (void *state, int32_t token, P3Error *err);
 	bool		(*complete) (void *state);
+	int32_t		(*forced) (void *state, int32_t *tokens, int32_t cap);
 } P3Constraint;
+
+/* The most forced tokens evaluated with one sampled token */
+#define P3_DECODER_MAX_FORCED	32
 
 typedef struct P3SeqParams
 {
@@ -105,9 +117,10 @@ typedef struct P3SeqParams
 	bool		strip_leading_space;	/* drop one leading space of the text (chat answers) */
 	const P3Constraint *constraint; /* optional; copied by p3_decoder_add */
 	int32_t		slot;			/* -1: any free slot; else this KV sequence (must be free) */
+	bool		jump_forward;	/* take the constraint's forced tokens without sampling (default true) */
 } P3SeqParams;
 
-/* max_tokens 256, default sampling, stop_at_eog, reuse_prefix, strip_leading_space, slot -1 */
+/* max_tokens 256, default sampling, stop_at_eog, reuse_prefix, strip_leading_space, slot -1, jump_forward */
 P3SeqParams p3_seq_default_params(void);
 
 typedef enum P3SeqPhase
@@ -123,7 +136,9 @@ typedef struct P3GenerateStats
 	int32_t		n_prompt;		/* prompt tokens */
 	int32_t		n_prompt_reused;	/* of which taken from the KV cache */
 	int32_t		n_prompt_copied;	/* of those, copied from another slot */
-	int32_t		n_generated;	/* tokens sampled (including a final EOG) */
+	int32_t		n_generated;	/* tokens generated (including a final EOG and forced ones) */
+	int32_t		n_forced;		/* of those, forced by the constraint (jump-forward) */
+	int32_t		n_passes;		/* forward passes that evaluated generated tokens */
 	double		prompt_ms;		/* time from add until the prompt was evaluated */
 	double		generate_ms;	/* time sampling and evaluating generated tokens */
 	P3StopReason stop;
@@ -185,6 +200,24 @@ void		p3_decoder_remove(P3Decoder *d, int32_t seq);
 
 /* Remove every sequence (for instance those of a caller that stopped on an error). */
 void		p3_decoder_reset(P3Decoder *d);
+
+/*
+ * Score continuations of a prompt without sampling: logprobs[k] gets the
+ * sum of the natural log-probabilities (log-softmax over the whole
+ * vocabulary, temperature 1) of the tokens conts[k][0..n_conts[k]), each
+ * given the prompt and the continuation's tokens before it.  The prompt
+ * is evaluated once, in a free slot chosen and prefilled as p3_decoder_add
+ * would (prefix reuse and copies); each continuation of more than one
+ * token costs one more forward pass.  The slot stays free and keeps the
+ * prompt's KV for later reuse.  The values are the same whatever the slot
+ * and whatever the other sequences (per-sequence logits).  Errors:
+ * P3_ERR_INVALID_ARG (empty prompt or continuation, a token out of range,
+ * no free slot), P3_ERR_CONTEXT_FULL (prompt plus a continuation does not
+ * fit), P3_ERR_NOMEM, those of p3_eval (P3_ERR_ABORTED, ...).
+ */
+P3Status	p3_decoder_score(P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
+							 const int32_t *const *conts, const int32_t *n_conts, int32_t n_cont,
+							 double *logprobs, P3Error *err);
 
 #ifdef __cplusplus
 }

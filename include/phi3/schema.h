@@ -198,6 +198,17 @@ P3Status	p3_schema_matcher_mask(P3SchemaMatcher *m, const P3VocabTrie *vocab, ui
 size_t		p3_schema_matcher_forced(const P3SchemaMatcher *m, char *buf, size_t cap);
 
 /*
+ * Jump-forward tokens: the forced bytes (at most 256) split into tokens by
+ * longest match over the matcher's trie (a normal token before a byte
+ * token of the same bytes), without the run's last token, which is left
+ * to sampling under the mask: the model may then end the run with a
+ * token that crosses into what follows (token healing), instead of being
+ * forced into a split it would not make.  Writes at most cap ids and
+ * returns how many (0 without a trie).  The matcher does not change.
+ */
+int32_t		p3_schema_matcher_forced_tokens(const P3SchemaMatcher *m, int32_t *tokens, int32_t cap);
+
+/*
  * The shortest valid completion of the output so far (closing strings and
  * containers, required fields with their shortest values: "" or the
  * fewest characters allowed, 0 or the bound nearest to it, the shortest
@@ -214,7 +225,8 @@ P3Status	p3_schema_matcher_completion(const P3SchemaMatcher *m, P3Text *out, P3E
  * token's bytes and fails with P3_ERR_INVALID_ARG if the token was not
  * allowed; complete is true when the document is complete and nothing can
  * follow (a root number or enum that could go on waits for an
- * end-of-generation token).  m and tok must outlive the sequence.
+ * end-of-generation token); forced is p3_schema_matcher_forced_tokens
+ * (jump-forward).  m and tok must outlive the sequence.
  */
 P3Status	p3_schema_constraint(P3SchemaMatcher *m, const P3Tokenizer *tok, P3Constraint *out, P3Error *err);
 

@@ -15,6 +15,16 @@
  * had, so the single-sequence wrapper over this decoder gives the same
  * text, token for token.
  *
+ * Jump-forward (jump_forward): after a sampled token, a constraint with a
+ * forced hook may name the tokens that must follow; they are taken as if
+ * sampled (sampler history, accept, text, completion, max_tokens) and go
+ * into the next batch behind the sampled token, logits only for the last,
+ * so a run of k forced tokens costs one forward pass instead of k.  Logits
+ * do not depend on how a sequence's tokens are grouped into passes, so a
+ * greedy sequence gives the same text with and without it (a sampled one
+ * differs: forced positions draw nothing from the RNG), and decoded beside
+ * others the same text as alone.
+ *
  * Slot choice (choose_slot) and cross-slot prefix copies keep the KV cache
  * of finished sequences useful: a prompt goes where the longest prefix of
  * it already is, or has that prefix copied in from another slot.  Prompts
@@ -24,6 +34,7 @@
  */
 #include "phi3/decoder.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,6 +53,8 @@ typedef struct DecSeq
 	int32_t		n_sched;		/* prompt tokens in the batch being evaluated */
 	bool		waiting;		/* sits this step out: an older prompt computes its prefix */
 	int32_t		pending;		/* token to evaluate next (DECODE), else -1 */
+	int32_t		run[P3_DECODER_MAX_FORCED];	/* forced tokens to evaluate after it */
+	int32_t		n_run;
 	int32_t		token;			/* token sampled in the last step, -1 if none */
 	uint64_t	order;			/* when it was added (prefill goes oldest first) */
 	P3Sampler  *sampler;
@@ -120,6 +133,7 @@ p3_seq_default_params(void)
 	p.strip_leading_space = true;
 	p.constraint = NULL;
 	p.slot = -1;
+	p.jump_forward = true;
 	return p;
 }
 
@@ -145,7 +159,7 @@ p3_decoder_new(P3Context *ctx, int32_t step_tokens, P3Decoder **out, P3Error *er
 	d->n_vocab = model->hp.n_vocab;
 	d->n_ctx = cp->n_ctx;
 	d->step_tokens = step_tokens;
-	d->b_cap = step_tokens + cp->n_seq;
+	d->b_cap = step_tokens + cp->n_seq * (1 + P3_DECODER_MAX_FORCED);
 	d->seqs = calloc((size_t) d->n_seq, sizeof(DecSeq));
 	d->mask = malloc(((size_t) d->n_vocab + 31) / 32 * sizeof(uint32_t));
 	d->b_tokens = malloc((size_t) d->b_cap * sizeof(int32_t));
@@ -410,7 +424,10 @@ stop_seq(DecSeq *q, P3StopReason reason)
 	q->stats.stop = reason;
 	q->phase = P3_SEQ_DONE;
 	q->pending = -1;
+	q->n_run = 0;
 }
+
+static void jump_forward(P3Decoder *d, int32_t s);
 
 static void
 fail_seq(DecSeq *q, const P3Error *e)
@@ -477,7 +494,67 @@ sample_next(P3Decoder *d, int32_t s, const float *logits)
 	else if (p3_kv_seq_len(d->ctx, s) >= d->n_ctx)
 		stop_seq(q, P3_STOP_CONTEXT);
 	else
+	{
 		q->pending = id;
+		jump_forward(d, s);
+	}
+}
+
+/*
+ * After a sampled token: take the constraint's forced tokens as if they
+ * had been sampled (the same checks in the same order), to be evaluated
+ * with the sampled token in the next pass.  They are capped so that the
+ * sequence stays within max_tokens and the context; the sequence may stop
+ * on one of them (complete, max_tokens), then nothing is evaluated.
+ */
+static void
+jump_forward(P3Decoder *d, int32_t s)
+{
+	DecSeq	   *q = &d->seqs[s];
+	int32_t		forced[P3_DECODER_MAX_FORCED];
+	int32_t		cap = P3_DECODER_MAX_FORCED;
+	int32_t		room = d->n_ctx - p3_kv_seq_len(d->ctx, s) - 1;	/* after the pending token */
+	int32_t		n;
+	P3Error		e;
+
+	q->n_run = 0;
+	if (!q->has_constraint || !q->params.jump_forward || q->constraint.forced == NULL)
+		return;
+	if (cap > room)
+		cap = room;
+	if (cap > q->params.max_tokens - q->stats.n_generated)
+		cap = q->params.max_tokens - q->stats.n_generated;
+	if (cap <= 0)
+		return;
+	n = q->constraint.forced(q->constraint.state, forced, cap);
+	p3_error_clear(&e);
+	for (int32_t i = 0; i < n && i < cap; i++)
+	{
+		int32_t		id = forced[i];
+
+		if (id < 0 || id >= d->n_vocab || p3_tokenizer_is_eog(d->tok, id))
+			break;
+		q->stats.n_generated++;
+		q->stats.n_forced++;
+		p3_sampler_accept(q->sampler, id);
+		if (q->constraint.accept(q->constraint.state, id, &e) != P3_OK ||
+			p3_detok_push(&q->detok, id, &q->text, &e) != P3_OK)
+		{
+			fail_seq(q, &e);
+			return;
+		}
+		q->run[q->n_run++] = id;
+		if (q->constraint.complete && q->constraint.complete(q->constraint.state))
+		{
+			stop_seq(q, P3_STOP_CONSTRAINT);
+			return;
+		}
+		if (q->stats.n_generated == q->params.max_tokens)
+		{
+			stop_seq(q, P3_STOP_MAX_TOKENS);
+			return;
+		}
+	}
 }
 
 /* ---- the step ---- */
@@ -587,11 +664,19 @@ build_batch(P3Decoder *d, int32_t *n_out)
 		q->waiting = false;
 		if (q->phase != P3_SEQ_DECODE)
 			continue;
+		/* the sampled token and the forced ones after it; logits of the last */
 		d->b_tokens[n] = q->pending;
 		d->b_seq[n] = s;
-		d->b_want[n] = 1;
-		d->b_out_seq[(*n_out)++] = s;
+		d->b_want[n] = q->n_run == 0;
 		n++;
+		for (int32_t i = 0; i < q->n_run; i++)
+		{
+			d->b_tokens[n] = q->run[i];
+			d->b_seq[n] = s;
+			d->b_want[n] = i == q->n_run - 1;
+			n++;
+		}
+		d->b_out_seq[(*n_out)++] = s;
 	}
 	budget = d->step_tokens - n;
 	if (budget < floor)
@@ -666,6 +751,11 @@ p3_decoder_step(P3Decoder *d, P3Error *err)
 		{
 			q->n_done += q->n_sched;
 			q->n_sched = 0;
+		}
+		else if (q->phase == P3_SEQ_DECODE)
+		{
+			q->n_run = 0;		/* evaluated */
+			q->stats.n_passes++;
 		}
 	}
 	for (int32_t i = 0; i < n_out; i++)
@@ -760,4 +850,152 @@ p3_decoder_reset(P3Decoder *d)
 {
 	for (int32_t s = 0; s < d->n_seq; s++)
 		clear_slot(&d->seqs[s]);
+}
+
+/* ---- scoring continuations ---- */
+
+/* log of the sum of exp(logits[0..n)) (natural log, in double) */
+static double
+log_sum_exp(const float *logits, int32_t n)
+{
+	float		max = logits[0];
+	double		sum = 0.0;
+
+	for (int32_t i = 1; i < n; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	for (int32_t i = 0; i < n; i++)
+		sum += exp((double) logits[i] - (double) max);
+	return (double) max + log(sum);
+}
+
+static P3Status
+check_score(const P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
+			const int32_t *const *conts, const int32_t *n_conts, int32_t n_cont, P3Error *err)
+{
+	P3SeqParams p = p3_seq_default_params();
+	P3Status	st;
+
+	p.max_tokens = 0;
+	if ((st = check_add(d, prompt, n_prompt, &p, err)))
+		return st;
+	if (n_cont < 1 || conts == NULL || n_conts == NULL)
+		return p3_error(err, P3_ERR_INVALID_ARG, "there are no continuations to score");
+	for (int32_t k = 0; k < n_cont; k++)
+	{
+		if (n_conts[k] < 1 || conts[k] == NULL)
+			return p3_error(err, P3_ERR_INVALID_ARG, "continuation %d has no tokens", (int) k);
+		if ((int64_t) n_prompt + n_conts[k] > d->n_ctx)
+			return p3_error(err, P3_ERR_CONTEXT_FULL,
+							"the prompt (%d tokens) and continuation %d (%d tokens) do not fit the context of %d",
+							(int) n_prompt, (int) k, (int) n_conts[k], (int) d->n_ctx);
+		for (int32_t i = 0; i < n_conts[k]; i++)
+			if (conts[k][i] < 0 || conts[k][i] >= d->n_vocab)
+				return p3_error(err, P3_ERR_INVALID_ARG,
+								"token %d of continuation %d is out of range (0 to %d)",
+								(int) conts[k][i], (int) k, (int) d->n_vocab - 1);
+	}
+	return P3_OK;
+}
+
+/* Evaluate tokens[0..n) on seq; every token's logits kept when all_logits, else the last's. */
+static P3Status
+eval_run(P3Decoder *d, int32_t seq, const int32_t *tokens, int32_t n, bool all_logits,
+		 int32_t *seq_ids, uint8_t *want, P3Error *err)
+{
+	P3Batch		b;
+
+	for (int32_t i = 0; i < n; i++)
+	{
+		seq_ids[i] = seq;
+		want[i] = all_logits || i == n - 1;
+	}
+	b.n_tokens = n;
+	b.tokens = tokens;
+	b.seq = seq_ids;
+	b.want_logits = want;
+	return p3_eval(d->ctx, &b, err);
+}
+
+P3Status
+p3_decoder_score(P3Decoder *d, const int32_t *prompt, int32_t n_prompt,
+				 const int32_t *const *conts, const int32_t *n_conts, int32_t n_cont,
+				 double *logprobs, P3Error *err)
+{
+	int32_t		slot;
+	int32_t		reuse;
+	int32_t		src;
+	int32_t		src_len;
+	int32_t		longest = n_prompt;
+	int32_t    *seq_ids;
+	uint8_t    *want;
+	float	   *first;			/* logits after the prompt */
+	double		first_lse;
+	P3Status	st;
+
+	if ((st = check_score(d, prompt, n_prompt, conts, n_conts, n_cont, err)))
+		return st;
+	slot = choose_slot(d, prompt, n_prompt, true);
+	if (slot < 0)
+		return p3_error(err, P3_ERR_INVALID_ARG, "all %d sequences of the decoder are in use",
+						(int) d->n_seq);
+	for (int32_t k = 0; k < n_cont; k++)
+		if (n_conts[k] > longest)
+			longest = n_conts[k];
+	seq_ids = malloc((size_t) longest * sizeof(int32_t));
+	want = malloc((size_t) longest);
+	first = malloc((size_t) d->n_vocab * sizeof(float));
+	if (seq_ids == NULL || want == NULL || first == NULL)
+	{
+		st = p3_error(err, P3_ERR_NOMEM, "out of memory scoring %d continuations", (int) n_cont);
+		goto done;
+	}
+
+	/* the prompt, reusing a cached prefix as p3_decoder_add does */
+	reuse = reusable_prefix(d, slot, prompt, n_prompt);
+	src = best_copy_source(d, slot, prompt, n_prompt, &src_len);
+	if (src >= 0 && src_len > reuse)
+	{
+		if ((st = p3_kv_seq_copy(d->ctx, src, slot, src_len, err)))
+			goto done;
+		reuse = src_len;
+	}
+	p3_kv_seq_truncate(d->ctx, slot, reuse);
+	if (reuse == 0)
+		p3_kv_seq_clear(d->ctx, slot);
+	p3_seq_set_rope_len(d->ctx, slot, n_prompt);
+	if ((st = eval_run(d, slot, prompt + reuse, n_prompt - reuse, false, seq_ids, want, err)))
+		goto done;
+	memcpy(first, p3_logits(d->ctx, 0), (size_t) d->n_vocab * sizeof(float));
+	first_lse = log_sum_exp(first, d->n_vocab);
+
+	/* each continuation: its first token from the prompt's logits, the rest in one pass */
+	for (int32_t k = 0; k < n_cont; k++)
+	{
+		double		sum = (double) first[conts[k][0]] - first_lse;
+
+		if (n_conts[k] > 1)
+		{
+			p3_kv_seq_truncate(d->ctx, slot, n_prompt);
+			if ((st = eval_run(d, slot, conts[k], n_conts[k] - 1, true, seq_ids, want, err)))
+				goto done;
+			for (int32_t i = 1; i < n_conts[k]; i++)
+			{
+				const float *row = p3_logits(d->ctx, i - 1);
+
+				sum += (double) row[conts[k][i]] - log_sum_exp(row, d->n_vocab);
+			}
+		}
+		logprobs[k] = sum;
+	}
+	st = P3_OK;
+
+done:
+	/* the slot keeps the prompt for later prefix reuse */
+	if (p3_kv_seq_len(d->ctx, slot) > n_prompt)
+		p3_kv_seq_truncate(d->ctx, slot, n_prompt);
+	free(seq_ids);
+	free(want);
+	free(first);
+	return st;
 }

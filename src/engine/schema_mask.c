@@ -539,6 +539,76 @@ p3_schema_matcher_mask(P3SchemaMatcher *m, const P3VocabTrie *vocab, uint32_t *m
 	return P3_OK;
 }
 
+/* ---- jump-forward tokens ---- */
+
+/*
+ * The longest token whose bytes are a prefix of b[0..n) (its length in
+ * *len), a normal token before a byte token of the same bytes; -1 if
+ * none.  Walks the trie: the children of a node are the nodes after it,
+ * siblings linked by the end of their subtrees.
+ */
+static int32_t
+trie_longest(const P3VocabTrie *t, const P3Tokenizer *tok, const uint8_t *b, size_t n, size_t *len)
+{
+	uint32_t	lo = 0;
+	uint32_t	hi = (uint32_t) t->n_nodes;
+	int32_t		best = -1;
+
+	*len = 0;
+	for (size_t k = 0; k < n; k++)
+	{
+		uint32_t	j = lo;
+
+		while (j < hi && t->byte[j] != b[k])
+			j = t->end[j];
+		if (j >= hi)
+			break;
+		for (uint32_t e = t->tok_start[j]; e < t->tok_start[j + 1]; e++)
+		{
+			int32_t		id = t->toks[e];
+
+			if (best < 0 || *len < k + 1 ||
+				(tok && p3_tokenizer_token_type(tok, best) == P3_TOKEN_BYTE &&
+				 p3_tokenizer_token_type(tok, id) != P3_TOKEN_BYTE))
+			{
+				best = id;
+				*len = k + 1;
+			}
+		}
+		lo = j + 1;
+		hi = t->end[j];
+	}
+	return best;
+}
+
+int32_t
+p3_schema_matcher_forced_tokens(const P3SchemaMatcher *m, int32_t *tokens, int32_t cap)
+{
+	char		buf[256];
+	size_t		n;
+	size_t		pos = 0;
+	int32_t		count = 0;
+
+	if (m == NULL || m->trie == NULL || cap <= 0)
+		return 0;
+	n = p3_schema_matcher_forced(m, buf, sizeof(buf));
+	while (pos < n && count <= cap)
+	{
+		size_t		len;
+		int32_t		id = trie_longest(m->trie, m->tok, (const uint8_t *) buf + pos, n - pos, &len);
+
+		if (id < 0)
+			break;
+		if (pos + len == n)
+			break;				/* the run's last token: left to sampling (token healing) */
+		if (count == cap)
+			break;
+		tokens[count++] = id;
+		pos += len;
+	}
+	return count;
+}
+
 /* ---- the decoder constraint ---- */
 
 static P3Status
@@ -576,6 +646,12 @@ constraint_accept(void *state, int32_t token, P3Error *err)
 	return P3_OK;
 }
 
+static int32_t
+constraint_forced(void *state, int32_t *tokens, int32_t cap)
+{
+	return p3_schema_matcher_forced_tokens((const P3SchemaMatcher *) state, tokens, cap);
+}
+
 static bool
 constraint_complete(void *state)
 {
@@ -596,5 +672,6 @@ p3_schema_constraint(P3SchemaMatcher *m, const P3Tokenizer *tok, P3Constraint *o
 	out->mask = constraint_mask;
 	out->accept = constraint_accept;
 	out->complete = constraint_complete;
+	out->forced = constraint_forced;
 	return P3_OK;
 }

@@ -135,7 +135,7 @@ typedef struct ParseState
 static void ParseAnswer(const Phi3ExtractSchema *schema, const char *answer, size_t len,
 						FieldAnswer *answers);
 static bool FindObject(const char *s, size_t len, size_t *start, size_t *end);
-static char *InlineUnicodeEscapes(const char *s, size_t len, size_t *out_len);
+static char *InlineUnicodeEscapes(const char *s, size_t len, size_t *out_len, bool replace_nul);
 static int	UnicodeEscape(const char *s, size_t len, pg_wchar *cp);
 static int	Hex4(const char *s);
 static void OnObjectStart(void *state);
@@ -258,6 +258,24 @@ Phi3ExtractFromAnswer(const Phi3ExtractSchema *schema, const char *answer, size_
 }
 
 /*
+ * A complete JSON document (UTF-8, as the schema automaton writes it) as
+ * jsonb, with the encoding rules above: \u escapes of non-ASCII
+ * characters mean the character (and a character the server encoding
+ * lacks becomes "?"), and \u0000, which jsonb cannot hold, becomes
+ * U+FFFD.  An invalid document is an error (it cannot come from the
+ * automaton).
+ */
+Jsonb *
+Phi3JsonbFromAnswer(const char *answer, size_t len)
+{
+	size_t		inlined_len;
+	char	   *inlined = InlineUnicodeEscapes(answer, len, &inlined_len, true);
+	char	   *server = Phi3Utf8ToCString(inlined, inlined_len);
+
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(server)));
+}
+
+/*
  * Find the first balanced {...} of the answer and record, for each schema
  * field, the value the object gives it.  An answer without a parseable
  * object leaves every field unmatched.
@@ -277,7 +295,7 @@ ParseAnswer(const Phi3ExtractSchema *schema, const char *answer, size_t len, Fie
 		return;
 
 	/* non-ASCII escapes as UTF-8 bytes, so that the lexer yields UTF-8 only */
-	object = InlineUnicodeEscapes(answer + start, end - start, &object_len);
+	object = InlineUnicodeEscapes(answer + start, end - start, &object_len, false);
 	lex = makeJsonLexContextCstringLen(object, (int) object_len, PG_UTF8, true);
 
 	memset(&state, 0, sizeof(state));
@@ -354,10 +372,11 @@ FindObject(const char *s, size_t len, size_t *start, size_t *end)
  * replaced by the character's UTF-8 bytes; palloc'd and NUL-terminated,
  * *out_len gets its length (never more than len).  Every other escape,
  * including a malformed one, is copied as it is, for the JSON parser to
- * take or reject; so is everything outside strings.
+ * take or reject; so is everything outside strings.  With replace_nul,
+ * \u0000 becomes U+FFFD.
  */
 static char *
-InlineUnicodeEscapes(const char *s, size_t len, size_t *out_len)
+InlineUnicodeEscapes(const char *s, size_t len, size_t *out_len, bool replace_nul)
 {
 	char	   *out = palloc(len + 1);
 	size_t		i = 0;
@@ -374,6 +393,8 @@ InlineUnicodeEscapes(const char *s, size_t len, size_t *out_len)
 		else if (in_string && s[i] == '\\' && i + 1 < len)
 		{
 			consumed = s[i + 1] == 'u' ? UnicodeEscape(s + i, len - i, &cp) : 0;
+			if (consumed > 0 && cp == 0 && replace_nul)
+				cp = 0xFFFD;
 			if (consumed > 0 && cp >= 0x80)
 			{
 				/* at most 4 bytes for the 6 or 12 of the escape */

@@ -23,11 +23,12 @@
  *   phi3_extract
  *     system: You extract data from documents. You reply with a single JSON
  *             object and nothing else.
- *     user:   Extract the following fields from the document: FIELDS. Reply
- *             with a single JSON object with exactly these keys. Use null for
- *             a field the document does not give. Write dates as YYYY-MM-DD.
- *             \n\nDOCUMENT
- *     where FIELDS lists the schema as "key" (type), ...
+ *     user:   Extract the data of the following document as one compact
+ *             JSON value of this shape: SHAPE. Use only facts from the
+ *             document. Write dates as YYYY-MM-DD.\n\nDOCUMENT
+ *     where SHAPE is the schema as the engine describes it, e.g.
+ *     {"amount": number, "due": string (date YYYY-MM-DD) | null}; the
+ *     answer is decoded under the schema (constrain.c)
  *
  * IDENTIFICATION
  *	  src/pg/prompts.c
@@ -101,20 +102,20 @@ Phi3ExtractSystem(void)
 }
 
 /*
- * Instruction of phi3_extract; field_list is the schema rendered as
- * "key" (type), "key" (type), ...
+ * Instruction of phi3_extract; shape is the schema as the engine
+ * describes it (p3_schema_describe: names, types, descriptions, enum
+ * values; "?" after a key: optional).
  */
 char *
-Phi3ExtractInstruction(const char *field_list)
+Phi3ExtractInstruction(const char *shape)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "Extract the following fields from the document: %s. "
-					 "Reply with a single JSON object with exactly these keys. "
-					 "Use null for a field the document does not give. "
+	appendStringInfo(&buf, "Extract the data of the following document as one compact JSON "
+					 "value of this shape: %s. Use only facts from the document. "
 					 "Write dates as YYYY-MM-DD.\n\n",
-					 field_list);
+					 shape);
 	return buf.data;
 }
 

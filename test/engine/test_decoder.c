@@ -13,10 +13,13 @@
  *   - an abort in the middle of a step changes nothing, and stepping on
  *     gives the same texts;
  *   - prefix reuse inside a slot and KV copies across slots;
- *   - argument errors, finish during prefill, max_tokens 0, a full context.
+ *   - argument errors, finish during prefill, max_tokens 0, a full context;
+ *   - p3_decoder_score against log-probabilities computed by hand;
+ *   - jump-forward: forced runs of a constraint in one pass, the same text.
  *
  * Models come from bin/phi3-mkmodel (make engine-check builds them).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -860,6 +863,337 @@ test_errors_and_edges(void)
 	p3_model_free(m);
 }
 
+/* log-softmax by hand, in double */
+static double
+by_hand_log_prob(const float *logits, int32_t n, int32_t id)
+{
+	double		max = logits[0];
+	double		sum = 0.0;
+
+	for (int32_t i = 1; i < n; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	for (int32_t i = 0; i < n; i++)
+		sum += exp((double) logits[i] - max);
+	return (double) logits[id] - max - log(sum);
+}
+
+/* The score of prompt + cont computed without the decoder: one p3_eval of everything. */
+static double
+score_by_hand(const P3Model *m, const int32_t *prompt, int n_prompt, const int32_t *cont, int n_cont)
+{
+	P3Context  *ctx = new_context(m, 128, 1, 64, 1);
+	int32_t		all[96];
+	uint8_t		want[96] = {0};
+	P3Batch		b = {0};
+	P3Error		err = {0};
+	double		sum = 0.0;
+
+	memcpy(all, prompt, sizeof(int32_t) * (size_t) n_prompt);
+	memcpy(all + n_prompt, cont, sizeof(int32_t) * (size_t) n_cont);
+	for (int i = n_prompt - 1; i < n_prompt + n_cont - 1; i++)
+		want[i] = 1;
+	b.n_tokens = n_prompt + n_cont - 1;
+	b.tokens = all;
+	b.want_logits = want;
+	CHECK_STATUS(p3_eval(ctx, &b, &err), P3_OK);
+	for (int i = 0; i < n_cont; i++)
+		sum += by_hand_log_prob(p3_logits(ctx, i), m->hp.n_vocab, cont[i]);
+	p3_context_free(ctx);
+	return sum;
+}
+
+/*
+ * p3_decoder_score: each continuation's log-probability equals the one
+ * computed by hand from a single forward pass; it does not depend on the
+ * slot, on prefix reuse, on the other continuations, nor on a sequence
+ * decoding in another slot; the scores of all continuations of one token
+ * sum (as probabilities) to 1; errors change nothing.
+ */
+static void
+test_score(void)
+{
+	P3Model    *m = open_model("tiny-f32.gguf");
+	int32_t		n_vocab = m->hp.n_vocab;
+	P3Context  *ctx = new_context(m, 128, 2, 16, 1);
+	P3Decoder  *d = new_decoder(ctx, 0);
+	int32_t		prompt[40];
+	int32_t		c0[] = {5, 9, 11};
+	int32_t		c1[] = {7};
+	int32_t		c2[] = {7, 8, 9, 10, 12, 13};
+	const int32_t *conts[] = {c0, c1, c2};
+	int32_t		n_conts[] = {3, 1, 6};
+	double		lp[3];
+	double		again[3];
+	P3Error		err = {0};
+
+	make_tokens(prompt, 40, 77, n_vocab);
+	CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 3, lp, &err), P3_OK);
+	for (int k = 0; k < 3; k++)
+	{
+		double		want = score_by_hand(m, prompt, 40, conts[k], n_conts[k]);
+
+		CHECK_MSG(fabs(lp[k] - want) < 1e-4, "continuation %d: %.6f, by hand %.6f", k, lp[k], want);
+		CHECK(lp[k] < 0.0);
+	}
+	CHECK_EQ_INT(p3_kv_seq_len(ctx, 0), 40);	/* the prompt stays cached */
+
+	/* again: the prompt is reused from the cache; one at a time; the same values */
+	CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 3, again, &err), P3_OK);
+	for (int k = 0; k < 3; k++)
+		CHECK(again[k] == lp[k]);
+	CHECK_STATUS(p3_decoder_score(d, prompt, 40, &conts[2], &n_conts[2], 1, again, &err), P3_OK);
+	CHECK(again[0] == lp[2]);
+
+	/* beside a sequence decoding in the other slot */
+	{
+		P3SeqParams sp = p3_seq_default_params();
+		int32_t		other[20];
+		int32_t		seq;
+
+		make_tokens(other, 20, 5, n_vocab);
+		sp.max_tokens = 4;
+		CHECK_STATUS(p3_decoder_add(d, other, 20, &sp, &seq, &err), P3_OK);
+		CHECK_STATUS(p3_decoder_step(d, &err), P3_OK);
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 3, again, &err), P3_OK);
+		for (int k = 0; k < 3; k++)
+			CHECK_MSG(fabs(again[k] - lp[k]) < 1e-9, "beside another sequence, continuation %d: %.9f vs %.9f",
+					  k, again[k], lp[k]);
+		/* no free slot left: an error */
+		{
+			int32_t		seq2;
+
+			CHECK_STATUS(p3_decoder_add(d, other, 20, &sp, &seq2, &err), P3_OK);
+			CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 3, again, &err), P3_ERR_INVALID_ARG);
+		}
+		p3_decoder_reset(d);
+	}
+
+	/* every one-token continuation: the probabilities sum to 1 */
+	{
+		int32_t    *ids = malloc(sizeof(int32_t) * (size_t) n_vocab);
+		const int32_t **each = malloc(sizeof(int32_t *) * (size_t) n_vocab);
+		int32_t    *ones = malloc(sizeof(int32_t) * (size_t) n_vocab);
+		double	   *all = malloc(sizeof(double) * (size_t) n_vocab);
+		double		total = 0.0;
+
+		for (int32_t i = 0; i < n_vocab; i++)
+		{
+			ids[i] = i;
+			each[i] = &ids[i];
+			ones[i] = 1;
+		}
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, each, ones, n_vocab, all, &err), P3_OK);
+		for (int32_t i = 0; i < n_vocab; i++)
+			total += exp(all[i]);
+		CHECK_NEAR(total, 1.0, 1e-6);
+		free(ids);
+		free(each);
+		free(ones);
+		free(all);
+	}
+
+	/* errors */
+	{
+		int32_t		bad[] = {n_vocab};
+		const int32_t *badc[] = {bad};
+		int32_t		one[] = {1};
+		int32_t		zero[] = {0};
+
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, badc, one, 1, lp, &err), P3_ERR_INVALID_ARG);
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, zero, 1, lp, &err), P3_ERR_INVALID_ARG);
+		CHECK_STATUS(p3_decoder_score(d, prompt, 40, conts, n_conts, 0, lp, &err), P3_ERR_INVALID_ARG);
+		CHECK_STATUS(p3_decoder_score(d, prompt, 0, conts, n_conts, 3, lp, &err), P3_ERR_INVALID_ARG);
+	}
+	p3_decoder_free(d);
+	p3_context_free(ctx);
+	p3_model_free(m);
+}
+
+/* ---- jump-forward ---- */
+
+/*
+ * A scripted constraint: script[i] >= 0 forces token i of the output (the
+ * mask allows only it), -1 leaves it free among tokens [3, 300); complete
+ * after the whole script.  forced returns the forced tokens that follow.
+ */
+typedef struct ScriptConstraint
+{
+	const int32_t *script;
+	int			n;
+	int			pos;
+	int			forced_calls;
+} ScriptConstraint;
+
+static P3Status
+script_mask(void *state, uint32_t *mask, int32_t n_vocab, P3Error *err)
+{
+	ScriptConstraint *c = state;
+
+	(void) err;
+	for (int32_t i = 0; i < n_vocab; i++)
+	{
+		bool		ok = c->pos < c->n && (c->script[c->pos] >= 0 ? i == c->script[c->pos] : (i >= 3 && i < 300));
+
+		if (!ok)
+			mask[i / 32] &= ~(1u << (i % 32));
+	}
+	return P3_OK;
+}
+
+static P3Status
+script_accept(void *state, int32_t token, P3Error *err)
+{
+	ScriptConstraint *c = state;
+
+	if (c->pos >= c->n || (c->script[c->pos] >= 0 && token != c->script[c->pos]))
+		return p3_error(err, P3_ERR_INVALID_ARG, "token %d not allowed at %d", (int) token, c->pos);
+	c->pos++;
+	return P3_OK;
+}
+
+static bool
+script_complete(void *state)
+{
+	ScriptConstraint *c = state;
+
+	return c->pos >= c->n;
+}
+
+static int32_t
+script_forced(void *state, int32_t *tokens, int32_t cap)
+{
+	ScriptConstraint *c = state;
+	int32_t		n = 0;
+
+	c->forced_calls++;
+	while (n < cap && c->pos + n < c->n && c->script[c->pos + n] >= 0)
+	{
+		tokens[n] = c->script[c->pos + n];
+		n++;
+	}
+	return n;
+}
+
+/* Run one scripted sequence; its tokens' text, stats. */
+static P3SeqInfo
+run_script(P3Decoder *d, const int32_t *prompt, int n_prompt, ScriptConstraint *c, bool jump,
+		   int max_tokens, char *text, size_t cap)
+{
+	P3Constraint pc = {.state = c, .mask = script_mask, .accept = script_accept,
+	.complete = script_complete, .forced = script_forced};
+	P3SeqParams sp = p3_seq_default_params();
+	P3SeqInfo	info;
+	P3Error		err = {0};
+	int32_t		seq;
+
+	sp.constraint = &pc;
+	sp.jump_forward = jump;
+	sp.max_tokens = max_tokens;
+	sp.sampling.temperature = 0.0f;	/* sampled, a forced position would draw from the RNG */
+	c->pos = 0;
+	c->forced_calls = 0;
+	CHECK_STATUS(p3_decoder_add(d, prompt, n_prompt, &sp, &seq, &err), P3_OK);
+	info = run_to_done(d, seq);
+	snprintf(text, cap, "%s", info.text);
+	p3_decoder_remove(d, seq);
+	return info;
+}
+
+/*
+ * Jump-forward: a sequence whose constraint forces runs of tokens gives
+ * the same text with and without it (greedy: a mask of one token samples
+ * that token; sampling, the forced positions would have drawn from the
+ * RNG, so a seeded run differs from one without jump-forward), with the forced tokens evaluated in one pass with the
+ * sampled one before them (fewer passes, the same logits for the free
+ * tokens after them); decoded beside other sequences it gives the same
+ * text as alone; max_tokens and completion inside a forced run stop it
+ * there.
+ */
+static void
+test_jump_forward(void)
+{
+	static const int32_t script[] = {-1, 10, 11, 12, 13, -1, -1, 20, 21, -1, 30, 31, 32, 33, 34, 35, 36, -1, 40};
+	const int	n_script = (int) (sizeof(script) / sizeof(script[0]));
+	P3Model    *m = open_model("tiny-f32.gguf");
+	P3Context  *ctx = new_context(m, 256, 3, 16, 1);
+	P3Decoder  *d = new_decoder(ctx, 0);
+	ScriptConstraint c = {.script = script, .n = n_script};
+	int32_t		prompt[3][30];
+	char		plain[3][512];
+	char		jumped[512];
+	P3SeqInfo	a;
+	P3SeqInfo	b;
+	P3Error		err = {0};
+
+	for (int r = 0; r < 3; r++)
+		make_tokens(prompt[r], 30, 300 + (uint64_t) r, m->hp.n_vocab);
+
+	/* the same text, fewer passes */
+	a = run_script(d, prompt[0], 30, &c, false, 100, plain[0], sizeof(plain[0]));
+	CHECK_EQ_INT(a.stats.stop, P3_STOP_CONSTRAINT);
+	CHECK_EQ_INT(a.stats.n_generated, n_script);
+	CHECK_EQ_INT(a.stats.n_forced, 0);
+	CHECK_EQ_INT(c.forced_calls, 0);
+	b = run_script(d, prompt[0], 30, &c, true, 100, jumped, sizeof(jumped));
+	CHECK_EQ_INT(b.stats.stop, P3_STOP_CONSTRAINT);
+	CHECK_EQ_INT(b.stats.n_generated, n_script);
+	CHECK_EQ_INT(b.stats.n_forced, 4 + 2 + 7 + 1);
+	CHECK_MSG(strcmp(plain[0], jumped) == 0, "with jump-forward: %s, without: %s", jumped, plain[0]);
+	CHECK_MSG(b.stats.n_passes < a.stats.n_passes, "passes: %d with jump-forward, %d without",
+			  b.stats.n_passes, a.stats.n_passes);
+	fprintf(stderr, "  jump-forward: %d tokens in %d passes (%d forced), %d passes without\n",
+			b.stats.n_generated, b.stats.n_passes, b.stats.n_forced, a.stats.n_passes);
+
+	/* three together, one jump-forward run each: each as alone */
+	for (int r = 1; r < 3; r++)
+		(void) run_script(d, prompt[r], 30, &c, true, 100, plain[r], sizeof(plain[r]));
+	(void) run_script(d, prompt[0], 30, &c, true, 100, plain[0], sizeof(plain[0]));
+	{
+		ScriptConstraint cs[3] = {{.script = script, .n = n_script}, {.script = script, .n = n_script},
+		{.script = script, .n = n_script}};
+		P3Constraint pcs[3];
+		int32_t		seqs[3];
+
+		for (int r = 0; r < 3; r++)
+		{
+			P3SeqParams sp = p3_seq_default_params();
+
+			pcs[r] = (P3Constraint) {.state = &cs[r], .mask = script_mask, .accept = script_accept,
+			.complete = script_complete, .forced = script_forced};
+			sp.constraint = &pcs[r];
+			sp.max_tokens = 100;
+			sp.sampling.temperature = 0.0f;
+			CHECK_STATUS(p3_decoder_add(d, prompt[r], 30, &sp, &seqs[r], &err), P3_OK);
+			if (r == 0)			/* the others join a step later */
+				CHECK_STATUS(p3_decoder_step(d, &err), P3_OK);
+		}
+		while (p3_decoder_n_live(d) > 0)
+			CHECK_STATUS(p3_decoder_step(d, &err), P3_OK);
+		for (int r = 0; r < 3; r++)
+		{
+			P3SeqInfo	info;
+
+			p3_decoder_seq_info(d, seqs[r], &info);
+			CHECK_MSG(strcmp(info.text, plain[r]) == 0, "row %d together: %s, alone: %s", r, info.text, plain[r]);
+			CHECK_EQ_INT(info.stats.n_forced, 14);
+		}
+		p3_decoder_reset(d);
+	}
+
+	/* max_tokens inside a forced run: stops there, the text as without jump-forward */
+	a = run_script(d, prompt[1], 30, &c, false, 12, plain[1], sizeof(plain[1]));
+	b = run_script(d, prompt[1], 30, &c, true, 12, jumped, sizeof(jumped));
+	CHECK_EQ_INT(a.stats.stop, P3_STOP_MAX_TOKENS);
+	CHECK_EQ_INT(b.stats.stop, P3_STOP_MAX_TOKENS);
+	CHECK_EQ_INT(b.stats.n_generated, 12);
+	CHECK_MSG(strcmp(plain[1], jumped) == 0, "max_tokens 12 with jump-forward: %s, without: %s", jumped, plain[1]);
+
+	p3_decoder_free(d);
+	p3_context_free(ctx);
+	p3_model_free(m);
+}
+
 int
 main(void)
 {
@@ -874,5 +1208,7 @@ main(void)
 	RUN(test_prefix_reuse);
 	RUN(test_shared_prefix_together);
 	RUN(test_errors_and_edges);
+	RUN(test_score);
+	RUN(test_jump_forward);
 	return harness_finish();
 }

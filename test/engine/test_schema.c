@@ -9,7 +9,10 @@
  * replacement) of the valid ones, must get the same verdict from both.
  * Masks are compared with a brute force over all 32,064 tokens on many
  * states; random walks over allowed tokens must end in documents the
- * validator accepts; mask times (mean, p99) are printed.
+ * validator accepts; mask times (mean, p99) are printed.  The property
+ * test (test_property_decode) decodes random (document, schema) pairs with
+ * a tiny random-weights model under the constraint and checks every
+ * output with the same validator.
  */
 #include "harness.h"
 
@@ -557,6 +560,44 @@ check_known_pattern(const char *pat, const char *s, size_t n)
 			if (s[i] < '0' || s[i] > '9')
 				return false;
 		return true;
+	}
+	if (strcmp(pat, "^-?(0|[1-9][0-9]{0,7})([.][0-9]{1,2})?$") == 0)
+	{
+		size_t		start;
+
+		if (i < n && s[i] == '-')
+			i++;
+		start = i;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == start || i - start > 8 || (s[start] == '0' && i - start > 1))
+			return false;
+		if (i == n)
+			return true;
+		if (s[i] != '.' || n - i - 1 < 1 || n - i - 1 > 2)
+			return false;
+		for (i++; i < n; i++)
+			if (s[i] < '0' || s[i] > '9')
+				return false;
+		return true;
+	}
+	if (strncmp(pat, "^([1-9][0-9]{3}-((0[1-9]|1[0-2])", 32) == 0)
+	{
+		/* phi3_extract's date: a real Gregorian day of the years 1000 to 9999 */
+		static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+		int			y,
+					m,
+					d;
+
+		if (n != 10 || s[4] != '-' || s[7] != '-' || !digits_at(s, 4) || !digits_at(s + 5, 2) ||
+			!digits_at(s + 8, 2))
+			return false;
+		y = atoi(s);
+		m = two(s + 5);
+		d = two(s + 8);
+		if (y < 1000 || m < 1 || m > 12 || d < 1)
+			return false;
+		return d <= days[m - 1] + (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
 	}
 	fprintf(stderr, "reference: unknown pattern %s\n", pat);
 	return false;
@@ -1547,6 +1588,13 @@ static const char *const mask_schemas[] = {
 	"\"required\":[\"kind\",\"r\"]},{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":-50,\"maximum\":50},\"minItems\":1}]}",
 	/* a short string beside enum values that are longer: tokens the string cannot take, the enum can */
 	"{\"type\":\"array\",\"items\":{\"anyOf\":[{\"enum\":[\"abc\",\"abcdef\",\"Hello world\"]},{\"type\":\"string\",\"maxLength\":2}]},\"maxItems\":6}",
+	/* the shape phi3_extract gives a composite type (src/pg/extract_schema.c): real dates, bounded numerics */
+	"{\"type\":\"object\",\"properties\":{\"customer\":{\"type\":\"string\"},\"amount\":{\"type\":\"string\","
+	"\"pattern\":\"^-?(0|[1-9][0-9]{0,7})([.][0-9]{1,2})?$\"},\"due\":{\"anyOf\":[{\"type\":\"string\",\"pattern\":"
+	"\"^([1-9][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+	"|([1-9][0-9](0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26])00)-02-29)$\"},{\"type\":\"null\"}]},"
+	"\"n\":{\"type\":\"integer\",\"minimum\":-2147483648,\"maximum\":2147483647}},"
+	"\"required\":[\"customer\",\"amount\",\"due\",\"n\"],\"additionalProperties\":false}",
 };
 
 static uint32_t *
@@ -1872,6 +1920,8 @@ static const char *const realistic_docs[][4] = {
 	"{\"name\":\"Bob\",\"address\":{\"city\":\"New York\",\"zip\":null}}", NULL, NULL},
 	{"{\"kind\":\"circle\",\"r\":2.75}", "[1,-2,30,4,5,-50]", NULL, NULL},
 	{"[\"abc\",\"x\",\"abcdef\",\"\",\"Hello world\"]", "[]", NULL, NULL},
+	{"{\"customer\":\"ACME Corp\",\"amount\":\"1249.50\",\"due\":\"2024-02-29\",\"n\":17}",
+	"{\"customer\":\"Globex\",\"amount\":\"-3\",\"due\":null,\"n\":0}", NULL, NULL},
 };
 
 static void
@@ -2153,6 +2203,29 @@ gen_schema(Gen *g, int depth, bool container)
  * the reference validator accepts; the first mask of some of them equals
  * the brute force.
  */
+/* Random schema number sc (seeded by seed) with its definitions, as JSON text in text[0..cap). */
+static void
+random_schema_text(int sc, uint64_t seed, char *text, size_t cap)
+{
+	Gen			g = {0};
+	char		body[1 << 14];
+	size_t		o;
+
+	g.buf = body;
+	g.cap = sizeof(body);
+	g.rng = seed + (uint64_t) sc * 7919;
+	gen_schema(&g, 3, sc % 4 != 0);	/* mostly a container at the root */
+	o = (size_t) snprintf(text, cap, "%.*s", (int) (g.len - 1), body);
+	if (g.n_defs > 0)
+	{
+		o += (size_t) snprintf(text + o, cap - o, "%s\"$defs\":{", g.len > 2 ? "," : "");
+		for (int d = 0; d < g.n_defs; d++)
+			o += (size_t) snprintf(text + o, cap - o, "%s\"d%d\":%s", d ? "," : "", d, g.defs[d]);
+		o += (size_t) snprintf(text + o, cap - o, "}");
+	}
+	snprintf(text + o, cap - o, "}");
+}
+
 static void
 test_random_schemas(void)
 {
@@ -2168,7 +2241,6 @@ test_random_schemas(void)
 
 	for (int sc = 0; sc < n_schemas; sc++)
 	{
-		Gen			g = {0};
 		P3Schema   *s = NULL;
 		V		   *schema;
 		P3Error		err = {0};
@@ -2177,25 +2249,8 @@ test_random_schemas(void)
 		char		doc[8192];
 		size_t		len = 0;
 		bool		done = false;
-		char		body[1 << 14];
 
-		g.buf = body;
-		g.cap = sizeof(body);
-		g.rng = rng + (uint64_t) sc * 7919;
-		gen_schema(&g, 3, sc % 4 != 0);	/* mostly a container at the root */
-		/* the root with its definitions */
-		{
-			size_t		o = (size_t) snprintf(text, 1 << 16, "%.*s", (int) (g.len - 1), body);
-
-			if (g.n_defs > 0)
-			{
-				o += (size_t) snprintf(text + o, (1 << 16) - o, "%s\"$defs\":{", g.len > 2 ? "," : "");
-				for (int d = 0; d < g.n_defs; d++)
-					o += (size_t) snprintf(text + o, (1 << 16) - o, "%s\"d%d\":%s", d ? "," : "", d, g.defs[d]);
-				o += (size_t) snprintf(text + o, (1 << 16) - o, "}");
-			}
-			snprintf(text + o, (1 << 16) - o, "}");
-		}
+		random_schema_text(sc, rng, text, 1 << 16);
 		st = p3_schema_compile(text, strlen(text), NULL, &s, &err);
 		CHECK_MSG(st == P3_OK, "random schema %d: %s: %s", sc, text, err.message);
 		schema = vparse_text(text, strlen(text), true);
@@ -2470,8 +2525,346 @@ test_decoder_tiny_model(void)
 	p3_model_free(model);
 }
 
+/*
+ * The property test: random (document, schema) pairs decoded by a tiny
+ * random-weights model (the worst case: it knows nothing) under the
+ * schema, several rows at once in one decoder (each with its own
+ * matcher), sampled at temperature 1 from a random "document" prompt;
+ * every output, closed by the shortest completion when max_tokens ran out,
+ * parses and is valid for its schema by the reference validator (not the
+ * automaton).  PHI3_PROPERTY_CASES sets the number of pairs (default 240;
+ * 8 under valgrind).
+ */
+static void
+test_property_decode(void)
+{
+	const char *dir = getenv("PHI3_TEST_MODELS");
+	const char *cases_env = getenv("PHI3_PROPERTY_CASES");
+	int			n_cases = cases_env && *cases_env ? atoi(cases_env) : (under_valgrind ? 8 : 240);
+	char		path[1024];
+	P3Model    *model = NULL;
+	P3Context  *ctx = NULL;
+	P3Decoder  *d = NULL;
+	P3ContextParams cp = p3_context_default_params();
+	P3VocabTrie *mtrie = NULL;
+	P3Error		err = {0};
+	enum
+	{
+		N_SLOTS = 4
+	};
+	struct
+	{
+		int			sc;
+		P3Schema   *s;
+		P3SchemaMatcher *m;
+		V		   *schema;
+		char	   *text;
+	}			slot[N_SLOTS];
+	char	   *text = malloc(1 << 16);
+	int			next = 0,
+				done = 0,
+				closed = 0,
+				tokens = 0,
+				forced = 0,
+				passes = 0;
+	uint64_t	rng = 4242;
+	double		t0 = now_us();
+
+	memset(slot, 0, sizeof(slot));
+	snprintf(path, sizeof(path), "%s/tiny-f32.gguf", dir ? dir : "build/engine-models");
+	if (access(path, R_OK) != 0)
+	{
+		fprintf(stderr, "  (no %s: skipped)\n", path);
+		free(text);
+		return;
+	}
+	CHECK_STATUS(p3_model_open(path, &model, &err), P3_OK);
+	if (model == NULL)
+		return;
+	cp.n_ctx = 256;
+	cp.n_seq = N_SLOTS;
+	cp.n_threads = 1;
+	CHECK_STATUS(p3_context_new(model, &cp, &ctx, &err), P3_OK);
+	CHECK_STATUS(p3_decoder_new(ctx, 0, &d, &err), P3_OK);
+	CHECK_STATUS(p3_vocab_trie_new(model->tokenizer, &mtrie, &err), P3_OK);
+	while (d && mtrie && done < n_cases)
+	{
+		/* fill free slots with new pairs */
+		while (next < n_cases && p3_decoder_n_free(d) > 0)
+		{
+			P3Constraint c;
+			P3SeqParams sp = p3_seq_default_params();
+			int32_t		prompt[24];
+			int32_t		n_prompt = 4 + (int32_t) (harness_rand(&rng) % 20);
+			int32_t		seq;
+			P3Schema   *s = NULL;
+			P3SchemaMatcher *m = NULL;
+
+			random_schema_text(next, 99, text, 1 << 16);
+			if (p3_schema_compile(text, strlen(text), NULL, &s, &err) != P3_OK)
+			{
+				CHECK_MSG(false, "property case %d does not compile: %s: %s", next, text, err.message);
+				next++;
+				done++;
+				continue;
+			}
+			CHECK_STATUS(p3_schema_matcher_new(s, mtrie, &m, &err), P3_OK);
+			CHECK_STATUS(p3_schema_constraint(m, model->tokenizer, &c, &err), P3_OK);
+			for (int32_t i = 0; i < n_prompt; i++)
+				prompt[i] = 3 + (int32_t) (harness_rand(&rng) % (uint64_t) (model->hp.n_vocab - 3));
+			sp.constraint = &c;
+			sp.max_tokens = 8 + (int32_t) (harness_rand(&rng) % 48);
+			sp.strip_leading_space = false;
+			sp.sampling.seed = (uint64_t) next + 1;
+			sp.sampling.temperature = (next % 3 == 0) ? 0.0f : 1.0f;
+			CHECK_STATUS(p3_decoder_add(d, prompt, n_prompt, &sp, &seq, &err), P3_OK);
+			slot[seq].sc = next;
+			slot[seq].s = s;
+			slot[seq].m = m;
+			slot[seq].text = strdup(text);	/* the parsed schema points into its text */
+			slot[seq].schema = vparse_text(slot[seq].text, strlen(text), true);
+			next++;
+		}
+		if (p3_decoder_n_live(d) == 0)
+			continue;
+		if (p3_decoder_step(d, &err) != P3_OK)
+		{
+			CHECK_MSG(false, "step: %s", err.message);
+			break;
+		}
+		/* collect finished rows and check them */
+		for (int32_t q = 0; q < N_SLOTS; q++)
+		{
+			P3SeqInfo	info;
+			P3Text		out = {0};
+
+			if (slot[q].m == NULL || !p3_decoder_seq_info(d, q, &info) || info.phase != P3_SEQ_DONE)
+				continue;
+			CHECK_MSG(info.stats.stop != P3_STOP_ERROR, "property case %d: %s", slot[q].sc,
+					  info.error ? info.error->message : "");
+			p3_text_append(&out, info.text, info.text_len, &err);
+			if (!p3_schema_matcher_is_complete(slot[q].m))
+			{
+				CHECK_STATUS(p3_schema_matcher_completion(slot[q].m, &out, &err), P3_OK);
+				closed++;
+			}
+			CHECK_MSG(slot[q].schema && reference_valid(slot[q].schema, out.data ? out.data : "", out.len),
+					  "property case %d: %s\n  decoded %.*s", slot[q].sc, slot[q].text, (int) out.len,
+					  out.data ? out.data : "");
+			tokens += info.stats.n_generated;
+			forced += info.stats.n_forced;
+			passes += info.stats.n_passes;
+			p3_text_free(&out);
+			p3_decoder_remove(d, q);
+			p3_schema_matcher_free(slot[q].m);
+			p3_schema_free(slot[q].s);
+			vfree(slot[q].schema);
+			free(slot[q].text);
+			memset(&slot[q], 0, sizeof(slot[q]));
+			done++;
+		}
+	}
+	fprintf(stderr, "  %d (document, schema) pairs decoded, %d closed by the completion, %d tokens (%d forced) in %d passes, %.1f s\n",
+			done, closed, tokens, forced, passes, (now_us() - t0) / 1e6);
+	free(text);
+	p3_vocab_trie_free(mtrie);
+	p3_decoder_free(d);
+	p3_context_free(ctx);
+	p3_model_free(model);
+}
+
+
+/*
+ * Jump-forward tokens: the forced bytes split by longest match, without
+ * the run's last token; the tokens are accepted in turn and their bytes
+ * are a strict prefix of the forced bytes; what is left of the run is
+ * left to the mask, which allows tokens that finish it and cross into what
+ * follows (token healing).
+ */
+static void
+test_forced_tokens(void)
+{
+	/* "positiv" is forced, then e" or ity": tokens such as "ive" finish the run and cross it */
+	P3Schema   *s = compile_ok("{\"type\":\"object\",\"properties\":{\"mood\":{\"enum\":[\"positive\",\"positivity\"]}},"
+							   "\"required\":[\"mood\"]}");
+	P3SchemaMatcher *m = NULL;
+	P3Error		err = {0};
+	char		forced[256];
+	size_t		nf;
+	int32_t		ids[64];
+	int32_t		n;
+	size_t		off = 0;
+	int32_t		nv = p3_tokenizer_n_vocab(tok);
+	uint32_t   *mask = malloc(((size_t) nv + 31) / 32 * sizeof(uint32_t));
+	int			crossing = 0;
+
+	if (s == NULL)
+		return;
+	CHECK_STATUS(p3_schema_matcher_new(s, trie, &m, &err), P3_OK);
+	nf = p3_schema_matcher_forced(m, forced, sizeof(forced));
+	n = p3_schema_matcher_forced_tokens(m, ids, 64);
+	CHECK_MSG(nf > 0 && n > 0, "forced %zu bytes, %d tokens", nf, (int) n);
+	CHECK_EQ_INT(p3_schema_matcher_forced_tokens(m, ids, 1), n > 0 ? 1 : 0);	/* cap */
+	for (int32_t i = 0; i < n; i++)
+	{
+		char		piece[64];
+		size_t		len = p3_token_to_piece(tok, ids[i], false, piece, sizeof(piece));
+
+		CHECK(len > 0 && off + len < nf && memcmp(piece, forced + off, len) == 0);
+		CHECK_STATUS(p3_schema_matcher_accept_bytes(m, piece, len, &err), P3_OK);
+		off += len;
+	}
+	CHECK_MSG(off < nf, "the run's last token is left: %zu of %zu bytes forced", off, nf);
+	/* the rest of the run, then free choice: the mask has tokens that finish it and go on */
+	CHECK_STATUS(p3_schema_matcher_mask(m, NULL, mask, &err), P3_OK);
+	for (int32_t t = 0; t < nv; t++)
+	{
+		char		piece[64];
+		size_t		len;
+
+		if (!((mask[t / 32] >> (t % 32)) & 1))
+			continue;
+		len = p3_token_to_piece(tok, t, false, piece, sizeof(piece));
+		CHECK(len > 0);
+		if (len <= nf - off)
+			CHECK(memcmp(piece, forced + off, len) == 0);
+		else
+		{
+			CHECK(memcmp(piece, forced + off, nf - off) == 0);
+			crossing++;
+		}
+	}
+	fprintf(stderr, "  forced %.*s: %d tokens, %zu bytes left to the mask, %d tokens cross the boundary\n",
+			(int) nf, forced, (int) n, nf - off, crossing);
+	CHECK(crossing > 0);
+	/* a free choice now: nothing forced */
+	CHECK_STATUS(p3_schema_matcher_accept_bytes(m, forced + off, nf - off, &err), P3_OK);
+	CHECK_EQ_INT(p3_schema_matcher_forced_tokens(m, ids, 64), 0);
+	p3_schema_matcher_free(m);
+	p3_schema_free(s);
+	free(mask);
+}
+
+
+/*
+ * phi3_extract's date pattern (src/pg/extract_schema.c, DATE_PATTERN)
+ * accepts exactly the real days of the years 1000-9999: every month and
+ * day 00-39 of years around the leap-year rules, checked against the
+ * calendar arithmetic of the reference; and its bounded numeric pattern.
+ */
+static void
+test_extract_patterns(void)
+{
+	const char *date_schema = mask_schemas[sizeof(mask_schemas) / sizeof(mask_schemas[0]) - 1];
+	static const int years[] = {999, 1000, 1582, 1600, 1700, 1900, 1996, 2000, 2023, 2024, 2100, 2400, 9996, 9999};
+	static const char *const amounts[] = {"0", "-0", "7", "12345678", "123456789", "01", "1.5", "1.55", "1.555",
+	"-3.", ".5", "1e5", "-12.07", ""};
+	P3Schema   *s;
+	V		   *schema;
+	int			checked = 0,
+				valid = 0;
+	char		doc[128];
+
+	/* the due field alone: {"type":"string","pattern":...} from the shape */
+	{
+		const char *p = strstr(date_schema, "\"due\":{\"anyOf\":[");
+		const char *e = p ? strstr(p, "},{\"type\":\"null\"}") : NULL;
+		char		one[1024];
+
+		CHECK(p != NULL && e != NULL);
+		if (p == NULL || e == NULL)
+			return;
+		p += strlen("\"due\":{\"anyOf\":[");
+		snprintf(one, sizeof(one), "%.*s}", (int) (e - p), p);
+		s = compile_ok(one);
+		schema = vparse_text(one, strlen(one), true);
+		if (s == NULL || schema == NULL)
+			return;
+		for (size_t yi = 0; yi < sizeof(years) / sizeof(years[0]); yi++)
+			for (int m = 0; m <= 13; m++)
+				for (int d = 0; d <= 39; d++)
+				{
+					size_t		n = (size_t) snprintf(doc, sizeof(doc), "\"%04d-%02d-%02d\"", years[yi], m, d);
+					bool		a = automaton_valid(s, doc, n);
+					bool		r = reference_valid(schema, doc, n);
+
+					CHECK_MSG(a == r, "date %s: automaton %d, reference %d", doc, a, r);
+					checked++;
+					valid += r;
+				}
+		p3_schema_free(s);
+		vfree(schema);
+	}
+	/* the whole shape on the amounts */
+	s = compile_ok(date_schema);
+	schema = vparse_text(date_schema, strlen(date_schema), true);
+	for (size_t k = 0; s && schema && k < sizeof(amounts) / sizeof(amounts[0]); k++)
+	{
+		size_t		n = (size_t) snprintf(doc, sizeof(doc), "{\"customer\":\"x\",\"amount\":\"%s\",\"due\":\"2024-02-29\",\"n\":1}",
+										  amounts[k]);
+		bool		a = automaton_valid(s, doc, n);
+
+		CHECK_MSG(a == reference_valid(schema, doc, n), "amount %s: automaton %d", amounts[k], a);
+		checked++;
+	}
+	p3_schema_free(s);
+	vfree(schema);
+	fprintf(stderr, "  %d documents checked, %d real dates\n", checked, valid);
+}
+
+/* One fuzz_schema seed: schema, NUL, document. */
+static void
+write_seed(const char *dir, const char *name, int i, const char *schema, const char *doc)
+{
+	char		path[1024];
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "%s/%s-%03d", dir, name, i);
+	if ((f = fopen(path, "wb")) == NULL)
+	{
+		fprintf(stderr, "cannot write %s\n", path);
+		exit(1);
+	}
+	fwrite(schema, 1, strlen(schema), f);
+	fputc('\0', f);
+	fwrite(doc, 1, strlen(doc), f);
+	fclose(f);
+}
+
+/*
+ * test_schema --write-seeds DIR: the schemas of these tests as seeds of
+ * the fuzz_schema harness (test/fuzz/make_seeds.sh): every hand-written
+ * case with each of its valid and invalid documents, the mask schemas,
+ * and 60 random schemas.
+ */
+static int
+write_seeds(const char *dir)
+{
+	int			n = 0;
+	char	   *text = malloc(1 << 16);
+
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+	{
+		write_seed(dir, "case", n++, cases[c].schema, "");
+		for (int v = 0; v < 12 && cases[c].valid[v]; v++)
+			write_seed(dir, "case", n++, cases[c].schema, cases[c].valid[v]);
+		for (int v = 0; v < 16 && cases[c].invalid[v]; v++)
+			write_seed(dir, "case", n++, cases[c].schema, cases[c].invalid[v]);
+	}
+	for (size_t k = 0; k < sizeof(mask_schemas) / sizeof(mask_schemas[0]); k++)
+		write_seed(dir, "mask", (int) k, mask_schemas[k], "");
+	for (int k = 0; k < 60; k++)
+	{
+		random_schema_text(k, 777, text, 1 << 16);
+		write_seed(dir, "random", k, text, "");
+	}
+	free(text);
+	fprintf(stderr, "test_schema: %d seeds in %s\n", n + (int) (sizeof(mask_schemas) / sizeof(mask_schemas[0])) + 60, dir);
+	return 0;
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	const char *pre = getenv("LD_PRELOAD");
 	const char *vocab = getenv("PHI3_VOCAB");
@@ -2480,6 +2873,8 @@ main(void)
 	double		t0;
 
 	under_valgrind = pre && strstr(pre, "vgpreload");
+	if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0)
+		return write_seeds(argv[2]);
 	if (vocab == NULL || !*vocab)
 		vocab = "test/data/ggml-vocab-phi-3.gguf";
 	if (p3_gguf_open(vocab, &g, &err) != P3_OK || p3_tokenizer_from_gguf(g, &tok, &err) != P3_OK)
@@ -2511,6 +2906,9 @@ main(void)
 	RUN(test_random_schemas);
 	RUN(test_small_vocab);
 	RUN(test_decoder_tiny_model);
+	RUN(test_property_decode);
+	RUN(test_forced_tokens);
+	RUN(test_extract_patterns);
 
 	p3_vocab_trie_free(trie);
 	p3_tokenizer_free(tok);

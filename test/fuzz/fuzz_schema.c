@@ -2,15 +2,15 @@
  * fuzz_schema.c — libFuzzer harness for the schema compiler and the
  * automaton (phi3/schema.h), over the real Phi-3 vocabulary for masks.
  *
- * Not part of the test suite.  `make fuzz` builds it into build/fuzz/;
- * run it from the repository root (it loads
+ * `make fuzz` builds it into build/fuzz/ (CI runs it a few seconds: make
+ * fuzz-smoke); run it from the repository root (it loads
  * test/data/ggml-vocab-phi-3.gguf once, or $PHI3_FUZZ_VOCAB):
  *
  *     build/fuzz/fuzz_schema -max_len=8192 -timeout=20 build/fuzz/corpus/fuzz_schema
  *
- * (make_seeds.sh has no seeds for it yet: start from an empty directory or
- * from schemas of test/engine/test_schema.c, each followed by a NUL and a
- * document.)
+ * Seeds (make_seeds.sh): every schema of test/engine/test_schema.c with its
+ * valid and invalid documents (test_schema --write-seeds), 60 random
+ * schemas, and the shape phi3_extract gives a composite type.
  *
  * Input: a schema text, a NUL byte, then document bytes.  For every input:
  *   1. compile with small limits (max_states 4096, max_depth 12,

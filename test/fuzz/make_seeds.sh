@@ -9,18 +9,22 @@
 # odd dimensions (SIMD tails) and the other weight types.  The
 # same files and the small vocabulary seed fuzz_gguf.  fuzz_tokenizer: a
 # flag byte and a text each; fuzz_vocab and fuzz_sampler: a few inputs in
-# their byte layouts (see the harness headers).  Existing corpus files are
-# kept: the fuzzers add to these directories.
+# their byte layouts (see the harness headers); fuzz_schema: the schemas
+# of test/engine/test_schema.c (build/test/test_schema --write-seeds) and
+# phi3_extract's shapes.  Existing corpus files are kept: the fuzzers add
+# to these directories.
 set -e
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-$root/build/fuzz/corpus}
 mkmodel=${PHI3_MKMODEL:-$root/bin/phi3-mkmodel}
 small_vocab_tool=${PHI3_MAKE_SMALL_VOCAB:-$root/build/fuzz/make_small_vocab}
+test_schema=${PHI3_TEST_SCHEMA:-$root/build/test/test_schema}
 real_vocab=$root/test/data/ggml-vocab-phi-3.gguf
 small=$out/small-vocab.gguf
 
-mkdir -p "$out/fuzz_model" "$out/fuzz_gguf" "$out/fuzz_tokenizer" "$out/fuzz_vocab" "$out/fuzz_sampler"
+mkdir -p "$out/fuzz_model" "$out/fuzz_gguf" "$out/fuzz_tokenizer" "$out/fuzz_vocab" "$out/fuzz_sampler" \
+	"$out/fuzz_schema"
 "$small_vocab_tool" "$real_vocab" 100 "$small"
 
 model() {
@@ -76,4 +80,9 @@ printf '\377\007\005\005\003\013\000\002\001\000\000\000\000\000\003\000\001\000
 printf '\100\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' > "$out/fuzz_sampler/greedy"
 printf '\000\004\006\003\012\004\003\002\012\000\000\000\002\005\000\006\000\003\012\010\011\012abc' \
 	> "$out/fuzz_sampler/penalty"
+# fuzz_schema: schema, NUL, document
+"$test_schema" --write-seeds "$out/fuzz_schema"
+# the shape phi3_extract gives a composite type: dates and timestamps as patterns, bounded numerics
+printf '%s\000%s' '{"type":"object","properties":{"due":{"type":"string","pattern":"^([1-9][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|([1-9][0-9](0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26])00)-02-29)$"},"amount":{"type":"string","pattern":"^-?(0|[1-9][0-9]{0,7})([.][0-9]{1,2})?$"},"n":{"anyOf":[{"type":"integer","minimum":-2147483648,"maximum":2147483647},{"type":"null"}]},"tags":{"type":"array","items":{"type":"string","maxLength":5}}},"required":["due","amount","n","tags"],"additionalProperties":false}' \
+	'{"due":"2024-02-29","amount":"-12.5","n":null,"tags":["a"]}' > "$out/fuzz_schema/extract-shape"
 echo "make_seeds: corpora in $out"
