@@ -205,7 +205,7 @@ build/bench/%: bench/%.c $(ENGINE_OBJS)
 	@mkdir -p build/bench
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
 
-bench: engine-build build/bench/bench_kernels build/bench/bench_stream build/bench/bench_batch
+bench: engine-build build/bench/bench_kernels build/bench/bench_stream build/bench/bench_batch build/bench/bench_extract
 	sh bench/run.sh
 
 # ---------------------------------------------------------------------------

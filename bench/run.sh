@@ -16,9 +16,14 @@
 #
 #   3. batch enrichment (bench/bench_batch): rows/s of 48-token summaries
 #      of generated reports, one row at a time and batched over 2-16 slots.
+#   4. structured extraction (bench/bench_extract): invoices decoded under a
+#      JSON schema against free generation (decode tok/s, forward passes per
+#      output token), schema compile time, mask cost (mean, p99).
 #
 # Environment: PHI3_BENCH_DIR (default /tmp/phi3-bench), PHI3_BENCH_RUNS
-# (default 5), PHI3_BENCH_BATCH_ROWS (default 200), PHI3_BENCH_QUICK=1
+# (default 5), PHI3_BENCH_BATCH_ROWS (default 200; PHI3_BENCH_ROW_ROWS and
+# PHI3_BENCH_BATCH_MODES, see bench_batch.c), PHI3_BENCH_EXTRACT_DOCS
+# (default 8), PHI3_BENCH_QUICK=1
 # (kernels only, shorter).
 set -eu
 cd "$(dirname "$0")/.."
@@ -90,3 +95,7 @@ wait $pid || true
 ROWS=${PHI3_BENCH_BATCH_ROWS:-200}
 echo "== batch enrichment: summaries of $ROWS reports, one row at a time and batched (bench/bench_batch)"
 build/bench/bench_batch "$MODEL" "$ROWS" 2 | tee "$DIR/batch.txt"
+
+DOCS=${PHI3_BENCH_EXTRACT_DOCS:-8}
+echo "== structured extraction: $DOCS invoices under a JSON schema, against free generation (bench/bench_extract)"
+build/bench/bench_extract "$MODEL" "$DOCS" 2 | tee "$DIR/extract.txt"
