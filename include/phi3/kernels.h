@@ -63,9 +63,13 @@
  *     lanes of scale-weighted sums FMA'd into an 8-lane accumulator, the
  *     mins in a separate accumulator).
  *   - the reference set follows ggml's generic (scalar) kernels.
- *   - f16 KV attention: ggml's K·q and V·p are ggml_vec_dot_f16 (SIMD lanes
- *     over head_dim, and over the positions for V·p); the engine sums q·k
- *     in its float-dot lanes and V·p position by position (axpy_f16).
+ *   - f16 KV attention: ggml's K·q (over head_dim) and V·p (over the
+ *     positions, V stored transposed) are ggml_vec_dot_f16: chunks of
+ *     GGML_F16_STEP elements by FMA in f32 lanes, reduced, then the leftover
+ *     elements added in double (or llamafile's sgemm where it takes the
+ *     product); the engine sums q·k in its float-dot lanes and V·p position
+ *     by position (axpy_f16).  With the probabilities rounded to f16 this
+ *     order is what still separates the two on some positions.
  * Matching the 32-element types' order in the avx512 set is left to the
  * kernel work (the vec_dot kernels were out of this change's scope).
  *
