@@ -41,7 +41,7 @@
  * its AVX-512 builds also run for these types; a 1e-7 difference of a sum
  * can flip a later activation rounding, so the order matters for matching
  * llama.cpp's greedy text, not for accuracy):
- *   - ggml, Q4_0 / Q5_0 / Q4_1 / Q5_1 (read in arch/x86/quants.c): per
+ *   - ggml, Q8_0 / Q4_0 / Q5_0 / Q4_1 / Q5_1 (read in arch/x86/quants.c): per
  *     block, 8 int32 lanes each holding the exact sum of 4 consecutive
  *     products, converted to float and FMA'd with dx * dy into one 8-lane
  *     accumulator, block after block; hsum_float_8 at the end; Q4_1 / Q5_1
@@ -51,8 +51,10 @@
  *   - the avx2 set has that structure for Q4_0 / Q5_0 / Q8_0 / Q4_1 / Q5_1
  *     (the same lanes, FMA order and final reduction: hsum8 is
  *     hsum_float_8's), so it should give ggml's bits there (not run
- *     against ggml here; ggml's Q8_0 loop was not re-read for this note);
- *     its IQ4_NL keeps one accumulator, which differs from ggml.
+ *     against ggml bit for bit here); its IQ4_NL keeps one accumulator,
+ *     which differs from ggml.  (llama.cpp's multi-token batches may take
+ *     llamafile's sgemm for some types instead of vec_dot: another order
+ *     again, so its prompt positions need not match its own decode.)
  *   - the avx512 set puts two blocks side by side in 16 lanes (four blocks
  *     a step) and reduces 16 lanes: another order than ggml's for every
  *     32-element type.
