@@ -136,6 +136,10 @@ typedef enum Phi3InputOverflow
 /* phi3.kernels: values are P3MatmulMode (phi3/context.h) */
 #define PHI3_DEFAULT_KERNELS			P3_MATMUL_AUTO
 
+/* phi3.activations (P3ActPrecision) and phi3.kv_cache_type (P3KVType): llama.cpp's numerics by default */
+#define PHI3_DEFAULT_ACTIVATIONS		P3_ACT_Q8
+#define PHI3_DEFAULT_KV_CACHE_TYPE		P3_KV_F16
+
 /* phi3_summarize: words when the call does not say, and the bounds */
 #define PHI3_DEFAULT_SUMMARY_WORDS		60
 #define PHI3_MAX_SUMMARY_WORDS			10000
@@ -197,6 +201,8 @@ extern int	phi3_async_max_attempts;
 extern int	phi3_async_retry_delay;
 extern int	phi3_async_idle_timeout;
 extern int	phi3_async_time_slice;
+extern int	phi3_activations;
+extern int	phi3_kv_cache_type;
 
 extern void GucInit(void);
 

@@ -39,6 +39,23 @@ SET phi3.model = :'tiny_q8_0';
 SELECT phi3_complete('Once upon a time', 8);
 \set cli `:'phi3_run' --kernels reference -m :'tiny_q8_0' -p 'Once upon a time' -n 8`
 SELECT phi3_complete('Once upon a time', 8) = :'cli' AS q8_0_same_as_phi3_run;
+-- phi3.activations = f32 and phi3.kv_cache_type = f32: exact arithmetic, as
+-- phi3-run --act f32 --kv-type f32 (on this model the text differs from the
+-- first token; the f32 cache takes twice the memory of the f16 one, less
+-- the per-position bookkeeping)
+SELECT phi3_complete('Once upon a time', 8) AS llama_numerics,
+       (phi3_model_info()->>'kv_cache_memory')::bigint AS kv_f16 \gset
+SET phi3.activations = f32;
+SET phi3.kv_cache_type = f32;
+\set cli `:'phi3_run' --kernels reference --act f32 --kv-type f32 -m :'tiny_q8_0' -p 'Once upon a time' -n 8`
+SELECT phi3_complete('Once upon a time', 8) AS exact;
+SELECT phi3_complete('Once upon a time', 8) = :'cli' AS exact_same_as_phi3_run,
+       phi3_complete('Once upon a time', 8) <> :'llama_numerics' AS exact_differs,
+       (phi3_model_info()->>'kv_cache_memory')::bigint BETWEEN 1.9 * :kv_f16 AND 2 * :kv_f16
+         AS f32_cache_about_twice_the_memory;
+RESET phi3.activations;
+RESET phi3.kv_cache_type;
+SELECT phi3_complete('Once upon a time', 8) = :'llama_numerics' AS reset_gives_llama_numerics;
 SET phi3.model = :'tiny_q4_k';
 SELECT phi3_generate('Hello', max_tokens => 8);
 \set cli `:'phi3_run' --kernels reference -m :'tiny_q4_k' --chat -p 'Hello' -n 8`

@@ -19,6 +19,9 @@ SHOW phi3.seed;
 SHOW phi3.input_overflow;
 -- (auto by default; the regression database sets reference)
 SHOW phi3.kernels;
+-- llama.cpp's numerics by default
+SHOW phi3.activations;
+SHOW phi3.kv_cache_type;
 SELECT current_setting('phi3.model') = current_setting('regress.model_dir') || '/tiny-f32.gguf' AS model_from_database_setting;
 
 -- declared ranges, contexts and descriptions
@@ -39,6 +42,8 @@ SET phi3.repeat_penalty = 0;
 SET phi3.seed = -2;
 SET phi3.input_overflow = 'ignore';
 SET phi3.kernels = 'fast';
+SET phi3.activations = 'f16';
+SET phi3.kv_cache_type = 'q8';
 -- the prefix is reserved: a misspelled setting is an error, not a placeholder
 SET phi3.temprature = 0.5;
 

@@ -125,6 +125,7 @@ typedef struct Options
 	int64_t		ctx;			/* 0 = default */
 	int64_t		rot;			/* 0 = head_dim */
 	int64_t		orig_ctx;		/* 0 = default */
+	int64_t		swa;			/* attention.sliding_window; -1 = default, -2 = omit */
 	uint64_t	seed;
 	double		scale;
 	bool		longrope;
@@ -200,6 +201,9 @@ usage(FILE *f)
 			"  --name S         general.name (default \"" DEFAULT_NAME "\")\n"
 			"  --scale F        output projection scale (default %.1f: logits std about 4)\n"
 			"  --threads N      worker threads (default: online CPUs); the file does not depend on it\n"
+			"  --sliding-window N  attention.sliding_window (default as the converters: 2047 for context\n"
+			"                   4096, 262144 for 131072, else the context; read, never applied)\n"
+			"  --no-sliding-window  omit the key (as the April-May 2024 files)\n"
 			"  -q, --quiet      no progress on stderr\n",
 			DEFAULT_SCALE);
 }
@@ -591,7 +595,7 @@ enum
 {
 	OPT_VOCAB = 256, OPT_EMBD, OPT_LAYERS, OPT_HEADS, OPT_KV_HEADS, OPT_FF, OPT_CTX,
 	OPT_ROT, OPT_TYPE, OPT_SEED, OPT_LONGROPE, OPT_ORIG_CTX, OPT_SPLIT_QKV, OPT_TIED,
-	OPT_REAL_DIMS, OPT_NAME, OPT_SCALE, OPT_THREADS
+	OPT_REAL_DIMS, OPT_NAME, OPT_SCALE, OPT_THREADS, OPT_SWA, OPT_NO_SWA
 };
 
 static void
@@ -617,6 +621,8 @@ parse_options(int argc, char **argv, Options *o)
 		{"name", required_argument, NULL, OPT_NAME},
 		{"scale", required_argument, NULL, OPT_SCALE},
 		{"threads", required_argument, NULL, OPT_THREADS},
+		{"sliding-window", required_argument, NULL, OPT_SWA},
+		{"no-sliding-window", no_argument, NULL, OPT_NO_SWA},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
@@ -634,6 +640,7 @@ parse_options(int argc, char **argv, Options *o)
 	o->seed = 1;
 	o->scale = DEFAULT_SCALE;
 	o->name = DEFAULT_NAME;
+	o->swa = -1;
 
 	while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1)
 	{
@@ -722,6 +729,12 @@ parse_options(int argc, char **argv, Options *o)
 			case OPT_THREADS:
 				o->threads = (int) parse_int("--threads", optarg, 1, MAX_THREADS);
 				break;
+			case OPT_SWA:
+				o->swa = parse_int("--sliding-window", optarg, 0, UINT32_MAX);
+				break;
+			case OPT_NO_SWA:
+				o->swa = -2;
+				break;
 			default:
 				usage(stderr);
 				exit(1);
@@ -746,6 +759,9 @@ parse_options(int argc, char **argv, Options *o)
 		o->ctx = o->longrope ? 131072 : 4096;
 	if (o->orig_ctx == 0)
 		o->orig_ctx = o->longrope ? 4096 : o->ctx;
+	/* as the converters write it: Phi-3-mini-4k 2047, 128k 262144, else the context */
+	if (o->swa == -1)
+		o->swa = o->ctx == 4096 ? 2047 : o->ctx == 131072 ? 262144 : o->ctx;
 
 	if (o->embd % o->heads != 0)
 		die("--embd %lld is not a multiple of --heads %lld", (long long) o->embd, (long long) o->heads);
@@ -845,6 +861,9 @@ main(int argc, char **argv)
 	check(p3_gguf_writer_add_f32(w, "phi3.rope.freq_base", 10000.0f, &err), &err, "metadata");
 	check(p3_gguf_writer_add_u32(w, "phi3.rope.scaling.original_context_length", (uint32_t) o.orig_ctx, &err),
 		  &err, "metadata");
+	if (o.swa >= 0)				/* llama.cpp refuses small models without it */
+		check(p3_gguf_writer_add_u32(w, "phi3.attention.sliding_window", (uint32_t) o.swa, &err), &err,
+			  "metadata");
 	if (o.longrope)
 	{
 		double		scale = (double) o.ctx / (double) o.orig_ctx;

@@ -16,7 +16,8 @@
  *
  * Exactness rules every set keeps (the tests enforce them):
  *   - dequant and the f32 -> Q8_0/Q8_1/Q8_K/F16 quantizers give the same
- *     bits as the reference (they are exact arithmetic and fixed rounding);
+ *     bits as the reference (they are exact arithmetic and fixed rounding;
+ *     the Q8 activation rule is below);
  *   - within one set, dot_f32[T](w, x) gives the same bits as
  *     dot_f32_f32(dequant[T](w), x), so a token's result does not depend on
  *     whether it was computed alone or in a chunk (when several NaNs meet,
@@ -27,6 +28,52 @@
  *     tolerance: |result - exact| <= (k + 40) * 2^-23 * M, M the sum of the
  *     magnitudes of the terms, k the longest chain of additions (blocks for
  *     vec_dot, n / 32 for SIMD float dots) — see test/engine/test_kernels.c.
+ *
+ * Activation rounding (llama.cpp's x86 CPU numerics, spec 2.4): the
+ * quantize entries for Q8_0 / Q8_1 follow ggml's x86 quantize_row_q8_0 /
+ * _q8_1 (multiplier 127 / amax, round to nearest even), Q8_K follows
+ * quantize_row_q8_K_ref (signed max, iscale = -127 / max, nearest even,
+ * d = 1 / iscale), all sets bit for bit (p3_quantize_act_row_ref); with
+ * P3_ACT_Q8, p3_matmul rounds the activations of F16 / BF16 weights to
+ * f16 / bf16 first, as ggml converts them to the weight's vec_dot_type.
+ *
+ * Summation order against ggml's x86 vec_dot (llama.cpp's AVX2 code, which
+ * its AVX-512 builds also run for these types; a 1e-7 difference of a sum
+ * can flip a later activation rounding, so the order matters for matching
+ * llama.cpp's greedy text, not for accuracy):
+ *   - ggml, Q8_0 / Q4_0 / Q5_0 / Q4_1 / Q5_1 (read in arch/x86/quants.c): per
+ *     block, 8 int32 lanes each holding the exact sum of 4 consecutive
+ *     products, converted to float and FMA'd with dx * dy into one 8-lane
+ *     accumulator, block after block; hsum_float_8 at the end; Q4_1 / Q5_1
+ *     add the sequential sum of m * s after it.  IQ4_NL: the same, but even
+ *     and odd blocks in two accumulators, added lane-wise before the hsum
+ *     (a last odd block in scalar code).
+ *   - the avx2 set has that structure for Q4_0 / Q5_0 / Q8_0 / Q4_1 / Q5_1
+ *     (the same lanes, FMA order and final reduction: hsum8 is
+ *     hsum_float_8's), so it should give ggml's bits there (not run
+ *     against ggml bit for bit here); its IQ4_NL keeps one accumulator,
+ *     which differs from ggml.  (llama.cpp's multi-token batches may take
+ *     llamafile's sgemm for some types instead of vec_dot: another order
+ *     again, so its prompt positions need not match its own decode.)
+ *   - the avx512 set puts two blocks side by side in 16 lanes (four blocks
+ *     a step) and reduces 16 lanes: another order than ggml's for every
+ *     32-element type.
+ *   - Q4_K / Q5_K / Q6_K (avx512 set) combine blocks by the exact-block
+ *     rule of src/engine/gemm_q8k.h (exact integer sums per block, then a
+ *     fixed fmaf chain) so that the prefill GEMM and vec_dot agree; this
+ *     deliberately differs from ggml's lane order (ggml: per block 8 int32
+ *     lanes of scale-weighted sums FMA'd into an 8-lane accumulator, the
+ *     mins in a separate accumulator).
+ *   - the reference set follows ggml's generic (scalar) kernels.
+ *   - f16 KV attention: ggml's K·q (over head_dim) and V·p (over the
+ *     positions, V stored transposed) are ggml_vec_dot_f16: chunks of
+ *     GGML_F16_STEP elements by FMA in f32 lanes, reduced, then the leftover
+ *     elements added in double (or llamafile's sgemm where it takes the
+ *     product); the engine sums q·k in its float-dot lanes and V·p position
+ *     by position (axpy_f16).  With the probabilities rounded to f16 this
+ *     order is what still separates the two on some positions.
+ * Matching the 32-element types' order in the avx512 set is left to the
+ * kernel work (the vec_dot kernels were out of this change's scope).
  *
  * Prefill: vec_dot_ntok and dot_f32_f32_ntok apply one weight row to
  * P3_KERNEL_NTOK activation rows at once, so the row is unpacked once for
@@ -65,9 +112,10 @@ extern "C" {
  * Activation precision in products with quantized weights.  The default is
  * P3_ACT_Q8, as llama.cpp computes on CPU: about twice as fast on AVX-512
  * VNNI; logits differ from exact f32 activations by ~1e-2 on quantized
- * weights (float weights always use f32 activations).  P3_ACT_F32 gives the
- * dequantized model's exact semantics (phi3-run --act f32; the numpy
- * reference checks both).
+ * weights.  With it, F16 / BF16 weights take activations rounded to f16 /
+ * bf16 (llama.cpp's); F32 weights always use f32 activations.  P3_ACT_F32
+ * gives the dequantized model's exact semantics (phi3-run --act f32; the
+ * numpy reference checks both).
  */
 typedef enum P3ActPrecision
 {
@@ -125,7 +173,7 @@ typedef struct P3KernelSet
 	P3DequantFn dequant[P3_TYPE_COUNT];		/* weight row -> f32 */
 	P3DotF32Fn	dot_f32[P3_TYPE_COUNT];		/* weight row · f32 activations */
 	P3VecDotFn	vec_dot[P3_TYPE_COUNT];		/* weight row · activations in vec_dot_type */
-	P3QuantizeFn quantize[P3_TYPE_COUNT];	/* f32 -> Q8_0 / Q8_1 / Q8_K activations */
+	P3QuantizeFn quantize[P3_TYPE_COUNT];	/* f32 -> Q8_0 / Q8_1 / Q8_K activations (x86 rule), F16 */
 	float		(*dot_f32_f32) (const float *a, const float *b, int64_t n);
 	/* attention over the KV cache: q · k for an f16 k row; y += a * v for f16 / f32 v rows */
 	float		(*dot_f32_f16) (const float *a, const uint16_t *b, int64_t n);

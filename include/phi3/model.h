@@ -59,6 +59,13 @@ typedef struct P3HParams
 	float		rope_freq_base; /* 10000 */
 	float		rope_attn_factor;	/* LongRoPE magnitude factor (1.190238 for 128k), else 1 */
 	bool		has_longrope;	/* rope_factors_short/long present */
+	/*
+	 * phi3.attention.sliding_window (Phi-3-mini-4k 2047, 128k 262144; 0 when
+	 * absent, values above INT32_MAX read as INT32_MAX): read and reported
+	 * only.  No sliding window is applied, as llama.cpp applies none for
+	 * phi3 (it disabled SWA for the architecture, PR 13676; spec 3.5).
+	 */
+	int32_t		n_swa;
 } P3HParams;
 
 typedef struct P3Layer

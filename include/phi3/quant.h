@@ -118,6 +118,16 @@ void		p3_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t 
 void		p3_quantize_row_ref(uint32_t type, const float *src, void *dst, int64_t n);
 
 /*
+ * Quantize a row of activations to Q8_0, Q8_1 or Q8_K as llama.cpp's x86
+ * CPU build does before its integer dot products (spec 2.4): Q8_0 / Q8_1
+ * take the multiplier 127 / amax and round to nearest even (ggml's scalar
+ * reference, p3_quantize_row_ref, takes 1 / d and roundf); Q8_K is
+ * p3_quantize_row_ref's.  The reference kernel set's activation quantizer;
+ * every fast set gives the same bits.  Other types: p3_quantize_row_ref.
+ */
+void		p3_quantize_act_row_ref(uint32_t type, const float *src, void *dst, int64_t n);
+
+/*
  * f32 dot product of a weight row of `type` with f32 activations x:
  * sum_i dequant(w)[i] * x[i], accumulated in f32 in element order.
  */
@@ -125,7 +135,8 @@ float		p3_dot_f32_ref(uint32_t type, const void *w, const float *x, int64_t n);
 
 /*
  * Dot product of a weight row of `type` with activations already quantized
- * to p3_type_traits(type)->vec_dot_type (by p3_quantize_row_ref): integer
+ * to p3_type_traits(type)->vec_dot_type (by p3_quantize_act_row_ref or
+ * p3_quantize_row_ref: any codes do): integer
  * sums per block, scaled in f32, as llama.cpp's generic CPU code does.
  * For F32 / F16 / BF16 weights `a` is an f32 vector.
  */

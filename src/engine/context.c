@@ -9,6 +9,8 @@
  *       Q, K   = NeoX RoPE at the token's position (LongRoPE factors if chosen)
  *       cache[pos] = K, V             (f16 or f32)
  *       attn_h = Σ_j softmax_j(Q_h · K_j,g / sqrt(head_dim)) V_j,g   j ≤ pos, g = kv head of h
+ *                (f16 cache: Q_h / sqrt(head_dim) and the softmax rounded
+ *                to f16 before their products, as llama.cpp's)
  *       x     += W_o · attn                                     (n_embd)
  *       xn     = rmsnorm(x) ⊙ ffn_norm
  *       gu     = W_up · xn         → gate (n_ff) | up (n_ff)
@@ -81,7 +83,7 @@ struct P3Context
 	float	   *gate_up;		/* (n_batch, 2 * n_ff) */
 	float	   *act;			/* (n_batch, n_ff) silu(gate) ⊙ up */
 	float	   *rope_cs;		/* (n_batch, n_rot) cos/sin pairs per token */
-	float	   *att_scratch;	/* (n_threads, n_ctx + head_dim) scores, output accumulator */
+	float	   *att_scratch;	/* (n_threads, n_ctx + 2 head_dim) scores, output, f16 q */
 	size_t		att_scratch_floats;
 	float	   *mm_scratch;		/* (n_threads, mm_scratch_floats) decoded weight rows */
 	size_t		mm_scratch_floats;
@@ -229,7 +231,7 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 
 	max_n_in = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
 	ctx->mm_scratch_floats = p3_matmul_scratch_per_thread(max_n_in);
-	ctx->att_scratch_floats = (size_t) p.n_ctx + (size_t) hp->head_dim + 16;
+	ctx->att_scratch_floats = (size_t) p.n_ctx + 2 * (size_t) hp->head_dim + 16;
 	ctx->act_q_bytes = max_act_bytes(model, B);
 
 	ctx->x = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
@@ -669,10 +671,32 @@ typedef struct AttentionJob
 	int32_t		n;				/* tokens in the chunk */
 } AttentionJob;
 
+/* x[0 .. n) rounded to f16 (nearest even) in place, with the set's converters */
+static void
+round_f16_inplace(const P3KernelSet *k, float *x, int64_t n)
+{
+	uint16_t	buf[256];
+
+	for (int64_t i = 0; i < n; i += 256)
+	{
+		int64_t		c = n - i < 256 ? n - i : 256;
+
+		k->quantize[P3_TYPE_F16] (x + i, buf, c);
+		k->dequant[P3_TYPE_F16] (buf, x + i, c);
+	}
+}
+
 /*
  * Worker: causal attention for its share of the (token, head) pairs.
  * Scores and the output accumulate in f32, reading K and V rows in the
  * cache's type (f16 or f32) directly.
+ *
+ * With the f16 cache the products take llama.cpp's operands (its default
+ * f16 cache without flash attention, spec 2.4): ggml multiplies the f16 K
+ * by q converted to f16 (q already scaled by 1 / sqrt(head_dim): phi3's
+ * graph scales q before the product), and the f16 V by the softmax
+ * probabilities converted to f16.  The f32 cache keeps exact f32 operands:
+ * score = (q · k) * scale, probabilities unrounded.
  */
 static void
 attention_task(void *arg, int ith, int nth)
@@ -686,6 +710,7 @@ attention_task(void *arg, int ith, int nth)
 	float		scale = 1.0f / sqrtf((float) hd);
 	float	   *scores = ctx->att_scratch + (size_t) ith * ctx->att_scratch_floats;
 	float	   *acc = scores + ctx->params.n_ctx;	/* (head_dim) output accumulator */
+	float	   *q16 = acc + hd;		/* (head_dim) q * scale rounded to f16 (f16 cache) */
 	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	int64_t		p0,
 				p1;
@@ -703,13 +728,20 @@ attention_task(void *arg, int ith, int nth)
 		const float *q = ctx->qkv + (size_t) i * ctx->n_qkv + (size_t) h * hd;
 		float	   *out = ctx->attn + (size_t) i * hp->n_embd + (size_t) h * hd;
 
-		for (int32_t j = 0; j <= pos; j++)
+		if (ctx->kv_elem == 4)
+			for (int32_t j = 0; j <= pos; j++)
+				scores[j] = k->dot_f32_f32(q, (const float *) (kbase + (size_t) j * kv_row), hd) * scale;
+		else
 		{
-			const void *kr = kbase + (size_t) j * kv_row;
-
-			scores[j] = (ctx->kv_elem == 4 ? k->dot_f32_f32(q, kr, hd) : k->dot_f32_f16(q, kr, hd)) * scale;
+			for (int32_t d = 0; d < hd; d++)
+				q16[d] = q[d] * scale;
+			round_f16_inplace(k, q16, hd);
+			for (int32_t j = 0; j <= pos; j++)
+				scores[j] = k->dot_f32_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd);
 		}
 		p3_softmax(scores, pos + 1);
+		if (ctx->kv_elem == 2)
+			round_f16_inplace(k, scores, pos + 1);
 
 		memset(acc, 0, (size_t) hd * sizeof(float));
 		for (int32_t j = 0; j <= pos; j++)

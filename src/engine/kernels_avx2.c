@@ -245,22 +245,13 @@ nan_to_zero(__m256 v)
 	return _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
 }
 
-/* roundf(v) clamped to [-lim, lim], NaN -> 0, as int32 */
+/* v clamped to [-lim, lim] and rounded to nearest even (llama.cpp's x86 Q8_0 rule), NaN -> 0, as int32 */
 INLINE __m256i
-round_away_clamp(__m256 v, float lim)
+round_even_clamp(__m256 v, float lim)
 {
-	__m256		t;
-	__m256		f;
-	__m256		half;
-
 	v = nan_to_zero(v);
 	v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-lim)), _mm256_set1_ps(lim));
-	t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-	f = _mm256_sub_ps(v, t);
-	half = _mm256_cmp_ps(abs8(f), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-	t = _mm256_add_ps(t, _mm256_and_ps(half, _mm256_or_ps(_mm256_set1_ps(1.0f),
-														  _mm256_and_ps(v, _mm256_set1_ps(-0.0f)))));
-	return _mm256_cvttps_epi32(t);
+	return _mm256_cvttps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
 /* 32 int32 (in four registers, values in int8 range) -> 32 bytes in order */
@@ -272,7 +263,7 @@ pack32_epi8(__m256i q0, __m256i q1, __m256i q2, __m256i q3)
 	return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-/* Q8_0 / Q8_1 codes of v[0..3] * id (roundf, clamped); returns their sum */
+/* Q8_0 / Q8_1 codes of v[0..3] * id (nearest even, clamped); returns their sum */
 INLINE int
 q8_codes32(const __m256 *v, float id, int8_t *qs)
 {
@@ -280,7 +271,7 @@ q8_codes32(const __m256 *v, float id, int8_t *qs)
 
 #pragma GCC unroll 4
 	for (int k = 0; k < 4; k++)
-		q[k] = round_away_clamp(_mm256_mul_ps(v[k], _mm256_set1_ps(id)), 127.0f);
+		q[k] = round_even_clamp(_mm256_mul_ps(v[k], _mm256_set1_ps(id)), 127.0f);
 	_mm256_storeu_si256((__m256i *) qs, pack32_epi8(q[0], q[1], q[2], q[3]));
 	return hsum8_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
 }

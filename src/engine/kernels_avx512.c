@@ -233,31 +233,21 @@ nan_to_zero(__m512 v)
 	return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
 }
 
-/* roundf(v) (halves away from zero) clamped to [-lim, lim], NaN -> 0, as int32 */
+/* v clamped to [-lim, lim] and rounded to nearest even (llama.cpp's x86 Q8_0 rule), NaN -> 0, as int32 */
 INLINE __m512i
-round_away_clamp(__m512 v, float lim)
+round_even_clamp(__m512 v, float lim)
 {
-	__m512		t;
-	__m512		f;
-	__mmask16	half;
-
 	v = nan_to_zero(v);
 	v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-lim)), _mm512_set1_ps(lim));
-	t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-	f = _mm512_sub_ps(v, t);	/* exact */
-	half = _mm512_cmp_ps_mask(_mm512_abs_ps(f), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-	t = _mm512_mask_add_ps(t, half, t,
-						   _mm512_or_ps(_mm512_set1_ps(1.0f),
-										_mm512_and_ps(v, _mm512_set1_ps(-0.0f))));
-	return _mm512_cvttps_epi32(t);
+	return _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-/* Q8_0 / Q8_1 codes of v[0..1] * id (roundf, clamped); returns their sum */
+/* Q8_0 / Q8_1 codes of v[0..1] * id (nearest even, clamped); returns their sum */
 INLINE int
 q8_codes32(const __m512 *v, float id, int8_t *qs)
 {
-	__m512i		q0 = round_away_clamp(_mm512_mul_ps(v[0], _mm512_set1_ps(id)), 127.0f);
-	__m512i		q1 = round_away_clamp(_mm512_mul_ps(v[1], _mm512_set1_ps(id)), 127.0f);
+	__m512i		q0 = round_even_clamp(_mm512_mul_ps(v[0], _mm512_set1_ps(id)), 127.0f);
+	__m512i		q1 = round_even_clamp(_mm512_mul_ps(v[1], _mm512_set1_ps(id)), 127.0f);
 
 	_mm_storeu_si128((__m128i *) qs, _mm512_cvtsepi32_epi8(q0));
 	_mm_storeu_si128((__m128i *) (qs + 16), _mm512_cvtsepi32_epi8(q1));

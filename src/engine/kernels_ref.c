@@ -17,7 +17,7 @@
 #define REF_WRAPPERS(T) \
 	static void dequant_##T(const void *src, float *dst, int64_t n) \
 	{ p3_dequantize_row_ref(P3_TYPE_##T, src, dst, n); } \
-	static void quantize_##T(const float *src, void *dst, int64_t n) \
+	static void __attribute__((unused)) quantize_##T(const float *src, void *dst, int64_t n) \
 	{ p3_quantize_row_ref(P3_TYPE_##T, src, dst, n); } \
 	static float dot_f32_##T(const void *w, const float *x, int64_t n) \
 	{ return p3_dot_f32_ref(P3_TYPE_##T, w, x, n); } \
@@ -46,6 +46,14 @@ REF_WRAPPERS(Q6_K)
 REF_WRAPPERS(Q8_K)
 REF_WRAPPERS(IQ4_NL)
 REF_WRAPPERS(IQ4_XS)
+
+/* Activation quantizers: llama.cpp's x86 rule (p3_quantize_act_row_ref). */
+#define ACT_WRAPPER(T) \
+	static void quantize_act_##T(const float *src, void *dst, int64_t n) \
+	{ p3_quantize_act_row_ref(P3_TYPE_##T, src, dst, n); }
+ACT_WRAPPER(Q8_0)
+ACT_WRAPPER(Q8_1)
+ACT_WRAPPER(Q8_K)
 
 /* Plain f32 dot product, summed in element order (the reference order). */
 static float
@@ -129,9 +137,9 @@ static const P3KernelSet reference_set = {
 	.quantize = {
 		[P3_TYPE_F32] = quantize_F32, [P3_TYPE_F16] = quantize_F16, [P3_TYPE_BF16] = quantize_BF16,
 		[P3_TYPE_Q4_0] = quantize_Q4_0, [P3_TYPE_Q4_1] = quantize_Q4_1, [P3_TYPE_Q5_0] = quantize_Q5_0,
-		[P3_TYPE_Q5_1] = quantize_Q5_1, [P3_TYPE_Q8_0] = quantize_Q8_0, [P3_TYPE_Q8_1] = quantize_Q8_1,
+		[P3_TYPE_Q5_1] = quantize_Q5_1, [P3_TYPE_Q8_0] = quantize_act_Q8_0, [P3_TYPE_Q8_1] = quantize_act_Q8_1,
 		[P3_TYPE_Q2_K] = quantize_Q2_K, [P3_TYPE_Q3_K] = quantize_Q3_K, [P3_TYPE_Q4_K] = quantize_Q4_K,
-		[P3_TYPE_Q5_K] = quantize_Q5_K, [P3_TYPE_Q6_K] = quantize_Q6_K, [P3_TYPE_Q8_K] = quantize_Q8_K,
+		[P3_TYPE_Q5_K] = quantize_Q5_K, [P3_TYPE_Q6_K] = quantize_Q6_K, [P3_TYPE_Q8_K] = quantize_act_Q8_K,
 		[P3_TYPE_IQ4_NL] = quantize_IQ4_NL, [P3_TYPE_IQ4_XS] = quantize_IQ4_XS,
 	},
 	.vec_dot_ntok = {

@@ -32,10 +32,11 @@
  * the same lanes in the same order, so dot_f32[T](w, x) has the bits of
  * dot_f32_f32(dequant[T](w), x).
  *
- * Quantizers reproduce the reference bit for bit: Q8_0 / Q8_1 round halves
- * away from zero (roundf), Q8_K to nearest even, NaN gives 0, values are
- * clamped first (clamping to integers commutes with rounding), and the
- * stored f16 scales come from vcvtps2ph with round-to-nearest-even.
+ * Quantizers reproduce the reference (p3_quantize_act_row_ref: llama.cpp's
+ * x86 rule) bit for bit: Q8_0 / Q8_1 multiply by 127 / amax, Q8_K by
+ * -127 / max; all round to nearest even, NaN gives 0, values are clamped
+ * first (clamping to integers commutes with rounding), and the stored f16
+ * scales come from vcvtps2ph with round-to-nearest-even.
  *
  * The including file defines first (the layer of its register width):
  *   INLINE                    static inline, always inlined
@@ -56,8 +57,8 @@
  *   absmax_fold(x, m)         max(|x|, m) per lane; NaN lanes of x ignored
  *   vf_hmax(m)                the largest lane
  *   vf_abs_eq(v, a)           bit k set where |v[k]| == a
- *   q8_codes32(v, id, qs)     Q8_0 codes of the 32 floats v[0 .. 32 / VL)
- *                             times id into qs; returns their sum
+ *   q8_codes32(v, id, qs)     Q8_0 codes (nearest even) of the 32 floats
+ *                             v[0 .. 32 / VL) times id into qs; returns their sum
  *   q8k_codes32(x, iscale, qs, bsums)  Q8_K codes of 32 floats at x and
  *                             the block sums of their two halves
  */
@@ -453,7 +454,11 @@ quantize_F16(const float *x, void *vy, int64_t n)
 
 /* ---- activation quantizers (bit-identical to the reference) ---- */
 
-/* Q8_0 / Q8_1 block: d = amax / 127, codes roundf(x / d); returns the sum of the codes */
+/*
+ * Q8_0 / Q8_1 block as ggml's x86 quantize_row_q8_0 / _q8_1: d = amax / 127,
+ * codes x * (127 / amax) rounded to nearest even (p3_quantize_act_row_ref);
+ * returns the sum of the codes
+ */
 INLINE int
 quant_q8_block32(const float *x, int8_t *qs, float *d_out)
 {
@@ -467,8 +472,9 @@ quant_q8_block32(const float *x, int8_t *qs, float *d_out)
 		m = absmax_fold(v[k], m);
 	}
 
-	const float d = vf_hmax(m) / 127;
-	const float id = d != 0.0f ? 1.0f / d : 0.0f;
+	const float amax = vf_hmax(m);
+	const float d = amax / 127;
+	const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
 
 	*d_out = d;
 	return q8_codes32(v, id, qs);

@@ -15,7 +15,9 @@
  *               products of its weight rows with every token: P3_KERNEL_NTOK
  *               tokens per call of vec_dot_ntok (each row unpacked once per
  *               group), over blocks of rows small enough to stay in cache.
- *               Float weights (F32 / F16 / BF16) always use the f32 path.
+ *               Float weights (F32 / F16 / BF16) always use the f32 path;
+ *               with P3_ACT_Q8, F16 / BF16 weights meet activations rounded
+ *               to f16 / bf16 there, as llama.cpp's (act_round_type).
  *   GEMM        Q4_K / Q5_K / Q6_K / Q4_0 / Q8_0 weights in a chunk of at least
  *               GEMM_MIN_TOKENS tokens, where the kernel set has the GEMM
  *               (avx512): the workers quantize whole groups of 16 tokens
@@ -105,6 +107,55 @@ aligned_rows(const float *src, int64_t ld, int rows, int64_t m, float *copy, int
 	}
 	for (int r = 0; r < rows; r++)
 		memcpy(copy + r * m, src + r * ld, (size_t) m * sizeof(float));
+	*ld_out = m;
+	return copy;
+}
+
+/*
+ * llama.cpp converts the activations to the weight's vec_dot_type before
+ * the product, F16 for F16 weights and BF16 for BF16 ones (spec 2.4): with
+ * P3_ACT_Q8 the f32 path does the same, taking the activations rounded to
+ * f16 / bf16 (nearest even) and kept as f32, so every product is exact and
+ * only the summation order differs from ggml's vec_dot_f16 / _bf16.
+ * P3_ACT_F32 keeps them exact.  Returns the type to round to, or F32.
+ */
+static P3Type
+act_round_type(const P3MatmulArgs *a)
+{
+	if (a->act == P3_ACT_Q8 && (a->w->type == P3_TYPE_F16 || a->w->type == P3_TYPE_BF16))
+		return (P3Type) a->w->type;
+	return P3_TYPE_F32;
+}
+
+/* x rounded to f16 / bf16 (type) and back into y, m values, with the set's converters */
+static void
+round_act_row(const P3KernelSet *k, P3Type type, const float *x, float *y, int64_t m)
+{
+	uint16_t	buf[256];
+
+	for (int64_t i = 0; i < m; i += 256)
+	{
+		int64_t		c = m - i < 256 ? m - i : 256;
+
+		k->quantize[type] (x + i, buf, c);
+		k->dequant[type] (buf, y + i, c);
+	}
+}
+
+/*
+ * The activations the f32 kernels see: aligned_rows, or for an F16 / BF16
+ * weight with P3_ACT_Q8 the rows rounded to its type, in copy (m apart).
+ */
+static const float *
+act_rows(const P3MatmulArgs *a, const float *src, int64_t ld, int rows, int64_t m, float *copy,
+		 int64_t *ld_out)
+{
+	P3Type		rt = act_round_type(a);
+
+	if (rt == P3_TYPE_F32)
+		return aligned_rows(src, ld, rows, m, copy, ld_out);
+	for (int r = 0; r < rows; r++)
+		round_act_row(a->kernels, rt, src + r * ld, copy + r * m, m);
 	*ld_out = m;
 	return copy;
 }
@@ -329,7 +380,7 @@ matmul_rows_f32(const P3MatmulArgs *a, float *scratch, int64_t r0, int64_t r1)
 			{
 				int64_t		m = n_in - i0 < F32_SLICE ? n_in - i0 : F32_SLICE;
 				int64_t		ldx;
-				const float *xs = aligned_rows(a->x + t * a->ldx + i0, a->ldx, P3_KERNEL_NTOK, m, xcopy, &ldx);
+				const float *xs = act_rows(a, a->x + t * a->ldx + i0, a->ldx, P3_KERNEL_NTOK, m, xcopy, &ldx);
 
 				for (int j = 0; j < nr; j++)
 				{
@@ -347,7 +398,7 @@ matmul_rows_f32(const P3MatmulArgs *a, float *scratch, int64_t r0, int64_t r1)
 		for (; t < a->n_tok; t++)
 		{
 			int64_t		ldx;
-			const float *xt = aligned_rows(a->x + t * a->ldx, a->ldx, 1, n_in, xcopy, &ldx);
+			const float *xt = act_rows(a, a->x + t * a->ldx, a->ldx, 1, n_in, xcopy, &ldx);
 
 			for (int j = 0; j < nr; j++)
 				a->y[t * a->ldy + (rb + j - a->row_begin)] = k->dot_f32_f32(rows[j], xt, n_in);
@@ -375,7 +426,7 @@ matmul_task(void *arg, int ith, int nth)
 		P3DotF32Fn	dot = a->kernels->dot_f32[w->type];
 		float	   *scratch = a->thread_scratch + (size_t) ith * a->thread_scratch_floats;
 		int64_t		ldx;
-		const float *x = aligned_rows(a->x, a->ldx, 1, w->n_in,
+		const float *x = act_rows(a, a->x, a->ldx, 1, w->n_in,
 									  align64(scratch) + F32_ROWS * row_stride(w->n_in) +
 									  F32_ROWS * P3_KERNEL_NTOK * P3_KERNEL_DOT_STATE, &ldx);
 

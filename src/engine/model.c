@@ -117,6 +117,30 @@ get_float(const P3GGUF *g, const char *suffix, float min_excl, float max, float 
 	return P3_OK;
 }
 
+/*
+ * phi3.attention.sliding_window into hp->n_swa (0 when absent; an integer
+ * of any width, negative values refused, large ones saturated): read, not
+ * applied (see P3HParams).
+ */
+static P3Status
+load_sliding_window(const P3GGUF *g, P3HParams *hp, P3Error *err)
+{
+	int64_t		v;
+	P3Status	st = p3_gguf_get_i64(g, "phi3.attention.sliding_window", &v, err);
+
+	hp->n_swa = 0;
+	if (st == P3_ERR_INVALID_ARG)
+		return P3_OK;
+	if (st != P3_OK)
+		return st;
+	if (v < 0)
+		return p3_error(err, P3_ERR_FORMAT,
+						"metadata key \"phi3.attention.sliding_window\" has value %lld, expected 0 or more",
+						(long long) v);
+	hp->n_swa = v > INT32_MAX ? INT32_MAX : (int32_t) v;
+	return P3_OK;
+}
+
 static P3Status
 load_hparams(const P3GGUF *g, P3HParams *hp, P3Error *err)
 {
@@ -158,7 +182,7 @@ load_hparams(const P3GGUF *g, P3HParams *hp, P3Error *err)
 		return st;
 	if (hp->n_rot % 2 != 0)
 		return p3_error(err, P3_ERR_FORMAT, "rope dimension count %d is odd", hp->n_rot);
-	return P3_OK;
+	return load_sliding_window(g, hp, err);
 }
 
 /* Look up a tensor and check it is 2-D [ne0, ne1] of a computable type. */

@@ -912,3 +912,104 @@ p3_vec_dot_ref(uint32_t type, const void *w, const void *a, int64_t n)
 		return 0.0f;
 	return ops->vec_dot(w, a, nb);
 }
+
+/* ---------------------------------------------------------------------
+ * activation quantization, llama.cpp's x86 rule (spec 2.4)
+ *
+ * ggml's x86 quantize_row_q8_0 / _q8_1 (AVX / AVX2, and so the AVX-512
+ * builds) differ from its scalar quantize_row_q8_0_ref in two details:
+ * the multiplier is 127 / amax rather than 1 / d (the two differ in the
+ * last bit for about half of all blocks), and x * id is rounded to nearest
+ * even (vroundps) rather than with roundf.  d = amax / 127 is the same and
+ * is stored as f16; Q8_1's s is f16(d * sum(q)) with the unrounded d.
+ * Q8_K is the same on every ggml path: p3_quantize_row_ref's encoder.
+ *
+ * Beyond ggml: NaN codes are 0 and codes are clamped to [-127, 127] before
+ * rounding (ggml's packs would turn an infinite product into -128 or 127),
+ * and an f16 scale saturates at the largest finite half.
+ * --------------------------------------------------------------------- */
+
+/* f32 -> f16 for a stored scale, saturating, NaN -> 0 (as the encoders) */
+static inline uint16_t
+act_half(float f)
+{
+	if (f != f)
+		return 0;
+	if (f > 65504.0f)
+		f = 65504.0f;
+	else if (f < -65504.0f)
+		f = -65504.0f;
+	return p3_fp32_to_fp16(f);
+}
+
+/* v clamped to [-127, 127] and rounded to nearest even (NaN -> 0) */
+static inline int8_t
+act_code(float v)
+{
+	float		t;
+	int32_t		i;
+
+	if (v != v)
+		return 0;
+	if (v > 127.0f)
+		v = 127.0f;
+	else if (v < -127.0f)
+		v = -127.0f;
+	/* |v| <= 127: adding 1.5 * 2^23 rounds to an integer, ties to even */
+	t = v + 12582912.0f;
+	memcpy(&i, &t, sizeof i);
+	return (int8_t) ((i & 0x007FFFFF) - 0x00400000);
+}
+
+/* One block of 32: codes into qs, d = amax / 127 into *d; returns the sum of the codes. */
+static int
+act_q8_block(const float *x, int8_t *qs, float *d)
+{
+	float		amax = 0.0f;
+	float		id;
+	int			sum = 0;
+
+	for (int j = 0; j < 32; j++)
+		if (fabsf(x[j]) > amax)
+			amax = fabsf(x[j]);
+	*d = amax / 127.0f;
+	id = amax != 0.0f ? 127.0f / amax : 0.0f;
+	for (int j = 0; j < 32; j++)
+	{
+		qs[j] = act_code(x[j] * id);
+		sum += qs[j];
+	}
+	return sum;
+}
+
+void
+p3_quantize_act_row_ref(uint32_t type, const float *src, void *dst, int64_t n)
+{
+	if (type == P3_TYPE_Q8_0)
+	{
+		P3BlockQ8_0 *y = dst;
+
+		for (int64_t i = 0; i < n / 32; i++)
+		{
+			float		d;
+
+			(void) act_q8_block(src + 32 * i, y[i].qs, &d);
+			y[i].d = act_half(d);
+		}
+	}
+	else if (type == P3_TYPE_Q8_1)
+	{
+		P3BlockQ8_1 *y = dst;
+
+		for (int64_t i = 0; i < n / 32; i++)
+		{
+			float		d;
+			int			sum = act_q8_block(src + 32 * i, y[i].qs, &d);
+
+			y[i].d = act_half(d);
+			y[i].s = act_half(d * (float) sum);
+		}
+	}
+	else
+		p3_quantize_row_ref(type, src, dst, n);
+}

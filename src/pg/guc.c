@@ -50,6 +50,8 @@ int			phi3_async_max_attempts = PHI3_DEFAULT_ASYNC_MAX_ATTEMPTS;
 int			phi3_async_retry_delay = PHI3_DEFAULT_ASYNC_RETRY_DELAY;
 int			phi3_async_idle_timeout = PHI3_DEFAULT_ASYNC_IDLE_TIMEOUT;
 int			phi3_async_time_slice = PHI3_DEFAULT_ASYNC_TIME_SLICE;
+int			phi3_activations = PHI3_DEFAULT_ACTIVATIONS;
+int			phi3_kv_cache_type = PHI3_DEFAULT_KV_CACHE_TYPE;
 
 static const struct config_enum_entry input_overflow_options[] = {
 	{"error", PHI3_OVERFLOW_ERROR, false},
@@ -60,6 +62,18 @@ static const struct config_enum_entry input_overflow_options[] = {
 static const struct config_enum_entry kernels_options[] = {
 	{"auto", P3_MATMUL_AUTO, false},
 	{"reference", P3_MATMUL_REFERENCE, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry activations_options[] = {
+	{"q8", P3_ACT_Q8, false},
+	{"f32", P3_ACT_F32, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry kv_cache_type_options[] = {
+	{"f16", P3_KV_F16, false},
+	{"f32", P3_KV_F32, false},
 	{NULL, 0, false}
 };
 
@@ -353,6 +367,32 @@ GucInit(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("phi3.activations",
+							 "Sets the precision of the activations in products with quantized or half-precision weights.",
+							 "q8 computes as llama.cpp does on x86 CPUs: activations are "
+							 "quantized to 8 bits (Q8_0, Q8_1 or Q8_K) for quantized weights "
+							 "and rounded to f16 or bf16 for F16 or BF16 weights, so a GGUF "
+							 "file gives llama.cpp's greedy text; f32 keeps them exact (more "
+							 "accurate, about half the speed with quantized weights).",
+							 &phi3_activations,
+							 PHI3_DEFAULT_ACTIVATIONS,
+							 activations_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("phi3.kv_cache_type",
+							 "Sets the precision of the attention key/value cache.",
+							 "f16 is llama.cpp's default: keys and values are stored as f16, "
+							 "and the query and the attention weights are rounded to f16 "
+							 "before their products with them; f32 keeps attention exact "
+							 "and takes twice the memory (768 kB per token for Phi-3-mini).",
+							 &phi3_kv_cache_type,
+							 PHI3_DEFAULT_KV_CACHE_TYPE,
+							 kv_cache_type_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("phi3");
 }

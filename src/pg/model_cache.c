@@ -109,6 +109,8 @@ static P3Context *cache_ctx = NULL;
 static int32 cache_ctx_n_ctx = 0;
 static int32 cache_ctx_threads = 0;
 static int	cache_ctx_kernels = 0;
+static int	cache_ctx_act = 0;
+static int	cache_ctx_kv_type = 0;
 static int32 cache_ctx_n_seq = 0;
 
 static bool exit_callback_registered = false;
@@ -229,7 +231,9 @@ ModelCacheCheckMappingFault(void)
  * The backend's engine context over the current model, created or reused.
  * Its size is phi3.context_size, capped by phi3.max_context_size and the
  * model's training context; its threads phi3.threads, capped by the CPUs;
- * its kernels phi3.kernels.
+ * its kernels phi3.kernels; its numerics phi3.activations and
+ * phi3.kv_cache_type (a change makes a new context: the KV cache is not
+ * reused across precisions).
  */
 P3Context *
 ModelCacheGetContext(void)
@@ -253,7 +257,8 @@ ModelCacheGetContext(void)
 	n_seq = Min(phi3_batch_size, phi3_max_batch_size);
 
 	if (cache_ctx != NULL && cache_ctx_n_ctx == n_ctx && cache_ctx_threads == threads &&
-		cache_ctx_kernels == phi3_kernels && cache_ctx_n_seq == n_seq)
+		cache_ctx_kernels == phi3_kernels && cache_ctx_n_seq == n_seq &&
+		cache_ctx_act == phi3_activations && cache_ctx_kv_type == phi3_kv_cache_type)
 		return cache_ctx;
 
 	ReleaseContext();
@@ -263,6 +268,8 @@ ModelCacheGetContext(void)
 	params.n_seq = n_seq;
 	params.n_threads = threads;
 	params.matmul = (P3MatmulMode) phi3_kernels;
+	params.act = (P3ActPrecision) phi3_activations;
+	params.kv_type = (P3KVType) phi3_kv_cache_type;
 
 	p3_error_clear(&err);
 	if (p3_context_new(model, &params, &ctx, &err) != P3_OK)
@@ -273,6 +280,8 @@ ModelCacheGetContext(void)
 	cache_ctx_n_ctx = n_ctx;
 	cache_ctx_threads = threads;
 	cache_ctx_kernels = phi3_kernels;
+	cache_ctx_act = phi3_activations;
+	cache_ctx_kv_type = phi3_kv_cache_type;
 	cache_ctx_n_seq = n_seq;
 	return cache_ctx;
 }

@@ -20,7 +20,7 @@ MK=$BIN/phi3-mkmodel
 TOL=1e-4			# engine vs reference, f32 KV and f32 activations
 TIGHT=5e-5			# engine vs engine: other kernels or chunking, same semantics
 KV16_TOL=5e-3		# f16 KV cache: max over all logits ...
-KV16_MEDIAN=5e-4	# ... and median (see README)
+KV16_MEDIAN=4e-4	# ... and median (see README)
 export PYTHONDONTWRITEBYTECODE=1
 
 if [ ! -x "$RUN" ] || [ ! -x "$MK" ]; then
@@ -203,7 +203,7 @@ check_ref "longrope 40+8 long" longrope "$LONG40" 8 "$F32" "" --tol $TOL
 # ---------------------------------------------------------------------------
 check_ref "f32 default settings vs ref --kv-f16" f32 "$TEXT" 8 "" "--kv-f16" \
 	--tol $KV16_TOL --median-tol $KV16_MEDIAN
-check_ref "f16 default settings vs ref --kv-f16" f16 "$TEXT" 8 "" "--kv-f16" \
+check_ref "f16 f16 KV vs ref --kv-f16" f16 "$TEXT" 8 "--act f32" "--kv-f16" \
 	--tol $KV16_TOL --median-tol $KV16_MEDIAN
 check_ref "q4_k f16 KV vs ref --kv-f16" q4_k "$IDS" 8 "--act f32" "--kv-f16" \
 	--tol $KV16_TOL --median-tol $KV16_MEDIAN
@@ -221,9 +221,18 @@ check_ref "longrope f16 KV vs ref --kv-f16" longrope "$LONG20" 20 "--act f32" "-
 # size or min term never does.  So: up to 4 short prompts per type, the
 # first that matches to 1e-4 passes; one that does not must still agree
 # within 1.0 on its prompt positions.
+# F16 / BF16 weights take activations rounded to f16 / bf16 there (llama.cpp's
+# vec_dot_type).  The f16 step (2^-11 relative) is so fine that a last-bit
+# difference of a sum flips some rounding in almost every token when the
+# sums are taken in another order: the SIMD sets' lanes flip one on every
+# prompt here (max 2e-3..3e-3), the reference kernels, which sum in
+# numpy's order, match to 5e-7.  So F16 runs on the reference kernels; that
+# every set rounds the same way is test_kernels' test_matmul.
 # ---------------------------------------------------------------------------
-for m in q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl q2_k q3_k q4_k q5_k q6_k iq4_xs q4_k_m; do
+for m in f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl q2_k q3_k q4_k q5_k q6_k iq4_xs q4_k_m; do
 	[ -f "$TMP/$m.gguf" ] || continue
+	kern=auto
+	[ "$m" = f16 ] && kern=reference
 	checks=$((checks + 1))
 	why="none of 4 prompts matches to $TOL"
 	tried=0
@@ -231,7 +240,7 @@ for m in q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl q2_k q3_k q4_k q5_k q6_k iq4_xs q4_k_m;
 		tried=$((tried + 1))
 		toks=$(echo "$LONG" | cut -d' ' -f$range)
 		rm -f "$TMP/e.txt.why" "$TMP/r.txt.why"
-		engine "$TMP/e.txt" "$m" "$toks" 2 --kv-type f32 --act q8
+		engine "$TMP/e.txt" "$m" "$toks" 2 --kv-type f32 --act q8 --kernels $kern
 		reference "$TMP/r.txt" "$m" "$toks" 2 --act-q8
 		if [ -f "$TMP/e.txt.why" ] || [ -f "$TMP/r.txt.why" ]; then
 			why=$(cat "$TMP/e.txt.why" "$TMP/r.txt.why" 2>/dev/null | head -n 1)

@@ -868,6 +868,40 @@ test_loader_rejects(void)
 }
 
 /*
+ * phi3.attention.sliding_window is read as the converters write it
+ * (phi3-mkmodel: 2047 for a 4k context, else the context) and a file
+ * without it loads with 0; it changes nothing else (no window is applied).
+ */
+static void
+test_sliding_window_read(void)
+{
+	char		path[1024];
+	P3GGUF	   *src = NULL;
+	P3Error		err = {0};
+	P3Model    *m = open_model("tiny-f32.gguf");
+	P3Model    *lr = open_model("tiny-longrope.gguf");
+	uint8_t    *buf = NULL;
+	Rewrite		rw = {.drop_key = "phi3.attention.sliding_window"};
+
+	CHECK_EQ_INT(m->hp.n_swa, 2047);
+	CHECK_EQ_INT(lr->hp.n_swa, 64);		/* made with --ctx 64 */
+	p3_model_free(m);
+	p3_model_free(lr);
+	m = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", model_dir, "tiny-f32.gguf");
+	CHECK_STATUS(p3_gguf_open(path, &src, &err), P3_OK);
+	if (src == NULL)
+		return;
+	CHECK_STATUS(open_rewritten(src, &rw, &m, &buf, &err), P3_OK);
+	if (m != NULL)
+		CHECK_EQ_INT(m->hp.n_swa, 0);
+	p3_model_free(m);
+	free(buf);
+	p3_gguf_close(src);
+}
+
+/*
  * F16 / BF16 norm vectors at an odd address (general.alignment 1 and an
  * odd-sized tensor before them) load with the values they hold.  Before,
  * they were converted through uint16_t loads from the odd address: undefined
@@ -1091,6 +1125,7 @@ main(void)
 	RUN(test_longrope_choice);
 	RUN(test_generate);
 	RUN(test_loader_rejects);
+	RUN(test_sliding_window_read);
 	RUN(test_odd_address_vectors);
 	RUN(test_model_name_utf8);
 	RUN(test_default_threads_capped);

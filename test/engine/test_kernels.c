@@ -414,7 +414,7 @@ check_quantize(P3QuantizeFn fn, uint32_t type, const float *x, int64_t n, bool r
 
 	memset(want, 0xA5, rb);
 	memset(got, 0x5A, rb);
-	p3_quantize_row_ref(type, x, want, n);
+	p3_quantize_act_row_ref(type, x, want, n);
 	fn(x, got, n);
 	ok = memcmp(want, got, rb) == 0;
 	if (!ok && report)
@@ -857,6 +857,33 @@ fill_ties(float *x, int64_t n, int variant, uint64_t *s)
 	}
 }
 
+/*
+ * Blocks of 32 whose multipliers 127 / amax and 1 / (amax / 127) often
+ * differ in the last bit (amax just above 1), with values next to the
+ * ties of x * (127 / amax): a quantizer using 1 / d moves some codes.
+ */
+static void
+fill_multiplier(float *x, int64_t n, uint64_t *s)
+{
+	for (int64_t b = 0; b < n / 32; b++)
+	{
+		float	   *xb = x + b * 32;
+		float		amax = 1.0f + (float) (1 + harness_rand(s) % 4096) * 0x1p-23f;
+		float		id = 127.0f / amax;
+
+		for (int j = 0; j < 32; j++)
+		{
+			float		v = ((float) (harness_rand(s) % 126) + 0.5f) / id;
+			uint64_t	r = harness_rand(s) % 3;
+
+			if (r != 1)
+				v = nextafterf(v, r == 0 ? 0.0f : 2.0f);
+			xb[j] = harness_rand(s) & 1 ? -v : v;
+		}
+		xb[harness_rand(s) % 32] = harness_rand(s) & 1 ? -amax : amax;
+	}
+}
+
 static void
 test_quantizers(void)
 {
@@ -875,11 +902,16 @@ test_quantizers(void)
 			int64_t		n = lens[li];
 
 			/* every data kind, ties, NaN and inf sprinkled in, f16 rounding edges */
-			for (int kind = 0; kind < DATA_COUNT + 6; kind++)
+			for (int kind = 0; kind < DATA_COUNT + 7; kind++)
 			{
 				const char *what;
 
-				if (kind < DATA_COUNT)
+				if (kind == DATA_COUNT + 6)
+				{
+					fill_multiplier(x, n, &rng);
+					what = "multiplier";
+				}
+				else if (kind < DATA_COUNT)
 				{
 					fill_data(x, n, kind, &rng);
 					what = data_names[kind];
@@ -929,6 +961,84 @@ test_quantizers(void)
 		}
 	}
 	free(x);
+}
+
+/*
+ * The activation rounding rules pinned by value in every set (llama.cpp's
+ * x86 quantize_row_q8_0 / _q8_1 and quantize_row_q8_K_ref, spec 2.4):
+ * Q8_0 / Q8_1 ties to even and the multiplier 127 / amax, Q8_K's signed
+ * max, ties to even, d = 1 / iscale, bsums.
+ */
+static void
+test_quantizer_rules(void)
+{
+	float		x[512];
+	P3BlockQ8_0 q0[2];
+	P3BlockQ8_1 q1[1];
+	P3BlockQ8_K qk[2];
+
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		static const float ties[] = {127.0f, 0.5f, 1.5f, 2.5f, -0.5f, -2.5f, 126.5f, -125.5f};
+		static const int8_t ties_q[] = {127, 0, 2, 2, 0, -2, 126, -126};
+		/* amax 0x3f80000f: 127 / amax = 126.99977, 1 / (amax / 127) = 126.99978 */
+		static const uint32_t mult[] = {0x3f80000fu, 0x3c41831cu, 0x3ca14298u, 0x3ce1c3a1u};
+		static const int8_t mult_q[] = {127, 1, 2, 3};	/* with 1 / d: 127, 2, 3, 4 */
+
+		snprintf(case_name, sizeof case_name, "set %s quantizer rules", k->name);
+
+		/* Q8_0 / Q8_1: ties to even (amax 127: the multiplier is 1) */
+		memset(x, 0, sizeof x);
+		memcpy(x, ties, sizeof ties);
+		memset(q0, 0x55, sizeof q0);
+		k->quantize[P3_TYPE_Q8_0] (x, q0, 32);
+		CHECK_MSG(memcmp(q0[0].qs, ties_q, sizeof ties_q) == 0 && q0[0].qs[8] == 0 && q0[0].qs[31] == 0,
+				  "%s: q8_0 ties %d %d %d %d %d %d %d %d", case_name, q0[0].qs[0], q0[0].qs[1], q0[0].qs[2],
+				  q0[0].qs[3], q0[0].qs[4], q0[0].qs[5], q0[0].qs[6], q0[0].qs[7]);
+		CHECK_MSG(q0[0].d == 0x3C00, "%s: q8_0 d %04x", case_name, q0[0].d);
+		k->quantize[P3_TYPE_Q8_1] (x, q1, 32);
+		CHECK_MSG(memcmp(q1[0].qs, ties_q, sizeof ties_q) == 0, "%s: q8_1 ties", case_name);
+		/* s = f16(d * sum q) = 127 + 0 + 2 + 2 + 0 - 2 + 126 - 126 = 129 */
+		CHECK_MSG(q1[0].d == 0x3C00 && p3_fp16_to_fp32(q1[0].s) == 129.0f, "%s: q8_1 d %04x s %g", case_name,
+				  q1[0].d, p3_fp16_to_fp32(q1[0].s));
+
+		/* Q8_0 / Q8_1: the multiplier is 127 / amax, not 1 / d */
+		memset(x, 0, sizeof x);
+		for (int j = 0; j < 4; j++)
+			x[32 + j] = bits_float(mult[j]);
+		k->quantize[P3_TYPE_Q8_0] (x, q0, 64);
+		CHECK_MSG(memcmp(q0[1].qs, mult_q, sizeof mult_q) == 0, "%s: q8_0 multiplier: %d %d %d %d", case_name,
+				  q0[1].qs[0], q0[1].qs[1], q0[1].qs[2], q0[1].qs[3]);
+		CHECK_MSG(q0[0].d == 0 && q0[0].qs[0] == 0 && q0[1].d == p3_fp32_to_fp16(bits_float(mult[0]) / 127.0f),
+				  "%s: q8_0 zero block / d", case_name);
+		k->quantize[P3_TYPE_Q8_1] (x + 32, q1, 32);
+		CHECK_MSG(memcmp(q1[0].qs, mult_q, sizeof mult_q) == 0, "%s: q8_1 multiplier", case_name);
+
+		/* Q8_K: the first element of largest magnitude (-127, before +127) gives iscale 1 */
+		memset(x, 0, sizeof x);
+		x[0] = -127.0f;
+		x[1] = 2.5f;
+		x[2] = 3.5f;
+		x[3] = -0.5f;
+		x[4] = 126.5f;
+		x[10] = 127.0f;
+		x[17] = -1.5f;
+		/* second block: max +4 (signed), so iscale = -31.75 and 4 -> -127, -3 -> 95.25 -> 95 */
+		x[256] = -3.0f;
+		x[300] = 4.0f;
+		x[301] = 0.063f;		/* -31.75 * 0.063 = -2.00025 -> -2 */
+		k->quantize[P3_TYPE_Q8_K] (x, qk, 512);
+		CHECK_MSG(qk[0].qs[0] == -127 && qk[0].qs[1] == 2 && qk[0].qs[2] == 4 && qk[0].qs[3] == 0 &&
+				  qk[0].qs[4] == 126 && qk[0].qs[10] == 127 && qk[0].qs[17] == -2 && qk[0].d == 1.0f,
+				  "%s: q8_k ties %d %d %d %d %d %d %d d %g", case_name, qk[0].qs[0], qk[0].qs[1], qk[0].qs[2],
+				  qk[0].qs[3], qk[0].qs[4], qk[0].qs[10], qk[0].qs[17], qk[0].d);
+		CHECK_MSG(qk[0].bsums[0] == -127 + 2 + 4 + 0 + 126 + 127 && qk[0].bsums[1] == -2 && qk[0].bsums[2] == 0,
+				  "%s: q8_k bsums %d %d", case_name, qk[0].bsums[0], qk[0].bsums[1]);
+		CHECK_MSG(qk[1].qs[0] == 95 && qk[1].qs[44] == -127 && qk[1].qs[45] == -2 &&
+				  qk[1].d == 1.0f / (-127.0f / 4.0f),
+				  "%s: q8_k signed max %d %d %d d %g", case_name, qk[1].qs[0], qk[1].qs[44], qk[1].qs[45], qk[1].d);
+	}
 }
 
 /* ---------------------------------------------------------------------
@@ -1083,6 +1193,7 @@ test_matmul(void)
 	float	   *y1 = xcalloc((size_t) max_tok * n_out * sizeof(float));
 	float	   *y2 = xcalloc((size_t) max_tok * n_out * sizeof(float));
 	float	   *yt = xcalloc((size_t) n_out * sizeof(float));
+	float	   *xr = xcalloc((size_t) max_tok * n_in * sizeof(float));
 
 	CHECK_STATUS(p3_threadpool_new(2, &pool, &err), P3_OK);
 	fill_data(x, max_tok * n_in, DATA_SCALED, &rng);
@@ -1131,6 +1242,22 @@ test_matmul(void)
 								  "%s: token %d alone differs from the chunk", case_name, t);
 					}
 
+					/* F16 / BF16 weights with Q8 activations: f32 activations rounded to the weight's type */
+					if (act && (w.type == P3_TYPE_F16 || w.type == P3_TYPE_BF16))
+					{
+						MatmulCase	rc = c;
+
+						for (int64_t i = 0; i < (int64_t) n_tok * n_in; i++)
+							xr[i] = w.type == P3_TYPE_F16 ? p3_fp16_to_fp32(p3_fp32_to_fp16(x[i])) :
+								p3_bf16_to_fp32(p3_fp32_to_bf16(x[i]));
+						rc.act = P3_ACT_F32;
+						rc.x = xr;
+						run_matmul(pool, &rc, y2);
+						CHECK_MSG(memcmp(y1, y2, (size_t) n_tok * n_out * sizeof(float)) == 0,
+								  "%s: not the product with activations rounded to %s", case_name,
+								  p3_type_name(w.type));
+					}
+
 					/* a sub-range of rows */
 					sub.row_begin = 3;
 					sub.row_end = 30;
@@ -1147,6 +1274,7 @@ test_matmul(void)
 	free(y1);
 	free(y2);
 	free(yt);
+	free(xr);
 }
 
 /* ---------------------------------------------------------------------
@@ -1392,13 +1520,20 @@ dequant_one_ulp(const void *w, float *y, int64_t n)
 	y[n / 2] = nextafterf(y[n / 2], INFINITY);
 }
 
-/* Q8_0 rounding halves to even instead of away from zero */
+/* Q8_0 with ggml's scalar rule (multiplier 1 / d, roundf): the weight encoder */
 static void
-quantize_q8_0_even(const float *x, void *dst, int64_t n)
+quantize_q8_0_scalar_rule(const float *x, void *dst, int64_t n)
+{
+	p3_quantize_row_ref(P3_TYPE_Q8_0, x, dst, n);
+}
+
+/* Q8_0 with the multiplier 1 / d, rounding to even */
+static void
+quantize_q8_0_inv_d(const float *x, void *dst, int64_t n)
 {
 	P3BlockQ8_0 *y = dst;
 
-	p3_quantize_row_ref(P3_TYPE_Q8_0, x, dst, n);
+	p3_quantize_act_row_ref(P3_TYPE_Q8_0, x, dst, n);
 	for (int64_t b = 0; b < n / 32; b++)
 	{
 		float		amax = 0.0f;
@@ -1491,7 +1626,10 @@ test_negative_controls(void)
 	CHECK(!check_dequant(dequant_one_ulp, P3_TYPE_Q4_K, w, n, false));
 
 	fill_ties(src, 256, 0, &rng);
-	CHECK(!check_quantize(quantize_q8_0_even, P3_TYPE_Q8_0, src, 256, false));
+	CHECK(!check_quantize(quantize_q8_0_scalar_rule, P3_TYPE_Q8_0, src, 256, false));
+	fill_multiplier(src, 256, &rng);
+	CHECK(!check_quantize(quantize_q8_0_inv_d, P3_TYPE_Q8_0, src, 256, false));
+	CHECK(check_quantize(p3_kernels_reference()->quantize[P3_TYPE_Q8_0], P3_TYPE_Q8_0, src, 256, false));
 	fill_ties(src, 512, 2, &rng);
 	CHECK(!check_quantize(quantize_q8_k_away, P3_TYPE_Q8_K, src, 512, false));
 
@@ -1517,6 +1655,7 @@ main(void)
 	RUN(test_sets_complete);
 	RUN(test_dispatch);
 	RUN(test_quantizers);
+	RUN(test_quantizer_rules);
 	RUN(test_float_kernels);
 	RUN(test_dequant_random_bytes);
 	RUN(test_type_kernels);

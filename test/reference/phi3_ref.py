@@ -332,11 +332,11 @@ def deq_iq4_xs(b):
 
 
 # ggml type code -> (name, elements per block, bytes per block, dequantizer,
-#                    vec_dot_type used by --act-q8 or None for float types)
+#                    activation type used by --act-q8, None for F32)
 QTYPES = {
     0: ("f32", 1, 4, deq_f32, None),
-    1: ("f16", 1, 2, deq_f16, None),
-    30: ("bf16", 1, 2, deq_bf16, None),
+    1: ("f16", 1, 2, deq_f16, "f16"),
+    30: ("bf16", 1, 2, deq_bf16, "bf16"),
     2: ("q4_0", 32, 18, deq_q4_0, "q8_0"),
     3: ("q4_1", 32, 20, deq_q4_1, "q8_1"),
     6: ("q5_0", 32, 22, deq_q5_0, "q8_0"),
@@ -357,26 +357,34 @@ QTYPES = {
 # round trip of each activation row.
 # --------------------------------------------------------------------------
 
-def round_half_away(v):
-    """C roundf of float32 values (exact: the +0.5 is done in float64)."""
-    v = v.astype(np.float64)
-    return np.sign(v) * np.floor(np.abs(v) + 0.5)
-
-
 def act_q8_0(x):
-    """Q8_0: per 32 values d = amax/127, q = roundf(x/d), d stored as f16; returns d16*q."""
+    """Q8_0 as ggml's x86 quantize_row_q8_0: per 32 values d = amax/127 stored as f16,
+    q = round-half-even(x * (127/amax)) (not 1/d, not roundf); returns d16*q."""
     return act_q8_1(x)[0]
 
 
 def act_q8_1(x):
     """Q8_0 values, plus Q8_1's s = f16(sum(q) * d) per block (d unrounded), shape (T, n/32)."""
     b = x.reshape(x.shape[0], -1, 32)
-    d = np.abs(b).max(axis=2, keepdims=True) / F32(127)
+    amax = np.abs(b).max(axis=2, keepdims=True)
+    d = amax / F32(127)
     with np.errstate(divide="ignore"):
-        inv = np.where(d != 0, F32(1) / d, F32(0)).astype(F32)
-    q = round_half_away(b * inv).astype(F32)
+        mul = np.where(amax != 0, F32(127) / amax, F32(0)).astype(F32)
+    q = np.rint(b * mul).astype(F32)                # float32 product, ties to even
     s = (q.sum(axis=2, keepdims=True) * d).astype(np.float16).astype(F32)
     return (d.astype(np.float16).astype(F32) * q).reshape(x.shape), s.reshape(x.shape[0], -1)
+
+
+def to_f16(x):
+    """float32 rounded to f16 (nearest even), as float32."""
+    return x.astype(np.float16).astype(F32)
+
+
+def to_bf16(x):
+    """float32 rounded to bf16 (nearest even; finite values), as float32."""
+    u = np.ascontiguousarray(x, dtype=F32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.astype(np.uint32).view(F32)
 
 
 def act_q8_k(x):
@@ -391,7 +399,9 @@ def act_q8_k(x):
     return (d * q).reshape(x.shape)
 
 
-ACT_QUANT = {"q8_0": act_q8_0, "q8_k": act_q8_k}
+# --act-q8 also rounds the activations of F16 / BF16 weights to their type
+# (ggml converts src1 to the weight's vec_dot_type, spec 2.4).
+ACT_QUANT = {"q8_0": act_q8_0, "q8_k": act_q8_k, "f16": to_f16, "bf16": to_bf16}
 
 
 def split_min(gguf, name):
@@ -503,7 +513,9 @@ class Phi3:
         k = self.rope(k.reshape(T, nkv, hd), pos, factors)
         v = v.reshape(T, nkv, hd)
         if self.kv_f16:
-            k, v = k.astype(np.float16).astype(F32), v.astype(np.float16).astype(F32)
+            # llama.cpp's f16 cache: K, V stored as f16, and the other operand of
+            # each product converted to f16 too (q after its scaling, spec 2.4)
+            k, v, q = to_f16(k), to_f16(v), to_f16(q)
         self.k_cache[layer][pos] = k
         self.v_cache[layer][pos] = v
         n_kv = int(pos.max()) + 1
@@ -514,6 +526,8 @@ class Phi3:
         scores[:, np.arange(n_kv)[None, :] > pos[:, None]] = -np.inf  # causal mask
         e = np.exp(scores - scores.max(axis=-1, keepdims=True))
         p = e / e.sum(axis=-1, keepdims=True)
+        if self.kv_f16:
+            p = to_f16(p)
         out = (p @ vals).transpose(1, 0, 2).reshape(T, nh * hd)
         return self.matmul(out, "blk.%d.attn_output.weight" % layer)
 

@@ -234,18 +234,32 @@ def test_act_quant(rng):
     v[0, 5], v[0, 9] = 3.0, -1.0
     y = ref.act_q8_k(v)
     check(y[0, 5] == F32(1) / (F32(-127) / F32(3)) * F32(-127), "act q8_k: max element")
-    # Q8_0 rounds half away from zero (roundf): 0.5 step -> 1
+    # Q8_0 (ggml's x86 rule) rounds ties to even: amax 127 makes the multiplier 1
     v = np.zeros((1, 32), F32)
-    v[0, 0], v[0, 1] = 127.0, 0.5
+    v[0, :6] = [127.0, 0.5, 1.5, 2.5, -0.5, -2.5]
     y = ref.act_q8_0(v)
-    check(y[0, 1] == 1.0 and y[0, 0] == 127.0, "act q8_0: roundf ties away from zero")
+    check(list(y[0, :6]) == [127.0, 0.0, 2.0, 2.0, 0.0, -2.0], "act q8_0: ties to even")
+    # ... and multiplies by 127/amax, not 1/d: here x*(127/amax) = 1.4999999 but x/d = 1.5
+    v = np.zeros((1, 32), F32)
+    v[0, 0], v[0, 1] = np.array([0x3f80000f, 0x3c41831c], np.uint32).view(F32)
+    d16 = F32(np.float16(v[0, 0] / F32(127)))
+    check(ref.act_q8_0(v)[0, 1] == d16, "act q8_0: multiplier 127/amax (code 1, not 2)")
+    # Q8_K ties to even too (max -127: iscale 1)
+    v = np.zeros((1, 256), F32)
+    v[0, :4] = [-127.0, 2.5, 3.5, -0.5]
+    check(list(ref.act_q8_k(v)[0, :4]) == [-127.0, 2.0, 4.0, 0.0], "act q8_k: ties to even")
+    # f16 / bf16 activation rounding (F16 / BF16 weights): nearest even
+    one = np.array([1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, 1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8], F32)
+    check(list(ref.to_f16(one[:2])) == [1.0, 1.0 + 2.0 ** -9], "act f16: nearest even")
+    check(list(ref.to_bf16(one[2:])) == [1.0, 1.0 + 2.0 ** -6], "act bf16: nearest even")
 
 
 def q8_block(xb):
     """llama.cpp's Q8_0/Q8_1 quantization of 32 values: (f16 d, q, f16 s)."""
-    d = F32(np.max(np.abs(xb)) / F32(127))
-    inv = F32(1) / d if d else F32(0)
-    q = [int(np.sign(v) * np.floor(abs(float(v)) + 0.5)) for v in xb * inv]
+    amax = F32(np.max(np.abs(xb)))
+    d = F32(amax / F32(127))
+    mul = F32(127) / amax if amax else F32(0)     # ggml's x86 rule: 127/amax, ties to even
+    q = [int(np.rint(F32(v * mul))) for v in xb]
     return h16(np.array([d], np.float16).view(np.uint8), 0), q, \
         F32(np.float16(F32(sum(q)) * d))
 
