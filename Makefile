@@ -352,8 +352,8 @@ fuzz-smoke: fuzz
 # clang ignores '#pragma GCC target': the SIMD files get their ISA on the command line
 # (their kernels still only run when the CPU has it, chosen at run time)
 build/fuzz/obj/kernels_avx2.o: FUZZ_ISA = -mavx2 -mfma -mf16c
-build/fuzz/obj/kernels_avx512.o: FUZZ_ISA = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl \
-                                            -mavx512dq -mavx512vnni
+build/fuzz/obj/kernels_avx512.o build/fuzz/obj/gemm_avx512.o: FUZZ_ISA = -mavx2 -mfma -mf16c -mavx512f \
+                                            -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 # clang 14 has no __builtin_cpu_supports("f16c"): the CPU probe is built by the engine's compiler
 build/fuzz/obj/kernels_x86.o: src/engine/kernels_x86.c $(wildcard include/phi3/*.h) $(wildcard src/engine/*.h)
 	@mkdir -p build/fuzz/obj
