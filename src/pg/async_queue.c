@@ -24,7 +24,9 @@
  * parameters, under search_path = pg_catalog (QueueOwnerBegin), as do
  * phi3_async_retry's and phi3_async_purge's.  At commit (a transaction callback, so only once the items
  * are visible) the database's worker is woken through its latch, or the
- * launcher is asked for one (async_worker.c).  Without
+ * launcher is asked for one (async_worker.c); a transaction prepared
+ * instead (PREPARE TRANSACTION, as Citus ends every write on more than one
+ * node) wakes it at its COMMIT PREPARED (async_prepared.c).  Without
  * shared_preload_libraries, or with phi3.async_workers = 0, no worker
  * runs: the rows are still queued, and a WARNING (once per transaction)
  * says that nobody will fill them yet.
@@ -69,6 +71,8 @@
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 #include "utils/wait_event.h"
+
+#include "async_internal.h"
 
 PG_FUNCTION_INFO_V1(phi3_fill_async);
 PG_FUNCTION_INFO_V1(phi3_async_wait);
@@ -411,8 +415,13 @@ AsyncXactCallback(XactEvent event, void *arg)
 				Phi3AsyncWakeDatabase(MyDatabaseId);
 			wake_at_commit = false;
 			break;
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* the rows become visible at COMMIT PREPARED: wake then */
+			if (wake_at_commit)
+				Phi3AsyncPreparedQueued();
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_at_commit = false;
 			break;
