@@ -33,7 +33,9 @@
 #      the coordinator through run_command_on_workers; an owner without
 #      UPDATE cannot have the row written (the item fails on its node, and
 #      phi3_async_retry through run_command_on_workers fills it once the
-#      right is back); DROP TABLE leaves no item on the workers;
+#      right is back); phi3_async_purge in a worker node's own session
+#      (where Citus hides the shards from pg_class) purges the owner's
+#      items; DROP TABLE leaves no item on the workers;
 #   4. settings set cluster-wide with ALTER DATABASE on the coordinator
 #      reach the workers; a node without the model or without the extension
 #      is an error naming the node.
@@ -429,6 +431,17 @@ is( $coord->safe_psql('postgres', q{SELECT string_agg(result, ',' ORDER BY nodep
 is($coord->safe_psql('postgres', $wait_all), 't,t', 'and the wait');
 is($coord->safe_psql('postgres', 'SELECT summary IS NOT NULL FROM tickets WHERE id = 9'), 't',
 	'fill it once the owner has the right again');
+
+# in a session of its own on a worker node (not one of Citus's), Citus hides
+# the shards from pg_class; phi3_async_purge by the owner still finds the
+# items of its shards
+for my $w ($w1, $w2)
+{
+	my $done = $w->safe_psql('postgres', "SELECT count(*) FROM phi3_queue_items WHERE state = 'done'");
+	is( $w->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname ~ '^tickets_[0-9]+$';
+			SET ROLE support; SELECT phi3_async_purge()}),
+		"0\n$done", $w->name . ": phi3_async_purge run there by the owner purges the $done done items of its shards");
+}
 
 # DROP TABLE on the coordinator drops the shards, and the event trigger on
 # each worker deletes their items
