@@ -30,7 +30,8 @@
 #      PREPARED, and a one-node UPDATE), and that node's worker fills it
 #      once (per-node phi3_stats and phi3_queue_status; the coordinator's
 #      queue has none of them) with the single-node values; waiting from
-#      the coordinator through run_command_on_workers; an owner without
+#      the coordinator through run_command_on_workers, and the README's
+#      cluster-wide phi3_queue_status per distributed table; an owner without
 #      UPDATE cannot have the row written (the item fails on its node, and
 #      phi3_async_retry through run_command_on_workers fills it once the
 #      right is back); phi3_async_purge in a worker node's own session
@@ -403,6 +404,19 @@ my $same_t = q{SELECT count(*) FILTER (WHERE d.summary IS NOT DISTINCT FROM l.su
                FROM tickets d JOIN tickets_local l USING (id)};
 is($coord->safe_psql('postgres', $same_t), '8/8', 'the distributed values equal the single-node ones');
 is($coord->safe_psql('postgres', 'SELECT count(DISTINCT summary) > 1 FROM tickets'), 't', 'texts of their own');
+
+# the README's phi3_queue_status of the whole cluster, per distributed table
+my $cluster_status = <<'SQL';
+SELECT s.logicalrelid AS table_name, q.column_name, sum(q.pending) AS pending, sum(q.running) AS running,
+       sum(q.done) AS done, sum(q.failed) AS failed, max(q.oldest_pending_age) AS oldest_pending_age
+FROM run_command_on_workers($$SELECT coalesce(json_agg(s), '[]') FROM phi3_queue_status s$$) r,
+     json_to_recordset(r.result::json) AS q(table_name text, column_name name, pending bigint,
+                                           running bigint, done bigint, failed bigint, oldest_pending_age interval)
+JOIN pg_dist_shard s ON s.shardid = substring(q.table_name FROM '_(\d+)$')::bigint
+GROUP BY 1, 2;
+SQL
+is($coord->safe_psql('postgres', $cluster_status), 'tickets|summary|0|0|8|0|',
+	'phi3_queue_status of the whole cluster (the README\'s query): the 8 items of tickets, done');
 
 # a one-node UPDATE (a plain commit on that node) is queued and filled there
 my $three = rows_per_node('r.id = 3', 'tickets');
