@@ -409,7 +409,7 @@ is($coord->safe_psql('postgres', 'SELECT count(DISTINCT summary) > 1 FROM ticket
 my $cluster_status = <<'SQL';
 SELECT s.logicalrelid AS table_name, q.column_name, sum(q.pending) AS pending, sum(q.running) AS running,
        sum(q.done) AS done, sum(q.failed) AS failed, max(q.oldest_pending_age) AS oldest_pending_age
-FROM run_command_on_workers($$SELECT coalesce(json_agg(s), '[]') FROM phi3_queue_status s$$) r,
+FROM run_command_on_all_nodes($$SELECT coalesce(json_agg(s), '[]') FROM phi3_queue_status s$$) r,
      json_to_recordset(r.result::json) AS q(table_name text, column_name name, pending bigint,
                                            running bigint, done bigint, failed bigint, oldest_pending_age interval)
 JOIN pg_dist_shard s ON s.shardid = substring(q.table_name FROM '_(\d+)$')::bigint
