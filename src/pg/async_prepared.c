@@ -175,10 +175,10 @@ AsyncProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 	{
 		TransactionStmt *stmt = (TransactionStmt *) pstmt->utilityStmt;
 
-		if (stmt->kind == TRANS_STMT_PREPARE)
+		if (stmt->kind == TRANS_STMT_PREPARE && stmt->gid != NULL)
 			strlcpy(preparing_gid, stmt->gid, GIDSIZE);
-		else if (stmt->kind == TRANS_STMT_COMMIT_PREPARED ||
-				 stmt->kind == TRANS_STMT_ROLLBACK_PREPARED)
+		else if ((stmt->kind == TRANS_STMT_COMMIT_PREPARED ||
+				  stmt->kind == TRANS_STMT_ROLLBACK_PREPARED) && stmt->gid != NULL)
 			finish = stmt;
 	}
 
