@@ -24,7 +24,19 @@
 #      distributed table work;
 #   3. a phi3_fill trigger on reports (citus.enable_unsafe_triggers) fills
 #      inserted rows on the node that stores them, with the single-node
-#      values;
+#      values; a phi3_fill_async trigger on a distributed table owned by a
+#      plain role queues each row on the node that stores it (an INSERT on
+#      both workers, committed by Citus with PREPARE TRANSACTION / COMMIT
+#      PREPARED, and a one-node UPDATE), and that node's worker fills it
+#      once (per-node phi3_stats and phi3_queue_status; the coordinator's
+#      queue has none of them) with the single-node values; waiting from
+#      the coordinator through run_command_on_workers, and the README's
+#      cluster-wide phi3_queue_status per distributed table; an owner without
+#      UPDATE cannot have the row written (the item fails on its node, and
+#      phi3_async_retry through run_command_on_workers fills it once the
+#      right is back); phi3_async_purge in a worker node's own session
+#      (where Citus hides the shards from pg_class) purges the owner's
+#      items; DROP TABLE leaves no item on the workers;
 #   4. settings set cluster-wide with ALTER DATABASE on the coordinator
 #      reach the workers; a node without the model or without the extension
 #      is an error naming the node.
@@ -64,6 +76,11 @@ for my $i (0 .. 2)
 		"shared_preload_libraries = 'citus,phi3'",
 		"phi3.model = '$tiny'",
 		'phi3.threads = 1',
+		# idle background workers leave their database at once: a row
+		# queued by a transaction is filled only if its commit (or COMMIT
+		# PREPARED) brings a worker back
+		"phi3.async_idle_timeout = '1s'",
+		'phi3.async_max_attempts = 1',
 		'max_connections = 40',
 		'shared_buffers = 16MB',
 		# the nodes reach each other through the shared socket directory
@@ -105,11 +122,12 @@ sub reset_stats { $_->safe_psql('postgres', 'SELECT phi3_stats_reset()') for @no
 # each row hashes to and the node that holds that shard
 sub rows_per_node
 {
-	my ($cond) = @_;
+	my ($cond, $table) = @_;
+	$table //= 'reports';
 	my %n = map { $_->port => 0 } @nodes;
 	my $out = $coord->safe_psql('postgres', qq{
-		SELECT n.nodeport, count(*) FROM reports r
-		JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column('reports', r.id)
+		SELECT n.nodeport, count(*) FROM $table r
+		JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column('$table', r.id)
 		JOIN pg_dist_node n ON n.groupid = p.groupid WHERE $cond GROUP BY 1});
 	for (split /\n/, $out)
 	{
@@ -335,6 +353,115 @@ is(join(',', map { node_rows($_, 'phi3_fill') } @nodes),
 	"phi3_fill ran on the node that stores each row ($inserted->{$w1->port} + $inserted->{$w2->port})");
 is($coord->safe_psql('postgres', "$same WHERE id > 100"), '6/6',
 	'the trigger on the shards gives the single-node values');
+
+# ---- 3b. phi3_fill_async: queued on the node that stores the row, filled
+# there by that node's background worker, as the table's owner
+$coord->safe_psql('postgres', q{
+	CREATE ROLE support;
+	SET citus.shard_count = 4;
+	CREATE TABLE tickets (id int PRIMARY KEY, body text, summary text);
+	SELECT create_distributed_table('tickets', 'id');
+	ALTER TABLE tickets OWNER TO support;
+	CREATE TABLE tickets_local (id int PRIMARY KEY, body text, summary text);
+	SET citus.enable_unsafe_triggers = on;
+	CREATE TRIGGER tickets_fill AFTER INSERT OR UPDATE ON tickets FOR EACH ROW
+	EXECUTE FUNCTION phi3_fill_async('summary', 'Summarize: {body}');
+	CREATE TRIGGER tickets_fill AFTER INSERT OR UPDATE ON tickets_local FOR EACH ROW
+	EXECUTE FUNCTION phi3_fill_async('summary', 'Summarize: {body}');
+});
+my $ticket_rows = q{SELECT i, 'Ticket ' || i || ': printer on floor ' || (i % 3) || ' jams.' FROM generate_series(1, 8) i};
+$coord->safe_psql('postgres', "INSERT INTO tickets_local (id, body) $ticket_rows");
+is($coord->safe_psql('postgres', 'SELECT phi3_async_wait(60)'), 't',
+	'the plain copy is filled by the coordinator\'s worker (the single-node values)');
+reset_stats();
+# one INSERT on both workers: Citus commits it with PREPARE TRANSACTION and
+# COMMIT PREPARED on each
+$coord->safe_psql('postgres', "INSERT INTO tickets (id, body) $ticket_rows");
+my $wait_all = q{SELECT string_agg(result, ',' ORDER BY nodeport)
+                 FROM run_command_on_workers($$SELECT phi3_async_wait(60)$$)};
+is($coord->safe_psql('postgres', $wait_all), 't,t',
+	'phi3_async_wait through run_command_on_workers: both workers drained their queues');
+my $tickets = rows_per_node('true', 'tickets');
+is(join(',', map { node_rows($_, 'phi3_fill_async') } @nodes),
+	join(',', map { $tickets->{ $_->port } } @nodes),
+	"each node's worker generated the rows of its shards ($tickets->{$w1->port} + $tickets->{$w2->port})");
+my $queue_sql = q{SELECT coalesce(string_agg(format('%s:%s/%s/%s/%s', regexp_replace(table_name::text, '\d+$', 'N'),
+                    pending, running, done, failed), ',' ORDER BY table_name::text), '')
+                  FROM phi3_queue_status WHERE table_name::text LIKE 'tickets%'};
+is($coord->safe_psql('postgres', $queue_sql), 'tickets_local:0/0/8/0',
+	'the coordinator\'s phi3_queue_status has none of the distributed table\'s items');
+for my $w ($w1, $w2)
+{
+	my $status = $w->safe_psql('postgres', qq{SELECT sum(done) || '/' || sum(pending + running + failed)
+		|| '/' || bool_and(table_name::text ~ '^tickets_[0-9]+\$') FROM phi3_queue_status});
+	is($status, "$tickets->{$w->port}/0/true",
+		$w->name . "'s phi3_queue_status: the rows of its shards, done, under the shards' names");
+	is( $w->safe_psql('postgres', q{SELECT count(*) || '/' || count(DISTINCT key) || '/'
+			|| bool_and(attempts = 1 AND outcome = 'filled') FROM phi3_queue_items}),
+		"$tickets->{$w->port}/$tickets->{$w->port}/true", $w->name . ': each row filled once, at the first attempt');
+}
+my $same_t = q{SELECT count(*) FILTER (WHERE d.summary IS NOT DISTINCT FROM l.summary) || '/' || count(*)
+               FROM tickets d JOIN tickets_local l USING (id)};
+is($coord->safe_psql('postgres', $same_t), '8/8', 'the distributed values equal the single-node ones');
+is($coord->safe_psql('postgres', 'SELECT count(DISTINCT summary) > 1 FROM tickets'), 't', 'texts of their own');
+
+# the README's phi3_queue_status of the whole cluster, per distributed table
+my $cluster_status = <<'SQL';
+SELECT s.logicalrelid AS table_name, q.column_name, sum(q.pending) AS pending, sum(q.running) AS running,
+       sum(q.done) AS done, sum(q.failed) AS failed, max(q.oldest_pending_age) AS oldest_pending_age
+FROM run_command_on_all_nodes($$SELECT coalesce(json_agg(s), '[]') FROM phi3_queue_status s$$) r,
+     json_to_recordset(r.result::json) AS q(table_name text, column_name name, pending bigint,
+                                           running bigint, done bigint, failed bigint, oldest_pending_age interval)
+JOIN pg_dist_shard s ON s.shardid = substring(q.table_name FROM '_(\d+)$')::bigint
+GROUP BY 1, 2;
+SQL
+is($coord->safe_psql('postgres', $cluster_status), 'tickets|summary|0|0|8|0|',
+	'phi3_queue_status of the whole cluster (the README\'s query): the 8 items of tickets, done');
+
+# a one-node UPDATE (a plain commit on that node) is queued and filled there
+my $three = rows_per_node('r.id = 3', 'tickets');
+reset_stats();
+$coord->safe_psql('postgres', 'UPDATE tickets SET summary = NULL WHERE id = 3');
+is($coord->safe_psql('postgres', $wait_all), 't,t', 'a row set to NULL by an UPDATE is queued again');
+is(join(',', map { node_rows($_, 'phi3_fill_async') } @nodes),
+	join(',', map { $three->{ $_->port } } @nodes), 'and filled on the one node that holds it');
+is($coord->safe_psql('postgres', $same_t), '8/8', 'with the same value');
+
+# as the owner: an owner without UPDATE on the table cannot have a worker
+# write its row (phi3.async_max_attempts = 1: the item fails at once)
+$coord->safe_psql('postgres', q{REVOKE UPDATE ON tickets FROM support;
+	INSERT INTO tickets VALUES (9, 'Ticket 9: no toner.', NULL)});
+my $nine = rows_per_node('r.id = 9', 'tickets');
+my ($w9) = grep { $nine->{ $_->port } } ($w1, $w2);
+is($coord->safe_psql('postgres', $wait_all), 't,t', 'a row whose owner may not update the table: the wait ends');
+like($w9->safe_psql('postgres', q{SELECT state || ': ' || last_error FROM phi3_queue_items WHERE key = '{9}'}),
+	qr/^failed: permission denied for table tickets_\d+$/,
+	'the item fails on the node of the row: the worker writes the shard as its owner');
+$coord->safe_psql('postgres', 'GRANT UPDATE ON tickets TO support');
+is( $coord->safe_psql('postgres', q{SELECT string_agg(result, ',' ORDER BY nodeport)
+		FROM run_command_on_workers($$SELECT phi3_async_retry()$$)}),
+	join(',', map { $nine->{ $_->port } } sort { $a->port <=> $b->port } ($w1, $w2)),
+	'phi3_async_retry through run_command_on_workers');
+is($coord->safe_psql('postgres', $wait_all), 't,t', 'and the wait');
+is($coord->safe_psql('postgres', 'SELECT summary IS NOT NULL FROM tickets WHERE id = 9'), 't',
+	'fill it once the owner has the right again');
+
+# in a session of its own on a worker node (not one of Citus's), Citus hides
+# the shards from pg_class; phi3_async_purge by the owner still finds the
+# items of its shards
+for my $w ($w1, $w2)
+{
+	my $done = $w->safe_psql('postgres', "SELECT count(*) FROM phi3_queue_items WHERE state = 'done'");
+	is( $w->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname ~ '^tickets_[0-9]+$';
+			SET ROLE support; SELECT phi3_async_purge()}),
+		"0\n$done", $w->name . ": phi3_async_purge run there by the owner purges the $done done items of its shards");
+}
+
+# DROP TABLE on the coordinator drops the shards, and the event trigger on
+# each worker deletes their items
+$coord->safe_psql('postgres', 'DROP TABLE tickets');
+is(join(',', map { $_->safe_psql('postgres', 'SELECT count(*) FROM phi3_async_queue') } ($w1, $w2)),
+	'0,0', 'DROP TABLE leaves no queue item on the workers');
 
 is(server_log_crashes($_), '', 'no backend crashed on ' . $_->name) for @nodes;
 $_->stop for reverse @nodes;

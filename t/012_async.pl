@@ -32,6 +32,8 @@
 #   - DROP EXTENSION: the worker of that database leaves
 #   - after phi3.async_idle_timeout an idle worker leaves its database:
 #     DROP DATABASE is not blocked; the next commit starts a worker again
+#   - a prepared transaction's row: PREPARE TRANSACTION and ROLLBACK
+#     PREPARED start no worker; COMMIT PREPARED starts one, which fills it
 use strict;
 use warnings;
 
@@ -46,7 +48,7 @@ my $big = model_path('big');
 
 my $node = new_node('async', "shared_preload_libraries = 'phi3'", "phi3.model = '$tiny'",
 	'phi3.max_tokens = 8', 'phi3.async_max_attempts = 3', 'phi3.batch_size = 4',
-	'phi3.async_retry_delay = 0', 'restart_after_crash = on');
+	'phi3.async_retry_delay = 0', 'restart_after_crash = on', 'max_prepared_transactions = 2');
 
 # Poll a query until it returns the expected value; the last value seen.
 sub poll_until
@@ -418,6 +420,25 @@ is($err_drop, '', 'DROP DATABASE is not blocked by a worker');
 $node->safe_psql('postgres', "INSERT INTO products VALUES (300, 'after the worker left', NULL)");
 is($node->safe_psql('postgres', 'SELECT phi3_async_wait(60); SELECT description IS NOT NULL FROM products WHERE id = 300'),
 	"t\nt", 'a commit that queues a row starts a worker again');
+
+# ---- a prepared transaction: its rows are filled after COMMIT PREPARED ----
+# (as Citus ends every write on more than one node; the worker has left the
+# database, so only the wake-up at COMMIT PREPARED can bring one back)
+is(poll_until('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'phi3 async worker'",
+		'0', 30), '0', 'the worker has left again');
+$node->safe_psql('postgres', q{
+	BEGIN; INSERT INTO products VALUES (301, 'prepared', NULL); PREPARE TRANSACTION 'p301';
+	BEGIN; INSERT INTO products VALUES (302, 'rolled back', NULL); PREPARE TRANSACTION 'p302';
+	ROLLBACK PREPARED 'p302'});
+Time::HiRes::sleep(0.5);
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'phi3 async worker'"),
+	'0', 'PREPARE TRANSACTION and ROLLBACK PREPARED start no worker');
+$node->safe_psql('postgres', "COMMIT PREPARED 'p301'");
+my $t_prep = Time::HiRes::time();
+is($node->safe_psql('postgres', 'SELECT phi3_async_wait(60); SELECT description IS NOT NULL FROM products WHERE id = 301'),
+	"t\nt", 'COMMIT PREPARED of a transaction that queued a row starts a worker, which fills it');
+note(sprintf('row of the prepared transaction filled %.2f s after COMMIT PREPARED', Time::HiRes::time() - $t_prep));
+is($node->safe_psql('postgres', 'SELECT count(*) FROM products WHERE id = 302'), '0', 'the rolled back row is not there');
 
 my $crashes = join("\n", grep { !/signal 9|terminating any other active|all server processes terminated|terminating connection because of crash/ }
 	split /\n/, server_log_crashes($node));

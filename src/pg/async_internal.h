@@ -58,4 +58,10 @@ extern void Phi3AsyncAddWanted(Oid dboid);
 /* A transaction of a background process (now() is its start, as in a backend) */
 extern void Phi3AsyncBeginXact(void);
 
+/* async_prepared.c: the wake-up at COMMIT PREPARED */
+extern Size Phi3AsyncPreparedShmemSize(void);
+extern void Phi3AsyncPreparedShmemInit(void);
+extern void Phi3AsyncPreparedInit(void);
+extern void Phi3AsyncPreparedQueued(void);
+
 #endif							/* PHI3_ASYNC_INTERNAL_H */

@@ -12,7 +12,8 @@
  * wanted when a transaction that queued rows commits and no worker serves
  * it (Phi3AsyncWakeDatabase, called by async_queue.c's commit callback:
  * it sets the serving worker's latch, or adds the database to the wanted
- * list and sets the launcher's latch).  The launcher starts a dynamic
+ * list and sets the launcher's latch; a transaction prepared instead wakes
+ * it at its COMMIT PREPARED, async_prepared.c).  The launcher starts a dynamic
  * worker for a wanted database when a slot is free (at most one per
  * ASYNC_START_INTERVAL_MS, so a worker that fails at once is no busy
  * loop); when none is, it asks an idle worker to leave, or else the
@@ -98,6 +99,7 @@ Phi3AsyncInit(void)
 	shmem_request_hook = AsyncShmemRequest;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = AsyncShmemStartup;
+	Phi3AsyncPreparedInit();
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -133,6 +135,7 @@ AsyncShmemRequest(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(AsyncSharedSize());
+	RequestAddinShmemSpace(Phi3AsyncPreparedShmemSize());
 	RequestNamedLWLockTranche("phi3_async", 1);
 }
 
@@ -151,6 +154,7 @@ AsyncShmemStartup(void)
 		phi3_async_shared->lock = &(GetNamedLWLockTranche("phi3_async"))->lock;
 		phi3_async_shared->n_slots = phi3_async_workers;
 	}
+	Phi3AsyncPreparedShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

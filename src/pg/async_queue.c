@@ -24,7 +24,9 @@
  * parameters, under search_path = pg_catalog (QueueOwnerBegin), as do
  * phi3_async_retry's and phi3_async_purge's.  At commit (a transaction callback, so only once the items
  * are visible) the database's worker is woken through its latch, or the
- * launcher is asked for one (async_worker.c).  Without
+ * launcher is asked for one (async_worker.c); a transaction prepared
+ * instead (PREPARE TRANSACTION, as Citus ends every write on more than one
+ * node) wakes it at its COMMIT PREPARED (async_prepared.c).  Without
  * shared_preload_libraries, or with phi3.async_workers = 0, no worker
  * runs: the rows are still queued, and a WARNING (once per transaction)
  * says that nobody will fill them yet.
@@ -69,6 +71,8 @@
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 #include "utils/wait_event.h"
+
+#include "async_internal.h"
 
 PG_FUNCTION_INFO_V1(phi3_fill_async);
 PG_FUNCTION_INFO_V1(phi3_async_wait);
@@ -411,8 +415,13 @@ AsyncXactCallback(XactEvent event, void *arg)
 				Phi3AsyncWakeDatabase(MyDatabaseId);
 			wake_at_commit = false;
 			break;
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* the rows become visible at COMMIT PREPARED: wake then */
+			if (wake_at_commit)
+				Phi3AsyncPreparedQueued();
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_at_commit = false;
 			break;
@@ -454,6 +463,59 @@ CheckQueueTableOwner(Oid relid)
 }
 
 /*
+ * The tables whose items the caller may retry or purge, as an oid[] for
+ * "q.relid = ANY($1)": tbl (which must be the caller's), or, when tbl is
+ * NULL, every table with items in the queue that the caller owns (a
+ * superuser: all that still exist).  Ownership is checked here, through
+ * the syscache, and not by a scan of pg_class in the statement: on a Citus
+ * worker node, Citus hides the shards from pg_class in sessions other than
+ * its own, and their items would be skipped.
+ */
+static Datum
+CallerQueueTables(bool tbl_isnull, Oid tbl)
+{
+	Oid		   *relids;
+	int			n = 0;
+	QueueOwnerState st;
+	int			ret;
+
+	if (!tbl_isnull)
+	{
+		CheckQueueTableOwner(tbl);
+		relids = palloc(sizeof(Oid));
+		relids[n++] = tbl;
+		return PointerGetDatum(construct_array((Datum *) relids, n, OIDOID, sizeof(Oid), true,
+											   TYPALIGN_INT));
+	}
+	QueueOwnerBegin(&st);
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute(psprintf("SELECT DISTINCT relid FROM %s", Phi3AsyncQueueName(false)), true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read the queue: %s", SPI_result_code_string(ret));
+	relids = SPI_palloc(sizeof(Oid) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) &&
+			pg_class_ownercheck(relid, st.save_userid))
+			relids[n++] = relid;
+	}
+	SPI_finish();
+	QueueOwnerEnd(&st);
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+		for (int i = 0; i < n; i++)
+			elems[i] = ObjectIdGetDatum(relids[i]);
+		return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	}
+}
+
+/*
  * phi3_async_retry(tbl regclass DEFAULT NULL) returns bigint: failed
  * items (of tbl, or of every table the caller owns) are queued again with
  * their attempts reset, and pending items waiting for their next attempt
@@ -462,26 +524,19 @@ CheckQueueTableOwner(Oid relid)
 Datum
 phi3_async_retry(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[2] = {OIDOID, OIDOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	Oid			argtypes[1] = {OIDARRAYOID};
+	Datum		values[1];
 	char	   *sql;
 	uint64		n;
 
-	if (!PG_ARGISNULL(0))
-		CheckQueueTableOwner(PG_GETARG_OID(0));
-	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
-	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
-	values[1] = ObjectIdGetDatum(GetUserId());
+	values[0] = CallerQueueTables(PG_ARGISNULL(0), PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0));
 	sql = psprintf("UPDATE %s q SET state = 'pending', "
 				   "attempts = CASE WHEN q.state = 'failed' THEN 0 ELSE q.attempts END, "
 				   "worker_pid = NULL, retry_at = NULL, updated_at = pg_catalog.now() "
 				   "WHERE (q.state = 'failed' OR (q.state = 'pending' AND "
 				   "q.retry_at OPERATOR(pg_catalog.>) pg_catalog.now())) "
-				   "AND ($1 IS NULL OR q.relid = $1) "
-				   "AND pg_catalog.pg_has_role($2, (SELECT c.relowner FROM pg_catalog.pg_class c "
-				   "WHERE c.oid = q.relid), 'USAGE')", Phi3AsyncQueueName(false));
-	n = RunAsQueueOwner(sql, 2, argtypes, values, nulls, SPI_OK_UPDATE);
+				   "AND q.relid OPERATOR(pg_catalog.=) ANY ($1)", Phi3AsyncQueueName(false));
+	n = RunAsQueueOwner(sql, 1, argtypes, values, NULL, SPI_OK_UPDATE);
 	if (n > 0)
 		WakeAtCommit();
 	PG_RETURN_INT64((int64) n);
@@ -495,9 +550,8 @@ phi3_async_retry(PG_FUNCTION_ARGS)
 Datum
 phi3_async_purge(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[3] = {OIDOID, OIDOID, TEXTARRAYOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Oid			argtypes[2] = {OIDARRAYOID, TEXTARRAYOID};
+	Datum		values[2];
 	Datum	   *elems;
 	bool	   *elem_nulls;
 	int			n_elems;
@@ -526,17 +580,11 @@ phi3_async_purge(PG_FUNCTION_ARGS)
 					 errmsg("invalid queue state \"%s\"", s ? s : "NULL"),
 					 errhint("The states that can be purged are pending, done and failed.")));
 	}
-	if (!PG_ARGISNULL(0))
-		CheckQueueTableOwner(PG_GETARG_OID(0));
-	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
-	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
-	values[1] = ObjectIdGetDatum(GetUserId());
-	values[2] = PG_GETARG_DATUM(1);
-	sql = psprintf("DELETE FROM %s q WHERE q.state OPERATOR(pg_catalog.=) ANY ($3) "
-				   "AND ($1 IS NULL OR q.relid = $1) "
-				   "AND pg_catalog.pg_has_role($2, (SELECT c.relowner FROM pg_catalog.pg_class c "
-				   "WHERE c.oid = q.relid), 'USAGE')", Phi3AsyncQueueName(false));
-	PG_RETURN_INT64((int64) RunAsQueueOwner(sql, 3, argtypes, values, nulls, SPI_OK_DELETE));
+	values[0] = CallerQueueTables(PG_ARGISNULL(0), PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0));
+	values[1] = PG_GETARG_DATUM(1);
+	sql = psprintf("DELETE FROM %s q WHERE q.state OPERATOR(pg_catalog.=) ANY ($2) "
+				   "AND q.relid OPERATOR(pg_catalog.=) ANY ($1)", Phi3AsyncQueueName(false));
+	PG_RETURN_INT64((int64) RunAsQueueOwner(sql, 2, argtypes, values, NULL, SPI_OK_DELETE));
 }
 
 /* Items of the queue still to be filled (pending or running) that the caller may see. */
