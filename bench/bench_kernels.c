@@ -21,7 +21,7 @@
  * Build (from the repository root):
  *   gcc <engine flags> -Isrc/engine -o /tmp/bench_kernels bench/bench_kernels.c \
  *       src/engine/[a-z]*.c -lm -lpthread     (every engine source file)
- * Run: bench_kernels [--quick] [--mem-mib N] [--reps N] [--only rows|layers]
+ * Run: bench_kernels [--quick] [--mem-mib N] [--reps N] [--only rows|layers|steps]
  * PHI3_KERNELS does not matter here: every set the CPU runs is measured.
  */
 #include <stdio.h>
@@ -40,7 +40,7 @@
 
 static int	reps = 5;
 static bool quick = false;
-static const char *only = NULL;	/* "rows" or "layers": run only that part */
+static const char *only = NULL;	/* "rows", "layers" or "steps" (its last table): run only that part */
 
 static double
 now_sec(void)
@@ -525,9 +525,14 @@ bench_batch_steps(P3ThreadPool *pool, const P3KernelSet *k, LayerSet *ls, const 
 	printf("\nbatched decode steps and chunks, set %s, q8, 2 threads, 32 layers (no attention, no output): "
 		   "ms per step and tokens/s, with the K-quant GEMM and with the 4-token kernels\n", k->name);
 	printf("%5s | %9s %8s | %9s %8s | %7s\n", "n_tok", "GEMM ms", "tok/s", "4-tok ms", "tok/s", "GEMM/4");
+	const char *one = getenv("PHI3_BENCH_STEP");	/* only this n_tok (for a profile) */
+
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
 	{
 		int			nrep = quick ? 1 : 3;
+
+		if (one != NULL && atoi(one) != steps[i])
+			continue;
 		double		tg = 32.0 * time_matmul(pool, k, P3_ACT_Q8, ls, 0, 4, steps[i], nrep, false,
 											x, y, act_buf, scratch, sfloats);
 		double		tp = 32.0 * time_matmul(pool, &plain, P3_ACT_Q8, ls, 0, 4, steps[i], nrep, false,
@@ -590,6 +595,8 @@ bench_layers(const P3KernelSet **sets, int nsets, double bw1, double bw2)
 		exit(1);
 	}
 
+	if (only != NULL && strcmp(only, "steps") == 0)
+		goto steps;
 	printf("\ndecode (1 token) through p3_matmul: layer = Q5_K 3072x9216 + Q4_K 3072x3072 + Q4_K 3072x16384 + "
 		   "Q6_K 8192x3072 = %.1f MB, output Q6_K 3072x32064 = %.1f MB, token = 32 layers + output = %.2f GB\n",
 		   (double) ls.layer_bytes * 1e-6, (double) ls.output_bytes * 1e-6, token_bytes * 1e-9);
@@ -650,6 +657,7 @@ bench_layers(const P3KernelSet **sets, int nsets, double bw1, double bw2)
 				fflush(stdout);
 			}
 	}
+steps:
 	bench_batch_steps(pools[1], sets[nsets - 1], &ls, x, y, act_buf, scratch, sfloats);
 	p3_threadpool_free(pools[1]);
 	for (int i = 0; i < 5; i++)
@@ -685,7 +693,7 @@ main(int argc, char **argv)
 			only = argv[++i];
 		else
 		{
-			fprintf(stderr, "usage: bench_kernels [--quick] [--mem-mib N] [--reps N] [--only rows|layers]\n");
+			fprintf(stderr, "usage: bench_kernels [--quick] [--mem-mib N] [--reps N] [--only rows|layers|steps]\n");
 			return 2;
 		}
 	}
@@ -719,7 +727,7 @@ main(int argc, char **argv)
 
 	if (only == NULL || strcmp(only, "rows") == 0)
 		bench_rows(sets, nsets, bw1);
-	if (only == NULL || strcmp(only, "layers") == 0)
+	if (only == NULL || strcmp(only, "layers") == 0 || strcmp(only, "steps") == 0)
 		bench_layers(sets, nsets, bw1, bw2);
 	return 0;
 }

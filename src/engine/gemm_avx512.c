@@ -459,58 +459,6 @@ prefetch_plan(Prefetch *pf, const uint8_t *w, size_t row_bytes, int64_t rb, int6
 	pf->per_block = (int) ((lines + blocks - 1) / blocks);
 }
 
-/*
- * Rows [r0, r1) of W (type; row_bytes apart from w) against the panels of
- * n_tok tokens: y[t * ldy + (r - r0) + ycol] for every token t.  rows is
- * p3_gemm_rows_bytes(n_in) bytes of scratch, 64-byte aligned.
- */
-static void
-gemm_q8k(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t r1, int64_t n_in,
-		 const void *panels, int32_t n_tok, float *y, int64_t ldy, int64_t ycol, void *rows)
-{
-	const int64_t nb = n_in / P3_QK_K;
-	const int	nsub = type == P3_TYPE_Q6_K ? 16 : 8;
-	const int32_t n_groups = (n_tok + P3_GEMM_LANES - 1) / P3_GEMM_LANES;
-	const P3PanelQ8K *pan = panels;
-	P3KRowBlock *unpacked = rows;
-	Prefetch	pf;
-
-	for (int64_t rb = r0; rb < r1; rb += P3_GEMM_ROWS)
-	{
-		int			nr = r1 - rb < P3_GEMM_ROWS ? (int) (r1 - rb) : P3_GEMM_ROWS;
-		const P3KRowBlock *wr[P3_GEMM_ROWS];
-
-		unpack_rows(type, w + (size_t) rb * row_bytes, row_bytes, nr, nb, unpacked);
-		for (int r = 0; r < nr; r++)
-			wr[r] = unpacked + (size_t) r * nb;
-		prefetch_plan(&pf, w, row_bytes, rb + nr, r1, nb, n_groups);
-		for (int32_t g = 0; g < n_groups; g += TILE_GROUPS)
-		{
-			int			ng = n_groups - g < TILE_GROUPS ? n_groups - g : TILE_GROUPS;
-			const P3PanelQ8K *pg[TILE_GROUPS];
-			__m512		acc[P3_GEMM_ROWS][TILE_GROUPS];
-
-			for (int k = 0; k < ng; k++)
-				pg[k] = pan + (size_t) (g + k) * nb;
-			if (nr == P3_GEMM_ROWS)
-				run_tile(wr, nr, pg, ng, nb, nsub, acc, &pf);
-			else
-			{
-				/* a tail of rows: one at a time */
-				for (int r = 0; r < nr; r++)
-				{
-					__m512		one[P3_GEMM_ROWS][TILE_GROUPS];
-
-					run_tile(&wr[r], 1, pg, ng, nb, nsub, one, &pf);
-					for (int k = 0; k < ng; k++)
-						acc[r][k] = one[0][k];
-				}
-			}
-			store_tile(acc, nr, ng, g * P3_GEMM_LANES, n_tok, y, ldy, ycol + (rb - r0));
-		}
-	}
-}
-
 /* ---------------------------------------------------------------------
  * Q4_0 / Q8_0 weights with Q8_0 activations (blocks of 32)
  * --------------------------------------------------------------------- */
@@ -585,7 +533,7 @@ unpack_s8_rows(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, int64_
 		}
 }
 
-/* rows w[0..R) against token groups p[0..G) over nb blocks of 32 (see tile) */
+/* rows w[0..R) against token groups p[0..G) over nb blocks of 32 (as tile, without sub-blocks and mins) */
 INLINE void
 tile_s8(const P3S8RowBlock *const *w, const int R, const P3PanelQ8_0 *const *p, const int G,
 		int64_t nb, __m512 acc[P3_GEMM_ROWS][TILE_GROUPS], Prefetch *pf)
@@ -655,45 +603,75 @@ run_tile_s8(const P3S8RowBlock *const *w, int R, const P3PanelQ8_0 *const *p, in
 		tile_s8(w, 1, p, 1, nb, acc, pf);
 }
 
-/* gemm_q8k's contract for Q4_0 / Q8_0 weights against Q8_0 panels */
+/* ---------------------------------------------------------------------
+ * the driver, for both families
+ * --------------------------------------------------------------------- */
+
+/* One register tile of either family: R rows w[] against G panels p[] (R < P3_GEMM_ROWS: one row). */
 static void
-gemm_s8(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t r1, int64_t n_in,
-		const void *panels, int32_t n_tok, float *y, int64_t ldy, int64_t ycol, void *rows)
+tile_any(bool s8, const void *const *w, int R, const void *const *p, int G, int64_t nb, int nsub,
+		 __m512 acc[P3_GEMM_ROWS][TILE_GROUPS], Prefetch *pf)
 {
-	const int64_t nb = n_in / 32;
+	if (s8)
+		run_tile_s8((const P3S8RowBlock *const *) w, R, (const P3PanelQ8_0 *const *) p, G, nb, acc, pf);
+	else
+		run_tile((const P3KRowBlock *const *) w, R, (const P3PanelQ8K *const *) p, G, nb, nsub, acc, pf);
+}
+
+/*
+ * Rows [r0, r1) of W (type; row_bytes apart from w) against the panels of
+ * n_tok tokens: y[t * ldy + (r - r0) + ycol] for every token t.  rows is
+ * p3_gemm_rows_bytes(n_in) bytes of scratch, 64-byte aligned.  K-quants
+ * go against Q8_K panels (blocks of 256), Q4_0 / Q8_0 against Q8_0 panels
+ * (blocks of 32); the loops are the same.
+ */
+static void
+gemm_rows(uint32_t type, const uint8_t *w, size_t row_bytes, int64_t r0, int64_t r1, int64_t n_in,
+		  const void *panels, int32_t n_tok, float *y, int64_t ldy, int64_t ycol, void *rows)
+{
+	const bool	s8 = p3_gemm_s8_type(type);
+	const int64_t nb = n_in / (s8 ? 32 : P3_QK_K);
+	const size_t panel_bytes = s8 ? sizeof(P3PanelQ8_0) : sizeof(P3PanelQ8K);
+	const size_t block_bytes = s8 ? sizeof(P3S8RowBlock) : sizeof(P3KRowBlock);
+	const int	nsub = type == P3_TYPE_Q6_K ? 16 : 8;
 	const int32_t n_groups = (n_tok + P3_GEMM_LANES - 1) / P3_GEMM_LANES;
-	const P3PanelQ8_0 *pan = panels;
-	P3S8RowBlock *unpacked = rows;
 	Prefetch	pf;
 
 	for (int64_t rb = r0; rb < r1; rb += P3_GEMM_ROWS)
 	{
 		int			nr = r1 - rb < P3_GEMM_ROWS ? (int) (r1 - rb) : P3_GEMM_ROWS;
-		const P3S8RowBlock *wr[P3_GEMM_ROWS];
+		const void *wr[P3_GEMM_ROWS];
 
-		unpack_s8_rows(type, w + (size_t) rb * row_bytes, row_bytes, nr, nb, unpacked);
+		if (s8)
+			unpack_s8_rows(type, w + (size_t) rb * row_bytes, row_bytes, nr, nb, rows);
+		else
+			unpack_rows(type, w + (size_t) rb * row_bytes, row_bytes, nr, nb, rows);
 		for (int r = 0; r < nr; r++)
-			wr[r] = unpacked + (size_t) r * nb;
-		prefetch_plan(&pf, w, row_bytes, rb + nr, r1, (nb + 7) / 8, n_groups);
+			wr[r] = (const uint8_t *) rows + (size_t) r * nb * block_bytes;
+		/* (the Q8_0 tiles prefetch once every 8 blocks) */
+		prefetch_plan(&pf, w, row_bytes, rb + nr, r1, s8 ? (nb + 7) / 8 : nb, n_groups);
 		for (int32_t g = 0; g < n_groups; g += TILE_GROUPS)
 		{
 			int			ng = n_groups - g < TILE_GROUPS ? n_groups - g : TILE_GROUPS;
-			const P3PanelQ8_0 *pg[TILE_GROUPS];
+			const void *pg[TILE_GROUPS];
 			__m512		acc[P3_GEMM_ROWS][TILE_GROUPS];
 
 			for (int k = 0; k < ng; k++)
-				pg[k] = pan + (size_t) (g + k) * nb;
+				pg[k] = (const uint8_t *) panels + (size_t) (g + k) * nb * panel_bytes;
 			if (nr == P3_GEMM_ROWS)
-				run_tile_s8(wr, nr, pg, ng, nb, acc, &pf);
+				tile_any(s8, wr, nr, pg, ng, nb, nsub, acc, &pf);
 			else
+			{
+				/* a tail of rows: one at a time */
 				for (int r = 0; r < nr; r++)
 				{
 					__m512		one[P3_GEMM_ROWS][TILE_GROUPS];
 
-					run_tile_s8(&wr[r], 1, pg, ng, nb, one, &pf);
+					tile_any(s8, &wr[r], 1, pg, ng, nb, nsub, one, &pf);
 					for (int k = 0; k < ng; k++)
 						acc[r][k] = one[0][k];
 				}
+			}
 			store_tile(acc, nr, ng, g * P3_GEMM_LANES, n_tok, y, ldy, ycol + (rb - r0));
 		}
 	}
@@ -707,11 +685,11 @@ p3_gemm_fill_avx512(P3KernelSet *k)
 {
 	k->gemm_pack[P3_TYPE_Q8_K] = gemm_pack_q8k;
 	k->gemm_pack[P3_TYPE_Q8_0] = gemm_pack_q8_0;
-	k->gemm[P3_TYPE_Q4_K] = gemm_q8k;
-	k->gemm[P3_TYPE_Q5_K] = gemm_q8k;
-	k->gemm[P3_TYPE_Q6_K] = gemm_q8k;
-	k->gemm[P3_TYPE_Q4_0] = gemm_s8;
-	k->gemm[P3_TYPE_Q8_0] = gemm_s8;
+	k->gemm[P3_TYPE_Q4_K] = gemm_rows;
+	k->gemm[P3_TYPE_Q5_K] = gemm_rows;
+	k->gemm[P3_TYPE_Q6_K] = gemm_rows;
+	k->gemm[P3_TYPE_Q4_0] = gemm_rows;
+	k->gemm[P3_TYPE_Q8_0] = gemm_rows;
 }
 
 #endif							/* __x86_64__ */
