@@ -251,6 +251,47 @@ prefetch_some(Prefetch *pf)
 		__asm__ volatile("prefetcht0 %0" : : "m"(*pf->next));
 }
 
+/* a panel's dwords: 16 tokens' 4 activation bytes side by side */
+typedef const uint8_t (*PanelDwords)[P3_GEMM_LANES * 4];
+
+/*
+ * The inner loop of both tiles: sub[r][g] = Σ over the n dwords from dw0 of
+ * vpdpbusd(panel dword of group g (16 tokens, unsigned), the broadcast
+ * dword of 4 codes of row r (signed)).  R, G and n are constants at every
+ * call.
+ */
+INLINE void
+dot_dwords(const int8_t *const *wq, const int R, const PanelDwords *pq, const int G, int dw0, const int n,
+		   __m512i sub[P3_GEMM_ROWS][TILE_GROUPS])
+{
+#pragma GCC unroll 16
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+		for (int g = 0; g < G; g++)
+			sub[r][g] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+	for (int k = 0; k < n; k++)
+	{
+		__m512i		a[TILE_GROUPS];
+
+#pragma GCC unroll 16
+		for (int g = 0; g < G; g++)
+			a[g] = _mm512_load_si512((const void *) pq[g][dw0 + k]);
+#pragma GCC unroll 16
+		for (int r = 0; r < R; r++)
+		{
+			int32_t		wd;
+			__m512i		wb;
+
+			memcpy(&wd, wq[r] + 4 * (dw0 + k), 4);
+			wb = _mm512_set1_epi32(wd);
+#pragma GCC unroll 16
+			for (int g = 0; g < G; g++)
+				sub[r][g] = _mm512_dpbusd_epi32(sub[r][g], a[g], wb);
+		}
+	}
+}
+
 /*
  * Rows w[0..R) against token groups p[0..G) over nb blocks: acc[r][g] gets
  * the 16 lanes' results.  nsub = 8 (Q4_K / Q5_K: sub-blocks of 32, mins)
@@ -263,65 +304,47 @@ tile(const P3KRowBlock *const *w, const int R, const P3PanelQ8K *const *p, const
 {
 	const int	per = 64 / nsub;	/* panel dwords per sub-block */
 
-	#pragma GCC unroll 16
+#pragma GCC unroll 16
 	for (int r = 0; r < R; r++)
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int g = 0; g < G; g++)
 			acc[r][g] = _mm512_setzero_ps();
 	for (int64_t i = 0; i < nb; i++)
 	{
 		__m512i		blk[P3_GEMM_ROWS][TILE_GROUPS];
+		const int8_t *wq[P3_GEMM_ROWS];
+		PanelDwords pq[TILE_GROUPS];
 
 		prefetch_some(pf);
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int r = 0; r < R; r++)
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int g = 0; g < G; g++)
 				blk[r][g] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+		for (int r = 0; r < R; r++)
+			wq[r] = w[r][i].q;
+#pragma GCC unroll 16
+		for (int g = 0; g < G; g++)
+			pq[g] = p[g][i].qs;
 		for (int j = 0; j < nsub; j++)
 		{
 			__m512i		sub[P3_GEMM_ROWS][TILE_GROUPS];
 
-			#pragma GCC unroll 16
-			for (int r = 0; r < R; r++)
-				#pragma GCC unroll 16
-				for (int g = 0; g < G; g++)
-					sub[r][g] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-			for (int k = 0; k < per; k++)
-			{
-				const int	dw = j * per + k;
-				__m512i		a[TILE_GROUPS];
-
-				#pragma GCC unroll 16
-				for (int g = 0; g < G; g++)
-					a[g] = _mm512_load_si512((const void *) p[g][i].qs[dw]);
-				#pragma GCC unroll 16
-				for (int r = 0; r < R; r++)
-				{
-					int32_t		wd;
-					__m512i		wb;
-
-					memcpy(&wd, w[r][i].q + 4 * dw, 4);
-					wb = _mm512_set1_epi32(wd);
-					#pragma GCC unroll 16
-					for (int g = 0; g < G; g++)
-						sub[r][g] = _mm512_dpbusd_epi32(sub[r][g], a[g], wb);
-				}
-			}
-			#pragma GCC unroll 16
+			dot_dwords(wq, R, pq, G, j * per, per, sub);
+#pragma GCC unroll 16
 			for (int r = 0; r < R; r++)
 			{
 				__m512i		s = _mm512_set1_epi32(w[r][i].sc[j]);
 
-				#pragma GCC unroll 16
+#pragma GCC unroll 16
 				for (int g = 0; g < G; g++)
 					blk[r][g] = _mm512_add_epi32(blk[r][g], _mm512_mullo_epi32(sub[r][g], s));
 			}
 		}
-		#pragma GCC unroll 16
+#pragma GCC unroll 16
 		for (int r = 0; r < R; r++)
-			#pragma GCC unroll 16
+#pragma GCC unroll 16
 			for (int g = 0; g < G; g++)
 			{
 				const P3PanelQ8K *pg = &p[g][i];
@@ -331,7 +354,7 @@ tile(const P3KRowBlock *const *w, const int R, const P3PanelQ8K *const *p, const
 
 				if (nsub == 8)
 				{
-					#pragma GCC unroll 16
+#pragma GCC unroll 16
 					for (int q = 0; q < 4; q++)
 						m = _mm512_dpwssd_epi32(m, _mm512_load_si512((const void *) pg->bsk[q]),
 												_mm512_set1_epi32(w[r][i].pair[q]));
@@ -342,7 +365,7 @@ tile(const P3KRowBlock *const *w, const int R, const P3PanelQ8K *const *p, const
 				}
 				else
 				{
-					#pragma GCC unroll 16
+#pragma GCC unroll 16
 					for (int q = 0; q < 8; q++)
 						m = _mm512_dpwssd_epi32(m, _mm512_load_si512((const void *) pg->bs6[q]),
 												_mm512_set1_epi32(w[r][i].pair[q]));
@@ -546,35 +569,18 @@ tile_s8(const P3S8RowBlock *const *w, const int R, const P3PanelQ8_0 *const *p, 
 	for (int64_t i = 0; i < nb; i++)
 	{
 		__m512i		sub[P3_GEMM_ROWS][TILE_GROUPS];
+		const int8_t *wq[P3_GEMM_ROWS];
+		PanelDwords pq[TILE_GROUPS];
 
 		if ((i & 7) == 0)
 			prefetch_some(pf);
 #pragma GCC unroll 16
 		for (int r = 0; r < R; r++)
+			wq[r] = w[r][i].q;
 #pragma GCC unroll 16
-			for (int g = 0; g < G; g++)
-				sub[r][g] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-		for (int k = 0; k < 8; k++)
-		{
-			__m512i		a[TILE_GROUPS];
-
-#pragma GCC unroll 16
-			for (int g = 0; g < G; g++)
-				a[g] = _mm512_load_si512((const void *) p[g][i].qs[k]);
-#pragma GCC unroll 16
-			for (int r = 0; r < R; r++)
-			{
-				int32_t		wd;
-				__m512i		wb;
-
-				memcpy(&wd, w[r][i].q + 4 * k, 4);
-				wb = _mm512_set1_epi32(wd);
-#pragma GCC unroll 16
-				for (int g = 0; g < G; g++)
-					sub[r][g] = _mm512_dpbusd_epi32(sub[r][g], a[g], wb);
-			}
-		}
+		for (int g = 0; g < G; g++)
+			pq[g] = p[g][i].qs;
+		dot_dwords(wq, R, pq, G, 0, 8, sub);
 #pragma GCC unroll 16
 		for (int r = 0; r < R; r++)
 #pragma GCC unroll 16
