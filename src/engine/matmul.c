@@ -214,24 +214,33 @@ gemm_panels(const P3MatmulArgs *a)
 	return (void *) ((p + 63) & ~(uintptr_t) 63);
 }
 
+/* Tokens [t0, t1) of the activations quantized to the weight's vec_dot_type into act_buf. */
+static void
+quantize_tokens(const P3MatmulArgs *a, int64_t t0, int64_t t1)
+{
+	P3QuantizeFn quantize = a->kernels->quantize[p3_type_traits(a->w->type)->vec_dot_type];
+	size_t		row = act_row_bytes(a);
+
+	for (int64_t t = t0; t < t1; t++)
+		quantize(a->x + t * a->ldx, (uint8_t *) a->act_buf + (size_t) t * row, a->w->n_in);
+}
+
 /* Worker: quantize and pack this worker's groups of 16 tokens. */
 static void
 quantize_pack_task(void *arg, int ith, int nth)
 {
 	const P3MatmulArgs *a = arg;
 	P3Type		vdt = p3_type_traits(a->w->type)->vec_dot_type;
-	P3QuantizeFn quantize = a->kernels->quantize[vdt];
-	size_t		row = act_row_bytes(a);
 	int32_t		groups = (a->n_tok + P3_GEMM_LANES - 1) / P3_GEMM_LANES;
 	int64_t		g0,
 				g1;
 
 	p3_split_range(groups, ith, nth, &g0, &g1);
-	for (int64_t t = g0 * P3_GEMM_LANES; t < g1 * P3_GEMM_LANES && t < a->n_tok; t++)
-		quantize(a->x + t * a->ldx, (uint8_t *) a->act_buf + (size_t) t * row, a->w->n_in);
-	if (g1 > g0)
-		a->kernels->gemm_pack[vdt](a->act_buf, row, a->n_tok, a->w->n_in, (int32_t) g0, (int32_t) g1,
-								   gemm_panels(a));
+	if (g1 <= g0)
+		return;
+	quantize_tokens(a, g0 * P3_GEMM_LANES, g1 * P3_GEMM_LANES < a->n_tok ? g1 * P3_GEMM_LANES : a->n_tok);
+	a->kernels->gemm_pack[vdt](a->act_buf, act_row_bytes(a), a->n_tok, a->w->n_in, (int32_t) g0, (int32_t) g1,
+							   gemm_panels(a));
 }
 
 /* Worker: this worker's output rows through the GEMM. */
@@ -255,15 +264,11 @@ static void
 quantize_task(void *arg, int ith, int nth)
 {
 	const P3MatmulArgs *a = arg;
-	P3Type		vdt = p3_type_traits(a->w->type)->vec_dot_type;
-	P3QuantizeFn quantize = a->kernels->quantize[vdt];
-	size_t		row = act_row_bytes(a);
 	int64_t		t0,
 				t1;
 
 	p3_split_range(a->n_tok, ith, nth, &t0, &t1);
-	for (int64_t t = t0; t < t1; t++)
-		quantize(a->x + t * a->ldx, (uint8_t *) a->act_buf + (size_t) t * row, a->w->n_in);
+	quantize_tokens(a, t0, t1);
 }
 
 /*
