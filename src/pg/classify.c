@@ -53,6 +53,7 @@ typedef struct Labels
 	Datum	   *original;		/* the caller's text datums, returned as they are */
 } Labels;
 
+static Labels ArgLabels(FunctionCallInfo fcinfo);
 static Labels ReadLabels(ArrayType *arr);
 static void ClassifyRequest(Phi3GenRequest *req, text *doc, const Labels *labels, text *instruction_arg);
 static P3Tokens *LabelTokens(const P3Tokenizer *tok, const char *json);
@@ -76,11 +77,7 @@ phi3_classify(PG_FUNCTION_ARGS)
 	int			chosen = -1;
 
 	Phi3StatsSetFunction(PHI3_STAT_CLASSIFY);
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("labels must not be null")));
-	labels = ReadLabels(PG_GETARG_ARRAYTYPE_P(1));
+	labels = ArgLabels(fcinfo);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	if (labels.n == 1)
@@ -128,11 +125,7 @@ phi3_classify_scores(PG_FUNCTION_ARGS)
 	const P3Tokenizer *tok;
 
 	Phi3StatsSetFunction(PHI3_STAT_CLASSIFY);
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("labels must not be null")));
-	labels = ReadLabels(PG_GETARG_ARRAYTYPE_P(1));
+	labels = ArgLabels(fcinfo);
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
 		return (Datum) 0;
@@ -299,6 +292,17 @@ ScoreLabels(const Labels *labels, const Phi3GenRequest *req, P3Tokens **conts, d
  * The labels array, checked: not empty, no NULL, no empty string, no
  * duplicate.
  */
+/* The labels argument (the second) of phi3_classify and phi3_classify_scores: never null. */
+static Labels
+ArgLabels(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("labels must not be null")));
+	return ReadLabels(PG_GETARG_ARRAYTYPE_P(1));
+}
+
 static Labels
 ReadLabels(ArrayType *arr)
 {
