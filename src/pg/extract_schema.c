@@ -85,6 +85,7 @@ struct Phi3ExtractSpec
 };
 
 static bool LooksLikeJsonSchema(JsonbContainer *c);
+static void CheckDepth(StringInfo path, int depth);
 static void ShortObject(JsonbContainer *c, StringInfo out, StringInfo path, int depth);
 static void ShortValue(JsonbValue *v, StringInfo out, StringInfo path, int depth);
 static void ShortEnum(JsonbContainer *c, StringInfo out, StringInfo path);
@@ -260,6 +261,19 @@ LooksLikeJsonSchema(JsonbContainer *c)
 	return false;
 }
 
+/* The stack and the nesting limit, before a level of the short form or of a type's shape. */
+static void
+CheckDepth(StringInfo path, int depth)
+{
+	check_stack_depth();
+	if (depth >= SHORT_MAX_DEPTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("schema nests too deeply"),
+				 errdetail("Field %s is nested %d levels deep; the limit is %d.", path->data, depth,
+						   SHORT_MAX_DEPTH)));
+}
+
 /* A short-form object: every field required, no other key. */
 static void
 ShortObject(JsonbContainer *c, StringInfo out, StringInfo path, int depth)
@@ -271,13 +285,7 @@ ShortObject(JsonbContainer *c, StringInfo out, StringInfo path, int depth)
 	int			path_len = path->len;
 	int			n = 0;
 
-	check_stack_depth();
-	if (depth >= SHORT_MAX_DEPTH)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("schema nests too deeply"),
-				 errdetail("Field %s is nested %d levels deep; the limit is %d.", path->data, depth,
-						   SHORT_MAX_DEPTH)));
+	CheckDepth(path, depth);
 	initStringInfo(&required);
 	appendStringInfoString(out, "{\"type\":\"object\",\"properties\":{");
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -448,13 +456,7 @@ TypeSchema(Oid typid, int32 typmod, bool typed, StringInfo out, StringInfo path,
 	Oid			base = getBaseTypeAndTypmod(typid, &typmod);
 	Oid			elem = get_element_type(base);
 
-	check_stack_depth();
-	if (depth >= SHORT_MAX_DEPTH)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("schema nests too deeply"),
-				 errdetail("Field %s is nested %d levels deep; the limit is %d.", path->data, depth,
-						   SHORT_MAX_DEPTH)));
+	CheckDepth(path, depth);
 	if (OidIsValid(elem))
 	{
 		appendStringInfoString(out, "{\"type\":\"array\",\"items\":");
