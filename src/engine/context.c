@@ -763,6 +763,138 @@ should_abort(P3Context *ctx)
 	return ctx->abort_fn != NULL && ctx->abort_fn(ctx->abort_user);
 }
 
+/*
+ * The element-wise work between the products, split over the pool by
+ * tokens (the SwiGLU by element ranges, so a single token is split too).
+ * Every element is computed by one worker with the same operations as on
+ * one thread, so the results do not depend on the thread count.
+ */
+typedef enum RowsOp
+{
+	ROWS_ATTN_NORM,				/* xn = rmsnorm(x) · attn_norm */
+	ROWS_ROPE_STORE,			/* RoPE of q and k, k and v into the KV cache */
+	ROWS_ADD_FFN_NORM,			/* x += proj; xn = rmsnorm(x) · ffn_norm */
+	ROWS_SWIGLU,				/* act = silu(gate) · up */
+	ROWS_ADD					/* x += proj */
+} RowsOp;
+
+typedef struct RowsJob
+{
+	P3Context  *ctx;
+	const P3Layer *L;
+	int32_t		layer;
+	int32_t		n;				/* tokens in the chunk */
+	RowsOp		op;
+} RowsJob;
+
+/* RoPE of token i's q and k heads, then its k and v rows into its sequence's cache at layer l */
+static void
+rope_store(P3Context *ctx, int32_t l, int32_t i)
+{
+	const P3HParams *hp = &ctx->model->hp;
+	int32_t		hd = hp->head_dim;
+	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
+	float	   *q = ctx->qkv + (size_t) i * ctx->n_qkv;
+	float	   *kk = q + hp->n_embd;
+	float	   *vv = kk + hp->n_embd_kv;
+	const float *cs = ctx->rope_cs + (size_t) i * hp->n_rot;
+	P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
+	uint8_t    *kdst = (uint8_t *) s->k[l] + (size_t) ctx->chunk_pos[i] * kv_row;
+	uint8_t    *vdst = (uint8_t *) s->v[l] + (size_t) ctx->chunk_pos[i] * kv_row;
+
+	for (int32_t h = 0; h < hp->n_head; h++)
+		p3_rope_neox(q + (size_t) h * hd, hp->n_rot, cs);
+	for (int32_t h = 0; h < hp->n_head_kv; h++)
+		p3_rope_neox(kk + (size_t) h * hd, hp->n_rot, cs);
+	if (ctx->kv_elem == 2)
+	{
+		ctx->kernels->quantize[P3_TYPE_F16](kk, kdst, hp->n_embd_kv);
+		ctx->kernels->quantize[P3_TYPE_F16](vv, vdst, hp->n_embd_kv);
+	}
+	else
+	{
+		memcpy(kdst, kk, kv_row);
+		memcpy(vdst, vv, kv_row);
+	}
+}
+
+/* act[e] = silu(gate) · up for the flat elements [e0, e1) of the chunk's (n, n_ff) */
+static void
+swiglu_range(P3Context *ctx, int64_t e0, int64_t e1)
+{
+	int64_t		n_ff = ctx->model->hp.n_ff;
+
+	for (int64_t e = e0; e < e1;)
+	{
+		int64_t		i = e / n_ff;
+		int64_t		j0 = e - i * n_ff;
+		int64_t		j1 = e1 - i * n_ff < n_ff ? e1 - i * n_ff : n_ff;
+		const float *gate = ctx->gate_up + (size_t) i * 2 * n_ff;
+		const float *up = gate + n_ff;
+		float	   *act = ctx->act + (size_t) i * n_ff;
+
+		for (int64_t j = j0; j < j1; j++)
+			act[j] = p3_silu(gate[j]) * up[j];
+		e = i * n_ff + j1;
+	}
+}
+
+/* Worker: its share of the job's tokens (or elements) */
+static void
+rows_task(void *arg, int ith, int nth)
+{
+	const RowsJob *job = arg;
+	P3Context  *ctx = job->ctx;
+	const P3HParams *hp = &ctx->model->hp;
+	int32_t		E = hp->n_embd;
+	int64_t		t0,
+				t1;
+
+	if (job->op == ROWS_SWIGLU)
+	{
+		p3_split_range((int64_t) job->n * hp->n_ff, ith, nth, &t0, &t1);
+		swiglu_range(ctx, t0, t1);
+		return;
+	}
+	p3_split_range(job->n, ith, nth, &t0, &t1);
+	for (int64_t i = t0; i < t1; i++)
+	{
+		float	   *x = ctx->x + (size_t) i * E;
+		float	   *xn = ctx->xn + (size_t) i * E;
+		const float *proj = ctx->proj + (size_t) i * E;
+
+		switch (job->op)
+		{
+			case ROWS_ATTN_NORM:
+				p3_rmsnorm(xn, x, job->L->attn_norm, E, hp->rms_eps);
+				break;
+			case ROWS_ROPE_STORE:
+				rope_store(ctx, job->layer, (int32_t) i);
+				break;
+			case ROWS_ADD_FFN_NORM:
+				for (int32_t e = 0; e < E; e++)
+					x[e] += proj[e];
+				p3_rmsnorm(xn, x, job->L->ffn_norm, E, hp->rms_eps);
+				break;
+			case ROWS_ADD:
+				for (int32_t e = 0; e < E; e++)
+					x[e] += proj[e];
+				break;
+			case ROWS_SWIGLU:
+				break;
+		}
+	}
+}
+
+/* op over the chunk's n tokens of layer l, on the pool */
+static void
+rows(P3Context *ctx, int32_t l, int32_t n, RowsOp op)
+{
+	RowsJob		job = {ctx, &ctx->model->layers[l], l, n, op};
+
+	p3_threadpool_run(ctx->pool, rows_task, &job);
+}
+
 /* One layer over the chunk's n tokens (positions and sequences in chunk_pos/chunk_seq). */
 static void
 forward_layer(P3Context *ctx, int32_t l, int32_t n)
@@ -771,13 +903,10 @@ forward_layer(P3Context *ctx, int32_t l, int32_t n)
 	const P3HParams *hp = &model->hp;
 	const P3Layer *L = &model->layers[l];
 	int32_t		E = hp->n_embd;
-	int32_t		hd = hp->head_dim;
-	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	AttentionJob job;
 
 	/* attention block */
-	for (int32_t i = 0; i < n; i++)
-		p3_rmsnorm(ctx->xn + (size_t) i * E, ctx->x + (size_t) i * E, L->attn_norm, E, hp->rms_eps);
+	rows(ctx, l, n, ROWS_ATTN_NORM);
 	if (L->fused_qkv)
 		matmul(ctx, &L->attn_qkv, ctx->xn, E, n, ctx->qkv, ctx->n_qkv);
 	else
@@ -786,55 +915,19 @@ forward_layer(P3Context *ctx, int32_t l, int32_t n)
 		matmul(ctx, &L->attn_k, ctx->xn, E, n, ctx->qkv + E, ctx->n_qkv);
 		matmul(ctx, &L->attn_v, ctx->xn, E, n, ctx->qkv + E + hp->n_embd_kv, ctx->n_qkv);
 	}
-	for (int32_t i = 0; i < n; i++)
-	{
-		float	   *q = ctx->qkv + (size_t) i * ctx->n_qkv;
-		float	   *kk = q + E;
-		float	   *vv = kk + hp->n_embd_kv;
-		const float *cs = ctx->rope_cs + (size_t) i * hp->n_rot;
-		P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
-		uint8_t    *kdst = (uint8_t *) s->k[l] + (size_t) ctx->chunk_pos[i] * kv_row;
-		uint8_t    *vdst = (uint8_t *) s->v[l] + (size_t) ctx->chunk_pos[i] * kv_row;
-
-		for (int32_t h = 0; h < hp->n_head; h++)
-			p3_rope_neox(q + (size_t) h * hd, hp->n_rot, cs);
-		for (int32_t h = 0; h < hp->n_head_kv; h++)
-			p3_rope_neox(kk + (size_t) h * hd, hp->n_rot, cs);
-		if (ctx->kv_elem == 2)
-		{
-			ctx->kernels->quantize[P3_TYPE_F16](kk, kdst, hp->n_embd_kv);
-			ctx->kernels->quantize[P3_TYPE_F16](vv, vdst, hp->n_embd_kv);
-		}
-		else
-		{
-			memcpy(kdst, kk, kv_row);
-			memcpy(vdst, vv, kv_row);
-		}
-	}
+	rows(ctx, l, n, ROWS_ROPE_STORE);
 	job.ctx = ctx;
 	job.layer = l;
 	job.n = n;
 	p3_threadpool_run(ctx->pool, attention_task, &job);
 	matmul(ctx, &L->attn_output, ctx->attn, E, n, ctx->proj, E);
-	for (size_t i = 0; i < (size_t) n * E; i++)
-		ctx->x[i] += ctx->proj[i];
 
 	/* feed-forward block */
-	for (int32_t i = 0; i < n; i++)
-		p3_rmsnorm(ctx->xn + (size_t) i * E, ctx->x + (size_t) i * E, L->ffn_norm, E, hp->rms_eps);
+	rows(ctx, l, n, ROWS_ADD_FFN_NORM);
 	matmul(ctx, &L->ffn_up, ctx->xn, E, n, ctx->gate_up, 2 * (int64_t) hp->n_ff);
-	for (int32_t i = 0; i < n; i++)
-	{
-		const float *gate = ctx->gate_up + (size_t) i * 2 * hp->n_ff;
-		const float *up = gate + hp->n_ff;
-		float	   *act = ctx->act + (size_t) i * hp->n_ff;
-
-		for (int32_t j = 0; j < hp->n_ff; j++)
-			act[j] = p3_silu(gate[j]) * up[j];
-	}
+	rows(ctx, l, n, ROWS_SWIGLU);
 	matmul(ctx, &L->ffn_down, ctx->act, hp->n_ff, n, ctx->proj, E);
-	for (size_t i = 0; i < (size_t) n * E; i++)
-		ctx->x[i] += ctx->proj[i];
+	rows(ctx, l, n, ROWS_ADD);
 }
 
 /*
