@@ -9,7 +9,7 @@
  * phi3_summarize builds them, decoded on the engine's step-wise decoder:
  *   row          one row at a time, no prefix reuse (a fresh prompt each)
  *   row+reuse    one row at a time, the shared prefix reused from the cache
- *   batch B      continuous batching over B slots (B = 2, 4, 8, 16): a
+ *   batch B      continuous batching over B slots (B = 2, 4, 8, 16, 32): a
  *                finished row frees its slot for the next at once, prompts
  *                are evaluated in chunks between decode steps, the shared
  *                prefix is computed once and copied between slots
@@ -184,7 +184,7 @@ main(int argc, char **argv)
 	const char *modes = getenv("PHI3_BENCH_BATCH_MODES");
 	const char *rr = getenv("PHI3_BENCH_ROW_ROWS");
 	int			row_rows = rr != NULL && atoi(rr) > 0 ? atoi(rr) : n;
-	static const int batches[] = {2, 4, 8, 16};
+	static const int batches[] = {2, 4, 8, 16, 32};
 	P3Model    *m = NULL;
 	P3Error		err = {0};
 	P3Tokens   *prompts;

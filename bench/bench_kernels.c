@@ -21,7 +21,7 @@
  * Build (from the repository root):
  *   gcc <engine flags> -Isrc/engine -o /tmp/bench_kernels bench/bench_kernels.c \
  *       src/engine/[a-z]*.c -lm -lpthread     (every engine source file)
- * Run: bench_kernels [--quick] [--mem-mib N] [--reps N] [--only rows|layers|steps]
+ * Run: bench_kernels [--quick] [--mem-mib N] [--reps N] [--only rows|layers|steps|peak]
  * PHI3_KERNELS does not matter here: every set the CPU runs is measured.
  */
 #include <stdio.h>
@@ -501,6 +501,60 @@ vnni_peak(P3ThreadPool *pool, int nth)
 #endif
 }
 
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+static void
+fma_loop_task(void *arg, int ith, int nth)
+{
+	const long	iters = *(const long *) arg;
+	__m512		acc[12];
+	__m512		a = _mm512_set1_ps(1.0f),
+				b = _mm512_set1_ps(1e-7f);
+
+	(void) ith;
+	(void) nth;
+#pragma GCC unroll 12
+	for (int k = 0; k < 12; k++)
+		acc[k] = _mm512_set1_ps((float) k);
+	for (long i = 0; i < iters; i++)
+	{
+#pragma GCC unroll 12
+		for (int k = 0; k < 12; k++)
+			acc[k] = _mm512_fmadd_ps(acc[k], a, b);
+		__asm__ volatile("" : "+v"(a), "+v"(b));
+	}
+#pragma GCC unroll 12
+	for (int k = 1; k < 12; k++)
+		acc[0] = _mm512_add_ps(acc[0], acc[k]);
+	sink += _mm512_reduce_add_ps(acc[0]);
+}
+#endif
+
+/* f32 multiply-adds per second of vfmadd on 512 bits with nth threads (0 without AVX-512) */
+static double
+fma_peak(P3ThreadPool *pool, int nth)
+{
+#if defined(__x86_64__)
+	long		iters = quick ? 2000000 : 10000000;
+	double		t[16];
+
+	if (!__builtin_cpu_supports("avx512f"))
+		return 0.0;
+	for (int r = 0; r < reps; r++)
+	{
+		double		t0 = now_sec();
+
+		p3_threadpool_run(pool, fma_loop_task, &iters);
+		t[r] = now_sec() - t0;
+	}
+	return (double) iters * 12.0 * 16.0 * nth / median(t, reps);
+#else
+	(void) pool;
+	(void) nth;
+	return 0.0;
+#endif
+}
+
 /* A copy of the set k without its GEMM: the 4-token kernels for every chunk. */
 static P3KernelSet
 without_gemm(const P3KernelSet *k)
@@ -693,7 +747,7 @@ main(int argc, char **argv)
 			only = argv[++i];
 		else
 		{
-			fprintf(stderr, "usage: bench_kernels [--quick] [--mem-mib N] [--reps N] [--only rows|layers|steps]\n");
+			fprintf(stderr, "usage: bench_kernels [--quick] [--mem-mib N] [--reps N] [--only rows|layers|steps|peak]\n");
 			return 2;
 		}
 	}
@@ -712,6 +766,23 @@ main(int argc, char **argv)
 		printf(" %s", sets[s]->name);
 	printf("; best: %s; %d CPUs; median of %d runs\n", p3_kernels_best()->name, p3_cpu_count(), reps);
 
+	if (only != NULL && strcmp(only, "peak") == 0)
+	{
+		/* the int8 peak alone, for bench/table.sh */
+		P3ThreadPool *pools[2] = {NULL, NULL};
+
+		if (p3_threadpool_new(2, &pools[1], &err) != P3_OK)
+		{
+			fprintf(stderr, "bench_kernels: %s\n", err.message);
+			return 1;
+		}
+		printf("int8 multiply-add peak (vpdpbusd, 512 bits, 12 chains): 1 thread %.1f G/s, 2 threads %.1f G/s\n",
+			   vnni_peak(pools[0], 1) * 1e-9, vnni_peak(pools[1], 2) * 1e-9);
+		printf("f32 multiply-add peak (vfmadd, 512 bits, 12 chains): 1 thread %.1f G/s, 2 threads %.1f G/s\n",
+			   fma_peak(pools[0], 1) * 1e-9, fma_peak(pools[1], 2) * 1e-9);
+		p3_threadpool_free(pools[1]);
+		return 0;
+	}
 	buf = xmalloc(mem_mib << 20);
 	memset(buf, 1, mem_mib << 20);
 	if (p3_threadpool_new(2, &pool2, &err) != P3_OK)

@@ -8,9 +8,14 @@
  *
  *     bench_stream FILE [passes]
  *
- * Prints two lines:
+ * Prints four lines:
  *     first pass: X s (page tables and page cache)
  *     file read bandwidth: 1 thread A GB/s, 2 threads B GB/s
+ *     weights read per token: N bytes (...)
+ *     multiply-adds per prompt token: M (...)
+ * the last from the model the engine opens: every matrix of every layer and
+ * the output matrix once, one row of token_embd (the decode limit is N
+ * bytes over the bandwidth).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -22,6 +27,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "phi3/model.h"
 
 typedef struct Slice
 {
@@ -97,6 +104,55 @@ pass(const uint8_t *base, size_t size, int nth)
 	return now_s() - t0;
 }
 
+/* bytes of w, 0 when absent */
+static double
+weight_bytes(const P3Weight *w)
+{
+	return w->data != NULL ? (double) w->row_bytes * (double) w->n_out : 0.0;
+}
+
+/* multiply-adds of a product by w, 0 when absent */
+static double
+weight_macs(const P3Weight *w)
+{
+	return w->data != NULL ? (double) w->n_in * (double) w->n_out : 0.0;
+}
+
+/*
+ * Bytes of weights a decode step reads (the matrices once, one embedding
+ * row) and multiply-adds of a prompt token (the layers' products; the
+ * output layer only runs for the last); -1 if the model does not open.
+ */
+static double
+token_weight_bytes(const char *path, double *macs)
+{
+	P3Model    *m = NULL;
+	P3Error		err = {0};
+	double		sum = 0.0;
+
+	*macs = 0.0;
+
+	if (p3_model_open(path, &m, &err) != P3_OK)
+	{
+		fprintf(stderr, "bench_stream: %s: %s\n", path, err.message);
+		return -1.0;
+	}
+	for (int32_t l = 0; l < m->hp.n_layer; l++)
+	{
+		const P3Layer *L = &m->layers[l];
+
+		sum += weight_bytes(&L->attn_qkv) + weight_bytes(&L->attn_q) + weight_bytes(&L->attn_k) +
+			weight_bytes(&L->attn_v) + weight_bytes(&L->attn_output) + weight_bytes(&L->ffn_up) +
+			weight_bytes(&L->ffn_down);
+		*macs += weight_macs(&L->attn_qkv) + weight_macs(&L->attn_q) + weight_macs(&L->attn_k) +
+			weight_macs(&L->attn_v) + weight_macs(&L->attn_output) + weight_macs(&L->ffn_up) +
+			weight_macs(&L->ffn_down);
+	}
+	sum += weight_bytes(&m->output) + (double) m->token_embd.row_bytes;
+	p3_model_free(m);
+	return sum;
+}
+
 static int
 cmp_double(const void *a, const void *b)
 {
@@ -145,6 +201,13 @@ main(int argc, char **argv)
 	}
 	printf("first pass: %.3f s (page tables and page cache)\n", first);
 	printf("file read bandwidth: 1 thread %.1f GB/s, 2 threads %.1f GB/s\n", gbs[0], gbs[1]);
+	{
+		double		macs;
+		double		bytes = token_weight_bytes(argv[1], &macs);
+
+		printf("weights read per token: %.0f bytes (each matrix once, one token_embd row)\n", bytes);
+		printf("multiply-adds per prompt token: %.0f (the layers' products)\n", macs);
+	}
 	munmap((void *) base, (size_t) st.st_size);
 	close(fd);
 	return 0;

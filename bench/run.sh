@@ -15,10 +15,14 @@
 #      against the file size.
 #
 #   3. batch enrichment (bench/bench_batch): rows/s of 48-token summaries
-#      of generated reports, one row at a time and batched over 2-16 slots.
+#      of generated reports, one row at a time and batched over 2-32 slots.
 #   4. structured extraction (bench/bench_extract): invoices decoded under a
 #      JSON schema against free generation (decode tok/s, forward passes per
 #      output token), schema compile time, mask cost (mean, p99).
+#   5. the table per file type (bench/table.sh): prefill at 128 and 512
+#      tokens against the multiply-add peak, decode against the bandwidth
+#      limit, first-call latency of a new connection with and without
+#      preload, private memory per backend (PHI3_BENCH_TYPES).
 #
 # Environment: PHI3_BENCH_DIR (default /tmp/phi3-bench), PHI3_BENCH_RUNS
 # (default 5), PHI3_BENCH_BATCH_ROWS (default 200; PHI3_BENCH_ROW_ROWS and
@@ -99,3 +103,6 @@ build/bench/bench_batch "$MODEL" "$ROWS" 2 | tee "$DIR/batch.txt"
 DOCS=${PHI3_BENCH_EXTRACT_DOCS:-8}
 echo "== structured extraction: $DOCS invoices under a JSON schema, against free generation (bench/bench_extract)"
 build/bench/bench_extract "$MODEL" "$DOCS" 2 | tee "$DIR/extract.txt"
+
+echo "== the table per file type (bench/table.sh)"
+sh bench/table.sh

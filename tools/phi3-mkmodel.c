@@ -117,6 +117,7 @@ typedef struct Options
 	const char *vocab;
 	const char *name;
 	const TypeChoice *type;
+	const TypeChoice *output_type;	/* --output-type, NULL: as --type decides */
 	int64_t		embd;
 	int64_t		layers;
 	int64_t		heads;
@@ -196,6 +197,8 @@ usage(FILE *f)
 			"  --longrope       128k-style LongRoPE (context 131072, rope factor tensors)\n"
 			"  --orig-ctx N     rope.scaling.original_context_length (default 4096 with --longrope)\n"
 			"  --split-qkv      separate attn_q/attn_k/attn_v instead of attn_qkv\n"
+			"  --output-type T  type of output.weight (or of the tied token_embd), for example q6_k for\n"
+			"                   a Q4_0 file as llama-quantize writes it (default: as --type decides)\n"
 			"  --tied           omit output.weight\n"
 			"  --real-dims      Phi-3-mini dimensions (3072, 32 layers, 32 heads, ff 8192)\n"
 			"  --name S         general.name (default \"" DEFAULT_NAME "\")\n"
@@ -448,6 +451,8 @@ matrix_type(const Options *o, MatrixRole role, int64_t layer)
 {
 	const TypeChoice *tc = o->type;
 
+	if (o->output_type != NULL && (role == ROLE_OUTPUT || (role == ROLE_TOKEN_EMBD && o->tied)))
+		return o->output_type->type;
 	if (tc->mix == MIX_NONE)
 		return tc->type;
 	switch (role)
@@ -591,11 +596,23 @@ default_vocab(void)
 	return path;
 }
 
+/* The --type / --output-type choice named s (dies on an unknown name). */
+static const TypeChoice *
+find_type_choice(const char *opt, const char *s)
+{
+	for (int i = 0; i < N_TYPE_CHOICES; i++)
+		if (strcasecmp(s, type_choices[i].name) == 0)
+			return &type_choices[i];
+	die("unknown %s \"%s\" (expected f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k "
+		"q4_k q5_k q6_k iq4_nl iq4_xs q4_k_m q5_k_m)", opt, s);
+	return NULL;
+}
+
 enum
 {
 	OPT_VOCAB = 256, OPT_EMBD, OPT_LAYERS, OPT_HEADS, OPT_KV_HEADS, OPT_FF, OPT_CTX,
 	OPT_ROT, OPT_TYPE, OPT_SEED, OPT_LONGROPE, OPT_ORIG_CTX, OPT_SPLIT_QKV, OPT_TIED,
-	OPT_REAL_DIMS, OPT_NAME, OPT_SCALE, OPT_THREADS, OPT_SWA, OPT_NO_SWA
+	OPT_REAL_DIMS, OPT_NAME, OPT_SCALE, OPT_THREADS, OPT_SWA, OPT_NO_SWA, OPT_OUTPUT_TYPE
 };
 
 static void
@@ -612,6 +629,7 @@ parse_options(int argc, char **argv, Options *o)
 		{"ctx", required_argument, NULL, OPT_CTX},
 		{"rot", required_argument, NULL, OPT_ROT},
 		{"type", required_argument, NULL, OPT_TYPE},
+		{"output-type", required_argument, NULL, OPT_OUTPUT_TYPE},
 		{"seed", required_argument, NULL, OPT_SEED},
 		{"longrope", no_argument, NULL, OPT_LONGROPE},
 		{"orig-ctx", required_argument, NULL, OPT_ORIG_CTX},
@@ -683,13 +701,12 @@ parse_options(int argc, char **argv, Options *o)
 				o->orig_ctx = parse_int("--orig-ctx", optarg, 2, UINT32_MAX);
 				break;
 			case OPT_TYPE:
-				o->type = NULL;
-				for (int i = 0; i < N_TYPE_CHOICES; i++)
-					if (strcasecmp(optarg, type_choices[i].name) == 0)
-						o->type = &type_choices[i];
-				if (o->type == NULL)
-					die("unknown --type \"%s\" (expected f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k "
-						"q4_k q5_k q6_k iq4_nl iq4_xs q4_k_m q5_k_m)", optarg);
+				o->type = find_type_choice("--type", optarg);
+				break;
+			case OPT_OUTPUT_TYPE:
+				o->output_type = find_type_choice("--output-type", optarg);
+				if (o->output_type->mix != MIX_NONE)
+					die("--output-type takes one type, not the mix \"%s\"", optarg);
 				break;
 			case OPT_SEED:
 				{
