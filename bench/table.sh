@@ -22,6 +22,8 @@
 #              connections)
 #   private    Anonymous memory (smaps_rollup) of a backend after a call: one
 #              backend alone, and the mean of 4 backends at once
+#   long       for PHI3_BENCH_LONG_TYPES (default q4_k_m): prefill of 2048
+#              tokens against the 128-token rate (one run)
 # Medians of PHI3_BENCH_RUNS runs (default 3).  (PHI3_BENCH_MKMODEL_DIMS
 # replaces --real-dims, to try the script on small models: "--embd 256 --ff 512".)  The CPU model, the peaks and
 # the bandwidths are printed with the table: only ratios of one run mean
@@ -40,11 +42,11 @@ chmod a+rx "$DIR"
 median() { sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "nan") printf "%.0f%%", 100 * a / b; else print "?" }'; }
 
-# ---- the prompts: 128 and 512 tokens of generated English reports ----
+# ---- the prompts: 128, 512 and 2048 tokens of generated English reports ----
 text="$DIR/table-prompt.txt"
 : > "$text"
 i=1
-while [ $i -le 30 ]; do
+while [ $i -le 40 ]; do
 	echo "Report $i. Revenue in region $i grew by $((i % 7 + 3)) percent in the quarter, mostly from renewals of support contracts and new licences; costs rose by $((i % 5 + 1)) percent after a delayed shipment from warehouse $((i % 4 + 1)). The team asks for a review of prices before the meeting on day $((i % 28 + 1))." >> "$text"
 	i=$((i + 1))
 done
@@ -116,6 +118,7 @@ build/bench/bench_kernels --only peak | tee "$DIR/table-peak.txt"
 IPEAK=$(sed -n 's/^int8 .*2 threads \([0-9.]*\) G\/s.*/\1/p' "$DIR/table-peak.txt")
 FPEAK=$(sed -n 's/^f32 .*2 threads \([0-9.]*\) G\/s.*/\1/p' "$DIR/table-peak.txt")
 : > "$DIR/table.txt"
+: > "$DIR/table-long.txt"
 for T in $TYPES; do
 	M="$DIR/real-$T.gguf"
 	if [ ! -s "$M" ]; then
@@ -158,6 +161,19 @@ for T in $TYPES; do
 		"$p128" "$pp128" "$p512" "$pp512" "$gen" "$lim" "$(pct "$gen" "$lim")" "$BW" "$cold0" "$cold1" \
 		"$priv1" "$priv4" >> "$DIR/table.txt"
 done
+# long documents: prefill of 2048 tokens against the 128-token rate (PHI3_BENCH_LONG_TYPES)
+for T in ${PHI3_BENCH_LONG_TYPES:-q4_k_m}; do
+	M="$DIR/real-$T.gguf"
+	[ -s "$M" ] || continue
+	IDS=$(bin/phi3-run -m "$M" --tokenize -f "$text")
+	I2048=$(echo "$IDS" | tr ' ' '\n' | grep . | head -n 2048 | tr '\n' ' ')
+	n=$(echo "$I2048" | wc -w)
+	p2048=$(bin/phi3-run -m "$M" --tokens "$I2048" -n 1 -t 2 --verbose 2>&1 >/dev/null | tail -n 1 |
+		sed -n 's/.*prompt_tps=\([0-9.]*\).*/\1/p')
+	p128=$(sed -n 's/.*prompt_tps=\([0-9.]*\) .* | .*/\1/p' "$DIR/table-runs-$T.txt" | median)
+	echo "long document, $T: prefill of $n tokens $p2048 tok/s = $(pct "$p2048" "$p128") of the 128-token rate ($p128 tok/s)" >> "$DIR/table-long.txt"
+done
+
 echo
 echo "type    | prefill 128 tok  | prefill 512 tok  | decode tok/s     | read bw   | +ms 1st call  | private MiB"
 echo "        |  tok/s  %peak    |  tok/s  %peak    | got  limit  %    | 2 thr     | no-pre  pre   | 1 bk  4 bk"
@@ -166,4 +182,5 @@ echo "(%peak: prompt multiply-adds per second over the same-run peak, int8 vpdpb
 echo " $FPEAK G/s for f16; decode limit: read bandwidth of the file's mapping over the weight bytes read per"
 echo " token; +ms 1st call: first phi3_generate(max_tokens => 1) of a new connection minus the second, without"
 echo " and with shared_preload_libraries; private MiB: Anonymous of smaps_rollup of a backend after a call)"
+cat "$DIR/table-long.txt"
 [ $have_pg = 1 ] || echo "(phi3 is not installed in $($PG_CONFIG --bindir)/..: run make install for the PostgreSQL columns)"
