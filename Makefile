@@ -205,7 +205,19 @@ build/bench/%: bench/%.c $(ENGINE_OBJS)
 	@mkdir -p build/bench
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
 
-bench: engine-build build/bench/bench_kernels build/bench/bench_stream build/bench/bench_batch build/bench/bench_extract
+# bench_f32gemm times OpenBLAS's sgemm beside the engine where Debian's
+# single-threaded OpenBLAS headers are installed (libopenblas-serial-dev);
+# only the benchmark links it, never the extension
+OPENBLAS_SERIAL = /usr/lib/x86_64-linux-gnu/openblas-serial
+build/bench/bench_f32gemm: bench/bench_f32gemm.c $(ENGINE_OBJS)
+	@mkdir -p build/bench
+	if [ -f /usr/include/x86_64-linux-gnu/openblas-serial/cblas.h ]; then \
+		$(ENGINE_CC) $(ENGINE_CFLAGS) -DHAVE_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-serial -o $@ $< \
+			$(ENGINE_OBJS) $(ENGINE_LIBS) -L$(OPENBLAS_SERIAL) -Wl,-rpath,$(OPENBLAS_SERIAL) -lopenblas; \
+	else $(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS); fi
+
+bench: engine-build build/bench/bench_kernels build/bench/bench_stream build/bench/bench_batch build/bench/bench_extract \
+	build/bench/bench_f32gemm
 	sh bench/run.sh
 
 # ---------------------------------------------------------------------------

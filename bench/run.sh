@@ -19,7 +19,9 @@
 #   4. structured extraction (bench/bench_extract): invoices decoded under a
 #      JSON schema against free generation (decode tok/s, forward passes per
 #      output token), schema compile time, mask cost (mean, p99).
-#   5. the table per file type (bench/table.sh): prefill at 128 and 512
+#   5. F16 prefill (bench/bench_f32gemm): the engine's f32 product against
+#      OpenBLAS sgemm on the same worker threads, at 128 and 512 tokens.
+#   6. the table per file type (bench/table.sh): prefill at 128 and 512
 #      tokens against the multiply-add peak, decode against the bandwidth
 #      limit, first-call latency of a new connection with and without
 #      preload, private memory per backend (PHI3_BENCH_TYPES).
@@ -103,6 +105,9 @@ build/bench/bench_batch "$MODEL" "$ROWS" 2 | tee "$DIR/batch.txt"
 DOCS=${PHI3_BENCH_EXTRACT_DOCS:-8}
 echo "== structured extraction: $DOCS invoices under a JSON schema, against free generation (bench/bench_extract)"
 build/bench/bench_extract "$MODEL" "$DOCS" 2 | tee "$DIR/extract.txt"
+
+echo "== F16 prefill: the engine's f32 product against OpenBLAS sgemm (bench/bench_f32gemm)"
+build/bench/bench_f32gemm 128 512 | tee "$DIR/f32gemm.txt"
 
 echo "== the table per file type (bench/table.sh)"
 sh bench/table.sh
