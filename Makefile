@@ -323,6 +323,12 @@ $(TEST_HOOKS_SO): $(TEST_HOOKS_OBJS) test/hooks/exports.map
 install-test-hooks: $(TEST_HOOKS_SO)
 	$(INSTALL_SHLIB) $(TEST_HOOKS_SO) '$(DESTDIR)$(pkglibdir)/'
 
+# make uninstall also removes the test hooks, if they were installed
+uninstall: uninstall-test-hooks
+.PHONY: uninstall-test-hooks
+uninstall-test-hooks:
+	rm -f '$(DESTDIR)$(pkglibdir)/phi3_test_hooks$(DLSUFFIX)'
+
 # ---------------------------------------------------------------------------
 # libFuzzer harnesses (test/fuzz; needs clang with libclang-rt; CI runs
 # `make fuzz-smoke`, a few seconds of each): `make fuzz` builds every test/fuzz/fuzz_*.c against an
