@@ -715,11 +715,17 @@ attention_task(void *arg, int ith, int nth)
 	int64_t		p0,
 				p1;
 
+	/*
+	 * Pairs head-major: a worker takes all the chunk's tokens of a head
+	 * before the next head, so a head's K and V rows (a prompt chunk's
+	 * tokens share them) stay in its cache instead of being read again
+	 * from memory for every token of a long prompt.
+	 */
 	p3_split_range((int64_t) job->n * hp->n_head, ith, nth, &p0, &p1);
 	for (int64_t pair = p0; pair < p1; pair++)
 	{
-		int32_t		i = (int32_t) (pair / hp->n_head);
-		int32_t		h = (int32_t) (pair % hp->n_head);
+		int32_t		i = (int32_t) (pair % job->n);
+		int32_t		h = (int32_t) (pair / job->n);
 		int32_t		g = h / group;
 		int32_t		pos = ctx->chunk_pos[i];
 		const P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
