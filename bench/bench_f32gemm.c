@@ -238,7 +238,9 @@ main(int argc, char **argv)
 			void	   *act = xmalloc(p3_matmul_act_bytes(P3_TYPE_F16, 8192, n) + 64);
 			double		te[3],
 						tb[3];
+#ifdef HAVE_OPENBLAS
 			float		maxd = 0.0f;
+#endif
 
 			float	   *xr = xmalloc((size_t) n * 8192 * sizeof(float));
 
