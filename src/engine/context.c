@@ -898,7 +898,11 @@ rows(P3Context *ctx, int32_t l, int32_t n, RowsOp op)
 {
 	RowsJob		job = {ctx, &ctx->model->layers[l], l, n, op};
 
-	p3_threadpool_run(ctx->pool, rows_task, &job);
+	/* a single token's per-token work (decode) is not worth waking the pool for */
+	if (n == 1 && op != ROWS_SWIGLU)
+		rows_task(&job, 0, 1);
+	else
+		p3_threadpool_run(ctx->pool, rows_task, &job);
 }
 
 /* One layer over the chunk's n tokens (positions and sequences in chunk_pos/chunk_seq). */
