@@ -194,7 +194,39 @@ typedef struct P3KernelSet
 	/* prefill GEMM (see above): pack by activation type (Q8_K, Q8_0), gemm by weight type */
 	P3GemmPackFn gemm_pack[P3_TYPE_COUNT];
 	P3GemmFn	gemm[P3_TYPE_COUNT];
+
+	/*
+	 * llama.cpp's arithmetic (P3_ACT_Q8, "ggml" below): ggml's CPU code of
+	 * the build this set stands for — the reference set its generic C, the
+	 * avx2 set its AVX2 build, the avx512 set its AVX-512 build — bit for
+	 * bit (test/engine/test_kernels.c pins each against a scalar copy of
+	 * ggml's code):
+	 *   ggml_dot_f16(q, k, n)  ggml_vec_dot_f16 of the f16 row k and q (f32
+	 *       values that are f16 numbers): 4 accumulators of VL lanes over
+	 *       chunks of 4 VL elements by FMA, summed acc0 + acc2, acc1 + acc3,
+	 *       then together, the lanes by ggml's tree, the leftover elements
+	 *       added in double (generic C: all of it in double);
+	 *   ggml_vp_f16(out, p, v, stride, npos, hd, slots)  out[d] = sum over
+	 *       positions j < npos of p[j] * v_j[d] (v_j the f16 row at
+	 *       v + j * stride) in the order of ggml_vec_dot_f16 over ggml's
+	 *       transposed V of n_kv >= npos positions (n_kv a multiple of 256,
+	 *       the rest zeros): position j in lane j % VL of accumulator
+	 *       (j / VL) % 4; slots holds P3_GGML_VP_SLOTS * hd floats;
+	 *   ggml_softmax(x, n)  ggml_soft_max_f32 without mask or scale: exp(x -
+	 *       max) by ggml_v_expf in groups of VL (each group summed by the
+	 *       lane tree into a double), then times (float) (1 / sum);
+	 *   ggml_swiglu(y, gate, up, n)  ggml_vec_swiglu_f32: gate / (1 +
+	 *       ggml_v_expf(-gate)) * up in groups of VL, the rest with libm's expf.
+	 */
+	float		(*ggml_dot_f16) (const float *q, const uint16_t *k, int64_t n);
+	void		(*ggml_vp_f16) (float *out, const float *p, const uint8_t *v, size_t stride,
+								int32_t npos, int32_t hd, float *slots);
+	void		(*ggml_softmax) (float *x, int64_t n);
+	void		(*ggml_swiglu) (float *y, const float *gate, const float *up, int64_t n);
 } P3KernelSet;
+
+/* scratch rows ggml_vp_f16 needs (4 accumulators of up to 16 lanes) */
+#define P3_GGML_VP_SLOTS 64
 
 /* The reference set (scalar, every CPU; the sets of phi3/kernels_dispatch.h start from it). */
 const P3KernelSet *p3_kernels_reference(void);
@@ -226,6 +258,23 @@ void		p3_rope_neox(float *x, int32_t n_rot, const float *cs);
  */
 void		p3_rope_table(float *cs, int32_t pos, int32_t n_rot, float base,
 						  const float *factors, float mscale);
+
+/*
+ * The same three operations as ggml computes them (used with P3_ACT_Q8,
+ * llama.cpp's arithmetic; the functions above keep the exact one):
+ *   p3_rmsnorm_ggml: the squares rounded to float before the double sum
+ *       (ggml_compute_forward_rms_norm_f32);
+ *   p3_rope_table_ggml: ggml_rope_cache_init — θ in float, starting at
+ *       (float) pos and multiplied by powf(base, -2 / n_rot) pair after
+ *       pair, cos / sin by libm's cosf / sinf, times mscale;
+ *   p3_rope_neox_ggml: the rotation with the fused multiply-adds GCC makes
+ *       of ggml's rotate_pairs in its x86 builds:
+ *       x0' = fma(x0, cos, -(x1 sin)), x1' = fma(x0, sin, x1 cos).
+ */
+void		p3_rmsnorm_ggml(float *out, const float *x, const float *w, int64_t n, float eps);
+void		p3_rope_table_ggml(float *cs, int32_t pos, int32_t n_rot, float base,
+							   const float *factors, float mscale);
+void		p3_rope_neox_ggml(float *x, int32_t n_rot, const float *cs);
 
 /* ---- matrix product ---- */
 

@@ -83,7 +83,7 @@ struct P3Context
 	float	   *gate_up;		/* (n_batch, 2 * n_ff) */
 	float	   *act;			/* (n_batch, n_ff) silu(gate) ⊙ up */
 	float	   *rope_cs;		/* (n_batch, n_rot) cos/sin pairs per token */
-	float	   *att_scratch;	/* (n_threads, n_ctx + 2 head_dim) scores, output, f16 q */
+	float	   *att_scratch;	/* (n_threads, n_ctx + (2 + P3_GGML_VP_SLOTS) head_dim) scores, output, f16 q, V·p slots */
 	size_t		att_scratch_floats;
 	float	   *mm_scratch;		/* (n_threads, mm_scratch_floats) decoded weight rows */
 	size_t		mm_scratch_floats;
@@ -231,7 +231,7 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 
 	max_n_in = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
 	ctx->mm_scratch_floats = p3_matmul_scratch_per_thread(max_n_in);
-	ctx->att_scratch_floats = (size_t) p.n_ctx + 2 * (size_t) hp->head_dim + 16;
+	ctx->att_scratch_floats = (size_t) p.n_ctx + (2 + P3_GGML_VP_SLOTS) * (size_t) hp->head_dim + 16;
 	ctx->act_q_bytes = max_act_bytes(model, B);
 
 	ctx->x = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
@@ -671,6 +671,22 @@ typedef struct AttentionJob
 	int32_t		n;				/* tokens in the chunk */
 } AttentionJob;
 
+/* llama.cpp's arithmetic (rope, norms, softmax, SiLU as ggml computes them) with Q8 activations */
+static inline bool
+ggml_numerics(const P3Context *ctx)
+{
+	return ctx->params.act == P3_ACT_Q8;
+}
+
+static void
+rmsnorm(const P3Context *ctx, float *out, const float *x, const float *w, int64_t n, float eps)
+{
+	if (ggml_numerics(ctx))
+		p3_rmsnorm_ggml(out, x, w, n, eps);
+	else
+		p3_rmsnorm(out, x, w, n, eps);
+}
+
 /* x[0 .. n) rounded to f16 (nearest even) in place, with the set's converters */
 static void
 round_f16_inplace(const P3KernelSet *k, float *x, int64_t n)
@@ -697,6 +713,12 @@ round_f16_inplace(const P3KernelSet *k, float *x, int64_t n)
  * graph scales q before the product), and the f16 V by the softmax
  * probabilities converted to f16.  The f32 cache keeps exact f32 operands:
  * score = (q · k) * scale, probabilities unrounded.
+ *
+ * With Q8 activations (llama.cpp's arithmetic) the softmax is ggml's
+ * (ggml_v_expf, its sums), and with the f16 cache both products sum in
+ * ggml_vec_dot_f16's order (the set's ggml_dot_f16 / ggml_vp_f16; V·p as
+ * over ggml's transposed V); otherwise libm's expf and the set's float
+ * dots, V·p position by position.
  */
 static void
 attention_task(void *arg, int ith, int nth)
@@ -711,6 +733,8 @@ attention_task(void *arg, int ith, int nth)
 	float	   *scores = ctx->att_scratch + (size_t) ith * ctx->att_scratch_floats;
 	float	   *acc = scores + ctx->params.n_ctx;	/* (head_dim) output accumulator */
 	float	   *q16 = acc + hd;		/* (head_dim) q * scale rounded to f16 (f16 cache) */
+	float	   *slots = q16 + hd;	/* (P3_GGML_VP_SLOTS * head_dim) ggml_vp_f16's accumulators */
+	bool		ggml = ggml_numerics(ctx);
 	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	int64_t		p0,
 				p1;
@@ -737,12 +761,21 @@ attention_task(void *arg, int ith, int nth)
 				q16[d] = q[d] * scale;
 			round_f16_inplace(k, q16, hd);
 			for (int32_t j = 0; j <= pos; j++)
-				scores[j] = k->dot_f32_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd);
+				scores[j] = ggml ? k->ggml_dot_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd)
+					: k->dot_f32_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd);
 		}
-		p3_softmax(scores, pos + 1);
+		if (ggml)
+			k->ggml_softmax(scores, pos + 1);
+		else
+			p3_softmax(scores, pos + 1);
 		if (ctx->kv_elem == 2)
 			round_f16_inplace(k, scores, pos + 1);
 
+		if (ggml && ctx->kv_elem == 2)
+		{
+			k->ggml_vp_f16(out, scores, vbase, kv_row, pos + 1, hd, slots);
+			continue;
+		}
 		memset(acc, 0, (size_t) hd * sizeof(float));
 		for (int32_t j = 0; j <= pos; j++)
 		{
@@ -777,7 +810,7 @@ forward_layer(P3Context *ctx, int32_t l, int32_t n)
 
 	/* attention block */
 	for (int32_t i = 0; i < n; i++)
-		p3_rmsnorm(ctx->xn + (size_t) i * E, ctx->x + (size_t) i * E, L->attn_norm, E, hp->rms_eps);
+		rmsnorm(ctx, ctx->xn + (size_t) i * E, ctx->x + (size_t) i * E, L->attn_norm, E, hp->rms_eps);
 	if (L->fused_qkv)
 		matmul(ctx, &L->attn_qkv, ctx->xn, E, n, ctx->qkv, ctx->n_qkv);
 	else
@@ -796,10 +829,12 @@ forward_layer(P3Context *ctx, int32_t l, int32_t n)
 		uint8_t    *kdst = (uint8_t *) s->k[l] + (size_t) ctx->chunk_pos[i] * kv_row;
 		uint8_t    *vdst = (uint8_t *) s->v[l] + (size_t) ctx->chunk_pos[i] * kv_row;
 
+		void		(*rope) (float *, int32_t, const float *) = ggml_numerics(ctx) ? p3_rope_neox_ggml : p3_rope_neox;
+
 		for (int32_t h = 0; h < hp->n_head; h++)
-			p3_rope_neox(q + (size_t) h * hd, hp->n_rot, cs);
+			rope(q + (size_t) h * hd, hp->n_rot, cs);
 		for (int32_t h = 0; h < hp->n_head_kv; h++)
-			p3_rope_neox(kk + (size_t) h * hd, hp->n_rot, cs);
+			rope(kk + (size_t) h * hd, hp->n_rot, cs);
 		if (ctx->kv_elem == 2)
 		{
 			ctx->kernels->quantize[P3_TYPE_F16](kk, kdst, hp->n_embd_kv);
@@ -821,7 +856,7 @@ forward_layer(P3Context *ctx, int32_t l, int32_t n)
 
 	/* feed-forward block */
 	for (int32_t i = 0; i < n; i++)
-		p3_rmsnorm(ctx->xn + (size_t) i * E, ctx->x + (size_t) i * E, L->ffn_norm, E, hp->rms_eps);
+		rmsnorm(ctx, ctx->xn + (size_t) i * E, ctx->x + (size_t) i * E, L->ffn_norm, E, hp->rms_eps);
 	matmul(ctx, &L->ffn_up, ctx->xn, E, n, ctx->gate_up, 2 * (int64_t) hp->n_ff);
 	for (int32_t i = 0; i < n; i++)
 	{
@@ -829,8 +864,11 @@ forward_layer(P3Context *ctx, int32_t l, int32_t n)
 		const float *up = gate + hp->n_ff;
 		float	   *act = ctx->act + (size_t) i * hp->n_ff;
 
-		for (int32_t j = 0; j < hp->n_ff; j++)
-			act[j] = p3_silu(gate[j]) * up[j];
+		if (ggml_numerics(ctx))
+			ctx->kernels->ggml_swiglu(act, gate, up, hp->n_ff);
+		else
+			for (int32_t j = 0; j < hp->n_ff; j++)
+				act[j] = p3_silu(gate[j]) * up[j];
 	}
 	matmul(ctx, &L->ffn_down, ctx->act, hp->n_ff, n, ctx->proj, E);
 	for (size_t i = 0; i < (size_t) n * E; i++)
@@ -861,8 +899,10 @@ forward_chunk(P3Context *ctx, const int32_t *tokens, int32_t n, const bool *seq_
 													  ctx->x + (size_t) i * E, E);
 		if (hp->has_longrope)
 			factors = is_long ? model->rope_factors_long : model->rope_factors_short;
-		p3_rope_table(ctx->rope_cs + (size_t) i * hp->n_rot, ctx->chunk_pos[i], hp->n_rot,
-					  hp->rope_freq_base, factors, hp->rope_attn_factor);
+		(ggml_numerics(ctx) ? p3_rope_table_ggml : p3_rope_table) (ctx->rope_cs + (size_t) i * hp->n_rot,
+																	 ctx->chunk_pos[i], hp->n_rot,
+																	 hp->rope_freq_base, factors,
+																	 hp->rope_attn_factor);
 		s->tokens[ctx->chunk_pos[i]] = tokens[i];
 		s->is_long[ctx->chunk_pos[i]] = is_long ? 1 : 0;
 	}
@@ -878,7 +918,7 @@ forward_chunk(P3Context *ctx, const int32_t *tokens, int32_t n, const bool *seq_
 	{
 		/* gather the kept tokens' normed states into xn, then one product */
 		for (int32_t o = 0; o < n_out; o++)
-			p3_rmsnorm(ctx->xn + (size_t) o * E, ctx->x + (size_t) ctx->chunk_out[o] * E,
+			rmsnorm(ctx, ctx->xn + (size_t) o * E, ctx->x + (size_t) ctx->chunk_out[o] * E,
 					   model->output_norm, E, hp->rms_eps);
 		matmul(ctx, &model->output, ctx->xn, E, n_out,
 			   ctx->logits + (size_t) out_base * hp->n_vocab, hp->n_vocab);

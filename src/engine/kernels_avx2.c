@@ -295,6 +295,56 @@ q8k_codes32(const float *x, float iscale, int8_t *qs, int16_t *bsums)
 	bsums[1] = (int16_t) hsum8_epi32(_mm256_add_epi32(q[2], q[3]));
 }
 
+/* the value in every lane */
+INLINE __m256
+vf_set1(float a)
+{
+	return _mm256_set1_ps(a);
+}
+
+/*
+ * ggml_v_expf of ggml's AVX2 build (ggml-cpu/vec.h, MIT licence, from
+ * ARM's optimized routines): k = 2^n by the exponent bits, k + k * poly(b);
+ * |n| > 126 scaled in two steps, |n| > 192 gives 0 or infinity.
+ */
+INLINE __m256
+vf_expf_ggml(__m256 x)
+{
+	const __m256 r = _mm256_set1_ps(0x1.8p23f);
+	const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+	const __m256 n = _mm256_sub_ps(z, r);
+	const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+									  _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+	const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+	const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+	const __m256i c = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n),
+														_mm256_set1_ps(126), _CMP_GT_OQ));
+	const __m256 u = _mm256_mul_ps(b, b);
+	const __m256 j = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+																	 _mm256_set1_ps(0x1.573e2ep-5f)), u,
+													 _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+																	 _mm256_set1_ps(0x1.fffdb6p-2f))),
+									 u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+
+	if (!_mm256_movemask_ps(_mm256_castsi256_ps(c)))
+		return _mm256_fmadd_ps(j, k, k);
+	{
+		const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+										   _mm256_set1_epi32((int) 0x82000000u));
+		const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+		const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+		const __m256i d = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n),
+															_mm256_set1_ps(192), _CMP_GT_OQ));
+
+		return _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+							_mm256_andnot_ps(_mm256_castsi256_ps(d),
+											 _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c),
+																		_mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+														  _mm256_andnot_ps(_mm256_castsi256_ps(c),
+																		   _mm256_fmadd_ps(k, j, k)))));
+	}
+}
+
 #include "kernels_x86_common.h"
 
 /*

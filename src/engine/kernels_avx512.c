@@ -271,6 +271,44 @@ q8k_codes32(const float *x, float iscale, int8_t *qs, int16_t *bsums)
 	}
 }
 
+/* the value in every lane */
+INLINE __m512
+vf_set1(float a)
+{
+	return _mm512_set1_ps(a);
+}
+
+/*
+ * ggml_v_expf of ggml's AVX-512 build (ggml-cpu/vec.h, MIT licence, from
+ * ARM's optimized routines): 2^n * poly(b) by vscalefps; |n| > 192 gives 0
+ * or infinity.
+ */
+INLINE __m512
+vf_expf_ggml(__m512 x)
+{
+	const __m512 r = _mm512_set1_ps(0x1.8p23f);
+	const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+	const __m512 n = _mm512_sub_ps(z, r);
+	const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+									  _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+	const __mmask16 d = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+	const __m512 u = _mm512_mul_ps(b, b);
+	const __m512 j = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b,
+																	 _mm512_set1_ps(0x1.573e2ep-5f)),
+													 u,
+													 _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b,
+																	 _mm512_set1_ps(0x1.fffdb6p-2f))),
+									 u,
+									 _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0F)));
+	const __m512 res = _mm512_scalef_ps(j, n);
+
+	if (_mm512_kortestz(d, d))
+		return res;
+	return _mm512_mask_blend_ps(d, res,
+								_mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
+													 _mm512_set1_ps(INFINITY), _mm512_setzero_ps()));
+}
+
 #include "kernels_x86_common.h"
 
 /* y += a * x (multiply, then add: the reference's rounding exactly); per set (see kernels_avx2.c) */

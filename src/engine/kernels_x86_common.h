@@ -622,6 +622,148 @@ vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, floa
 	FN(w, ##__VA_ARGS__, a, stride, n, out, NTOK); \
 }
 
+/* ---- llama.cpp's arithmetic: ggml's code of the build of this register width ---- */
+
+/*
+ * ggml's sum of the VL lanes held in rows l * stride + [0, n) (l < VL),
+ * into row 0, for each of the n columns: lanes l and l + VL/2 added, halving
+ * down to four lanes, then either (0 + 2) + (1 + 3) — _mm512_reduce_add_ps,
+ * and the AVX2 softmax's movehl / movehdup — or (0 + 1) + (2 + 3), the two
+ * hadds of the AVX2 GGML_F32x8_REDUCE.
+ */
+static void
+ggml_tree(float *r, size_t stride, int64_t n, bool hadd_tail)
+{
+	for (int half = VL / 2; half >= 4; half /= 2)
+		for (int l = 0; l < half; l++)
+			for (int64_t d = 0; d < n; d++)
+				r[l * stride + d] = r[l * stride + d] + r[(l + half) * stride + d];
+	for (int64_t d = 0; d < n; d++)
+	{
+		float	   *c = r + d;
+
+		if (hadd_tail)
+			c[0] = (c[0] + c[stride]) + (c[2 * stride] + c[3 * stride]);
+		else
+			c[0] = (c[0] + c[2 * stride]) + (c[stride] + c[3 * stride]);
+	}
+}
+
+/* hadd tail in ggml_vec_dot_f16's reduction: the AVX2 build */
+#define GGML_DOT_HADD (VL == 8)
+
+static float
+ggml_dot_f16(const float *q, const uint16_t *k, int64_t n)
+{
+	int64_t		np = n & ~(int64_t) (4 * VL - 1);
+	vfloat		a[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
+	float		lanes[VL];
+	double		sum;
+
+	for (int64_t i = 0; i < np; i += 4 * VL)
+		for (int j = 0; j < 4; j++)
+			a[j] = vf_fmadd(vf_load_f16(k + i + j * VL), vf_load(q + i + j * VL), a[j]);
+	a[0] = a[0] + a[2];
+	a[1] = a[1] + a[3];
+	a[0] = a[0] + a[1];
+	vf_store(lanes, a[0]);
+	ggml_tree(lanes, 1, 1, GGML_DOT_HADD);
+	sum = lanes[0];
+	for (int64_t i = np; i < n; i++)
+		sum += (double) (h2f(k[i]) * q[i]);
+	return (float) sum;
+}
+
+static void
+ggml_vp_f16(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
+			float *slots)
+{
+	const int	ns = 4 * VL;	/* slot j % ns: lane j % VL of accumulator (j / VL) % 4 */
+	int32_t		dv = hd - hd % VL;
+
+	memset(slots, 0, (size_t) ns * (size_t) hd * sizeof(float));
+	for (int32_t j = 0; j < npos; j++)
+	{
+		float	   *s = slots + (size_t) (j % ns) * (size_t) hd;
+		const uint16_t *vr = (const uint16_t *) (v + (size_t) j * stride);
+		vfloat		pj = vf_set1(p[j]);
+		int32_t		d = 0;
+
+		for (; d < dv; d += VL)
+			vf_store(s + d, vf_fmadd(vf_load_f16(vr + d), pj, vf_load(s + d)));
+		if (d < hd)
+			vf_store_part(s + d, vf_fmadd(vf_load_f16_part(vr + d, hd - d), pj,
+										  vf_load_part(s + d, hd - d)), hd - d);
+	}
+	/* acc0 + acc2, acc1 + acc3, then together: slot l (l < VL) holds lane l */
+	for (int l = 0; l < VL; l++)
+	{
+		float	   *s0 = slots + (size_t) l * hd;
+		const float *s1 = s0 + (size_t) VL * hd;
+		const float *s2 = s1 + (size_t) VL * hd;
+		const float *s3 = s2 + (size_t) VL * hd;
+
+		for (int32_t d = 0; d < hd; d++)
+			s0[d] = (s0[d] + s2[d]) + (s1[d] + s3[d]);
+	}
+	ggml_tree(slots, (size_t) hd, hd, GGML_DOT_HADD);
+	memcpy(out, slots, (size_t) hd * sizeof(float));
+}
+
+static void
+ggml_softmax(float *x, int64_t n)
+{
+	float		max = x[0];
+	float		lanes[VL];
+	double		sum = 0.0;
+	float		inv;
+	int64_t		i = 0;
+
+	for (int64_t m = 1; m < n; m++)
+		if (x[m] > max)
+			max = x[m];
+	for (; i + VL <= n; i += VL)
+	{
+		vfloat		e = vf_expf_ggml(vf_load(x + i) - vf_set1(max));
+
+		vf_store(x + i, e);
+		vf_store(lanes, e);
+		ggml_tree(lanes, 1, 1, false);
+		sum += (double) lanes[0];
+	}
+	if (i < n)
+	{
+		/* ggml's row goes on with masked positions, exp(-inf) = 0 */
+		int			r = (int) (n - i);
+		vfloat		e = vf_expf_ggml(vf_load_part(x + i, r) - vf_set1(max));
+
+		vf_store_part(x + i, e, r);
+		memset(lanes, 0, sizeof(lanes));
+		memcpy(lanes, x + i, (size_t) r * sizeof(float));
+		ggml_tree(lanes, 1, 1, false);
+		sum += (double) lanes[0];
+	}
+	inv = (float) (1.0 / sum);
+	for (i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+static void
+ggml_swiglu(float *y, const float *gate, const float *up, int64_t n)
+{
+	int64_t		i = 0;
+
+	for (; i + VL <= n; i += VL)
+	{
+		vfloat		g = vf_load(gate + i);
+		vfloat		e = vf_expf_ggml(vf_zero() - g);
+
+		vf_store(y + i, (g / (vf_set1(1.0f) + e)) * vf_load(up + i));
+	}
+	for (; i < n; i++)
+		y[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+}
+
 /* ---- the entries of a set (p3_kernels_fill_*, compiled without the target options) ---- */
 
 /* the four kernels of weight type T */
@@ -641,6 +783,10 @@ vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, floa
 		(k)->dot_f32_f16 = dot_f32_f16; \
 		(k)->axpy_f16 = axpy_f16; \
 		(k)->axpy_f32 = axpy_f32; \
+		(k)->ggml_dot_f16 = ggml_dot_f16; \
+		(k)->ggml_vp_f16 = ggml_vp_f16; \
+		(k)->ggml_softmax = ggml_softmax; \
+		(k)->ggml_swiglu = ggml_swiglu; \
 		(k)->dot_f32[P3_TYPE_F32] = dot_f32_F32; \
 		(k)->vec_dot[P3_TYPE_F32] = vec_dot_F32; \
 		(k)->vec_dot_ntok[P3_TYPE_F32] = vec_dot_ntok_F32; \

@@ -1,0 +1,424 @@
+/*
+ * test_ggml_numerics.c — llama.cpp's arithmetic (P3_ACT_Q8), pinned.
+ *
+ * The ggml_* entries of each kernel set must give the bits of ggml's CPU
+ * code of the build the set stands for: avx512 — llama.cpp's AVX-512
+ * builds, avx2 — its AVX2 build, reference — ggml's generic C.  For the two
+ * x86 sets the expected values below were computed by llama.cpp's own
+ * libraries (libggml-cpu-zen4.so and -haswell.so of node-llama-cpp 3.21.1,
+ * calling ggml_vec_dot_f16, ggml_vec_soft_max_f32, ggml_vec_swiglu_f32 and
+ * ggml_vec_dot_*_q8_* on the inputs this file generates); the reference set
+ * is checked against ggml's generic formulas written out here.  A scalar
+ * copy of ggml_vec_dot_f16's order (emu_dot_f16, itself checked against the
+ * pins) then tests K·q and V·p on many lengths.  The scalar rope and norm
+ * rules (p3_rope_table_ggml, p3_rope_neox_ggml, p3_rmsnorm_ggml) are checked
+ * against their formulas and shown to differ from the exact functions.
+ * The avx512 set's Q4_1 / Q5_0 / Q5_1 / IQ4_XS products are the avx2 set's
+ * (ggml's AVX-512 build runs its AVX2 code for them): pinned too.
+ */
+#include "harness.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "phi3/kernels.h"
+#include "phi3/kernels_dispatch.h"
+#include "phi3/quant.h"
+
+/* the values of llama.cpp's builds (see above) */
+static const uint32_t pin_dot_f16_avx512[4] = {0x418c960c, 0x4211ac9d, 0xc1e42907, 0x42f50fd5};
+static const uint32_t pin_vp_f16_avx512[4] = {0x4149ee80, 0xc1487ef8, 0x4113865d, 0x40482de0};
+static const uint32_t pin_softmax_avx512[21] = {0x3f3fdac6, 0x3e803cd4, 0x32bcf00d, 0x00000000, 0x2b289dc2, 0x00000000, 0x258972b2, 0x3620acf5, 0x38c7dde2, 0x2a08dac2, 0x36d1660a, 0x328fcc8d, 0x2a880410, 0x2a38bc08, 0x2646f54a, 0x25126840, 0x2e0c4b5b, 0x2e0c4b5b, 0x27c0fe56, 0x3213c195, 0x2de2885b};
+static const uint32_t pin_swiglu_avx512[21] = {0xb93d4e93, 0xbb3b394a, 0xc22f36d8, 0x3a71e66c, 0x80000000, 0xbbd1b6bf, 0x80000000, 0xbc52b326, 0x3fe79cef, 0xbe37adf1, 0x4051e0e3, 0x3ebe17f4, 0xc0f28b03, 0x3d92db94, 0x3b8303b0, 0xbaac3150, 0xbc8fac15, 0x80000000, 0x3c22b6b8, 0xc2b4b608, 0x402b248e};
+static const uint32_t pin_dot_f16_avx2[4] = {0x418c960c, 0x4211ac9e, 0xc1e42908, 0x42f50fd7};
+static const uint32_t pin_vp_f16_avx2[4] = {0x4149ee80, 0xc1487ef9, 0x4113865e, 0x40482de8};
+static const uint32_t pin_softmax_avx2[21] = {0x3f3fdac6, 0x3e803cd4, 0x32bcf00d, 0x00000000, 0x2b289dc2, 0x00000000, 0x258972b2, 0x3620acf6, 0x38c7dde2, 0x2a08dac2, 0x36d1660b, 0x328fcc8d, 0x2a880410, 0x2a38bc08, 0x2646f54a, 0x25126840, 0x2e0c4b5b, 0x2e0c4b5b, 0x27c0fe56, 0x3213c195, 0x2de2885b};
+static const uint32_t pin_swiglu_avx2[21] = {0xb93d4e93, 0xbb3b394a, 0xc22f36d8, 0x3a71e66d, 0x80000000, 0xbbd1b6bf, 0x80000000, 0xbc52b326, 0x3fe79cef, 0xbe37adf1, 0x4051e0e3, 0x3ebe17f4, 0xc0f28b03, 0x3d92db94, 0x3b8303b0, 0xbaac3150, 0xbc8fac15, 0x80000000, 0x3c22b6b8, 0xc2b4b608, 0x402b248e};
+
+static const P3KernelSet *sets[3];
+static int	nsets;
+
+static uint64_t rng;
+
+static uint32_t
+nx(void)
+{
+	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (uint32_t) (rng >> 33);
+}
+
+/* a random finite f16 of magnitude 2^-5 .. 2^3 */
+static uint16_t
+rh(void)
+{
+	uint32_t	sg = nx() & 1,
+				e = 10 + nx() % 8,
+				m = nx() & 1023;
+
+	return (uint16_t) (sg << 15 | e << 10 | m);
+}
+
+static uint32_t
+bits(float f)
+{
+	uint32_t	b;
+
+	memcpy(&b, &f, 4);
+	return b;
+}
+
+/* the lanes of the set's build: 16 (AVX-512), 8 (AVX2), 0 (generic C) */
+static int
+set_lanes(const P3KernelSet *k)
+{
+	return strcmp(k->name, "avx512") == 0 ? 16 : strcmp(k->name, "avx2") == 0 ? 8 : 0;
+}
+
+/*
+ * ggml_vec_dot_f16 of W lanes written out: element i by FMA into lane i % W
+ * of accumulator (i / W) % 4 over whole chunks of 4 W, accumulators (0 + 2)
+ * + (1 + 3), lanes halved down to four, then (0 + 2) + (1 + 3)
+ * (_mm512_reduce_add_ps) or (0 + 1) + (2 + 3) (AVX2's two hadds), the rest
+ * in double; W = 0: all in double.
+ */
+static float
+emu_dot_f16(const float *x, const float *y, int64_t n, int W)
+{
+	float		acc[4][16];
+	double		sum;
+	int64_t		np = W ? n - n % (4 * W) : 0;
+
+	memset(acc, 0, sizeof(acc));
+	for (int64_t i = 0; i < np; i++)
+		acc[(i / W) % 4][i % W] = fmaf(x[i], y[i], acc[(i / W) % 4][i % W]);
+	if (W)
+	{
+		float		l[16];
+
+		for (int j = 0; j < W; j++)
+			l[j] = (acc[0][j] + acc[2][j]) + (acc[1][j] + acc[3][j]);
+		for (int h = W / 2; h >= 4; h /= 2)
+			for (int j = 0; j < h; j++)
+				l[j] = l[j] + l[j + h];
+		sum = W == 16 ? (l[0] + l[2]) + (l[1] + l[3]) : (l[0] + l[1]) + (l[2] + l[3]);
+	}
+	else
+		sum = 0.0;
+	for (int64_t i = np; i < n; i++)
+		sum += (double) (x[i] * y[i]);
+	return (float) sum;
+}
+
+static void
+check_pins(const char *what, const char *set, const float *got, const uint32_t *want, int n)
+{
+	for (int i = 0; i < n; i++)
+		CHECK_MSG(bits(got[i]) == want[i], "%s %s [%d]: 0x%08x, llama.cpp 0x%08x", set, what, i, bits(got[i]), want[i]);
+}
+
+/* K·q: the four pinned dots, then the emulation on every length 1 .. 300 */
+static void
+test_dot_f16(void)
+{
+	static const int ns[4] = {16, 96, 100, 200};
+
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		int			W = set_lanes(k);
+		float		got[4],
+					emu[4];
+
+		rng = 1;
+		for (int t = 0; t < 4; t++)
+		{
+			uint16_t	kk[200],
+						qq[200];
+			float		kf[200],
+						qf[200];
+
+			for (int i = 0; i < ns[t]; i++)
+			{
+				kk[i] = rh();
+				qq[i] = rh();
+				kf[i] = p3_fp16_to_fp32(kk[i]);
+				qf[i] = p3_fp16_to_fp32(qq[i]);
+			}
+			got[t] = k->ggml_dot_f16(qf, kk, ns[t]);
+			emu[t] = emu_dot_f16(kf, qf, ns[t], W);
+		}
+		if (W == 16)
+			check_pins("ggml_dot_f16", k->name, got, pin_dot_f16_avx512, 4);
+		else if (W == 8)
+			check_pins("ggml_dot_f16", k->name, got, pin_dot_f16_avx2, 4);
+		if (W)
+			check_pins("emu_dot_f16", k->name, emu, W == 16 ? pin_dot_f16_avx512 : pin_dot_f16_avx2, 4);
+		for (int t = 0; t < 4; t++)
+			CHECK_MSG(bits(got[t]) == bits(emu[t]), "%s ggml_dot_f16 n %d: %.9g, ggml's order %.9g", k->name, ns[t], got[t], emu[t]);
+
+		rng = 11;
+		for (int n = 1; n <= 300; n++)
+		{
+			uint16_t	kk[300];
+			float		kf[300],
+						qf[300],
+						g,
+						e;
+
+			for (int i = 0; i < n; i++)
+			{
+				kk[i] = rh();
+				kf[i] = p3_fp16_to_fp32(kk[i]);
+				qf[i] = p3_fp16_to_fp32(rh());
+			}
+			g = k->ggml_dot_f16(qf, kk, n);
+			e = emu_dot_f16(kf, qf, n, W);
+			CHECK_MSG(bits(g) == bits(e), "%s ggml_dot_f16 n %d: %.9g, ggml's order %.9g", k->name, n, g, e);
+		}
+	}
+}
+
+/* V·p as over ggml's transposed V (n_kv a multiple of 256, zeros past npos) */
+static void
+emu_vp(float *out, const float *p, const uint16_t *v, int32_t npos, int32_t hd, int W)
+{
+	int32_t		nkv = (npos + 255) / 256 * 256;
+	float	   *col = calloc((size_t) nkv, sizeof(float));
+	float	   *pp = calloc((size_t) nkv, sizeof(float));
+
+	memcpy(pp, p, (size_t) npos * sizeof(float));
+	for (int32_t d = 0; d < hd; d++)
+	{
+		for (int32_t j = 0; j < npos; j++)
+			col[j] = p3_fp16_to_fp32(v[(size_t) j * hd + d]);
+		out[d] = emu_dot_f16(col, pp, nkv, W);
+	}
+	free(col);
+	free(pp);
+}
+
+static void
+test_vp_f16(void)
+{
+	static const int32_t hds[4] = {4, 16, 96, 100};
+	static const int32_t nps[6] = {1, 5, 64, 65, 200, 513};
+	float	   *slots = malloc(P3_GGML_VP_SLOTS * 100 * sizeof(float));
+	uint16_t   *v = malloc(513 * 100 * sizeof(uint16_t));
+	float		p[513],
+				got[100],
+				emu[100];
+
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		int			W = set_lanes(k);
+
+		/* the pinned case: 200 positions of 4 dims, p from f16 */
+		rng = 2;
+		for (int j = 0; j < 200; j++)
+		{
+			for (int d = 0; d < 4; d++)
+				v[j * 4 + d] = rh();
+			p[j] = p3_fp16_to_fp32(rh() & 0x3fff);
+		}
+		k->ggml_vp_f16(got, p, (const uint8_t *) v, 4 * sizeof(uint16_t), 200, 4, slots);
+		if (W)
+			check_pins("ggml_vp_f16", k->name, got, W == 16 ? pin_vp_f16_avx512 : pin_vp_f16_avx2, 4);
+		for (int h = 0; h < 4; h++)
+			for (int c = 0; c < 6; c++)
+			{
+				int32_t		hd = hds[h],
+							np = nps[c];
+
+				rng = 100 + h * 10 + c;
+				for (int32_t j = 0; j < np; j++)
+				{
+					for (int32_t d = 0; d < hd; d++)
+						v[j * hd + d] = rh();
+					p[j] = p3_fp16_to_fp32(rh() & 0x3fff);
+				}
+				k->ggml_vp_f16(got, p, (const uint8_t *) v, (size_t) hd * sizeof(uint16_t), np, hd, slots);
+				emu_vp(emu, p, v, np, hd, W);
+				for (int32_t d = 0; d < hd; d++)
+					CHECK_MSG(bits(got[d]) == bits(emu[d]), "%s ggml_vp_f16 hd %d npos %d dim %d: %.9g, ggml's order %.9g",
+							  k->name, hd, np, d, got[d], emu[d]);
+			}
+	}
+	free(slots);
+	free(v);
+}
+
+/* softmax and SwiGLU: the pinned rows (reference set: libm's expf, sums in double) */
+static void
+test_softmax_swiglu(void)
+{
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		int			W = set_lanes(k);
+		float		x[21],
+					y[21],
+					g[21],
+					u[21],
+					want[21];
+
+		rng = 3;
+		for (int i = 0; i < 21; i++)
+			x[i] = (float) ((int) (nx() % 40000) - 30000) / 1000.0f;
+		x[3] = -100.0f;
+		x[5] = -150.0f;
+		memcpy(y, x, sizeof(x));
+		k->ggml_softmax(y, 21);
+		if (W)
+			check_pins("ggml_softmax", k->name, y, W == 16 ? pin_softmax_avx512 : pin_softmax_avx2, 21);
+		else
+		{
+			/* ggml_vec_soft_max_f32 without SIMD */
+			float		max = x[0];
+			double		sum = 0.0;
+
+			for (int i = 1; i < 21; i++)
+				max = x[i] > max ? x[i] : max;
+			for (int i = 0; i < 21; i++)
+			{
+				want[i] = expf(x[i] - max);
+				sum += (double) want[i];
+			}
+			for (int i = 0; i < 21; i++)
+			{
+				want[i] *= (float) (1.0 / sum);
+				CHECK_MSG(bits(y[i]) == bits(want[i]), "reference ggml_softmax [%d]", i);
+			}
+		}
+
+		rng = 4;
+		for (int i = 0; i < 21; i++)
+		{
+			g[i] = (float) ((int) (nx() % 2000) - 1000) / 100.0f;
+			u[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
+		}
+		g[2] = 95.0f;
+		g[4] = -100.0f;
+		g[6] = -130.0f;
+		g[17] = -100.0f;
+		g[19] = 95.0f;
+		k->ggml_swiglu(y, g, u, 21);
+		if (W)
+			check_pins("ggml_swiglu", k->name, y, W == 16 ? pin_swiglu_avx512 : pin_swiglu_avx2, 21);
+		else
+			for (int i = 0; i < 21; i++)
+			{
+				want[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+				CHECK_MSG(bits(y[i]) == bits(want[i]), "reference ggml_swiglu [%d]", i);
+			}
+	}
+}
+
+/* the scalar rules: their formulas, and not the exact functions' bits */
+static void
+test_rope_norm(void)
+{
+	float		cs[96],
+				exact[96];
+	int			differ = 0;
+
+	for (int32_t pos = 0; pos < 4096; pos += 37)
+	{
+		float		theta = (float) pos,
+					scale = powf(10000.0f, -2.0f / 96.0f);
+
+		p3_rope_table_ggml(cs, pos, 96, 10000.0f, NULL, 1.0f);
+		p3_rope_table(exact, pos, 96, 10000.0f, NULL, 1.0f);
+		for (int i = 0; i < 48; i++)
+		{
+			CHECK(bits(cs[2 * i]) == bits(cosf(theta)) && bits(cs[2 * i + 1]) == bits(sinf(theta)));
+			differ += bits(cs[2 * i]) != bits(exact[2 * i]);
+			theta *= scale;
+		}
+	}
+	CHECK_MSG(differ > 0, "the float θ chain never differed from the exact table");
+
+	rng = 6;
+	differ = 0;
+	for (int r = 0; r < 1000; r++)
+	{
+		float		x[8],
+					y[8],
+					c[8],
+					want[8];
+
+		for (int i = 0; i < 8; i++)
+			x[i] = y[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
+		for (int i = 0; i < 4; i++)
+		{
+			float		t = (float) (nx() % 6283) / 1000.0f;
+
+			c[2 * i] = cosf(t);
+			c[2 * i + 1] = sinf(t);
+			want[i] = fmaf(x[i], c[2 * i], -(x[i + 4] * c[2 * i + 1]));
+			want[i + 4] = fmaf(x[i], c[2 * i + 1], x[i + 4] * c[2 * i]);
+		}
+		p3_rope_neox_ggml(x, 8, c);
+		p3_rope_neox(y, 8, c);
+		for (int i = 0; i < 8; i++)
+		{
+			CHECK(bits(x[i]) == bits(want[i]));
+			differ += bits(x[i]) != bits(y[i]);
+		}
+	}
+	CHECK_MSG(differ > 0, "the fused rotation never differed from the plain one");
+
+	{
+		float		x[64],
+					w[64],
+					o[64],
+					e[64];
+		int			nd = 0;
+
+		for (int r = 0; r < 2000; r++)
+		{
+			double		sum = 0.0;
+			float		scale;
+
+			for (int i = 0; i < 64; i++)
+			{
+				x[i] = (float) ((int) (nx() % 2000001) - 1000000) / 77777.0f;
+				w[i] = (float) (nx() % 65536) / 32768.0f;
+				sum += (double) (x[i] * x[i]);
+			}
+			scale = 1.0f / sqrtf((float) (sum / 64.0) + 1e-5f);
+			p3_rmsnorm_ggml(o, x, w, 64, 1e-5f);
+			p3_rmsnorm(e, x, w, 64, 1e-5f);
+			for (int i = 0; i < 64; i++)
+			{
+				CHECK(bits(o[i]) == bits((x[i] * scale) * w[i]));
+				nd += bits(o[i]) != bits(e[i]);
+			}
+		}
+		CHECK_MSG(nd > 0, "float squares never changed the norm");
+	}
+}
+
+int
+main(void)
+{
+	static const char *const names[] = {"reference", "avx2", "avx512"};
+	const char *preload = getenv("LD_PRELOAD");
+	bool		valgrind = preload != NULL && strstr(preload, "vgpreload") != NULL;
+
+	for (int i = 0; i < 3; i++)
+	{
+		const P3KernelSet *k = p3_kernels_by_name(names[i]);
+
+		/* valgrind runs no AVX-512 */
+		if (k != NULL && !(valgrind && strcmp(names[i], "avx512") == 0))
+			sets[nsets++] = k;
+	}
+	RUN(test_dot_f16);
+	RUN(test_vp_f16);
+	RUN(test_softmax_swiglu);
+	RUN(test_rope_norm);
+	return harness_finish();
+}
