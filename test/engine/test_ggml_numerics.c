@@ -36,6 +36,8 @@ static const uint32_t pin_dot_f16_avx2[4] = {0x418c960c, 0x4211ac9e, 0xc1e42908,
 static const uint32_t pin_vp_f16_avx2[4] = {0x4149ee80, 0xc1487ef9, 0x4113865e, 0x40482de8};
 static const uint32_t pin_softmax_avx2[21] = {0x3f3fdac6, 0x3e803cd4, 0x32bcf00d, 0x00000000, 0x2b289dc2, 0x00000000, 0x258972b2, 0x3620acf6, 0x38c7dde2, 0x2a08dac2, 0x36d1660b, 0x328fcc8d, 0x2a880410, 0x2a38bc08, 0x2646f54a, 0x25126840, 0x2e0c4b5b, 0x2e0c4b5b, 0x27c0fe56, 0x3213c195, 0x2de2885b};
 static const uint32_t pin_swiglu_avx2[21] = {0xb93d4e93, 0xbb3b394a, 0xc22f36d8, 0x3a71e66d, 0x80000000, 0xbbd1b6bf, 0x80000000, 0xbc52b326, 0x3fe79cef, 0xbe37adf1, 0x4051e0e3, 0x3ebe17f4, 0xc0f28b03, 0x3d92db94, 0x3b8303b0, 0xbaac3150, 0xbc8fac15, 0x80000000, 0x3c22b6b8, 0xc2b4b608, 0x402b248e};
+static const uint32_t pin_vec_dot_avx512[4] = {0xc1b11bfa, 0x41e55f14, 0xc1e22ab4, 0xc1932246};
+static const uint32_t pin_vec_dot_avx2[4] = {0xc1b11bfa, 0x41e55f14, 0xc1e22ab4, 0xc1932246};
 
 static const P3KernelSet *sets[3];
 static int	nsets;
@@ -316,6 +318,41 @@ test_softmax_swiglu(void)
 	}
 }
 
+/* Q4_1, Q5_0, Q5_1, IQ4_XS: the x86 sets give ggml's AVX2 vec_dot (both builds run it) */
+static void
+test_vec_dot_orders(void)
+{
+	static const uint32_t ty[4] = {P3_TYPE_Q4_1, P3_TYPE_Q5_0, P3_TYPE_Q5_1, P3_TYPE_IQ4_XS};
+
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		int			W = set_lanes(k);
+		float		got[4];
+
+		if (!W)
+			continue;
+		rng = 5;
+		for (int t = 0; t < 4; t++)
+		{
+			float		x[512],
+						a[512];
+			static uint8_t w[4096],
+						q[4096];
+
+			for (int i = 0; i < 512; i++)
+			{
+				x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
+				a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
+			}
+			p3_quantize_row_ref(ty[t], x, w, 512);
+			p3_quantize_act_row_ref(p3_type_traits(ty[t])->vec_dot_type, a, q, 512);
+			got[t] = k->vec_dot[ty[t]] (w, q, 512);
+		}
+		check_pins("vec_dot q4_1 q5_0 q5_1 iq4_xs", k->name, got, W == 16 ? pin_vec_dot_avx512 : pin_vec_dot_avx2, 4);
+	}
+}
+
 /* the scalar rules: their formulas, and not the exact functions' bits */
 static void
 test_rope_norm(void)
@@ -419,6 +456,7 @@ main(void)
 	RUN(test_dot_f16);
 	RUN(test_vp_f16);
 	RUN(test_softmax_swiglu);
+	RUN(test_vec_dot_orders);
 	RUN(test_rope_norm);
 	return harness_finish();
 }
