@@ -959,11 +959,19 @@ vec_dot_iq4_xs_nt(const void *vw, const void *va, size_t stride, int64_t n, floa
 		out[t] = hsum8(acc[t]);
 }
 
-/* Q3_K / Q2_K · Q8_K: codes 0..7 (Q3_K, -4 through the bsums) or 0..3 (Q2_K, mins through the bsums) */
+/*
+ * Q3_K · Q8_K: codes 0..7, 4 subtracted per pair of bytes before the scales
+ * (codes · y - 4 · y by two vpmaddubsw), so each int32 lane holds exactly
+ * what it holds in ggml's AVX2 ggml_vec_dot_q3_K_q8_K (bytes 4m .. 4m+3 of
+ * each 32: lane m), which llama.cpp's AVX2 and AVX-512 builds both run;
+ * then, as there, one FMA per block and lane and hsum8.  Q2_K: codes 0..3,
+ * the mins through the bsums.
+ */
 INLINE void
 vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
 	const P3BlockQ3_K *x = vw;
+	const __m256i four = _mm256_set1_epi8(4);
 	__m256		acc[NTOK];
 
 	for (int t = 0; t < nt; t++)
@@ -976,13 +984,8 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		const float dx = h2f(x[i].d);
 
 		_mm256_storeu_si256((__m256i *) sc, sc16);
-#pragma GCC unroll 4
 		for (int t = 0; t < nt; t++)
-		{
-			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-
-			si[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bsums_madd(y, sc16), 2));
-		}
+			si[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
 		for (int j = 0; j < 8; j++)
 		{
@@ -993,7 +996,10 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 			for (int t = 0; t < nt; t++)
 			{
 				const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-				si[t] = _mm256_add_epi32(si[t], scaled_pairs(q, y->qs + 32 * j, s));
+				__m256i		y8 = _mm256_loadu_si256((const __m256i *) (y->qs + 32 * j));
+				__m256i		p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y8), _mm256_maddubs_epi16(four, y8));
+
+				si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(p, s));
 			}
 		}
 #pragma GCC unroll 4
@@ -1041,8 +1047,9 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
 			__m256i		pm = bsums_madd(y, mins16);
 
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
+			/* the mins first, as ggml's AVX2 ggml_vec_dot_q2_K_q8_K */
 			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-(dmx * y->d)), acc[t]);
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
 		}
 	}
 	for (int t = 0; t < nt; t++)

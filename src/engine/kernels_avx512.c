@@ -899,13 +899,6 @@ hsum8_epi32(__m256i v)
 	return _mm_cvtsi128_si32(s);
 }
 
-/* acc + (float) pm * f in the low 8 lanes (the mins against the bsums), acc in the others */
-INLINE __m512
-fmadd_low8(__m256i pm, float f, __m512 acc)
-{
-	return _mm512_mask3_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(pm)), _mm512_set1_ps(f), acc, 0x00FF);
-}
-
 /* the f16 scales of 16 consecutive blocks of size bsz (d first in the block) as 16 floats */
 INLINE __m512
 d16_ps(const uint8_t *p, size_t bsz)
@@ -1330,15 +1323,22 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		out[t] = hsum16(acc[t]);
 }
 
-/* (see vec_dot_q3_k_nt) */
+/*
+ * Q2_K: as llama.cpp's AVX-512 builds compute it, through their "repack"
+ * buffer (ggml_gemv_q2_K_8x8_q8_K, taken for every weight of 8k rows): per
+ * block the exact integer sums of scale · code · activation and of min ·
+ * bsum, each FMA'd by d · dy and dmin · dy into its own float chain, block
+ * after block; the result is the first chain minus the second.
+ */
 INLINE void
 vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
 	const P3BlockQ2_K *x = vw;
-	__m512		acc[NTOK];
+	float		acc[NTOK],
+				accm[NTOK];
 
 	for (int t = 0; t < nt; t++)
-		acc[t] = _mm512_setzero_ps();
+		acc[t] = accm[t] = 0.0f;
 	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
 		__m512i		wv[4];
@@ -1359,15 +1359,15 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m256i		pm = bsums_madd(y, mins16);
-			__m512i		s = groups_dot(wv, sv, y);
+			int			pm = _mm512_reduce_add_epi32(_mm512_zextsi256_si512(bsums_madd(y, mins16)));
+			int			si = _mm512_reduce_add_epi32(groups_dot(wv, sv, y));
 
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
-			acc[t] = fmadd_low8(pm, -(dmx * y->d), acc[t]);
+			acc[t] = fmaf((float) si, dx * y->d, acc[t]);
+			accm[t] = fmaf((float) pm, dmx * y->d, accm[t]);
 		}
 	}
 	for (int t = 0; t < nt; t++)
-		out[t] = hsum16(acc[t]);
+		out[t] = acc[t] - accm[t];
 }
 
 DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)

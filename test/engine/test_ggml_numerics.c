@@ -38,6 +38,9 @@ static const uint32_t pin_softmax_avx2[21] = {0x3f3fdac6, 0x3e803cd4, 0x32bcf00d
 static const uint32_t pin_swiglu_avx2[21] = {0xb93d4e93, 0xbb3b394a, 0xc22f36d8, 0x3a71e66d, 0x80000000, 0xbbd1b6bf, 0x80000000, 0xbc52b326, 0x3fe79cef, 0xbe37adf1, 0x4051e0e3, 0x3ebe17f4, 0xc0f28b03, 0x3d92db94, 0x3b8303b0, 0xbaac3150, 0xbc8fac15, 0x80000000, 0x3c22b6b8, 0xc2b4b608, 0x402b248e};
 static const uint32_t pin_vec_dot_avx512[4] = {0xc1b11bfa, 0x41e55f14, 0xc1e22ab4, 0xc1932246};
 static const uint32_t pin_vec_dot_avx2[4] = {0xc1b11bfa, 0x41e55f14, 0xc1e22ab4, 0xc1932246};
+/* Q3_K, Q2_K by ggml_vec_dot_*_q8_K (the AVX-512 build's Q2_K value is not what llama.cpp uses: see test_k_orders) */
+static const uint32_t pin_vec_dot_k_avx512[2] = {0xc06bb774, 0x41331560};
+static const uint32_t pin_vec_dot_k_avx2[2] = {0xc06bb774, 0x41331560};
 
 static const P3KernelSet *sets[3];
 static int	nsets;
@@ -353,6 +356,115 @@ test_vec_dot_orders(void)
 	}
 }
 
+/*
+ * Q2_K in llama.cpp's AVX-512 builds goes through the repack buffer
+ * (ggml_gemv_q2_K_8x8_q8_K): per block the exact integer sums of
+ * (scale & 15) * code * y and of (scale >> 4) * bsum, FMA'd by d * dy and
+ * dmin * dy into two float chains, the result their difference.
+ */
+static float
+emu_q2k_repack(const uint8_t *w, const uint8_t *a, int64_t n)
+{
+	float		acc = 0.0f,
+				accm = 0.0f;
+
+	for (int64_t i = 0; i < n / 256; i++)
+	{
+		/* block_q2_K: scales[16], qs[64], d, dmin; block_q8_K: d, qs[256], bsums[16] */
+		const uint8_t *b = w + i * 84;
+		const uint8_t *y = a + i * 292;
+		float		dy;
+		int16_t		bs[16];
+		int64_t		S = 0,
+					M = 0;
+		uint16_t	hd,
+					hm;
+
+		memcpy(&dy, y, 4);
+		memcpy(bs, y + 4 + 256, 32);
+		memcpy(&hd, b + 80, 2);
+		memcpy(&hm, b + 82, 2);
+		for (int e = 0; e < 256; e++)
+		{
+			int			nb = e / 128,
+						j = (e % 128) / 32,
+						l = e % 32;
+			int			q = (b[16 + 32 * nb + l] >> (2 * j)) & 3;
+			int			sc = b[nb * 8 + 2 * j + l / 16] & 15;
+
+			S += (int64_t) sc * q * (int8_t) y[4 + e];
+		}
+		for (int g = 0; g < 16; g++)
+			M += (int64_t) (b[g] >> 4) * bs[g];
+		acc = fmaf((float) S, p3_fp16_to_fp32(hd) * dy, acc);
+		accm = fmaf((float) M, p3_fp16_to_fp32(hm) * dy, accm);
+	}
+	return acc - accm;
+}
+
+/* Q3_K (both x86 sets: ggml's AVX2 vec_dot) and Q2_K (avx2: ggml's AVX2 vec_dot; avx512: the repack rule) */
+static void
+test_k_orders(void)
+{
+	static const uint32_t ty[2] = {P3_TYPE_Q3_K, P3_TYPE_Q2_K};
+
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		int			W = set_lanes(k);
+		float		got[2];
+
+		if (!W)
+			continue;
+		rng = 7;
+		for (int t = 0; t < 2; t++)
+		{
+			float		x[512],
+						a[512];
+			static uint8_t w[4096],
+						q[4096];
+
+			for (int i = 0; i < 512; i++)
+			{
+				x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
+				a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
+			}
+			p3_quantize_row_ref(ty[t], x, w, 512);
+			p3_quantize_act_row_ref(p3_type_traits(ty[t])->vec_dot_type, a, q, 512);
+			got[t] = k->vec_dot[ty[t]] (w, q, 512);
+			if (W == 16 && ty[t] == P3_TYPE_Q2_K)
+			{
+				float		e = emu_q2k_repack(w, q, 512);
+
+				CHECK_MSG(bits(got[t]) == bits(e), "avx512 Q2_K %.9g, the repack rule %.9g", got[t], e);
+			}
+		}
+		check_pins("vec_dot q3_k", k->name, got, W == 16 ? pin_vec_dot_k_avx512 : pin_vec_dot_k_avx2, W == 16 ? 1 : 2);
+		/* more rows: the repack rule on random blocks */
+		if (W == 16)
+			for (int r = 0; r < 200; r++)
+			{
+				float		x[1024],
+							a[1024],
+							g,
+							e;
+				static uint8_t w[8192],
+							q[8192];
+
+				for (int i = 0; i < 1024; i++)
+				{
+					x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
+					a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
+				}
+				p3_quantize_row_ref(P3_TYPE_Q2_K, x, w, 1024);
+				p3_quantize_act_row_ref(P3_TYPE_Q8_K, a, q, 1024);
+				g = k->vec_dot[P3_TYPE_Q2_K] (w, q, 1024);
+				e = emu_q2k_repack(w, q, 1024);
+				CHECK_MSG(bits(g) == bits(e), "avx512 Q2_K row %d: %.9g, the repack rule %.9g", r, g, e);
+			}
+	}
+}
+
 /* the scalar rules: their formulas, and not the exact functions' bits */
 static void
 test_rope_norm(void)
@@ -457,6 +569,7 @@ main(void)
 	RUN(test_vp_f16);
 	RUN(test_softmax_swiglu);
 	RUN(test_vec_dot_orders);
+	RUN(test_k_orders);
 	RUN(test_rope_norm);
 	return harness_finish();
 }
