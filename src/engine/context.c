@@ -715,10 +715,11 @@ round_f16_inplace(const P3KernelSet *k, float *x, int64_t n)
  * score = (q · k) * scale, probabilities unrounded.
  *
  * With Q8 activations (llama.cpp's arithmetic) the softmax is ggml's
- * (ggml_v_expf, its sums), and with the f16 cache both products sum in
- * ggml_vec_dot_f16's order (the set's ggml_dot_f16 / ggml_vp_f16; V·p as
- * over ggml's transposed V); otherwise libm's expf and the set's float
- * dots, V·p position by position.
+ * (ggml_v_expf, its sums), and both products sum in ggml_vec_dot_f16's /
+ * _f32's order (the set's ggml_dot_f16 / ggml_vp_f16, ggml_dot_f32 /
+ * ggml_vp_f32; V·p as over ggml's transposed V; with the f32 cache q is
+ * scaled before its product, as ggml does); with f32 activations libm's
+ * expf and the set's float dots, V·p position by position.
  */
 static void
 attention_task(void *arg, int ith, int nth)
@@ -752,7 +753,15 @@ attention_task(void *arg, int ith, int nth)
 		const float *q = ctx->qkv + (size_t) i * ctx->n_qkv + (size_t) h * hd;
 		float	   *out = ctx->attn + (size_t) i * hp->n_embd + (size_t) h * hd;
 
-		if (ctx->kv_elem == 4)
+		if (ctx->kv_elem == 4 && ggml)
+		{
+			/* ggml multiplies k by q already scaled */
+			for (int32_t d = 0; d < hd; d++)
+				q16[d] = q[d] * scale;
+			for (int32_t j = 0; j <= pos; j++)
+				scores[j] = k->ggml_dot_f32(q16, (const float *) (kbase + (size_t) j * kv_row), hd);
+		}
+		else if (ctx->kv_elem == 4)
 			for (int32_t j = 0; j <= pos; j++)
 				scores[j] = k->dot_f32_f32(q, (const float *) (kbase + (size_t) j * kv_row), hd) * scale;
 		else
@@ -771,9 +780,9 @@ attention_task(void *arg, int ith, int nth)
 		if (ctx->kv_elem == 2)
 			round_f16_inplace(k, scores, pos + 1);
 
-		if (ggml && ctx->kv_elem == 2)
+		if (ggml)
 		{
-			k->ggml_vp_f16(out, scores, vbase, kv_row, pos + 1, hd, slots);
+			(ctx->kv_elem == 2 ? k->ggml_vp_f16 : k->ggml_vp_f32) (out, scores, vbase, kv_row, pos + 1, hd, slots);
 			continue;
 		}
 		memset(acc, 0, (size_t) hd * sizeof(float));

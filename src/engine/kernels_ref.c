@@ -142,6 +142,35 @@ ggml_vp_f16_ref(float *out, const float *p, const uint8_t *v, size_t stride,
 		out[d] = (float) acc[d];
 }
 
+static float
+ggml_dot_f32_ref(const float *q, const float *k, int64_t n)
+{
+	double		sum = 0.0;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += (double) (k[i] * q[i]);
+	return (float) sum;
+}
+
+static void
+ggml_vp_f32_ref(float *out, const float *p, const uint8_t *v, size_t stride,
+				int32_t npos, int32_t hd, float *slots)
+{
+	double	   *acc = (double *) (void *) slots;
+
+	for (int32_t d = 0; d < hd; d++)
+		acc[d] = 0.0;
+	for (int32_t j = 0; j < npos; j++)
+	{
+		const float *vr = (const float *) (v + (size_t) j * stride);
+
+		for (int32_t d = 0; d < hd; d++)
+			acc[d] += (double) (vr[d] * p[j]);
+	}
+	for (int32_t d = 0; d < hd; d++)
+		out[d] = (float) acc[d];
+}
+
 static void
 ggml_swiglu_ref(float *y, const float *gate, const float *up, int64_t n)
 {
@@ -198,6 +227,8 @@ static const P3KernelSet reference_set = {
 	.axpy_f32 = axpy_f32_ref,
 	.ggml_dot_f16 = ggml_dot_f16_ref,
 	.ggml_vp_f16 = ggml_vp_f16_ref,
+	.ggml_dot_f32 = ggml_dot_f32_ref,
+	.ggml_vp_f32 = ggml_vp_f32_ref,
 	.ggml_softmax = p3_softmax,
 	.ggml_swiglu = ggml_swiglu_ref,
 };

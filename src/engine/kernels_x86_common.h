@@ -652,31 +652,77 @@ ggml_tree(float *r, size_t stride, int64_t n, bool hadd_tail)
 /* hadd tail in ggml_vec_dot_f16's reduction: the AVX2 build */
 #define GGML_DOT_HADD (VL == 8)
 
-static float
-ggml_dot_f16(const float *q, const uint16_t *k, int64_t n)
+/*
+ * ggml_vec_dot_f16 (k f16) and ggml_vec_dot_f32 (k f32): the same chunks,
+ * accumulators and reduction; the leftover elements added in double (f16)
+ * or in float (f32, see below).
+ */
+INLINE float
+ggml_dot_any(const float *q, const void *k, int64_t n, const bool f16)
 {
+	const uint16_t *k16 = k;
+	const float *k32 = k;
 	int64_t		np = n & ~(int64_t) (4 * VL - 1);
 	vfloat		a[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
 	float		lanes[VL];
-	double		sum;
 
 	for (int64_t i = 0; i < np; i += 4 * VL)
 		for (int j = 0; j < 4; j++)
-			a[j] = vf_fmadd(vf_load_f16(k + i + j * VL), vf_load(q + i + j * VL), a[j]);
+			a[j] = vf_fmadd(f16 ? vf_load_f16(k16 + i + j * VL) : vf_load(k32 + i + j * VL),
+							vf_load(q + i + j * VL), a[j]);
 	a[0] = a[0] + a[2];
 	a[1] = a[1] + a[3];
 	a[0] = a[0] + a[1];
 	vf_store(lanes, a[0]);
 	ggml_tree(lanes, 1, 1, GGML_DOT_HADD);
-	sum = lanes[0];
-	for (int64_t i = np; i < n; i++)
-		sum += (double) (h2f(k[i]) * q[i]);
-	return (float) sum;
+	if (f16)
+	{
+		double		sum = lanes[0];
+
+		for (int64_t i = np; i < n; i++)
+			sum += (double) (h2f(k16[i]) * q[i]);
+		return (float) sum;
+	}
+	else
+	{
+		/*
+		 * ggml's "sumf += x[i] * y[i]" as GCC compiled it in llama.cpp's
+		 * builds: products of whole groups of VL, then one of VL / 2,
+		 * rounded and added in order; the last few by a fused multiply-add
+		 */
+		float		sum = lanes[0];
+		int64_t		m = np + (n - np) / VL * VL;
+		int64_t		i = np;
+
+		if (n - m >= VL / 2)
+			m += VL / 2;
+		for (; i < m; i++)
+		{
+			float		p = k32[i] * q[i];
+
+			sum += p;
+		}
+		for (; i < n; i++)
+			sum = fmaf(k32[i], q[i], sum);
+		return sum;
+	}
 }
 
-static void
-ggml_vp_f16(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
-			float *slots)
+static float
+ggml_dot_f16(const float *q, const uint16_t *k, int64_t n)
+{
+	return ggml_dot_any(q, k, n, true);
+}
+
+static float
+ggml_dot_f32(const float *q, const float *k, int64_t n)
+{
+	return ggml_dot_any(q, k, n, false);
+}
+
+INLINE void
+ggml_vp_any(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
+			float *slots, const bool f16)
 {
 	const int	ns = 4 * VL;	/* slot j % ns: lane j % VL of accumulator (j / VL) % 4 */
 	int32_t		dv = hd - hd % VL;
@@ -685,15 +731,16 @@ ggml_vp_f16(float *out, const float *p, const uint8_t *v, size_t stride, int32_t
 	for (int32_t j = 0; j < npos; j++)
 	{
 		float	   *s = slots + (size_t) (j % ns) * (size_t) hd;
-		const uint16_t *vr = (const uint16_t *) (v + (size_t) j * stride);
+		const uint16_t *v16 = (const uint16_t *) (v + (size_t) j * stride);
+		const float *v32 = (const float *) (v + (size_t) j * stride);
 		vfloat		pj = vf_set1(p[j]);
 		int32_t		d = 0;
 
 		for (; d < dv; d += VL)
-			vf_store(s + d, vf_fmadd(vf_load_f16(vr + d), pj, vf_load(s + d)));
+			vf_store(s + d, vf_fmadd(f16 ? vf_load_f16(v16 + d) : vf_load(v32 + d), pj, vf_load(s + d)));
 		if (d < hd)
-			vf_store_part(s + d, vf_fmadd(vf_load_f16_part(vr + d, hd - d), pj,
-										  vf_load_part(s + d, hd - d)), hd - d);
+			vf_store_part(s + d, vf_fmadd(f16 ? vf_load_f16_part(v16 + d, hd - d) : vf_load_part(v32 + d, hd - d),
+										  pj, vf_load_part(s + d, hd - d)), hd - d);
 	}
 	/* acc0 + acc2, acc1 + acc3, then together: slot l (l < VL) holds lane l */
 	for (int l = 0; l < VL; l++)
@@ -708,6 +755,20 @@ ggml_vp_f16(float *out, const float *p, const uint8_t *v, size_t stride, int32_t
 	}
 	ggml_tree(slots, (size_t) hd, hd, GGML_DOT_HADD);
 	memcpy(out, slots, (size_t) hd * sizeof(float));
+}
+
+static void
+ggml_vp_f16(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
+			float *slots)
+{
+	ggml_vp_any(out, p, v, stride, npos, hd, slots, true);
+}
+
+static void
+ggml_vp_f32(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
+			float *slots)
+{
+	ggml_vp_any(out, p, v, stride, npos, hd, slots, false);
 }
 
 static void
@@ -785,6 +846,8 @@ ggml_swiglu(float *y, const float *gate, const float *up, int64_t n)
 		(k)->axpy_f32 = axpy_f32; \
 		(k)->ggml_dot_f16 = ggml_dot_f16; \
 		(k)->ggml_vp_f16 = ggml_vp_f16; \
+		(k)->ggml_dot_f32 = ggml_dot_f32; \
+		(k)->ggml_vp_f32 = ggml_vp_f32; \
 		(k)->ggml_softmax = ggml_softmax; \
 		(k)->ggml_swiglu = ggml_swiglu; \
 		(k)->dot_f32[P3_TYPE_F32] = dot_f32_F32; \

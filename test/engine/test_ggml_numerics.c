@@ -34,6 +34,11 @@ static const uint32_t pin_softmax_avx512[21] = {0x3f3fdac6, 0x3e803cd4, 0x32bcf0
 static const uint32_t pin_swiglu_avx512[21] = {0xb93d4e93, 0xbb3b394a, 0xc22f36d8, 0x3a71e66c, 0x80000000, 0xbbd1b6bf, 0x80000000, 0xbc52b326, 0x3fe79cef, 0xbe37adf1, 0x4051e0e3, 0x3ebe17f4, 0xc0f28b03, 0x3d92db94, 0x3b8303b0, 0xbaac3150, 0xbc8fac15, 0x80000000, 0x3c22b6b8, 0xc2b4b608, 0x402b248e};
 static const uint32_t pin_dot_f16_avx2[4] = {0x418c960c, 0x4211ac9e, 0xc1e42908, 0x42f50fd7};
 static const uint32_t pin_vp_f16_avx2[4] = {0x4149ee80, 0xc1487ef9, 0x4113865e, 0x40482de8};
+/* ggml_vec_dot_f32 (the f32 cache) */
+static const uint32_t pin_dot_f32_avx512[4] = {0xc42028ef, 0xc4230f5f, 0xc4b301b1, 0x44958a12};
+static const uint32_t pin_vp_f32_avx512[4] = {0x3fdbab80, 0xc3691af6, 0x428c399a, 0xc2c2e427};
+static const uint32_t pin_dot_f32_avx2[4] = {0xc42028ef, 0xc4230f60, 0xc4b301ae, 0x44958a12};
+static const uint32_t pin_vp_f32_avx2[4] = {0x3fdbab40, 0xc3691af5, 0x428c399a, 0xc2c2e42a};
 static const uint32_t pin_softmax_avx2[21] = {0x3f3fdac6, 0x3e803cd4, 0x32bcf00d, 0x00000000, 0x2b289dc2, 0x00000000, 0x258972b2, 0x3620acf6, 0x38c7dde2, 0x2a08dac2, 0x36d1660b, 0x328fcc8d, 0x2a880410, 0x2a38bc08, 0x2646f54a, 0x25126840, 0x2e0c4b5b, 0x2e0c4b5b, 0x27c0fe56, 0x3213c195, 0x2de2885b};
 static const uint32_t pin_swiglu_avx2[21] = {0xb93d4e93, 0xbb3b394a, 0xc22f36d8, 0x3a71e66d, 0x80000000, 0xbbd1b6bf, 0x80000000, 0xbc52b326, 0x3fe79cef, 0xbe37adf1, 0x4051e0e3, 0x3ebe17f4, 0xc0f28b03, 0x3d92db94, 0x3b8303b0, 0xbaac3150, 0xbc8fac15, 0x80000000, 0x3c22b6b8, 0xc2b4b608, 0x402b248e};
 static const uint32_t pin_vec_dot_avx512[4] = {0xc1b11bfa, 0x41e55f14, 0xc1e22ab4, 0xc1932246};
@@ -253,6 +258,96 @@ test_vp_f16(void)
 	}
 	free(slots);
 	free(v);
+}
+
+/* the f32 cache: ggml_vec_dot_f32 for K·q (leftovers in float) and for V·p; n = 100 reaches the FMA tail */
+static float
+emu_dot_f32(const float *x, const float *y, int64_t n, int W)
+{
+	int64_t		np = W ? n - n % (4 * W) : 0;
+	float		head = emu_dot_f16(x, y, np, W);	/* the chunks: the same lanes and reduction */
+
+	if (!W)
+	{
+		double		sum = 0.0;
+
+		for (int64_t i = 0; i < n; i++)
+			sum += (double) (x[i] * y[i]);
+		return (float) sum;
+	}
+	/* GCC's vectorised loop in llama.cpp's builds: products of groups of W and one of W / 2 added in order, then FMAs */
+	{
+		int64_t		m = np + (n - np) / W * W;
+
+		if (n - m >= W / 2)
+			m += W / 2;
+		for (int64_t i = np; i < n; i++)
+		{
+			float		p = x[i] * y[i];
+
+			head = i < m ? head + p : fmaf(x[i], y[i], head);
+		}
+	}
+	return head;
+}
+
+static void
+test_f32_cache(void)
+{
+	static const int ns[4] = {16, 96, 100, 200};
+	float	   *slots = malloc(P3_GGML_VP_SLOTS * 100 * sizeof(float));
+
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		int			W = set_lanes(k);
+		float		got[4],
+					emu[4];
+		static float v[200 * 4],
+					col[256],
+					p[256];
+
+		rng = 8;
+		for (int t = 0; t < 4; t++)
+		{
+			float		kf[200],
+						qf[200];
+
+			for (int i = 0; i < ns[t]; i++)
+			{
+				kf[i] = (float) ((int) (nx() % 200001) - 100000) / 3333.0f;
+				qf[i] = (float) ((int) (nx() % 200001) - 100000) / 7777.0f;
+			}
+			got[t] = k->ggml_dot_f32(qf, kf, ns[t]);
+			emu[t] = emu_dot_f32(kf, qf, ns[t], W);
+			CHECK_MSG(bits(got[t]) == bits(emu[t]), "%s ggml_dot_f32 n %d: %.9g, ggml's order %.9g", k->name, ns[t], got[t], emu[t]);
+		}
+		if (W)
+		{
+			check_pins("ggml_dot_f32", k->name, got, W == 16 ? pin_dot_f32_avx512 : pin_dot_f32_avx2, 4);
+			check_pins("emu_dot_f32", k->name, emu, W == 16 ? pin_dot_f32_avx512 : pin_dot_f32_avx2, 4);
+		}
+		rng = 9;
+		memset(p, 0, sizeof(p));
+		for (int j = 0; j < 200; j++)
+		{
+			for (int d = 0; d < 4; d++)
+				v[j * 4 + d] = (float) ((int) (nx() % 200001) - 100000) / 3333.0f;
+			p[j] = (float) (nx() % 65536) / 65536.0f;
+		}
+		k->ggml_vp_f32(got, p, (const uint8_t *) v, 4 * sizeof(float), 200, 4, slots);
+		for (int d = 0; d < 4; d++)
+		{
+			memset(col, 0, sizeof(col));
+			for (int j = 0; j < 200; j++)
+				col[j] = v[j * 4 + d];
+			emu[d] = emu_dot_f32(col, p, 256, W);
+			CHECK_MSG(bits(got[d]) == bits(emu[d]), "%s ggml_vp_f32 dim %d: %.9g, ggml's order %.9g", k->name, d, got[d], emu[d]);
+		}
+		if (W)
+			check_pins("ggml_vp_f32", k->name, got, W == 16 ? pin_vp_f32_avx512 : pin_vp_f32_avx2, 4);
+	}
+	free(slots);
 }
 
 /* softmax and SwiGLU: the pinned rows (reference set: libm's expf, sums in double) */
@@ -567,6 +662,7 @@ main(void)
 	}
 	RUN(test_dot_f16);
 	RUN(test_vp_f16);
+	RUN(test_f32_cache);
 	RUN(test_softmax_swiglu);
 	RUN(test_vec_dot_orders);
 	RUN(test_k_orders);
