@@ -37,43 +37,30 @@
  * P3_ACT_Q8, p3_matmul rounds the activations of F16 / BF16 weights to
  * f16 / bf16 first, as ggml converts them to the weight's vec_dot_type.
  *
- * Summation order against ggml's x86 vec_dot (llama.cpp's AVX2 code, which
- * its AVX-512 builds also run for these types; a 1e-7 difference of a sum
- * can flip a later activation rounding, so the order matters for matching
- * llama.cpp's greedy text, not for accuracy):
- *   - ggml, Q8_0 / Q4_0 / Q5_0 / Q4_1 / Q5_1 (read in arch/x86/quants.c): per
- *     block, 8 int32 lanes each holding the exact sum of 4 consecutive
- *     products, converted to float and FMA'd with dx * dy into one 8-lane
- *     accumulator, block after block; hsum_float_8 at the end; Q4_1 / Q5_1
- *     add the sequential sum of m * s after it.  IQ4_NL: the same, but even
- *     and odd blocks in two accumulators, added lane-wise before the hsum
- *     (a last odd block in scalar code).
- *   - the avx2 set has that structure for Q4_0 / Q5_0 / Q8_0 / Q4_1 / Q5_1
- *     (the same lanes, FMA order and final reduction: hsum8 is
- *     hsum_float_8's), so it should give ggml's bits there (not run
- *     against ggml bit for bit here); its IQ4_NL keeps one accumulator,
- *     which differs from ggml.  (llama.cpp's multi-token batches may take
- *     llamafile's sgemm for some types instead of vec_dot: another order
- *     again, so its prompt positions need not match its own decode.)
- *   - the avx512 set puts two blocks side by side in 16 lanes (four blocks
- *     a step) and reduces 16 lanes: another order than ggml's for every
- *     32-element type.
- *   - Q4_K / Q5_K / Q6_K (avx512 set) combine blocks by the exact-block
- *     rule of src/engine/gemm_q8k.h (exact integer sums per block, then a
- *     fixed fmaf chain) so that the prefill GEMM and vec_dot agree; this
- *     deliberately differs from ggml's lane order (ggml: per block 8 int32
- *     lanes of scale-weighted sums FMA'd into an 8-lane accumulator, the
- *     mins in a separate accumulator).
+ * Summation order against llama.cpp (its AVX2 and AVX-512 builds; checked
+ * against their libggml-cpu libraries, test/engine/test_ggml_numerics.c; a
+ * 1e-7 difference of a sum can flip a later activation rounding, so the
+ * order matters for matching llama.cpp's greedy text, not for accuracy):
+ *   - ggml's x86 quants.c has only AVX2 code for Q4_0 / Q4_1 / Q5_0 / Q5_1 /
+ *     Q8_0 / Q2_K / Q3_K / Q6_K / IQ4_XS, which its AVX-512 builds run too;
+ *     the avx2 set gives its bits for all of them (per block int32 lanes of
+ *     the exact sums of 4 consecutive products, FMA'd by the block scale into
+ *     one 8-lane accumulator, hsum_float_8); IQ4_NL and Q4_K differ (ggml
+ *     two accumulators / other lanes), Q5_K differs.
+ *   - the avx512 set takes the avx2 set's Q4_1 / Q5_0 / Q5_1 / IQ4_XS / Q3_K
+ *     products (kernels_x86.c); its Q2_K is llama.cpp's repack gemv
+ *     (ggml_gemv_q2_K_8x8_q8_K, which llama.cpp's AVX-512 builds use for
+ *     every weight of 8k rows): exact integer block sums, a scale chain and
+ *     a min chain, their difference.
+ *   - Q4_K / Q5_K / Q6_K / Q8_0 / Q4_0 / IQ4_NL (avx512 set) combine blocks
+ *     by the exact-block rule of src/engine/gemm_q8k.h (exact integer sums
+ *     per block, then a fixed fmaf chain) so that the prefill GEMM and
+ *     vec_dot agree; for Q8_0 and Q6_K that is not ggml's order (llama.cpp
+ *     runs ggml's AVX2 vec_dot for them: the avx2 set's bits), for Q4_0,
+ *     Q4_K and IQ4_NL llama.cpp uses its repack routines (Q4_0 and IQ4_NL
+ *     agree with the rule on the generated files, Q4_K mostly).
  *   - the reference set follows ggml's generic (scalar) kernels.
- *   - f16 KV attention: ggml's K·q (over head_dim) and V·p (over the
- *     positions, V stored transposed) are ggml_vec_dot_f16: chunks of
- *     GGML_F16_STEP elements by FMA in f32 lanes, reduced, then the leftover
- *     elements added in double (or llamafile's sgemm where it takes the
- *     product); the engine sums q·k in its float-dot lanes and V·p position
- *     by position (axpy_f16).  With the probabilities rounded to f16 this
- *     order is what still separates the two on some positions.
- * Matching the 32-element types' order in the avx512 set is left to the
- * kernel work (the vec_dot kernels were out of this change's scope).
+ *   - attention, softmax, SwiGLU with P3_ACT_Q8: the ggml_* entries below.
  *
  * Prefill: vec_dot_ntok and dot_f32_f32_ntok apply one weight row to
  * P3_KERNEL_NTOK activation rows at once, so the row is unpacked once for
