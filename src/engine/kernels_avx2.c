@@ -753,7 +753,12 @@ DEF_VEC_DOT_U8_Q8_1(Q5_1, P3BlockQ5_1, uw_q5_1)
 /*
  * Q4_K / Q5_K · Q8_K: per chunk c, sub-blocks 2c (low nibbles) and 2c+1
  * (high nibbles) of qs[32c ..], pair sums times the sub-block scale by
- * vpmaddwd, exact int32 lanes per block; mins against the bsums.
+ * vpmaddwd, exact int32 lanes per block; mins against the bsums.  Combined
+ * as llama.cpp does (its AVX2 code, which its AVX-512 builds run too):
+ * Q5_K as ggml_vec_dot_q5_K_q8_K, one FMA per block and lane, the mins in a
+ * scalar FMA chain added after hsum8; Q4_K as its repack routine
+ * (ggml_gemv_q4_K_8x8_q8_K, taken for every weight of 8k rows): the exact
+ * block sums in a scale chain and a min chain, their difference.
  */
 INLINE void
 vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size_t stride,
@@ -763,9 +768,14 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 	const int64_t nb = n / P3_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0F);
 	__m256		acc[NTOK];
+	float		accs[NTOK],
+				accm[NTOK];
 
 	for (int t = 0; t < nt; t++)
+	{
 		acc[t] = _mm256_setzero_ps();
+		accs[t] = accm[t] = 0.0f;
+	}
 	for (int64_t i = 0; i < nb; i++, xb += xsize)
 	{
 		/* Q4_K and Q5_K share d, dmin, scales; qs (and qh) follow */
@@ -814,14 +824,22 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m256i		pm = bsums_madd(y, mins16);
+			int			m = hsum8_epi32(bsums_madd(y, mins16));
 
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-(dmx * y->d)), acc[t]);
+			if (five)
+			{
+				acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
+				accm[t] = fmaf((float) m, -(dmx * y->d), accm[t]);
+			}
+			else
+			{
+				accs[t] = fmaf((float) hsum8_epi32(si[t]), dx * y->d, accs[t]);
+				accm[t] = fmaf((float) m, dmx * y->d, accm[t]);
+			}
 		}
 	}
 	for (int t = 0; t < nt; t++)
-		out[t] = hsum8(acc[t]);
+		out[t] = five ? hsum8(acc[t]) + accm[t] : accs[t] - accm[t];
 }
 
 DEF_VEC_WRAPPERS(Q4_K, vec_dot_k_affine_nt, sizeof(P3BlockQ4_K), 0)

@@ -43,9 +43,9 @@ static const uint32_t pin_softmax_avx2[21] = {0x3f3fdac6, 0x3e803cd4, 0x32bcf00d
 static const uint32_t pin_swiglu_avx2[21] = {0xb93d4e93, 0xbb3b394a, 0xc22f36d8, 0x3a71e66d, 0x80000000, 0xbbd1b6bf, 0x80000000, 0xbc52b326, 0x3fe79cef, 0xbe37adf1, 0x4051e0e3, 0x3ebe17f4, 0xc0f28b03, 0x3d92db94, 0x3b8303b0, 0xbaac3150, 0xbc8fac15, 0x80000000, 0x3c22b6b8, 0xc2b4b608, 0x402b248e};
 static const uint32_t pin_vec_dot_avx512[4] = {0xc1b11bfa, 0x41e55f14, 0xc1e22ab4, 0xc1932246};
 static const uint32_t pin_vec_dot_avx2[4] = {0xc1b11bfa, 0x41e55f14, 0xc1e22ab4, 0xc1932246};
-/* Q3_K, Q2_K by ggml_vec_dot_*_q8_K (the AVX-512 build's Q2_K value is not what llama.cpp uses: see test_k_orders) */
-static const uint32_t pin_vec_dot_k_avx512[2] = {0xc06bb774, 0x41331560};
-static const uint32_t pin_vec_dot_k_avx2[2] = {0xc06bb774, 0x41331560};
+/* Q3_K, Q2_K, Q5_K by ggml_vec_dot_*_q8_K (llama.cpp's AVX-512 builds take other routines for Q2_K, and the avx512 set's Q5_K is not ggml's: see test_k_orders) */
+static const uint32_t pin_vec_dot_k_avx512[3] = {0xc06bb774, 0x41331560, 0x42428920};
+static const uint32_t pin_vec_dot_k_avx2[3] = {0xc06bb774, 0x41331560, 0x42428920};
 
 static const P3KernelSet *sets[3];
 static int	nsets;
@@ -497,22 +497,69 @@ emu_q2k_repack(const uint8_t *w, const uint8_t *a, int64_t n)
 	return acc - accm;
 }
 
-/* Q3_K (both x86 sets: ggml's AVX2 vec_dot) and Q2_K (avx2: ggml's AVX2 vec_dot; avx512: the repack rule) */
+/*
+ * Q4_K through llama.cpp's repack routine (ggml_gemv_q4_K_8x8_q8_K, its AVX2
+ * code in both builds): per block the exact sums of sc * code * y and of
+ * m * (bsum pair), two chains, their difference (the avx2 set's Q4_K).
+ */
+static float
+emu_q4k_repack(const uint8_t *w, const uint8_t *a, int64_t n)
+{
+	float		acc = 0.0f,
+				accm = 0.0f;
+
+	for (int64_t i = 0; i < n / 256; i++)
+	{
+		/* block_q4_K: d, dmin, scales[12], qs[128] */
+		const uint8_t *b = w + i * 144;
+		const uint8_t *sc = b + 4;
+		const uint8_t *y = a + i * 292;
+		float		dy;
+		int16_t		bs[16];
+		int64_t		S = 0,
+					M = 0;
+		uint16_t	hd,
+					hm;
+
+		memcpy(&hd, b, 2);
+		memcpy(&hm, b + 2, 2);
+		memcpy(&dy, y, 4);
+		memcpy(bs, y + 4 + 256, 32);
+		for (int j = 0; j < 8; j++)
+		{
+			int			s6 = j < 4 ? sc[j] & 63 : (sc[j + 4] & 15) | ((sc[j - 4] >> 6) << 4);
+			int			m6 = j < 4 ? sc[j + 4] & 63 : (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+
+			for (int l = 0; l < 32; l++)
+				S += (int64_t) s6 * ((b[16 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 15) * (int8_t) y[4 + 32 * j + l];
+			M += (int64_t) m6 * (bs[2 * j] + bs[2 * j + 1]);
+		}
+		acc = fmaf((float) S, p3_fp16_to_fp32(hd) * dy, acc);
+		accm = fmaf((float) M, p3_fp16_to_fp32(hm) * dy, accm);
+	}
+	return acc - accm;
+}
+
+/*
+ * Q3_K (both x86 sets: ggml's AVX2 vec_dot), Q2_K (avx2: ggml's AVX2
+ * vec_dot; avx512: the repack rule), Q5_K (avx2: ggml's AVX2 vec_dot) and
+ * Q4_K (avx2: the repack rule).
+ */
 static void
 test_k_orders(void)
 {
-	static const uint32_t ty[2] = {P3_TYPE_Q3_K, P3_TYPE_Q2_K};
+	static const uint32_t ty[3] = {P3_TYPE_Q3_K, P3_TYPE_Q2_K, P3_TYPE_Q5_K};
 
 	for (int s = 0; s < nsets; s++)
 	{
 		const P3KernelSet *k = sets[s];
 		int			W = set_lanes(k);
-		float		got[2];
+		float		got[3];
 
 		if (!W)
 			continue;
 		rng = 7;
-		for (int t = 0; t < 2; t++)
+		for (int t = 0; t < 3; t++)
 		{
 			float		x[512],
 						a[512];
@@ -534,7 +581,28 @@ test_k_orders(void)
 				CHECK_MSG(bits(got[t]) == bits(e), "avx512 Q2_K %.9g, the repack rule %.9g", got[t], e);
 			}
 		}
-		check_pins("vec_dot q3_k", k->name, got, W == 16 ? pin_vec_dot_k_avx512 : pin_vec_dot_k_avx2, W == 16 ? 1 : 2);
+		check_pins("vec_dot q3_k q2_k q5_k", k->name, got, W == 16 ? pin_vec_dot_k_avx512 : pin_vec_dot_k_avx2, W == 16 ? 1 : 3);
+		if (W == 8)
+			for (int r = 0; r < 200; r++)
+			{
+				float		x[1024],
+							a[1024],
+							g,
+							e;
+				static uint8_t w[8192],
+							q[8192];
+
+				for (int i = 0; i < 1024; i++)
+				{
+					x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
+					a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
+				}
+				p3_quantize_row_ref(P3_TYPE_Q4_K, x, w, 1024);
+				p3_quantize_act_row_ref(P3_TYPE_Q8_K, a, q, 1024);
+				g = k->vec_dot[P3_TYPE_Q4_K] (w, q, 1024);
+				e = emu_q4k_repack(w, q, 1024);
+				CHECK_MSG(bits(g) == bits(e), "avx2 Q4_K row %d: %.9g, the repack rule %.9g", r, g, e);
+			}
 		/* more rows: the repack rule on random blocks */
 		if (W == 16)
 			for (int r = 0; r < 200; r++)
