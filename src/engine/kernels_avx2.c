@@ -303,6 +303,25 @@ vf_set1(float a)
 }
 
 /*
+ * ggml's lane sums (ggml_tree in kernels_x86_common.h): GGML_F32x8_REDUCE's
+ * two hadds for the dots, the softmax's movehl / movehdup (hsum8)
+ */
+INLINE float
+vf_hsum_dot(__m256 v)
+{
+	__m128		t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	t = _mm_hadd_ps(t, t);
+	return _mm_cvtss_f32(_mm_hadd_ps(t, t));
+}
+
+INLINE float
+vf_hsum_sm(__m256 v)
+{
+	return hsum8(v);
+}
+
+/*
  * ggml_v_expf of ggml's AVX2 build (ggml-cpu/vec.h, MIT licence, from
  * ARM's optimized routines): k = 2^n by the exponent bits, k + k * poly(b);
  * |n| > 126 scaled in two steps, |n| > 192 gives 0 or infinity.

@@ -279,6 +279,22 @@ vf_set1(float a)
 }
 
 /*
+ * ggml's lane sums (ggml_tree in kernels_x86_common.h), of ggml_vec_dot_f16 /
+ * _f32 and of the softmax groups: both _mm512_reduce_add_ps
+ */
+INLINE float
+vf_hsum_dot(__m512 v)
+{
+	return _mm512_reduce_add_ps(v);
+}
+
+INLINE float
+vf_hsum_sm(__m512 v)
+{
+	return _mm512_reduce_add_ps(v);
+}
+
+/*
  * ggml_v_expf of ggml's AVX-512 build (ggml-cpu/vec.h, MIT licence, from
  * ARM's optimized routines): 2^n * poly(b) by vscalefps; |n| > 192 gives 0
  * or infinity.
@@ -1281,25 +1297,29 @@ vec_dot_iq4_xs_nt(const void *vw, const void *va, size_t stride, int64_t n, floa
 }
 
 /*
- * Q3_K / Q2_K · Q8_K: 2-bit codes (Q3_K: plus 4 for its high bit, so 0..7,
- * the -4 taken off through the bsums like Q6_K's -32), pair sums times the
- * 16-element group scales by vpdpwssd; Q2_K's mins meet the bsums.
+ * Q3_K · Q8_K in ggml's AVX2 order (llama.cpp's AVX-512 builds run that
+ * code): codes 0..7 (2-bit code plus 4 for its high bit) with 4 taken off
+ * per byte pair (codes · y - 4 · y by two vpmaddubsw), pair sums times the
+ * 16-element group scales by vpdpwssd, so dword lane k of 64 elements holds
+ * the exact sum of elements 4k .. 4k+3; lanes k and k + 8 added give ggml's
+ * 8 int32 lanes (bytes 4m .. 4m+3 of each 32), then one FMA per block and
+ * lane by d · dy and hsum_float_8's tree.  Q2_K (below) meets its mins
+ * through the bsums.
  */
 INLINE void
 vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
 	const P3BlockQ3_K *x = vw;
-	__m512		acc[NTOK];
+	const __m512i four = _mm512_set1_epi8(4);
+	__m256		acc[NTOK];
 
 	for (int t = 0; t < nt; t++)
-		acc[t] = _mm512_setzero_ps();
+		acc[t] = _mm256_setzero_ps();
 	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
 		__m512i		wv[4];
 		__m512i		sv[4];
-		__m512i		scd = q3k_scales16(x[i].scales);
-		__m256i		sc16 = _mm512_cvtepi32_epi16(scd);
-		__m512i		pairs = word_pairs(scd);
+		__m512i		pairs = word_pairs(q3k_scales16(x[i].scales));
 		const float dx = h2f(x[i].d);
 
 #pragma GCC unroll 4
@@ -1312,15 +1332,30 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m256i		corr = bsums_madd(y, sc16);
-			__m512i		s = groups_dot(wv, sv, y);
+			__m512i		s = _mm512_setzero_si512();
+			__m256i		s8;
 
-			s = _mm512_sub_epi32(s, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
+#pragma GCC unroll 4
+			for (int e = 0; e < 4; e++)
+			{
+				__m512i		y8 = _mm512_loadu_si512(y->qs + 64 * e);
+
+				s = _mm512_dpwssd_epi32(s, _mm512_sub_epi16(_mm512_maddubs_epi16(wv[e], y8), _mm512_maddubs_epi16(four, y8)),
+										sv[e]);
+			}
+			s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8), _mm256_set1_ps(dx * y->d), acc[t]);
 		}
 	}
 	for (int t = 0; t < nt; t++)
-		out[t] = hsum16(acc[t]);
+	{
+		/* hsum_float_8 */
+		__m128		r = _mm_add_ps(_mm256_extractf128_ps(acc[t], 1), _mm256_castps256_ps128(acc[t]));
+
+		r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+		r = _mm_add_ss(r, _mm_movehdup_ps(r));
+		out[t] = _mm_cvtss_f32(r);
+	}
 }
 
 /*

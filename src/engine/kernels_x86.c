@@ -38,7 +38,7 @@ static P3KernelSet x86_avx512_set;
 static void
 avx512_take_ggml_orders(P3KernelSet *avx512, const P3KernelSet *avx2)
 {
-	static const uint32_t types[] = {P3_TYPE_Q4_1, P3_TYPE_Q5_0, P3_TYPE_Q5_1, P3_TYPE_IQ4_XS, P3_TYPE_Q3_K};
+	static const uint32_t types[] = {P3_TYPE_Q4_1, P3_TYPE_Q5_0, P3_TYPE_Q5_1, P3_TYPE_IQ4_XS};
 
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 	{

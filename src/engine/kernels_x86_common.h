@@ -631,25 +631,42 @@ vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, floa
  * and the AVX2 softmax's movehl / movehdup — or (0 + 1) + (2 + 3), the two
  * hadds of the AVX2 GGML_F32x8_REDUCE.
  */
+/* rows a[0 .. n) = a + b, VL columns at a time */
+INLINE void
+rows_add(float *a, const float *b, int64_t n)
+{
+	int64_t		d = 0;
+
+	for (; d + VL <= n; d += VL)
+		vf_store(a + d, vf_load(a + d) + vf_load(b + d));
+	if (d < n)
+		vf_store_part(a + d, vf_load_part(a + d, (int) (n - d)) + vf_load_part(b + d, (int) (n - d)), (int) (n - d));
+}
+
 static void
 ggml_tree(float *r, size_t stride, int64_t n, bool hadd_tail)
 {
 	for (int half = VL / 2; half >= 4; half /= 2)
 		for (int l = 0; l < half; l++)
-			for (int64_t d = 0; d < n; d++)
-				r[l * stride + d] = r[l * stride + d] + r[(l + half) * stride + d];
-	for (int64_t d = 0; d < n; d++)
+			rows_add(r + l * stride, r + (l + half) * stride, n);
+	if (hadd_tail)
 	{
-		float	   *c = r + d;
-
-		if (hadd_tail)
-			c[0] = (c[0] + c[stride]) + (c[2 * stride] + c[3 * stride]);
-		else
-			c[0] = (c[0] + c[2 * stride]) + (c[stride] + c[3 * stride]);
+		rows_add(r, r + stride, n);
+		rows_add(r + 2 * stride, r + 3 * stride, n);
+		rows_add(r, r + 2 * stride, n);
+	}
+	else
+	{
+		rows_add(r, r + 2 * stride, n);
+		rows_add(r + stride, r + 3 * stride, n);
+		rows_add(r, r + stride, n);
 	}
 }
 
-/* hadd tail in ggml_vec_dot_f16's reduction: the AVX2 build */
+/*
+ * hadd tail in ggml_vec_dot_f16's reduction: the AVX2 build (the including
+ * file's vf_hsum_dot / vf_hsum_sm are the same trees on one register)
+ */
 #define GGML_DOT_HADD (VL == 8)
 
 /*
@@ -663,21 +680,25 @@ ggml_dot_any(const float *q, const void *k, int64_t n, const bool f16)
 	const uint16_t *k16 = k;
 	const float *k32 = k;
 	int64_t		np = n & ~(int64_t) (4 * VL - 1);
-	vfloat		a[4] = {vf_zero(), vf_zero(), vf_zero(), vf_zero()};
-	float		lanes[VL];
+	vfloat		a0 = vf_zero(),
+				a1 = vf_zero(),
+				a2 = vf_zero(),
+				a3 = vf_zero();
 
+#define KROW(o) (f16 ? vf_load_f16(k16 + (o)) : vf_load(k32 + (o)))
 	for (int64_t i = 0; i < np; i += 4 * VL)
-		for (int j = 0; j < 4; j++)
-			a[j] = vf_fmadd(f16 ? vf_load_f16(k16 + i + j * VL) : vf_load(k32 + i + j * VL),
-							vf_load(q + i + j * VL), a[j]);
-	a[0] = a[0] + a[2];
-	a[1] = a[1] + a[3];
-	a[0] = a[0] + a[1];
-	vf_store(lanes, a[0]);
-	ggml_tree(lanes, 1, 1, GGML_DOT_HADD);
+	{
+		a0 = vf_fmadd(KROW(i), vf_load(q + i), a0);
+		a1 = vf_fmadd(KROW(i + VL), vf_load(q + i + VL), a1);
+		a2 = vf_fmadd(KROW(i + 2 * VL), vf_load(q + i + 2 * VL), a2);
+		a3 = vf_fmadd(KROW(i + 3 * VL), vf_load(q + i + 3 * VL), a3);
+	}
+#undef KROW
+	/* ggml: acc0 + acc2, acc1 + acc3, then together */
+	a0 = (a0 + a2) + (a1 + a3);
 	if (f16)
 	{
-		double		sum = lanes[0];
+		double		sum = vf_hsum_dot(a0);
 
 		for (int64_t i = np; i < n; i++)
 			sum += (double) (h2f(k16[i]) * q[i]);
@@ -690,7 +711,7 @@ ggml_dot_any(const float *q, const void *k, int64_t n, const bool f16)
 		 * builds: products of whole groups of VL, then one of VL / 2,
 		 * rounded and added in order; the last few by a fused multiply-add
 		 */
-		float		sum = lanes[0];
+		float		sum = vf_hsum_dot(a0);
 		int64_t		m = np + (n - np) / VL * VL;
 		int64_t		i = np;
 
@@ -746,12 +767,11 @@ ggml_vp_any(float *out, const float *p, const uint8_t *v, size_t stride, int32_t
 	for (int l = 0; l < VL; l++)
 	{
 		float	   *s0 = slots + (size_t) l * hd;
-		const float *s1 = s0 + (size_t) VL * hd;
-		const float *s2 = s1 + (size_t) VL * hd;
-		const float *s3 = s2 + (size_t) VL * hd;
+		float	   *s1 = s0 + (size_t) VL * hd;
 
-		for (int32_t d = 0; d < hd; d++)
-			s0[d] = (s0[d] + s2[d]) + (s1[d] + s3[d]);
+		rows_add(s0, s1 + (size_t) VL * hd, hd);
+		rows_add(s1, s1 + (size_t) 2 * VL * hd, hd);
+		rows_add(s0, s1, hd);
 	}
 	ggml_tree(slots, (size_t) hd, hd, GGML_DOT_HADD);
 	memcpy(out, slots, (size_t) hd * sizeof(float));
@@ -775,7 +795,6 @@ static void
 ggml_softmax(float *x, int64_t n)
 {
 	float		max = x[0];
-	float		lanes[VL];
 	double		sum = 0.0;
 	float		inv;
 	int64_t		i = 0;
@@ -788,9 +807,7 @@ ggml_softmax(float *x, int64_t n)
 		vfloat		e = vf_expf_ggml(vf_load(x + i) - vf_set1(max));
 
 		vf_store(x + i, e);
-		vf_store(lanes, e);
-		ggml_tree(lanes, 1, 1, false);
-		sum += (double) lanes[0];
+		sum += (double) vf_hsum_sm(e);
 	}
 	if (i < n)
 	{
@@ -799,10 +816,7 @@ ggml_softmax(float *x, int64_t n)
 		vfloat		e = vf_expf_ggml(vf_load_part(x + i, r) - vf_set1(max));
 
 		vf_store_part(x + i, e, r);
-		memset(lanes, 0, sizeof(lanes));
-		memcpy(lanes, x + i, (size_t) r * sizeof(float));
-		ggml_tree(lanes, 1, 1, false);
-		sum += (double) lanes[0];
+		sum += (double) vf_hsum_sm(vf_load_part(x + i, r));
 	}
 	inv = (float) (1.0 / sum);
 	for (i = 0; i < n; i++)
