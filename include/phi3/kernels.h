@@ -41,24 +41,28 @@
  * against their libggml-cpu libraries, test/engine/test_ggml_numerics.c; a
  * 1e-7 difference of a sum can flip a later activation rounding, so the
  * order matters for matching llama.cpp's greedy text, not for accuracy):
- *   - ggml's x86 quants.c has only AVX2 code for Q4_0 / Q4_1 / Q5_0 / Q5_1 /
- *     Q8_0 / Q2_K / Q3_K / Q6_K / IQ4_XS, which its AVX-512 builds run too;
- *     the avx2 set gives its bits for all of them (per block int32 lanes of
- *     the exact sums of 4 consecutive products, FMA'd by the block scale into
- *     one 8-lane accumulator, hsum_float_8); IQ4_NL and Q4_K differ (ggml
- *     two accumulators / other lanes), Q5_K differs.
- *   - the avx512 set takes the avx2 set's Q4_1 / Q5_0 / Q5_1 / IQ4_XS / Q3_K
- *     products (kernels_x86.c); its Q2_K is llama.cpp's repack gemv
- *     (ggml_gemv_q2_K_8x8_q8_K, which llama.cpp's AVX-512 builds use for
- *     every weight of 8k rows): exact integer block sums, a scale chain and
- *     a min chain, their difference.
+ *   - ggml's x86 quants.c has only AVX2 code for the vec_dot of Q4_0 / Q4_1
+ *     / Q5_0 / Q5_1 / Q8_0 / Q2_K / Q3_K / Q5_K / Q6_K / IQ4_XS, which its
+ *     AVX-512 builds run too (per block int32 lanes of exact sums of 4
+ *     consecutive products, FMA'd by the block scale into one 8-lane
+ *     accumulator, hsum_float_8; Q5_K's mins in a scalar chain added last);
+ *     for weights of 8k rows llama.cpp takes its repack routines instead for
+ *     Q4_0, Q4_K, IQ4_NL (AVX2 and AVX-512) and Q2_K (AVX-512): exact integer
+ *     block sums, for Q4_K / Q2_K a scale chain and a min chain subtracted at
+ *     the end.
+ *   - the avx2 set gives those bits (checked against llama.cpp's libraries):
+ *     ggml's vec_dot for Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q2_K / Q3_K / Q5_K
+ *     / Q6_K / IQ4_XS, the repack rule for Q4_K; its IQ4_NL (one accumulator)
+ *     differs.
+ *   - the avx512 set takes the avx2 set's Q4_1 / Q5_0 / Q5_1 / IQ4_XS
+ *     products (kernels_x86.c), its own Q3_K has ggml's lanes, its Q2_K is
+ *     the repack rule.
  *   - Q4_K / Q5_K / Q6_K / Q8_0 / Q4_0 / IQ4_NL (avx512 set) combine blocks
  *     by the exact-block rule of src/engine/gemm_q8k.h (exact integer sums
- *     per block, then a fixed fmaf chain) so that the prefill GEMM and
- *     vec_dot agree; for Q8_0 and Q6_K that is not ggml's order (llama.cpp
- *     runs ggml's AVX2 vec_dot for them: the avx2 set's bits), for Q4_0,
- *     Q4_K and IQ4_NL llama.cpp uses its repack routines (Q4_0 and IQ4_NL
- *     agree with the rule on the generated files, Q4_K mostly).
+ *     per block, then one fixed fmaf chain) so that the prefill GEMM and
+ *     vec_dot agree: not llama.cpp's order for Q8_0 / Q6_K / Q5_K (its AVX2
+ *     vec_dot) nor Q4_K (two chains); Q4_0 and IQ4_NL agree with its repack
+ *     routines on the generated files.
  *   - the reference set follows ggml's generic (scalar) kernels.
  *   - attention, softmax, SwiGLU with P3_ACT_Q8: the ggml_* entries below.
  *
