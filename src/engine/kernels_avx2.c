@@ -188,11 +188,16 @@ hsum8(__m256 v)
 	return _mm_cvtss_f32(s4);
 }
 
-/* the fixed reduction of the four accumulators of the float dots */
+/* the fixed reduction of the four accumulators of the float dots: ggml_vec_dot_f32's / _f16's */
 INLINE float
 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
 {
-	return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	/* ggml's GGML_F32x8_REDUCE: (0 + 2) + (1 + 3), then the two hadds */
+	__m256		v = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+	__m128		t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	t = _mm_hadd_ps(t, t);
+	return _mm_cvtss_f32(_mm_hadd_ps(t, t));
 }
 
 /* the sum of 8 int32 lanes */

@@ -198,11 +198,15 @@ hsum16(__m512 v)
 	return _mm_cvtss_f32(s4);
 }
 
-/* The fixed reduction of the four accumulators of the float dots. */
+/*
+ * The fixed reduction of the four accumulators of the float dots, as ggml's
+ * GGML_F32x16_REDUCE: (0 + 2) + (1 + 3), then _mm512_reduce_add_ps's tree
+ * (hsum16).
+ */
 INLINE float
 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
 {
-	return hsum16(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+	return hsum16(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
 }
 
 /* Largest |x| of 16 lanes folded into m; NaN lanes of x are ignored (m is the second operand). */

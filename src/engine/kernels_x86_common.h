@@ -26,7 +26,8 @@
  * Float layout (both sets): dot_f32_f32 keeps four accumulators; element i
  * is added by FMA, in increasing i, to lane i % VL of accumulator
  * (i / VL) % 4; a last partial register goes through vf_fmadd_part, which
- * leaves the unused lanes untouched; reduce4 then sums in one fixed order.
+ * leaves the unused lanes untouched; reduce4 then sums in one fixed order
+ * (ggml_vec_dot_f32 / _f16's: (0 + 2) + (1 + 3), then its lane tree).
  * Every fused dot_f32[T] decodes its weights to exactly the f32 values
  * dequant[T] produces (the reference's arithmetic) and feeds them through
  * the same lanes in the same order, so dot_f32[T](w, x) has the bits of

@@ -39,6 +39,9 @@ static const uint32_t pin_dot_f32_avx512[4] = {0xc42028ef, 0xc4230f5f, 0xc4b301b
 static const uint32_t pin_vp_f32_avx512[4] = {0x3fdbab80, 0xc3691af6, 0x428c399a, 0xc2c2e427};
 static const uint32_t pin_dot_f32_avx2[4] = {0xc42028ef, 0xc4230f60, 0xc4b301ae, 0x44958a12};
 static const uint32_t pin_vp_f32_avx2[4] = {0x3fdbab40, 0xc3691af5, 0x428c399a, 0xc2c2e42a};
+/* F16 weights (vec_dot) and f32 dots over 256: the float dots' reduction */
+static const uint32_t pin_float_dots_avx512[2] = {0x4334321d, 0x415a8600};
+static const uint32_t pin_float_dots_avx2[2] = {0x4334321c, 0x415a8580};
 static const uint32_t pin_softmax_avx2[21] = {0x3f3fdac6, 0x3e803cd4, 0x32bcf00d, 0x00000000, 0x2b289dc2, 0x00000000, 0x258972b2, 0x3620acf6, 0x38c7dde2, 0x2a08dac2, 0x36d1660b, 0x328fcc8d, 0x2a880410, 0x2a38bc08, 0x2646f54a, 0x25126840, 0x2e0c4b5b, 0x2e0c4b5b, 0x27c0fe56, 0x3213c195, 0x2de2885b};
 static const uint32_t pin_swiglu_avx2[21] = {0xb93d4e93, 0xbb3b394a, 0xc22f36d8, 0x3a71e66d, 0x80000000, 0xbbd1b6bf, 0x80000000, 0xbc52b326, 0x3fe79cef, 0xbe37adf1, 0x4051e0e3, 0x3ebe17f4, 0xc0f28b03, 0x3d92db94, 0x3b8303b0, 0xbaac3150, 0xbc8fac15, 0x80000000, 0x3c22b6b8, 0xc2b4b608, 0x402b248e};
 static const uint32_t pin_vec_dot_avx512[4] = {0xc1b11bfa, 0x41e55f14, 0xc1e22ab4, 0xc1932246};
@@ -258,6 +261,39 @@ test_vp_f16(void)
 	}
 	free(slots);
 	free(v);
+}
+
+/* the float dots of F16 / F32 weights: ggml_vec_dot_f16 / _f32 over whole chunks (reduce4's order) */
+static void
+test_float_dots(void)
+{
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		int			W = set_lanes(k);
+		static uint16_t w[256];
+		static float x[256],
+					a[256],
+					b[256];
+		float		got[2];
+
+		if (!W)
+			continue;
+		rng = 12;
+		for (int i = 0; i < 256; i++)
+		{
+			w[i] = rh();
+			x[i] = p3_fp16_to_fp32(rh());
+		}
+		got[0] = k->vec_dot[P3_TYPE_F16] (w, x, 256);
+		for (int i = 0; i < 256; i++)
+		{
+			a[i] = (float) ((int) (nx() % 200001) - 100000) / 3333.0f;
+			b[i] = (float) ((int) (nx() % 200001) - 100000) / 7777.0f;
+		}
+		got[1] = k->dot_f32_f32(a, b, 256);
+		check_pins("vec_dot F16, dot_f32_f32", k->name, got, W == 16 ? pin_float_dots_avx512 : pin_float_dots_avx2, 2);
+	}
 }
 
 /* the f32 cache: ggml_vec_dot_f32 for K·q (leftovers in float) and for V·p; n = 100 reaches the FMA tail */
@@ -731,6 +767,7 @@ main(void)
 	RUN(test_dot_f16);
 	RUN(test_vp_f16);
 	RUN(test_f32_cache);
+	RUN(test_float_dots);
 	RUN(test_softmax_swiglu);
 	RUN(test_vec_dot_orders);
 	RUN(test_k_orders);
