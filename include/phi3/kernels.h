@@ -37,43 +37,34 @@
  * P3_ACT_Q8, p3_matmul rounds the activations of F16 / BF16 weights to
  * f16 / bf16 first, as ggml converts them to the weight's vec_dot_type.
  *
- * Summation order against ggml's x86 vec_dot (llama.cpp's AVX2 code, which
- * its AVX-512 builds also run for these types; a 1e-7 difference of a sum
- * can flip a later activation rounding, so the order matters for matching
- * llama.cpp's greedy text, not for accuracy):
- *   - ggml, Q8_0 / Q4_0 / Q5_0 / Q4_1 / Q5_1 (read in arch/x86/quants.c): per
- *     block, 8 int32 lanes each holding the exact sum of 4 consecutive
- *     products, converted to float and FMA'd with dx * dy into one 8-lane
- *     accumulator, block after block; hsum_float_8 at the end; Q4_1 / Q5_1
- *     add the sequential sum of m * s after it.  IQ4_NL: the same, but even
- *     and odd blocks in two accumulators, added lane-wise before the hsum
- *     (a last odd block in scalar code).
- *   - the avx2 set has that structure for Q4_0 / Q5_0 / Q8_0 / Q4_1 / Q5_1
- *     (the same lanes, FMA order and final reduction: hsum8 is
- *     hsum_float_8's), so it should give ggml's bits there (not run
- *     against ggml bit for bit here); its IQ4_NL keeps one accumulator,
- *     which differs from ggml.  (llama.cpp's multi-token batches may take
- *     llamafile's sgemm for some types instead of vec_dot: another order
- *     again, so its prompt positions need not match its own decode.)
- *   - the avx512 set puts two blocks side by side in 16 lanes (four blocks
- *     a step) and reduces 16 lanes: another order than ggml's for every
- *     32-element type.
- *   - Q4_K / Q5_K / Q6_K (avx512 set) combine blocks by the exact-block
- *     rule of src/engine/gemm_q8k.h (exact integer sums per block, then a
- *     fixed fmaf chain) so that the prefill GEMM and vec_dot agree; this
- *     deliberately differs from ggml's lane order (ggml: per block 8 int32
- *     lanes of scale-weighted sums FMA'd into an 8-lane accumulator, the
- *     mins in a separate accumulator).
+ * Summation order against llama.cpp (its AVX2 and AVX-512 builds; checked
+ * against their libggml-cpu libraries, test/engine/test_ggml_numerics.c; a
+ * 1e-7 difference of a sum can flip a later activation rounding, so the
+ * order matters for matching llama.cpp's greedy text, not for accuracy):
+ *   - ggml's x86 quants.c has only AVX2 code for the vec_dot of Q4_0 / Q4_1
+ *     / Q5_0 / Q5_1 / Q8_0 / Q2_K / Q3_K / Q5_K / Q6_K / IQ4_XS, which its
+ *     AVX-512 builds run too (per block int32 lanes of exact sums of 4
+ *     consecutive products, FMA'd by the block scale into one 8-lane
+ *     accumulator, hsum_float_8; Q5_K's mins in a scalar chain added last);
+ *     for weights of 8k rows llama.cpp takes its repack routines instead for
+ *     Q4_0, Q4_K, IQ4_NL (AVX2 and AVX-512) and Q2_K (AVX-512): exact integer
+ *     block sums, for Q4_K / Q2_K a scale chain and a min chain subtracted at
+ *     the end.
+ *   - the avx2 set gives those bits (checked against llama.cpp's libraries):
+ *     ggml's vec_dot for Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q2_K / Q3_K / Q5_K
+ *     / Q6_K / IQ4_XS, the repack rule for Q4_K; its IQ4_NL (one accumulator)
+ *     differs.
+ *   - the avx512 set takes the avx2 set's Q4_1 / Q5_0 / Q5_1 / IQ4_XS
+ *     products (kernels_x86.c), its own Q3_K has ggml's lanes, its Q2_K is
+ *     the repack rule.
+ *   - Q4_K / Q5_K / Q6_K / Q8_0 / Q4_0 / IQ4_NL (avx512 set) combine blocks
+ *     by the exact-block rule of src/engine/gemm_q8k.h (exact integer sums
+ *     per block, then one fixed fmaf chain) so that the prefill GEMM and
+ *     vec_dot agree: not llama.cpp's order for Q8_0 / Q6_K / Q5_K (its AVX2
+ *     vec_dot) nor Q4_K (two chains); Q4_0 and IQ4_NL agree with its repack
+ *     routines on the generated files.
  *   - the reference set follows ggml's generic (scalar) kernels.
- *   - f16 KV attention: ggml's K·q (over head_dim) and V·p (over the
- *     positions, V stored transposed) are ggml_vec_dot_f16: chunks of
- *     GGML_F16_STEP elements by FMA in f32 lanes, reduced, then the leftover
- *     elements added in double (or llamafile's sgemm where it takes the
- *     product); the engine sums q·k in its float-dot lanes and V·p position
- *     by position (axpy_f16).  With the probabilities rounded to f16 this
- *     order is what still separates the two on some positions.
- * Matching the 32-element types' order in the avx512 set is left to the
- * kernel work (the vec_dot kernels were out of this change's scope).
+ *   - attention, softmax, SwiGLU with P3_ACT_Q8: the ggml_* entries below.
  *
  * Prefill: vec_dot_ntok and dot_f32_f32_ntok apply one weight row to
  * P3_KERNEL_NTOK activation rows at once, so the row is unpacked once for
@@ -194,7 +185,44 @@ typedef struct P3KernelSet
 	/* prefill GEMM (see above): pack by activation type (Q8_K, Q8_0), gemm by weight type */
 	P3GemmPackFn gemm_pack[P3_TYPE_COUNT];
 	P3GemmFn	gemm[P3_TYPE_COUNT];
+
+	/*
+	 * llama.cpp's arithmetic (P3_ACT_Q8, "ggml" below): ggml's CPU code of
+	 * the build this set stands for — the reference set its generic C, the
+	 * avx2 set its AVX2 build, the avx512 set its AVX-512 build — bit for
+	 * bit (test/engine/test_kernels.c pins each against a scalar copy of
+	 * ggml's code):
+	 *   ggml_dot_f16(q, k, n)  ggml_vec_dot_f16 of the f16 row k and q (f32
+	 *       values that are f16 numbers): 4 accumulators of VL lanes over
+	 *       chunks of 4 VL elements by FMA, summed acc0 + acc2, acc1 + acc3,
+	 *       then together, the lanes by ggml's tree, the leftover elements
+	 *       added in double (generic C: all of it in double);
+	 *   ggml_vp_f16(out, p, v, stride, npos, hd, slots)  out[d] = sum over
+	 *       positions j < npos of p[j] * v_j[d] (v_j the f16 row at
+	 *       v + j * stride) in the order of ggml_vec_dot_f16 over ggml's
+	 *       transposed V of n_kv >= npos positions (n_kv a multiple of 256,
+	 *       the rest zeros): position j in lane j % VL of accumulator
+	 *       (j / VL) % 4; slots holds P3_GGML_VP_SLOTS * hd floats;
+	 *   ggml_dot_f32, ggml_vp_f32  the same over an f32 k row / f32 V rows
+	 *       (ggml_vec_dot_f32: the leftover elements added in float);
+	 *   ggml_softmax(x, n)  ggml_soft_max_f32 without mask or scale: exp(x -
+	 *       max) by ggml_v_expf in groups of VL (each group summed by the
+	 *       lane tree into a double), then times (float) (1 / sum);
+	 *   ggml_swiglu(y, gate, up, n)  ggml_vec_swiglu_f32: gate / (1 +
+	 *       ggml_v_expf(-gate)) * up in groups of VL, the rest with libm's expf.
+	 */
+	float		(*ggml_dot_f16) (const float *q, const uint16_t *k, int64_t n);
+	void		(*ggml_vp_f16) (float *out, const float *p, const uint8_t *v, size_t stride,
+								int32_t npos, int32_t hd, float *slots);
+	float		(*ggml_dot_f32) (const float *q, const float *k, int64_t n);
+	void		(*ggml_vp_f32) (float *out, const float *p, const uint8_t *v, size_t stride,
+								int32_t npos, int32_t hd, float *slots);
+	void		(*ggml_softmax) (float *x, int64_t n);
+	void		(*ggml_swiglu) (float *y, const float *gate, const float *up, int64_t n);
 } P3KernelSet;
+
+/* scratch rows ggml_vp_f16 needs (4 accumulators of up to 16 lanes) */
+#define P3_GGML_VP_SLOTS 64
 
 /* The reference set (scalar, every CPU; the sets of phi3/kernels_dispatch.h start from it). */
 const P3KernelSet *p3_kernels_reference(void);
@@ -226,6 +254,23 @@ void		p3_rope_neox(float *x, int32_t n_rot, const float *cs);
  */
 void		p3_rope_table(float *cs, int32_t pos, int32_t n_rot, float base,
 						  const float *factors, float mscale);
+
+/*
+ * The same three operations as ggml computes them (used with P3_ACT_Q8,
+ * llama.cpp's arithmetic; the functions above keep the exact one):
+ *   p3_rmsnorm_ggml: the squares rounded to float before the double sum
+ *       (ggml_compute_forward_rms_norm_f32);
+ *   p3_rope_table_ggml: ggml_rope_cache_init — θ in float, starting at
+ *       (float) pos and multiplied by powf(base, -2 / n_rot) pair after
+ *       pair, cos / sin by libm's cosf / sinf, times mscale;
+ *   p3_rope_neox_ggml: the rotation with the fused multiply-adds GCC makes
+ *       of ggml's rotate_pairs in its x86 builds:
+ *       x0' = fma(x0, cos, -(x1 sin)), x1' = fma(x0, sin, x1 cos).
+ */
+void		p3_rmsnorm_ggml(float *out, const float *x, const float *w, int64_t n, float eps);
+void		p3_rope_table_ggml(float *cs, int32_t pos, int32_t n_rot, float base,
+							   const float *factors, float mscale);
+void		p3_rope_neox_ggml(float *x, int32_t n_rot, const float *cs);
 
 /* ---- matrix product ---- */
 

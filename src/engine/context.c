@@ -83,7 +83,7 @@ struct P3Context
 	float	   *gate_up;		/* (n_batch, 2 * n_ff) */
 	float	   *act;			/* (n_batch, n_ff) silu(gate) ⊙ up */
 	float	   *rope_cs;		/* (n_batch, n_rot) cos/sin pairs per token */
-	float	   *att_scratch;	/* (n_threads, n_ctx + 2 head_dim) scores, output, f16 q */
+	float	   *att_scratch;	/* (n_threads, n_ctx + (2 + P3_GGML_VP_SLOTS) head_dim) scores, output, f16 q, V·p slots */
 	size_t		att_scratch_floats;
 	float	   *mm_scratch;		/* (n_threads, mm_scratch_floats) decoded weight rows */
 	size_t		mm_scratch_floats;
@@ -231,7 +231,7 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 
 	max_n_in = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
 	ctx->mm_scratch_floats = p3_matmul_scratch_per_thread(max_n_in);
-	ctx->att_scratch_floats = (size_t) p.n_ctx + 2 * (size_t) hp->head_dim + 16;
+	ctx->att_scratch_floats = (size_t) p.n_ctx + (2 + P3_GGML_VP_SLOTS) * (size_t) hp->head_dim + 16;
 	ctx->act_q_bytes = max_act_bytes(model, B);
 
 	ctx->x = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
@@ -671,6 +671,22 @@ typedef struct AttentionJob
 	int32_t		n;				/* tokens in the chunk */
 } AttentionJob;
 
+/* llama.cpp's arithmetic (rope, norms, softmax, SiLU as ggml computes them) with Q8 activations */
+static inline bool
+ggml_numerics(const P3Context *ctx)
+{
+	return ctx->params.act == P3_ACT_Q8;
+}
+
+static void
+rmsnorm(const P3Context *ctx, float *out, const float *x, const float *w, int64_t n, float eps)
+{
+	if (ggml_numerics(ctx))
+		p3_rmsnorm_ggml(out, x, w, n, eps);
+	else
+		p3_rmsnorm(out, x, w, n, eps);
+}
+
 /* x[0 .. n) rounded to f16 (nearest even) in place, with the set's converters */
 static void
 round_f16_inplace(const P3KernelSet *k, float *x, int64_t n)
@@ -697,6 +713,13 @@ round_f16_inplace(const P3KernelSet *k, float *x, int64_t n)
  * graph scales q before the product), and the f16 V by the softmax
  * probabilities converted to f16.  The f32 cache keeps exact f32 operands:
  * score = (q · k) * scale, probabilities unrounded.
+ *
+ * With Q8 activations (llama.cpp's arithmetic) the softmax is ggml's
+ * (ggml_v_expf, its sums), and both products sum in ggml_vec_dot_f16's /
+ * _f32's order (the set's ggml_dot_f16 / ggml_vp_f16, ggml_dot_f32 /
+ * ggml_vp_f32; V·p as over ggml's transposed V; with the f32 cache q is
+ * scaled before its product, as ggml does); with f32 activations libm's
+ * expf and the set's float dots, V·p position by position.
  */
 static void
 attention_task(void *arg, int ith, int nth)
@@ -711,6 +734,8 @@ attention_task(void *arg, int ith, int nth)
 	float	   *scores = ctx->att_scratch + (size_t) ith * ctx->att_scratch_floats;
 	float	   *acc = scores + ctx->params.n_ctx;	/* (head_dim) output accumulator */
 	float	   *q16 = acc + hd;		/* (head_dim) q * scale rounded to f16 (f16 cache) */
+	float	   *slots = q16 + hd;	/* (P3_GGML_VP_SLOTS * head_dim) ggml_vp_f16's accumulators */
+	bool		ggml = ggml_numerics(ctx);
 	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	int64_t		p0,
 				p1;
@@ -734,7 +759,15 @@ attention_task(void *arg, int ith, int nth)
 		const float *q = ctx->qkv + (size_t) i * ctx->n_qkv + (size_t) h * hd;
 		float	   *out = ctx->attn + (size_t) i * hp->n_embd + (size_t) h * hd;
 
-		if (ctx->kv_elem == 4)
+		if (ctx->kv_elem == 4 && ggml)
+		{
+			/* ggml multiplies k by q already scaled */
+			for (int32_t d = 0; d < hd; d++)
+				q16[d] = q[d] * scale;
+			for (int32_t j = 0; j <= pos; j++)
+				scores[j] = k->ggml_dot_f32(q16, (const float *) (kbase + (size_t) j * kv_row), hd);
+		}
+		else if (ctx->kv_elem == 4)
 			for (int32_t j = 0; j <= pos; j++)
 				scores[j] = k->dot_f32_f32(q, (const float *) (kbase + (size_t) j * kv_row), hd) * scale;
 		else
@@ -743,12 +776,21 @@ attention_task(void *arg, int ith, int nth)
 				q16[d] = q[d] * scale;
 			round_f16_inplace(k, q16, hd);
 			for (int32_t j = 0; j <= pos; j++)
-				scores[j] = k->dot_f32_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd);
+				scores[j] = ggml ? k->ggml_dot_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd)
+					: k->dot_f32_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd);
 		}
-		p3_softmax(scores, pos + 1);
+		if (ggml)
+			k->ggml_softmax(scores, pos + 1);
+		else
+			p3_softmax(scores, pos + 1);
 		if (ctx->kv_elem == 2)
 			round_f16_inplace(k, scores, pos + 1);
 
+		if (ggml)
+		{
+			(ctx->kv_elem == 2 ? k->ggml_vp_f16 : k->ggml_vp_f32) (out, scores, vbase, kv_row, pos + 1, hd, slots);
+			continue;
+		}
 		memset(acc, 0, (size_t) hd * sizeof(float));
 		for (int32_t j = 0; j <= pos; j++)
 		{
@@ -808,10 +850,12 @@ rope_store(P3Context *ctx, int32_t l, int32_t i)
 	uint8_t    *kdst = (uint8_t *) s->k[l] + (size_t) ctx->chunk_pos[i] * kv_row;
 	uint8_t    *vdst = (uint8_t *) s->v[l] + (size_t) ctx->chunk_pos[i] * kv_row;
 
+	void		(*rope) (float *, int32_t, const float *) = ggml_numerics(ctx) ? p3_rope_neox_ggml : p3_rope_neox;
+
 	for (int32_t h = 0; h < hp->n_head; h++)
-		p3_rope_neox(q + (size_t) h * hd, hp->n_rot, cs);
+		rope(q + (size_t) h * hd, hp->n_rot, cs);
 	for (int32_t h = 0; h < hp->n_head_kv; h++)
-		p3_rope_neox(kk + (size_t) h * hd, hp->n_rot, cs);
+		rope(kk + (size_t) h * hd, hp->n_rot, cs);
 	if (ctx->kv_elem == 2)
 	{
 		ctx->kernels->quantize[P3_TYPE_F16](kk, kdst, hp->n_embd_kv);
@@ -824,24 +868,38 @@ rope_store(P3Context *ctx, int32_t l, int32_t i)
 	}
 }
 
-/* act[e] = silu(gate) · up for the flat elements [e0, e1) of the chunk's (n, n_ff) */
+/*
+ * SwiGLU pieces: each token's n_ff elements cut every SWIGLU_PIECE (a
+ * multiple of every set's vector width, so a piece's vector loop covers
+ * the elements a whole-row call would, and the row's tail stays in its
+ * last piece).
+ */
+#define SWIGLU_PIECE 64
+
+/* act = silu(gate) · up for pieces [u0, u1) of the chunk's (n, n_ff), row by row */
 static void
-swiglu_range(P3Context *ctx, int64_t e0, int64_t e1)
+swiglu_range(P3Context *ctx, int64_t u0, int64_t u1)
 {
 	int64_t		n_ff = ctx->model->hp.n_ff;
+	int64_t		per_row = (n_ff + SWIGLU_PIECE - 1) / SWIGLU_PIECE;
 
-	for (int64_t e = e0; e < e1;)
+	for (int64_t u = u0; u < u1;)
 	{
-		int64_t		i = e / n_ff;
-		int64_t		j0 = e - i * n_ff;
-		int64_t		j1 = e1 - i * n_ff < n_ff ? e1 - i * n_ff : n_ff;
+		int64_t		i = u / per_row;
+		int64_t		b0 = u - i * per_row;
+		int64_t		b1 = u1 - i * per_row < per_row ? u1 - i * per_row : per_row;
+		int64_t		j0 = b0 * SWIGLU_PIECE;
+		int64_t		j1 = b1 * SWIGLU_PIECE < n_ff ? b1 * SWIGLU_PIECE : n_ff;
 		const float *gate = ctx->gate_up + (size_t) i * 2 * n_ff;
 		const float *up = gate + n_ff;
 		float	   *act = ctx->act + (size_t) i * n_ff;
 
-		for (int64_t j = j0; j < j1; j++)
-			act[j] = p3_silu(gate[j]) * up[j];
-		e = i * n_ff + j1;
+		if (ggml_numerics(ctx))
+			ctx->kernels->ggml_swiglu(act + j0, gate + j0, up + j0, j1 - j0);
+		else
+			for (int64_t j = j0; j < j1; j++)
+				act[j] = p3_silu(gate[j]) * up[j];
+		u = i * per_row + b1;
 	}
 }
 
@@ -858,7 +916,7 @@ rows_task(void *arg, int ith, int nth)
 
 	if (job->op == ROWS_SWIGLU)
 	{
-		p3_split_range((int64_t) job->n * hp->n_ff, ith, nth, &t0, &t1);
+		p3_split_range((int64_t) job->n * ((hp->n_ff + SWIGLU_PIECE - 1) / SWIGLU_PIECE), ith, nth, &t0, &t1);
 		swiglu_range(ctx, t0, t1);
 		return;
 	}
@@ -872,7 +930,7 @@ rows_task(void *arg, int ith, int nth)
 		switch (job->op)
 		{
 			case ROWS_ATTN_NORM:
-				p3_rmsnorm(xn, x, job->L->attn_norm, E, hp->rms_eps);
+				rmsnorm(ctx, xn, x, job->L->attn_norm, E, hp->rms_eps);
 				break;
 			case ROWS_ROPE_STORE:
 				rope_store(ctx, job->layer, (int32_t) i);
@@ -880,7 +938,7 @@ rows_task(void *arg, int ith, int nth)
 			case ROWS_ADD_FFN_NORM:
 				for (int32_t e = 0; e < E; e++)
 					x[e] += proj[e];
-				p3_rmsnorm(xn, x, job->L->ffn_norm, E, hp->rms_eps);
+				rmsnorm(ctx, xn, x, job->L->ffn_norm, E, hp->rms_eps);
 				break;
 			case ROWS_ADD:
 				for (int32_t e = 0; e < E; e++)
@@ -964,8 +1022,10 @@ forward_chunk(P3Context *ctx, const int32_t *tokens, int32_t n, const bool *seq_
 													  ctx->x + (size_t) i * E, E);
 		if (hp->has_longrope)
 			factors = is_long ? model->rope_factors_long : model->rope_factors_short;
-		p3_rope_table(ctx->rope_cs + (size_t) i * hp->n_rot, ctx->chunk_pos[i], hp->n_rot,
-					  hp->rope_freq_base, factors, hp->rope_attn_factor);
+		(ggml_numerics(ctx) ? p3_rope_table_ggml : p3_rope_table) (ctx->rope_cs + (size_t) i * hp->n_rot,
+																	 ctx->chunk_pos[i], hp->n_rot,
+																	 hp->rope_freq_base, factors,
+																	 hp->rope_attn_factor);
 		s->tokens[ctx->chunk_pos[i]] = tokens[i];
 		s->is_long[ctx->chunk_pos[i]] = is_long ? 1 : 0;
 	}
@@ -981,7 +1041,7 @@ forward_chunk(P3Context *ctx, const int32_t *tokens, int32_t n, const bool *seq_
 	{
 		/* gather the kept tokens' normed states into xn, then one product */
 		for (int32_t o = 0; o < n_out; o++)
-			p3_rmsnorm(ctx->xn + (size_t) o * E, ctx->x + (size_t) ctx->chunk_out[o] * E,
+			rmsnorm(ctx, ctx->xn + (size_t) o * E, ctx->x + (size_t) ctx->chunk_out[o] * E,
 					   model->output_norm, E, hp->rms_eps);
 		matmul(ctx, &model->output, ctx->xn, E, n_out,
 			   ctx->logits + (size_t) out_base * hp->n_vocab, hp->n_vocab);

@@ -188,11 +188,16 @@ hsum8(__m256 v)
 	return _mm_cvtss_f32(s4);
 }
 
-/* the fixed reduction of the four accumulators of the float dots */
+/* the fixed reduction of the four accumulators of the float dots: ggml_vec_dot_f32's / _f16's */
 INLINE float
 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
 {
-	return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	/* ggml's GGML_F32x8_REDUCE: (0 + 2) + (1 + 3), then the two hadds */
+	__m256		v = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+	__m128		t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	t = _mm_hadd_ps(t, t);
+	return _mm_cvtss_f32(_mm_hadd_ps(t, t));
 }
 
 /* the sum of 8 int32 lanes */
@@ -293,6 +298,75 @@ q8k_codes32(const float *x, float iscale, int8_t *qs, int16_t *bsums)
 	_mm256_storeu_si256((__m256i *) qs, pack32_epi8(q[0], q[1], q[2], q[3]));
 	bsums[0] = (int16_t) hsum8_epi32(_mm256_add_epi32(q[0], q[1]));
 	bsums[1] = (int16_t) hsum8_epi32(_mm256_add_epi32(q[2], q[3]));
+}
+
+/* the value in every lane */
+INLINE __m256
+vf_set1(float a)
+{
+	return _mm256_set1_ps(a);
+}
+
+/*
+ * ggml's lane sums (ggml_tree in kernels_x86_common.h): GGML_F32x8_REDUCE's
+ * two hadds for the dots, the softmax's movehl / movehdup (hsum8)
+ */
+INLINE float
+vf_hsum_dot(__m256 v)
+{
+	__m128		t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	t = _mm_hadd_ps(t, t);
+	return _mm_cvtss_f32(_mm_hadd_ps(t, t));
+}
+
+INLINE float
+vf_hsum_sm(__m256 v)
+{
+	return hsum8(v);
+}
+
+/*
+ * ggml_v_expf of ggml's AVX2 build (ggml-cpu/vec.h, MIT licence, from
+ * ARM's optimized routines): k = 2^n by the exponent bits, k + k * poly(b);
+ * |n| > 126 scaled in two steps, |n| > 192 gives 0 or infinity.
+ */
+INLINE __m256
+vf_expf_ggml(__m256 x)
+{
+	const __m256 r = _mm256_set1_ps(0x1.8p23f);
+	const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+	const __m256 n = _mm256_sub_ps(z, r);
+	const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+									  _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+	const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+	const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+	const __m256i c = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n),
+														_mm256_set1_ps(126), _CMP_GT_OQ));
+	const __m256 u = _mm256_mul_ps(b, b);
+	const __m256 j = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
+																	 _mm256_set1_ps(0x1.573e2ep-5f)), u,
+													 _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
+																	 _mm256_set1_ps(0x1.fffdb6p-2f))),
+									 u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+
+	if (!_mm256_movemask_ps(_mm256_castsi256_ps(c)))
+		return _mm256_fmadd_ps(j, k, k);
+	{
+		const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+										   _mm256_set1_epi32((int) 0x82000000u));
+		const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+		const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+		const __m256i d = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n),
+															_mm256_set1_ps(192), _CMP_GT_OQ));
+
+		return _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+							_mm256_andnot_ps(_mm256_castsi256_ps(d),
+											 _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c),
+																		_mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+														  _mm256_andnot_ps(_mm256_castsi256_ps(c),
+																		   _mm256_fmadd_ps(k, j, k)))));
+	}
 }
 
 #include "kernels_x86_common.h"
@@ -703,7 +777,12 @@ DEF_VEC_DOT_U8_Q8_1(Q5_1, P3BlockQ5_1, uw_q5_1)
 /*
  * Q4_K / Q5_K · Q8_K: per chunk c, sub-blocks 2c (low nibbles) and 2c+1
  * (high nibbles) of qs[32c ..], pair sums times the sub-block scale by
- * vpmaddwd, exact int32 lanes per block; mins against the bsums.
+ * vpmaddwd, exact int32 lanes per block; mins against the bsums.  Combined
+ * as llama.cpp does (its AVX2 code, which its AVX-512 builds run too):
+ * Q5_K as ggml_vec_dot_q5_K_q8_K, one FMA per block and lane, the mins in a
+ * scalar FMA chain added after hsum8; Q4_K as its repack routine
+ * (ggml_gemv_q4_K_8x8_q8_K, taken for every weight of 8k rows): the exact
+ * block sums in a scale chain and a min chain, their difference.
  */
 INLINE void
 vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size_t stride,
@@ -713,9 +792,14 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 	const int64_t nb = n / P3_QK_K;
 	const __m256i m4 = _mm256_set1_epi8(0x0F);
 	__m256		acc[NTOK];
+	float		accs[NTOK],
+				accm[NTOK];
 
 	for (int t = 0; t < nt; t++)
+	{
 		acc[t] = _mm256_setzero_ps();
+		accs[t] = accm[t] = 0.0f;
+	}
 	for (int64_t i = 0; i < nb; i++, xb += xsize)
 	{
 		/* Q4_K and Q5_K share d, dmin, scales; qs (and qh) follow */
@@ -764,14 +848,22 @@ vec_dot_k_affine_nt(const void *vw, size_t xsize, int five, const void *va, size
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m256i		pm = bsums_madd(y, mins16);
+			int			m = hsum8_epi32(bsums_madd(y, mins16));
 
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-(dmx * y->d)), acc[t]);
+			if (five)
+			{
+				acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
+				accm[t] = fmaf((float) m, -(dmx * y->d), accm[t]);
+			}
+			else
+			{
+				accs[t] = fmaf((float) hsum8_epi32(si[t]), dx * y->d, accs[t]);
+				accm[t] = fmaf((float) m, dmx * y->d, accm[t]);
+			}
 		}
 	}
 	for (int t = 0; t < nt; t++)
-		out[t] = hsum8(acc[t]);
+		out[t] = five ? hsum8(acc[t]) + accm[t] : accs[t] - accm[t];
 }
 
 DEF_VEC_WRAPPERS(Q4_K, vec_dot_k_affine_nt, sizeof(P3BlockQ4_K), 0)
@@ -909,11 +1001,19 @@ vec_dot_iq4_xs_nt(const void *vw, const void *va, size_t stride, int64_t n, floa
 		out[t] = hsum8(acc[t]);
 }
 
-/* Q3_K / Q2_K · Q8_K: codes 0..7 (Q3_K, -4 through the bsums) or 0..3 (Q2_K, mins through the bsums) */
+/*
+ * Q3_K · Q8_K: codes 0..7, 4 subtracted per pair of bytes before the scales
+ * (codes · y - 4 · y by two vpmaddubsw), so each int32 lane holds exactly
+ * what it holds in ggml's AVX2 ggml_vec_dot_q3_K_q8_K (bytes 4m .. 4m+3 of
+ * each 32: lane m), which llama.cpp's AVX2 and AVX-512 builds both run;
+ * then, as there, one FMA per block and lane and hsum8.  Q2_K: codes 0..3,
+ * the mins through the bsums.
+ */
 INLINE void
 vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
 	const P3BlockQ3_K *x = vw;
+	const __m256i four = _mm256_set1_epi8(4);
 	__m256		acc[NTOK];
 
 	for (int t = 0; t < nt; t++)
@@ -926,13 +1026,8 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		const float dx = h2f(x[i].d);
 
 		_mm256_storeu_si256((__m256i *) sc, sc16);
-#pragma GCC unroll 4
 		for (int t = 0; t < nt; t++)
-		{
-			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-
-			si[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bsums_madd(y, sc16), 2));
-		}
+			si[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
 		for (int j = 0; j < 8; j++)
 		{
@@ -943,7 +1038,10 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 			for (int t = 0; t < nt; t++)
 			{
 				const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-				si[t] = _mm256_add_epi32(si[t], scaled_pairs(q, y->qs + 32 * j, s));
+				__m256i		y8 = _mm256_loadu_si256((const __m256i *) (y->qs + 32 * j));
+				__m256i		p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y8), _mm256_maddubs_epi16(four, y8));
+
+				si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(p, s));
 			}
 		}
 #pragma GCC unroll 4
@@ -991,8 +1089,9 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
 			__m256i		pm = bsums_madd(y, mins16);
 
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
+			/* the mins first, as ggml's AVX2 ggml_vec_dot_q2_K_q8_K */
 			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(-(dmx * y->d)), acc[t]);
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si[t]), _mm256_set1_ps(dx * y->d), acc[t]);
 		}
 	}
 	for (int t = 0; t < nt; t++)

@@ -198,11 +198,15 @@ hsum16(__m512 v)
 	return _mm_cvtss_f32(s4);
 }
 
-/* The fixed reduction of the four accumulators of the float dots. */
+/*
+ * The fixed reduction of the four accumulators of the float dots, as ggml's
+ * GGML_F32x16_REDUCE: (0 + 2) + (1 + 3), then _mm512_reduce_add_ps's tree
+ * (hsum16).
+ */
 INLINE float
 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
 {
-	return hsum16(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+	return hsum16(_mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
 }
 
 /* Largest |x| of 16 lanes folded into m; NaN lanes of x are ignored (m is the second operand). */
@@ -269,6 +273,60 @@ q8k_codes32(const float *x, float iscale, int8_t *qs, int16_t *bsums)
 		_mm_storeu_si128((__m128i *) (qs + 16 * k), _mm512_cvtsepi32_epi8(q));
 		bsums[k] = (int16_t) _mm512_reduce_add_epi32(q);
 	}
+}
+
+/* the value in every lane */
+INLINE __m512
+vf_set1(float a)
+{
+	return _mm512_set1_ps(a);
+}
+
+/*
+ * ggml's lane sums (ggml_tree in kernels_x86_common.h), of ggml_vec_dot_f16 /
+ * _f32 and of the softmax groups: both _mm512_reduce_add_ps
+ */
+INLINE float
+vf_hsum_dot(__m512 v)
+{
+	return _mm512_reduce_add_ps(v);
+}
+
+INLINE float
+vf_hsum_sm(__m512 v)
+{
+	return _mm512_reduce_add_ps(v);
+}
+
+/*
+ * ggml_v_expf of ggml's AVX-512 build (ggml-cpu/vec.h, MIT licence, from
+ * ARM's optimized routines): 2^n * poly(b) by vscalefps; |n| > 192 gives 0
+ * or infinity.
+ */
+INLINE __m512
+vf_expf_ggml(__m512 x)
+{
+	const __m512 r = _mm512_set1_ps(0x1.8p23f);
+	const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+	const __m512 n = _mm512_sub_ps(z, r);
+	const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+									  _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+	const __mmask16 d = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+	const __m512 u = _mm512_mul_ps(b, b);
+	const __m512 j = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b,
+																	 _mm512_set1_ps(0x1.573e2ep-5f)),
+													 u,
+													 _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b,
+																	 _mm512_set1_ps(0x1.fffdb6p-2f))),
+									 u,
+									 _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0F)));
+	const __m512 res = _mm512_scalef_ps(j, n);
+
+	if (_mm512_kortestz(d, d))
+		return res;
+	return _mm512_mask_blend_ps(d, res,
+								_mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
+													 _mm512_set1_ps(INFINITY), _mm512_setzero_ps()));
 }
 
 #include "kernels_x86_common.h"
@@ -861,13 +919,6 @@ hsum8_epi32(__m256i v)
 	return _mm_cvtsi128_si32(s);
 }
 
-/* acc + (float) pm * f in the low 8 lanes (the mins against the bsums), acc in the others */
-INLINE __m512
-fmadd_low8(__m256i pm, float f, __m512 acc)
-{
-	return _mm512_mask3_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(pm)), _mm512_set1_ps(f), acc, 0x00FF);
-}
-
 /* the f16 scales of 16 consecutive blocks of size bsz (d first in the block) as 16 floats */
 INLINE __m512
 d16_ps(const uint8_t *p, size_t bsz)
@@ -1250,25 +1301,29 @@ vec_dot_iq4_xs_nt(const void *vw, const void *va, size_t stride, int64_t n, floa
 }
 
 /*
- * Q3_K / Q2_K · Q8_K: 2-bit codes (Q3_K: plus 4 for its high bit, so 0..7,
- * the -4 taken off through the bsums like Q6_K's -32), pair sums times the
- * 16-element group scales by vpdpwssd; Q2_K's mins meet the bsums.
+ * Q3_K · Q8_K in ggml's AVX2 order (llama.cpp's AVX-512 builds run that
+ * code): codes 0..7 (2-bit code plus 4 for its high bit) with 4 taken off
+ * per byte pair (codes · y - 4 · y by two vpmaddubsw), pair sums times the
+ * 16-element group scales by vpdpwssd, so dword lane k of 64 elements holds
+ * the exact sum of elements 4k .. 4k+3; lanes k and k + 8 added give ggml's
+ * 8 int32 lanes (bytes 4m .. 4m+3 of each 32), then one FMA per block and
+ * lane by d · dy and hsum_float_8's tree.  Q2_K (below) meets its mins
+ * through the bsums.
  */
 INLINE void
 vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
 	const P3BlockQ3_K *x = vw;
-	__m512		acc[NTOK];
+	const __m512i four = _mm512_set1_epi8(4);
+	__m256		acc[NTOK];
 
 	for (int t = 0; t < nt; t++)
-		acc[t] = _mm512_setzero_ps();
+		acc[t] = _mm256_setzero_ps();
 	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
 		__m512i		wv[4];
 		__m512i		sv[4];
-		__m512i		scd = q3k_scales16(x[i].scales);
-		__m256i		sc16 = _mm512_cvtepi32_epi16(scd);
-		__m512i		pairs = word_pairs(scd);
+		__m512i		pairs = word_pairs(q3k_scales16(x[i].scales));
 		const float dx = h2f(x[i].d);
 
 #pragma GCC unroll 4
@@ -1281,26 +1336,48 @@ vec_dot_q3_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m256i		corr = bsums_madd(y, sc16);
-			__m512i		s = groups_dot(wv, sv, y);
+			__m512i		s = _mm512_setzero_si512();
+			__m256i		s8;
 
-			s = _mm512_sub_epi32(s, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
+#pragma GCC unroll 4
+			for (int e = 0; e < 4; e++)
+			{
+				__m512i		y8 = _mm512_loadu_si512(y->qs + 64 * e);
+
+				s = _mm512_dpwssd_epi32(s, _mm512_sub_epi16(_mm512_maddubs_epi16(wv[e], y8), _mm512_maddubs_epi16(four, y8)),
+										sv[e]);
+			}
+			s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8), _mm256_set1_ps(dx * y->d), acc[t]);
 		}
 	}
 	for (int t = 0; t < nt; t++)
-		out[t] = hsum16(acc[t]);
+	{
+		/* hsum_float_8 */
+		__m128		r = _mm_add_ps(_mm256_extractf128_ps(acc[t], 1), _mm256_castps256_ps128(acc[t]));
+
+		r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+		r = _mm_add_ss(r, _mm_movehdup_ps(r));
+		out[t] = _mm_cvtss_f32(r);
+	}
 }
 
-/* (see vec_dot_q3_k_nt) */
+/*
+ * Q2_K: as llama.cpp's AVX-512 builds compute it, through their "repack"
+ * buffer (ggml_gemv_q2_K_8x8_q8_K, taken for every weight of 8k rows): per
+ * block the exact integer sums of scale · code · activation and of min ·
+ * bsum, each FMA'd by d · dy and dmin · dy into its own float chain, block
+ * after block; the result is the first chain minus the second.
+ */
 INLINE void
 vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float *out, const int nt)
 {
 	const P3BlockQ2_K *x = vw;
-	__m512		acc[NTOK];
+	float		acc[NTOK],
+				accm[NTOK];
 
 	for (int t = 0; t < nt; t++)
-		acc[t] = _mm512_setzero_ps();
+		acc[t] = accm[t] = 0.0f;
 	for (int64_t i = 0; i < n / P3_QK_K; i++)
 	{
 		__m512i		wv[4];
@@ -1321,15 +1398,15 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		for (int t = 0; t < nt; t++)
 		{
 			const P3BlockQ8_K *y = ACT_ROW(P3BlockQ8_K, va, stride, t) + i;
-			__m256i		pm = bsums_madd(y, mins16);
-			__m512i		s = groups_dot(wv, sv, y);
+			int			pm = _mm512_reduce_add_epi32(_mm512_zextsi256_si512(bsums_madd(y, mins16)));
+			int			si = _mm512_reduce_add_epi32(groups_dot(wv, sv, y));
 
-			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx * y->d), acc[t]);
-			acc[t] = fmadd_low8(pm, -(dmx * y->d), acc[t]);
+			acc[t] = fmaf((float) si, dx * y->d, acc[t]);
+			accm[t] = fmaf((float) pm, dmx * y->d, accm[t]);
 		}
 	}
 	for (int t = 0; t < nt; t++)
-		out[t] = hsum16(acc[t]);
+		out[t] = acc[t] - accm[t];
 }
 
 DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)

@@ -108,6 +108,76 @@ axpy_f32_ref(float *y, float a, const float *x, int64_t n)
 		y[i] += a * x[i];
 }
 
+/*
+ * llama.cpp's arithmetic, ggml's generic C (no SIMD): every sum in double,
+ * element after element (ggml_vec_dot_f16 without GGML_SIMD); softmax and
+ * SiLU with libm's expf.
+ */
+static float
+ggml_dot_f16_ref(const float *q, const uint16_t *k, int64_t n)
+{
+	double		sum = 0.0;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += (double) (p3_fp16_to_fp32(k[i]) * q[i]);
+	return (float) sum;
+}
+
+static void
+ggml_vp_f16_ref(float *out, const float *p, const uint8_t *v, size_t stride,
+				int32_t npos, int32_t hd, float *slots)
+{
+	double	   *acc = (double *) (void *) slots;	/* hd doubles: 2 hd <= P3_GGML_VP_SLOTS hd floats */
+
+	for (int32_t d = 0; d < hd; d++)
+		acc[d] = 0.0;
+	for (int32_t j = 0; j < npos; j++)
+	{
+		const uint16_t *vr = (const uint16_t *) (v + (size_t) j * stride);
+
+		for (int32_t d = 0; d < hd; d++)
+			acc[d] += (double) (p3_fp16_to_fp32(vr[d]) * p[j]);
+	}
+	for (int32_t d = 0; d < hd; d++)
+		out[d] = (float) acc[d];
+}
+
+static float
+ggml_dot_f32_ref(const float *q, const float *k, int64_t n)
+{
+	double		sum = 0.0;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += (double) (k[i] * q[i]);
+	return (float) sum;
+}
+
+static void
+ggml_vp_f32_ref(float *out, const float *p, const uint8_t *v, size_t stride,
+				int32_t npos, int32_t hd, float *slots)
+{
+	double	   *acc = (double *) (void *) slots;
+
+	for (int32_t d = 0; d < hd; d++)
+		acc[d] = 0.0;
+	for (int32_t j = 0; j < npos; j++)
+	{
+		const float *vr = (const float *) (v + (size_t) j * stride);
+
+		for (int32_t d = 0; d < hd; d++)
+			acc[d] += (double) (vr[d] * p[j]);
+	}
+	for (int32_t d = 0; d < hd; d++)
+		out[d] = (float) acc[d];
+}
+
+static void
+ggml_swiglu_ref(float *y, const float *gate, const float *up, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = p3_silu(gate[i]) * up[i];
+}
+
 static const P3KernelSet reference_set = {
 	.name = "reference",
 	.dequant = {
@@ -155,6 +225,12 @@ static const P3KernelSet reference_set = {
 	.dot_f32_f16 = dot_f32_f16_ref,
 	.axpy_f16 = axpy_f16_ref,
 	.axpy_f32 = axpy_f32_ref,
+	.ggml_dot_f16 = ggml_dot_f16_ref,
+	.ggml_vp_f16 = ggml_vp_f16_ref,
+	.ggml_dot_f32 = ggml_dot_f32_ref,
+	.ggml_vp_f32 = ggml_vp_f32_ref,
+	.ggml_softmax = p3_softmax,
+	.ggml_swiglu = ggml_swiglu_ref,
 };
 
 const P3KernelSet *
@@ -174,6 +250,21 @@ p3_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
 
 	for (int64_t i = 0; i < n; i++)
 		sum += (double) x[i] * (double) x[i];
+	mean = (float) (sum / (double) n);
+	scale = 1.0f / sqrtf(mean + eps);
+	for (int64_t i = 0; i < n; i++)
+		out[i] = (x[i] * scale) * w[i];
+}
+
+void
+p3_rmsnorm_ggml(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+	double		sum = 0.0;
+	float		mean;
+	float		scale;
+
+	for (int64_t i = 0; i < n; i++)
+		sum += (double) (x[i] * x[i]);
 	mean = (float) (sum / (double) n);
 	scale = 1.0f / sqrtf(mean + eps);
 	for (int64_t i = 0; i < n; i++)
@@ -221,6 +312,40 @@ p3_rope_table(float *cs, int32_t pos, int32_t n_rot, float base,
 			theta /= (double) factors[i];
 		cs[2 * i] = (float) (cos(theta) * (double) mscale);
 		cs[2 * i + 1] = (float) (sin(theta) * (double) mscale);
+	}
+}
+
+void
+p3_rope_table_ggml(float *cs, int32_t pos, int32_t n_rot, float base,
+				   const float *factors, float mscale)
+{
+	float		theta_scale = powf(base, -2.0f / (float) n_rot);
+	float		theta = (float) pos;
+
+	for (int32_t i = 0; i < n_rot / 2; i++)
+	{
+		float		t = factors ? theta / factors[i] : theta;
+
+		cs[2 * i] = cosf(t) * mscale;
+		cs[2 * i + 1] = sinf(t) * mscale;
+		theta *= theta_scale;
+	}
+}
+
+void
+p3_rope_neox_ggml(float *x, int32_t n_rot, const float *cs)
+{
+	int32_t		half = n_rot / 2;
+
+	for (int32_t i = 0; i < half; i++)
+	{
+		float		c = cs[2 * i];
+		float		s = cs[2 * i + 1];
+		float		x0 = x[i];
+		float		x1 = x[i + half];
+
+		x[i] = fmaf(x0, c, -(x1 * s));
+		x[i + half] = fmaf(x0, s, x1 * c);
 	}
 }
 

@@ -27,6 +27,26 @@ static bool x86_has_avx512;
 static P3KernelSet x86_avx2_set;
 static P3KernelSet x86_avx512_set;
 
+/*
+ * llama.cpp's AVX-512 builds run ggml's AVX2 vec_dot for these types (its
+ * quants.c has no AVX-512 code for them): the avx512 set takes the avx2
+ * set's single- and multi-token products, which sum in that order, so
+ * Q8 activations give llama.cpp's bits (measured: the same logits on
+ * generated files, where the 16-lane kernels differ in the last bit).  These
+ * types have no prefill GEMM, so no GEMM = vec_dot rule is involved.
+ */
+static void
+avx512_take_ggml_orders(P3KernelSet *avx512, const P3KernelSet *avx2)
+{
+	static const uint32_t types[] = {P3_TYPE_Q4_1, P3_TYPE_Q5_0, P3_TYPE_Q5_1, P3_TYPE_IQ4_XS};
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+	{
+		avx512->vec_dot[types[i]] = avx2->vec_dot[types[i]];
+		avx512->vec_dot_ntok[types[i]] = avx2->vec_dot_ntok[types[i]];
+	}
+}
+
 /* Ask the CPU once which sets it runs and build them. */
 static void
 x86_init(void)
@@ -51,6 +71,7 @@ x86_init(void)
 	{
 		x86_avx512_set = *p3_kernels_reference();
 		p3_kernels_fill_avx512(&x86_avx512_set);
+		avx512_take_ggml_orders(&x86_avx512_set, &x86_avx2_set);
 	}
 }
 

@@ -26,7 +26,8 @@
  * Float layout (both sets): dot_f32_f32 keeps four accumulators; element i
  * is added by FMA, in increasing i, to lane i % VL of accumulator
  * (i / VL) % 4; a last partial register goes through vf_fmadd_part, which
- * leaves the unused lanes untouched; reduce4 then sums in one fixed order.
+ * leaves the unused lanes untouched; reduce4 then sums in one fixed order
+ * (ggml_vec_dot_f32 / _f16's: (0 + 2) + (1 + 3), then its lane tree).
  * Every fused dot_f32[T] decodes its weights to exactly the f32 values
  * dequant[T] produces (the reference's arithmetic) and feeds them through
  * the same lanes in the same order, so dot_f32[T](w, x) has the bits of
@@ -622,6 +623,223 @@ vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, floa
 	FN(w, ##__VA_ARGS__, a, stride, n, out, NTOK); \
 }
 
+/* ---- llama.cpp's arithmetic: ggml's code of the build of this register width ---- */
+
+/*
+ * ggml's sum of the VL lanes held in rows l * stride + [0, n) (l < VL),
+ * into row 0, for each of the n columns: lanes l and l + VL/2 added, halving
+ * down to four lanes, then either (0 + 2) + (1 + 3) — _mm512_reduce_add_ps,
+ * and the AVX2 softmax's movehl / movehdup — or (0 + 1) + (2 + 3), the two
+ * hadds of the AVX2 GGML_F32x8_REDUCE.
+ */
+/* rows a[0 .. n) = a + b, VL columns at a time */
+INLINE void
+rows_add(float *a, const float *b, int64_t n)
+{
+	int64_t		d = 0;
+
+	for (; d + VL <= n; d += VL)
+		vf_store(a + d, vf_load(a + d) + vf_load(b + d));
+	if (d < n)
+		vf_store_part(a + d, vf_load_part(a + d, (int) (n - d)) + vf_load_part(b + d, (int) (n - d)), (int) (n - d));
+}
+
+static void
+ggml_tree(float *r, size_t stride, int64_t n, bool hadd_tail)
+{
+	for (int half = VL / 2; half >= 4; half /= 2)
+		for (int l = 0; l < half; l++)
+			rows_add(r + l * stride, r + (l + half) * stride, n);
+	if (hadd_tail)
+	{
+		rows_add(r, r + stride, n);
+		rows_add(r + 2 * stride, r + 3 * stride, n);
+		rows_add(r, r + 2 * stride, n);
+	}
+	else
+	{
+		rows_add(r, r + 2 * stride, n);
+		rows_add(r + stride, r + 3 * stride, n);
+		rows_add(r, r + stride, n);
+	}
+}
+
+/*
+ * hadd tail in ggml_vec_dot_f16's reduction: the AVX2 build (the including
+ * file's vf_hsum_dot / vf_hsum_sm are the same trees on one register)
+ */
+#define GGML_DOT_HADD (VL == 8)
+
+/*
+ * ggml_vec_dot_f16 (k f16) and ggml_vec_dot_f32 (k f32): the same chunks,
+ * accumulators and reduction; the leftover elements added in double (f16)
+ * or in float (f32, see below).
+ */
+INLINE float
+ggml_dot_any(const float *q, const void *k, int64_t n, const bool f16)
+{
+	const uint16_t *k16 = k;
+	const float *k32 = k;
+	int64_t		np = n & ~(int64_t) (4 * VL - 1);
+	vfloat		a0 = vf_zero(),
+				a1 = vf_zero(),
+				a2 = vf_zero(),
+				a3 = vf_zero();
+
+#define KROW(o) (f16 ? vf_load_f16(k16 + (o)) : vf_load(k32 + (o)))
+	for (int64_t i = 0; i < np; i += 4 * VL)
+	{
+		a0 = vf_fmadd(KROW(i), vf_load(q + i), a0);
+		a1 = vf_fmadd(KROW(i + VL), vf_load(q + i + VL), a1);
+		a2 = vf_fmadd(KROW(i + 2 * VL), vf_load(q + i + 2 * VL), a2);
+		a3 = vf_fmadd(KROW(i + 3 * VL), vf_load(q + i + 3 * VL), a3);
+	}
+#undef KROW
+	/* ggml: acc0 + acc2, acc1 + acc3, then together */
+	a0 = (a0 + a2) + (a1 + a3);
+	if (f16)
+	{
+		double		sum = vf_hsum_dot(a0);
+
+		for (int64_t i = np; i < n; i++)
+			sum += (double) (h2f(k16[i]) * q[i]);
+		return (float) sum;
+	}
+	else
+	{
+		/*
+		 * ggml's "sumf += x[i] * y[i]" as GCC compiled it in llama.cpp's
+		 * builds: products of whole groups of VL, then one of VL / 2,
+		 * rounded and added in order; the last few by a fused multiply-add
+		 */
+		float		sum = vf_hsum_dot(a0);
+		int64_t		m = np + (n - np) / VL * VL;
+		int64_t		i = np;
+
+		if (n - m >= VL / 2)
+			m += VL / 2;
+		for (; i < m; i++)
+		{
+			float		p = k32[i] * q[i];
+
+			sum += p;
+		}
+		for (; i < n; i++)
+			sum = fmaf(k32[i], q[i], sum);
+		return sum;
+	}
+}
+
+static float
+ggml_dot_f16(const float *q, const uint16_t *k, int64_t n)
+{
+	return ggml_dot_any(q, k, n, true);
+}
+
+static float
+ggml_dot_f32(const float *q, const float *k, int64_t n)
+{
+	return ggml_dot_any(q, k, n, false);
+}
+
+INLINE void
+ggml_vp_any(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
+			float *slots, const bool f16)
+{
+	const int	ns = 4 * VL;	/* slot j % ns: lane j % VL of accumulator (j / VL) % 4 */
+	int32_t		dv = hd - hd % VL;
+
+	memset(slots, 0, (size_t) ns * (size_t) hd * sizeof(float));
+	for (int32_t j = 0; j < npos; j++)
+	{
+		float	   *s = slots + (size_t) (j % ns) * (size_t) hd;
+		const uint16_t *v16 = (const uint16_t *) (v + (size_t) j * stride);
+		const float *v32 = (const float *) (v + (size_t) j * stride);
+		vfloat		pj = vf_set1(p[j]);
+		int32_t		d = 0;
+
+		for (; d < dv; d += VL)
+			vf_store(s + d, vf_fmadd(f16 ? vf_load_f16(v16 + d) : vf_load(v32 + d), pj, vf_load(s + d)));
+		if (d < hd)
+			vf_store_part(s + d, vf_fmadd(f16 ? vf_load_f16_part(v16 + d, hd - d) : vf_load_part(v32 + d, hd - d),
+										  pj, vf_load_part(s + d, hd - d)), hd - d);
+	}
+	/* acc0 + acc2, acc1 + acc3, then together: slot l (l < VL) holds lane l */
+	for (int l = 0; l < VL; l++)
+	{
+		float	   *s0 = slots + (size_t) l * hd;
+		float	   *s1 = s0 + (size_t) VL * hd;
+
+		rows_add(s0, s1 + (size_t) VL * hd, hd);
+		rows_add(s1, s1 + (size_t) 2 * VL * hd, hd);
+		rows_add(s0, s1, hd);
+	}
+	ggml_tree(slots, (size_t) hd, hd, GGML_DOT_HADD);
+	memcpy(out, slots, (size_t) hd * sizeof(float));
+}
+
+static void
+ggml_vp_f16(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
+			float *slots)
+{
+	ggml_vp_any(out, p, v, stride, npos, hd, slots, true);
+}
+
+static void
+ggml_vp_f32(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
+			float *slots)
+{
+	ggml_vp_any(out, p, v, stride, npos, hd, slots, false);
+}
+
+static void
+ggml_softmax(float *x, int64_t n)
+{
+	float		max = x[0];
+	double		sum = 0.0;
+	float		inv;
+	int64_t		i = 0;
+
+	for (int64_t m = 1; m < n; m++)
+		if (x[m] > max)
+			max = x[m];
+	for (; i + VL <= n; i += VL)
+	{
+		vfloat		e = vf_expf_ggml(vf_load(x + i) - vf_set1(max));
+
+		vf_store(x + i, e);
+		sum += (double) vf_hsum_sm(e);
+	}
+	if (i < n)
+	{
+		/* ggml's row goes on with masked positions, exp(-inf) = 0 */
+		int			r = (int) (n - i);
+		vfloat		e = vf_expf_ggml(vf_load_part(x + i, r) - vf_set1(max));
+
+		vf_store_part(x + i, e, r);
+		sum += (double) vf_hsum_sm(vf_load_part(x + i, r));
+	}
+	inv = (float) (1.0 / sum);
+	for (i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+static void
+ggml_swiglu(float *y, const float *gate, const float *up, int64_t n)
+{
+	int64_t		i = 0;
+
+	for (; i + VL <= n; i += VL)
+	{
+		vfloat		g = vf_load(gate + i);
+		vfloat		e = vf_expf_ggml(vf_zero() - g);
+
+		vf_store(y + i, (g / (vf_set1(1.0f) + e)) * vf_load(up + i));
+	}
+	for (; i < n; i++)
+		y[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+}
+
 /* ---- the entries of a set (p3_kernels_fill_*, compiled without the target options) ---- */
 
 /* the four kernels of weight type T */
@@ -641,6 +859,12 @@ vec_dot_ntok_##NAME(const void *w, const void *a, size_t stride, int64_t n, floa
 		(k)->dot_f32_f16 = dot_f32_f16; \
 		(k)->axpy_f16 = axpy_f16; \
 		(k)->axpy_f32 = axpy_f32; \
+		(k)->ggml_dot_f16 = ggml_dot_f16; \
+		(k)->ggml_vp_f16 = ggml_vp_f16; \
+		(k)->ggml_dot_f32 = ggml_dot_f32; \
+		(k)->ggml_vp_f32 = ggml_vp_f32; \
+		(k)->ggml_softmax = ggml_softmax; \
+		(k)->ggml_swiglu = ggml_swiglu; \
 		(k)->dot_f32[P3_TYPE_F32] = dot_f32_F32; \
 		(k)->vec_dot[P3_TYPE_F32] = vec_dot_F32; \
 		(k)->vec_dot_ntok[P3_TYPE_F32] = vec_dot_ntok_F32; \

@@ -1426,12 +1426,16 @@ kq_exact_dot(uint32_t type, const void *w, const P3BlockQ8_K *y, int64_t n)
 	return acc;
 }
 
-/* avx512's vec_dot, vec_dot_ntok and matmul (the GEMM) give the rule's bits */
+/*
+ * avx512's vec_dot, vec_dot_ntok and matmul (the GEMM) give the rule's bits.
+ * Q5_0 (no GEMM) left the rule: the avx512 set takes the avx2 set's Q5_0
+ * products, ggml's AVX2 order (test_ggml_numerics.c).
+ */
 static void
 test_exact_block_rule(void)
 {
 	static const uint32_t ktypes[] = {P3_TYPE_Q4_K, P3_TYPE_Q5_K, P3_TYPE_Q6_K,
-	P3_TYPE_Q8_0, P3_TYPE_Q4_0, P3_TYPE_Q5_0, P3_TYPE_IQ4_NL};
+	P3_TYPE_Q8_0, P3_TYPE_Q4_0, P3_TYPE_IQ4_NL};
 	const P3KernelSet *k = NULL;
 	const int64_t n = 1280;		/* 40 blocks of 32 (two runs of 16 and 8 alone) or 5 of 256 */
 	const int32_t n_tok = 21;

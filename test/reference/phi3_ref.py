@@ -488,11 +488,42 @@ class Phi3:
         return ACT_QUANT[vec_dot_type](x) @ w.T
 
     def rms_norm(self, x, name):
-        ms = np.mean(x * x, axis=-1, keepdims=True, dtype=F32)
+        if self.act_q8:
+            # llama.cpp's arithmetic (ggml's rms_norm): the squares rounded to
+            # float, summed in double
+            sq = (x * x).astype(np.float64)
+            ms = (np.sum(sq, axis=-1, keepdims=True) / x.shape[-1]).astype(F32)
+        else:
+            ms = np.mean(x * x, axis=-1, keepdims=True, dtype=F32)
         return (x * (F32(1) / np.sqrt(ms + self.eps))) * self.norm[name]
+
+    def rope_ggml(self, x, pos, factors):
+        """llama.cpp's RoPE (with --act-q8): ggml_rope_cache_init's float θ,
+        θ_0 = pos, θ_{i+1} = θ_i * powf(base, -2 / n_rot), cos / sin of θ_i /
+        factor_i rounded to float, times attn_factor in float; the rotation
+        with the fused multiply-adds of ggml's x86 builds,
+        x1' = fma(x1, cos, -(x2 sin)), x2' = fma(x1, sin, x2 cos) (a product
+        in double plus a float, rounded once: fma's value but for rare
+        double roundings)."""
+        half = self.n_rot // 2
+        scale = F32(np.float32(self.freq_base) ** F32(-2.0 / self.n_rot))
+        theta = np.empty((len(pos), half), dtype=F32)
+        theta[:, 0] = pos.astype(F32)
+        for i in range(1, half):
+            theta[:, i] = theta[:, i - 1] * scale
+        t = (theta / factors.astype(F32)).astype(np.float64)
+        cos = (np.cos(t).astype(F32) * F32(self.attn_factor))[:, None, :]
+        sin = (np.sin(t).astype(F32) * F32(self.attn_factor))[:, None, :]
+        x1, x2 = x[..., :half], x[..., half:self.n_rot]
+        d = np.float64
+        y1 = (x1.astype(d) * cos.astype(d) - (x2 * sin).astype(d)).astype(F32)
+        y2 = (x1.astype(d) * sin.astype(d) + (x2 * cos).astype(d)).astype(F32)
+        return np.concatenate([y1, y2, x[..., self.n_rot:]], axis=-1)
 
     def rope(self, x, pos, factors):
         """NeoX RoPE (spec 3.6/3.7) on x (T, heads, head_dim); dims >= n_rot pass through."""
+        if self.act_q8:
+            return self.rope_ggml(x, pos, factors)
         half = self.n_rot // 2
         i = np.arange(half, dtype=np.float64)
         theta = (pos[:, None].astype(np.float64) * self.freq_base ** (-2.0 * i / self.n_rot)
