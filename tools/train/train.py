@@ -203,6 +203,8 @@ def main():
     ap.add_argument("--eval-minutes", type=float, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-steps", type=int, default=0)
+    ap.add_argument("--resume", help="continue from this checkpoint (weights; a fresh optimizer, warm-up 20 steps)")
+    ap.add_argument("--no-curriculum", action="store_true")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -225,7 +227,17 @@ def main():
     cmap = {t: i for i, t in enumerate(used)}
     rest = len(used)
     cfg = Cfg(n_embd=a.embd, n_layer=a.layers, n_head=a.heads, n_ff=a.ff)
+    warmup = 100
+    if a.resume:
+        ck = torch.load(a.resume, map_location="cpu")
+        if ck["used"] != used:
+            raise SystemExit("--resume: the checkpoint was trained on another corpus")
+        cfg = Cfg(**ck["cfg"])
+        warmup = 20
     model = Model(cfg, len(used))
+    if a.resume:
+        model.load_state_dict(ck["state"])
+        say("resumed from %s (step %s)" % (a.resume, ck["step"]))
     n_params = sum(p.numel() for p in model.parameters())
     full = n_params + 2 * (N_VOCAB - len(used) - 1) * cfg.n_embd
     say("data: %d train, %d held-out samples; %d ids used; %d trained parameters, %d in the exported file"
@@ -249,10 +261,10 @@ def main():
         frac = el / budget
         if frac >= 1 or (a.max_steps and step >= a.max_steps):
             break
-        lr = a.lr * (min(1.0, step / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))))
+        lr = a.lr * (min(1.0, step / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))))
         for g in opt.param_groups:
             g["lr"] = lr
-        pool = easy if frac < 0.25 else train
+        pool = easy if frac < 0.25 and not a.no_curriculum else train
         # a batch of similar lengths (little padding): a run of the length-sorted pool from a random start
         batch, n_tok = [], 0
         i = rng.randrange(len(pool))
