@@ -108,8 +108,10 @@ if [ "$DEMO_MODEL" = yes ]; then
 NOTE: this run used the DEMONSTRATION model shipped in models/: about 20M
 parameters of the Phi-3 architecture, trained in this repository (tools/train/)
 on synthetic invoices, incident reports, support tickets and sales notes.  It
-answers documents like the sample ones and nothing else: it is not Phi-3 and
-no substitute for it.  For real work, download Microsoft's official Phi-3 Mini
+answers in the right form and picks plausible labels, but this under-trained
+file does not yet copy names, amounts and dates from the document: most values
+above are invented (figures in tools/train/README.md).  It is not Phi-3 and no
+substitute for it.  For real work, download Microsoft's official Phi-3 Mini
 GGUF (about 2.4 GB):
     https://huggingface.co/microsoft/Phi-3-mini-4k-instruct-gguf  (file Phi-3-mini-4k-instruct-q4.gguf)
 and run again:
