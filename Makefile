@@ -289,6 +289,13 @@ $(PHI3_TEST_MODEL_DIR)/.made: bin/phi3-mkmodel $(PHI3_TEST_VOCAB)
 	chmod -R a+rX $(PHI3_TEST_MODEL_DIR)
 	@touch $@
 
+# the trained demo model (tools/train/README.md) for the semantic tests (sql/demo.sql)
+PHI3_DEMO_MODEL = models/phi3-demo-q8_0.gguf
+test-models: $(PHI3_TEST_MODEL_DIR)/demo-q8_0.gguf
+$(PHI3_TEST_MODEL_DIR)/demo-q8_0.gguf: $(PHI3_DEMO_MODEL) $(PHI3_TEST_MODEL_DIR)/.made
+	cp $(PHI3_DEMO_MODEL) $@
+	chmod a+r $@
+
 # pg_regress writes results and diffs to build/regress (REGRESS_OPTS) but
 # does not create build/
 .PHONY: regress-outputdir

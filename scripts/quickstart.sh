@@ -3,7 +3,7 @@
 # extractions of a sample table, in one command.
 #
 #   PHI3_MODEL=/path/to/Phi-3-mini-4k-instruct-q4.gguf ./scripts/quickstart.sh
-#   ./scripts/quickstart.sh          # without a model: generates a small random one
+#   ./scripts/quickstart.sh          # without a model: the small demo model of models/
 #
 # It installs the build dependencies, builds and installs the extension,
 # starts a local PostgreSQL cluster in $PHI3_QUICKSTART_DIR (default
@@ -39,12 +39,23 @@ if [ -n "${PHI3_MODEL:-}" ]; then
 	MODEL=$(readlink -f "$PHI3_MODEL")
 	[ -r "$MODEL" ] || { echo "PHI3_MODEL=$PHI3_MODEL is not a readable file" >&2; exit 1; }
 	RANDOM_MODEL=no
+	DEMO_MODEL=no
+elif [ -r models/phi3-demo-q8_0.gguf ]; then
+	# copied next to the cluster: the server's user may not be able to read the clone
+	MODEL="$DIR/phi3-demo-q8_0.gguf"
+	echo "== no PHI3_MODEL given: using the small DEMONSTRATION model models/phi3-demo-q8_0.gguf"
+	echo "   (20M parameters, trained in this repository on synthetic business documents; not Phi-3)"
+	cp models/phi3-demo-q8_0.gguf "$MODEL"
+	chmod a+r "$MODEL"
+	RANDOM_MODEL=no
+	DEMO_MODEL=yes
 else
 	MODEL="$DIR/phi3-random-demo.gguf"
 	echo "== no PHI3_MODEL given: generating a small Phi-3-shaped model with random weights"
 	bin/phi3-mkmodel -q -o "$MODEL" --embd 256 --layers 4 --heads 8 --ff 768 --type q8_0
 	chmod a+r "$MODEL"
 	RANDOM_MODEL=yes
+	DEMO_MODEL=no
 fi
 
 scripts/pgcluster.sh start "$DIR" "$PORT" \
@@ -92,6 +103,21 @@ FROM reports ORDER BY id;
 SQL
 
 echo
+if [ "$DEMO_MODEL" = yes ]; then
+	cat <<EOF
+NOTE: this run used the DEMONSTRATION model shipped in models/: about 20M
+parameters of the Phi-3 architecture, trained in this repository (tools/train/)
+on synthetic invoices, incident reports, support tickets and sales notes.  It
+answers in the right form and picks plausible labels, but this under-trained
+file does not yet copy names, amounts and dates from the document: most values
+above are invented (figures in tools/train/README.md).  It is not Phi-3 and no
+substitute for it.  For real work, download Microsoft's official Phi-3 Mini
+GGUF (about 2.4 GB):
+    https://huggingface.co/microsoft/Phi-3-mini-4k-instruct-gguf  (file Phi-3-mini-4k-instruct-q4.gguf)
+and run again:
+    PHI3_MODEL=/path/to/Phi-3-mini-4k-instruct-q4.gguf ./scripts/quickstart.sh
+EOF
+fi
 if [ "$RANDOM_MODEL" = yes ]; then
 	cat <<EOF
 NOTE: this run used a model with RANDOM weights generated on the spot, so the

@@ -21,6 +21,11 @@
  * produced one at a time while the file is written, so a real-dimension
  * model (gigabytes) never sits in memory whole.
  *
+ * Trained weights (--weights DIR): every tensor's values are read from
+ * DIR/NAME.f32 (little-endian float32, rows of ne[0] values; the size
+ * must match the tensor's shape exactly) instead of being generated, and
+ * encoded to --type as above: the export path of tools/train/.
+ *
  * Type mixes follow llama.cpp's llama_tensor_get_type for Phi-3 (spec
  * section 6): Q4_K_M puts output (or the tied token_embd) in Q6_K,
  * attn_qkv in Q5_K, ffn_down (and split attn_v) in Q6_K on the "more bits"
@@ -116,6 +121,8 @@ typedef struct Options
 	const char *out;
 	const char *vocab;
 	const char *name;
+	const char *description;	/* general.description, or NULL */
+	const char *weights;		/* --weights DIR, or NULL: generated values */
 	const TypeChoice *type;
 	const TypeChoice *output_type;	/* --output-type, NULL: as --type decides */
 	int64_t		embd;
@@ -160,6 +167,7 @@ typedef struct TensorPlan
 	TensorKind	kind;
 	float		amplitude;		/* KIND_MATRIX: values in [-amplitude, amplitude) */
 	uint64_t	key;			/* RNG key from (seed, name) */
+	const float *values;		/* --weights: the tensor's values (ne[0] * rows), else NULL */
 	int			index;			/* for progress output */
 	const Options *opt;
 	int			n_total;
@@ -202,6 +210,8 @@ usage(FILE *f)
 			"  --tied           omit output.weight\n"
 			"  --real-dims      Phi-3-mini dimensions (3072, 32 layers, 32 heads, ff 8192)\n"
 			"  --name S         general.name (default \"" DEFAULT_NAME "\")\n"
+			"  --description S  general.description\n"
+			"  --weights DIR    read each tensor from DIR/NAME.f32 (float32) instead of generating it\n"
 			"  --scale F        output projection scale (default %.1f: logits std about 4)\n"
 			"  --threads N      worker threads (default: online CPUs); the file does not depend on it\n"
 			"  --sliding-window N  attention.sliding_window (default as the converters: 2047 for context\n"
@@ -258,6 +268,11 @@ generate_row(const TensorPlan *t, int64_t r, float *out)
 	int64_t		n = t->ne[0];
 	uint64_t	base = (uint64_t) r * (uint64_t) n;
 
+	if (t->values != NULL)
+	{
+		memcpy(out, t->values + base, (size_t) n * sizeof(float));
+		return;
+	}
 	switch (t->kind)
 	{
 		case KIND_MATRIX:
@@ -361,6 +376,45 @@ now_seconds(void)
 	return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
+/* --weights: read DIR/NAME.f32 into t->values; its size must be the tensor's. */
+static P3Status
+load_values(TensorPlan *t, int64_t rows, P3Error *err)
+{
+	char		path[4096];
+	size_t		n = (size_t) rows * (size_t) t->ne[0];
+	float	   *v;
+	FILE	   *f;
+	struct stat sb;
+
+	if (snprintf(path, sizeof(path), "%s/%s.f32", t->opt->weights, t->name) >= (int) sizeof(path))
+		return p3_error(err, P3_ERR_INVALID_ARG, "weights path for \"%s\" is too long", t->name);
+	if (stat(path, &sb) != 0)
+		return p3_error(err, P3_ERR_IO, "cannot read \"%s\": %s", path, strerror(errno));
+	if ((size_t) sb.st_size != n * sizeof(float))
+		return p3_error(err, P3_ERR_FORMAT, "\"%s\" has %lld bytes, expected %zu (%lld x %lld float32)",
+						path, (long long) sb.st_size, n * sizeof(float), (long long) rows, (long long) t->ne[0]);
+	v = malloc(n * sizeof(float));
+	if (v == NULL)
+		return p3_error(err, P3_ERR_NOMEM, "out of memory reading \"%s\"", path);
+	f = fopen(path, "rb");
+	if (f == NULL || fread(v, sizeof(float), n, f) != n)
+	{
+		if (f)
+			fclose(f);
+		free(v);
+		return p3_error(err, P3_ERR_IO, "cannot read \"%s\"", path);
+	}
+	fclose(f);
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(v[i]))
+		{
+			free(v);
+			return p3_error(err, P3_ERR_FORMAT, "\"%s\" has a non-finite value at %zu", path, i);
+		}
+	t->values = v;
+	return P3_OK;
+}
+
 /* P3GGUFFillFn: generate one tensor into the writer's buffer. */
 static P3Status
 fill_tensor(void *user, const char *name, void *dst, size_t nbytes, P3Error *err)
@@ -374,10 +428,13 @@ fill_tensor(void *user, const char *name, void *dst, size_t nbytes, P3Error *err
 	bool		started[MAX_THREADS] = {false};
 	bool		failed = false;
 	double		t0 = now_seconds();
+	P3Status	st;
 
 	if (!p3_row_bytes(t->type, t->ne[0], &row_bytes) || row_bytes * (size_t) rows != nbytes)
 		return p3_error(err, P3_ERR_INTERNAL, "tensor \"%s\": unexpected size %zu", name, nbytes);
 
+	if (t->opt->weights != NULL && (st = load_values((TensorPlan *) t, rows, err)) != P3_OK)
+		return st;
 	if ((int64_t) rows * t->ne[0] < PARALLEL_MIN_ELEMS || rows < 2)
 		nthreads = 1;
 	if (nthreads > rows)
@@ -405,6 +462,8 @@ fill_tensor(void *user, const char *name, void *dst, size_t nbytes, P3Error *err
 	}
 	for (int k = 0; k < nthreads; k++)
 		failed |= jobs[k].failed;
+	free((void *) t->values);
+	((TensorPlan *) t)->values = NULL;
 	if (failed)
 		return p3_error(err, P3_ERR_NOMEM, "out of memory generating tensor \"%s\"", name);
 
@@ -612,7 +671,8 @@ enum
 {
 	OPT_VOCAB = 256, OPT_EMBD, OPT_LAYERS, OPT_HEADS, OPT_KV_HEADS, OPT_FF, OPT_CTX,
 	OPT_ROT, OPT_TYPE, OPT_SEED, OPT_LONGROPE, OPT_ORIG_CTX, OPT_SPLIT_QKV, OPT_TIED,
-	OPT_REAL_DIMS, OPT_NAME, OPT_SCALE, OPT_THREADS, OPT_SWA, OPT_NO_SWA, OPT_OUTPUT_TYPE
+	OPT_REAL_DIMS, OPT_NAME, OPT_SCALE, OPT_THREADS, OPT_SWA, OPT_NO_SWA, OPT_OUTPUT_TYPE,
+	OPT_DESCRIPTION, OPT_WEIGHTS
 };
 
 static void
@@ -637,6 +697,8 @@ parse_options(int argc, char **argv, Options *o)
 		{"tied", no_argument, NULL, OPT_TIED},
 		{"real-dims", no_argument, NULL, OPT_REAL_DIMS},
 		{"name", required_argument, NULL, OPT_NAME},
+		{"description", required_argument, NULL, OPT_DESCRIPTION},
+		{"weights", required_argument, NULL, OPT_WEIGHTS},
 		{"scale", required_argument, NULL, OPT_SCALE},
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"sliding-window", required_argument, NULL, OPT_SWA},
@@ -732,6 +794,12 @@ parse_options(int argc, char **argv, Options *o)
 				break;
 			case OPT_NAME:
 				o->name = optarg;
+				break;
+			case OPT_DESCRIPTION:
+				o->description = optarg;
+				break;
+			case OPT_WEIGHTS:
+				o->weights = optarg;
 				break;
 			case OPT_SCALE:
 				{
@@ -863,6 +931,8 @@ main(int argc, char **argv)
 	check(p3_gguf_writer_new(&w, &err), &err, "writer");
 	check(p3_gguf_writer_add_string(w, "general.architecture", "phi3", &err), &err, "metadata");
 	check(p3_gguf_writer_add_string(w, "general.name", o.name, &err), &err, "metadata");
+	if (o.description != NULL)
+		check(p3_gguf_writer_add_string(w, "general.description", o.description, &err), &err, "metadata");
 	check(p3_gguf_writer_add_u32(w, "general.file_type", o.type->ftype, &err), &err, "metadata");
 	if (quantized)
 		check(p3_gguf_writer_add_u32(w, "general.quantization_version", 2, &err), &err, "metadata");

@@ -145,6 +145,7 @@ phi3_model_info(PG_FUNCTION_ARGS)
 	const P3ContextParams *params = p3_context_params(ctx);
 	const P3HParams *hp = &model->hp;
 	P3GGUFString arch;
+	P3GGUFString desc;
 	P3Error		err;
 	StringInfoData buf;
 	bool		first = true;
@@ -166,6 +167,13 @@ phi3_model_info(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, "null");
 	AppendKey(&buf, &first, "name");
 	escape_json(&buf, Phi3Utf8ToCString(model->name, strnlen(model->name, sizeof(model->name))));
+	/* general.description: what the file says it is (the demo model says it is no Phi-3) */
+	AppendKey(&buf, &first, "description");
+	p3_error_clear(&err);
+	if (p3_gguf_get_string(model->gguf, "general.description", &desc, &err) == P3_OK)
+		escape_json(&buf, Phi3Utf8ToCString(desc.ptr, (size_t) desc.len));
+	else
+		appendStringInfoString(&buf, "null");
 	AppendKey(&buf, &first, "n_vocab");
 	appendStringInfo(&buf, "%d", hp->n_vocab);
 	AppendKey(&buf, &first, "n_ctx_train");
