@@ -25,7 +25,8 @@
 #   long       for PHI3_BENCH_LONG_TYPES (default q4_k_m): prefill of 2048
 #              tokens against the 128-token rate (one run)
 # Medians of PHI3_BENCH_RUNS runs (default 3).  (PHI3_BENCH_MKMODEL_DIMS
-# replaces --real-dims, to try the script on small models: "--embd 256 --ff 512".)  The CPU model, the peaks and
+# replaces --real-dims, to try the script on small models: "--embd 256 --ff 512";
+# PHI3_BENCH_PG_ONLY=1 measures only the PostgreSQL columns.)  The CPU model, the peaks and
 # the bandwidths are printed with the table: only ratios of one run mean
 # anything on a machine whose bandwidth drifts by 2x between days.
 set -eu
@@ -75,9 +76,10 @@ cluster_start() {	# model, preload (0/1)
 	fi
 	psql_q -c "CREATE EXTENSION IF NOT EXISTS phi3" >/dev/null
 }
-# ms of the first and of the second 1-token call in a new connection: "first second"
+# ms of the first and of the second 1-token call in a new connection: "first second" (no KV kept
+# between the statements, so the second evaluates the same prompt rather than reusing it)
 first_second() {
-	psql_q -c '\timing on' -c "SELECT length(phi3_generate('Say hello.', max_tokens => 1))" \
+	psql_q -c "SET phi3.kv_keep_tokens = 0" -c '\timing on' -c "SELECT length(phi3_generate('Say hello.', max_tokens => 1))" \
 		-c "SELECT length(phi3_generate('Say hello.', max_tokens => 1))" 2>&1 |
 		sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tr '\n' ' '
 }
@@ -141,6 +143,7 @@ for T in $TYPES; do
 	I512=$(echo "$IDS" | tr ' ' '\n' | grep . | head -n 512 | tr '\n' ' ')
 	: > "$DIR/table-runs-$T.txt"
 	j=0
+	[ "${PHI3_BENCH_PG_ONLY:-0}" = 1 ] && j=$RUNS	# only the PostgreSQL columns
 	while [ $j -lt "$RUNS" ]; do
 		a=$(bin/phi3-run -m "$M" --tokens "$I128" -n 32 -t 2 --verbose 2>&1 >/dev/null | tail -n 1)
 		b=$(bin/phi3-run -m "$M" --tokens "$I512" -n 1 -t 2 --verbose 2>&1 >/dev/null | tail -n 1)
