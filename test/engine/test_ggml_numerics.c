@@ -452,6 +452,26 @@ test_softmax_swiglu(void)
 	}
 }
 
+/*
+ * A random weight row of type (n <= 1024 elements) into w and random
+ * activations in its vec_dot_type into q; returns k's vec_dot of them.
+ */
+static float
+random_vec_dot(const P3KernelSet *k, uint32_t type, int64_t n, uint8_t *w, uint8_t *q)
+{
+	float		x[1024],
+				a[1024];
+
+	for (int64_t i = 0; i < n; i++)
+	{
+		x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
+		a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
+	}
+	p3_quantize_row_ref(type, x, w, n);
+	p3_quantize_act_row_ref(p3_type_traits(type)->vec_dot_type, a, q, n);
+	return k->vec_dot[type] (w, q, n);
+}
+
 /* Q4_1, Q5_0, Q5_1, IQ4_XS: the x86 sets give ggml's AVX2 vec_dot (both builds run it) */
 static void
 test_vec_dot_orders(void)
@@ -469,19 +489,10 @@ test_vec_dot_orders(void)
 		rng = 5;
 		for (int t = 0; t < 4; t++)
 		{
-			float		x[512],
-						a[512];
 			static uint8_t w[4096],
 						q[4096];
 
-			for (int i = 0; i < 512; i++)
-			{
-				x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
-				a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
-			}
-			p3_quantize_row_ref(ty[t], x, w, 512);
-			p3_quantize_act_row_ref(p3_type_traits(ty[t])->vec_dot_type, a, q, 512);
-			got[t] = k->vec_dot[ty[t]] (w, q, 512);
+			got[t] = random_vec_dot(k, ty[t], 512, w, q);
 		}
 		check_pins("vec_dot q4_1 q5_0 q5_1 iq4_xs", k->name, got, W == 16 ? pin_vec_dot_avx512 : pin_vec_dot_avx2, 4);
 	}
@@ -597,19 +608,10 @@ test_k_orders(void)
 		rng = 7;
 		for (int t = 0; t < 3; t++)
 		{
-			float		x[512],
-						a[512];
 			static uint8_t w[4096],
 						q[4096];
 
-			for (int i = 0; i < 512; i++)
-			{
-				x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
-				a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
-			}
-			p3_quantize_row_ref(ty[t], x, w, 512);
-			p3_quantize_act_row_ref(p3_type_traits(ty[t])->vec_dot_type, a, q, 512);
-			got[t] = k->vec_dot[ty[t]] (w, q, 512);
+			got[t] = random_vec_dot(k, ty[t], 512, w, q);
 			if (W == 16 && ty[t] == P3_TYPE_Q2_K)
 			{
 				float		e = emu_q2k_repack(w, q, 512);
@@ -621,44 +623,22 @@ test_k_orders(void)
 		if (W == 8)
 			for (int r = 0; r < 200; r++)
 			{
-				float		x[1024],
-							a[1024],
-							g,
-							e;
 				static uint8_t w[8192],
 							q[8192];
+				float		g = random_vec_dot(k, P3_TYPE_Q4_K, 1024, w, q);
+				float		e = emu_q4k_repack(w, q, 1024);
 
-				for (int i = 0; i < 1024; i++)
-				{
-					x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
-					a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
-				}
-				p3_quantize_row_ref(P3_TYPE_Q4_K, x, w, 1024);
-				p3_quantize_act_row_ref(P3_TYPE_Q8_K, a, q, 1024);
-				g = k->vec_dot[P3_TYPE_Q4_K] (w, q, 1024);
-				e = emu_q4k_repack(w, q, 1024);
 				CHECK_MSG(bits(g) == bits(e), "avx2 Q4_K row %d: %.9g, the repack rule %.9g", r, g, e);
 			}
 		/* more rows: the repack rule on random blocks */
 		if (W == 16)
 			for (int r = 0; r < 200; r++)
 			{
-				float		x[1024],
-							a[1024],
-							g,
-							e;
 				static uint8_t w[8192],
 							q[8192];
+				float		g = random_vec_dot(k, P3_TYPE_Q2_K, 1024, w, q);
+				float		e = emu_q2k_repack(w, q, 1024);
 
-				for (int i = 0; i < 1024; i++)
-				{
-					x[i] = (float) (nx() % 65536) / 32768.0f - 1.0f;
-					a[i] = (float) (nx() % 65536) / 8192.0f - 4.0f;
-				}
-				p3_quantize_row_ref(P3_TYPE_Q2_K, x, w, 1024);
-				p3_quantize_act_row_ref(P3_TYPE_Q8_K, a, q, 1024);
-				g = k->vec_dot[P3_TYPE_Q2_K] (w, q, 1024);
-				e = emu_q2k_repack(w, q, 1024);
 				CHECK_MSG(bits(g) == bits(e), "avx512 Q2_K row %d: %.9g, the repack rule %.9g", r, g, e);
 			}
 	}
