@@ -201,7 +201,7 @@ engine-asan: $(ASAN_TESTS) $(ENGINE_MODEL_DIR)/.made
 		else cat $$log; echo "asan $$t: FAILED"; exit 1; fi; done
 	@echo "engine-asan: all clean"
 
-build/bench/%: bench/%.c $(ENGINE_OBJS)
+build/bench/%: bench/%.c $(wildcard bench/*.h) $(ENGINE_OBJS)
 	@mkdir -p build/bench
 	$(ENGINE_CC) $(ENGINE_CFLAGS) -o $@ $< $(ENGINE_OBJS) $(ENGINE_LIBS)
 
@@ -209,7 +209,7 @@ build/bench/%: bench/%.c $(ENGINE_OBJS)
 # single-threaded OpenBLAS headers are installed (libopenblas-serial-dev);
 # only the benchmark links it, never the extension
 OPENBLAS_SERIAL = /usr/lib/x86_64-linux-gnu/openblas-serial
-build/bench/bench_f32gemm: bench/bench_f32gemm.c $(ENGINE_OBJS)
+build/bench/bench_f32gemm: bench/bench_f32gemm.c $(wildcard bench/*.h) $(ENGINE_OBJS)
 	@mkdir -p build/bench
 	if [ -f /usr/include/x86_64-linux-gnu/openblas-serial/cblas.h ]; then \
 		$(ENGINE_CC) $(ENGINE_CFLAGS) -DHAVE_OPENBLAS -I/usr/include/x86_64-linux-gnu/openblas-serial -o $@ $< \

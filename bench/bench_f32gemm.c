@@ -30,6 +30,8 @@
 #include "phi3/quant.h"
 #include "phi3/threadpool.h"
 
+#include "bench_peak.h"
+
 #ifdef HAVE_OPENBLAS
 #include <cblas.h>
 #endif
@@ -159,31 +161,15 @@ cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* f32 multiply-adds of 12 independent 512-bit vfmadd chains per thread (the peak) */
+/* Worker: the f32 multiply-add peak loop (bench_peak.h), its sum into out[ith] */
 #if defined(__x86_64__)
-#include <immintrin.h>
-__attribute__((target("avx512f")))
 static void
 fma_task(void *arg, int ith, int nth)
 {
 	float	   *out = arg;
-	__m512		acc[12];
-	__m512		a = _mm512_set1_ps(0.9999999f),
-				b = _mm512_set1_ps(1e-7f);
 
 	(void) nth;
-	for (int k = 0; k < 12; k++)
-		acc[k] = _mm512_set1_ps((float) k);
-	for (long i = 0; i < FMA_ITERS; i++)
-	{
-#pragma GCC unroll 12
-		for (int k = 0; k < 12; k++)
-			acc[k] = _mm512_fmadd_ps(acc[k], a, b);
-		__asm__ volatile("" : "+v"(a), "+v"(b));
-	}
-	for (int k = 1; k < 12; k++)
-		acc[0] = _mm512_add_ps(acc[0], acc[k]);
-	out[ith] = _mm512_reduce_add_ps(acc[0]);
+	out[ith] = fma_peak_loop(FMA_ITERS);
 }
 #endif
 

@@ -34,6 +34,8 @@
 #include "phi3/quant.h"
 #include "phi3/threadpool.h"
 
+#include "bench_peak.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -502,31 +504,12 @@ vnni_peak(P3ThreadPool *pool, int nth)
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f")))
 static void
 fma_loop_task(void *arg, int ith, int nth)
 {
-	const long	iters = *(const long *) arg;
-	__m512		acc[12];
-	__m512		a = _mm512_set1_ps(1.0f),
-				b = _mm512_set1_ps(1e-7f);
-
 	(void) ith;
 	(void) nth;
-#pragma GCC unroll 12
-	for (int k = 0; k < 12; k++)
-		acc[k] = _mm512_set1_ps((float) k);
-	for (long i = 0; i < iters; i++)
-	{
-#pragma GCC unroll 12
-		for (int k = 0; k < 12; k++)
-			acc[k] = _mm512_fmadd_ps(acc[k], a, b);
-		__asm__ volatile("" : "+v"(a), "+v"(b));
-	}
-#pragma GCC unroll 12
-	for (int k = 1; k < 12; k++)
-		acc[0] = _mm512_add_ps(acc[0], acc[k]);
-	sink += _mm512_reduce_add_ps(acc[0]);
+	sink += fma_peak_loop(*(const long *) arg);
 }
 #endif
 
