@@ -1,33 +1,30 @@
 /*
  * bench_stream — read bandwidth over a model file's mapping, the way decode
- * reads the weights: the file is mapped PROT_READ / MAP_SHARED at a 2 MiB
- * boundary with MADV_HUGEPAGE (as p3_gguf_open maps it) and summed front to back by 1 and by 2 threads,
- * each thread taking one contiguous half.  The first pass (page-table
+ * reads the weights: the engine's own mapping of the model (p3_model_open:
+ * PROT_READ / MAP_SHARED at a 2 MiB boundary with MADV_HUGEPAGE), summed
+ * front to back by 1 and by 2 threads, each thread taking one contiguous
+ * half.  The first pass (page-table
  * population, page cache) is reported separately; the figure used as the
  * decode limit is the median of the following passes.
  *
- *     bench_stream FILE [passes]
+ *     bench_stream MODEL [passes]
  *
  * Prints four lines:
  *     first pass: X s (page tables and page cache)
  *     file read bandwidth: 1 thread A GB/s, 2 threads B GB/s
  *     weights read per token: N bytes (...)
  *     multiply-adds per prompt token: M (...)
- * the last from the model the engine opens: every matrix of every layer and
+ * the last two from the model the engine opens: every matrix of every layer and
  * the output matrix once, one row of token_embd (the decode limit is N
  * bytes over the bandwidth).
  */
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "phi3/gguf.h"
 #include "phi3/model.h"
 
 typedef struct Slice
@@ -119,24 +116,16 @@ weight_macs(const P3Weight *w)
 }
 
 /*
- * Bytes of weights a decode step reads (the matrices once, one embedding
- * row) and multiply-adds of a prompt token (the layers' products; the
- * output layer only runs for the last); -1 if the model does not open.
+ * Bytes of weights a decode step reads from m (the matrices once, one
+ * embedding row) and multiply-adds of a prompt token (the layers'
+ * products; the output layer only runs for the last).
  */
 static double
-token_weight_bytes(const char *path, double *macs)
+token_weight_bytes(const P3Model *m, double *macs)
 {
-	P3Model    *m = NULL;
-	P3Error		err = {0};
 	double		sum = 0.0;
 
 	*macs = 0.0;
-
-	if (p3_model_open(path, &m, &err) != P3_OK)
-	{
-		fprintf(stderr, "bench_stream: %s: %s\n", path, err.message);
-		return -1.0;
-	}
 	for (int32_t l = 0; l < m->hp.n_layer; l++)
 	{
 		const P3Layer *L = &m->layers[l];
@@ -148,34 +137,7 @@ token_weight_bytes(const char *path, double *macs)
 			weight_macs(&L->attn_v) + weight_macs(&L->attn_output) + weight_macs(&L->ffn_up) +
 			weight_macs(&L->ffn_down);
 	}
-	sum += weight_bytes(&m->output) + (double) m->token_embd.row_bytes;
-	p3_model_free(m);
-	return sum;
-}
-
-/*
- * The file mapped as the engine maps a model (gguf.c's map_file): at a
- * 2 MiB-aligned address with MADV_HUGEPAGE, so where the page cache holds
- * huge folios the passes read through the same PMD mappings decode does.
- */
-static const uint8_t *
-map_like_engine(int fd, size_t size)
-{
-	const size_t align = (size_t) 2 << 20;
-	uint8_t    *reserve = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uint8_t    *at;
-	void	   *map;
-
-	if (reserve == MAP_FAILED)
-		return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-	at = (uint8_t *) (((uintptr_t) reserve + align - 1) & ~(uintptr_t) (align - 1));
-	map = mmap(at, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
-	if (map == MAP_FAILED)
-		return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-#ifdef MADV_HUGEPAGE
-	(void) madvise(map, size, MADV_HUGEPAGE);
-#endif
-	return map;
+	return sum + weight_bytes(&m->output) + (double) m->token_embd.row_bytes;
 }
 
 static int
@@ -190,50 +152,44 @@ cmp_double(const void *a, const void *b)
 int
 main(int argc, char **argv)
 {
-	int			fd;
-	struct stat st;
+	P3Model    *m = NULL;
+	P3Error		err = {0};
 	const uint8_t *base;
+	size_t		size;
 	int			passes = argc > 2 ? atoi(argv[2]) : 5;
 	double		first;
 	double		gbs[2];
+	double		macs;
+	double		bytes;
 
 	if (argc < 2 || passes < 1 || passes > 100)
 	{
-		fprintf(stderr, "usage: bench_stream FILE [passes]\n");
+		fprintf(stderr, "usage: bench_stream MODEL [passes]\n");
 		return 1;
 	}
-	fd = open(argv[1], O_RDONLY);
-	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 8192)
+	/* the engine's own mapping of the file (2 MiB-aligned, MADV_HUGEPAGE: gguf.c) */
+	if (p3_model_open(argv[1], &m, &err) != P3_OK)
 	{
-		fprintf(stderr, "bench_stream: cannot open %s\n", argv[1]);
+		fprintf(stderr, "bench_stream: %s: %s\n", argv[1], err.message);
 		return 1;
 	}
-	base = map_like_engine(fd, (size_t) st.st_size);
-	if (base == MAP_FAILED)
-	{
-		perror("bench_stream: mmap");
-		return 1;
-	}
-	first = pass(base, (size_t) st.st_size, 2);
+	base = m->gguf->base;
+	size = m->gguf->size;
+	bytes = token_weight_bytes(m, &macs);
+	first = pass(base, size, 2);
 	for (int nth = 1; nth <= 2; nth++)
 	{
 		double		t[100];
 
 		for (int i = 0; i < passes; i++)
-			t[i] = pass(base, (size_t) st.st_size, nth);
+			t[i] = pass(base, size, nth);
 		qsort(t, passes, sizeof(double), cmp_double);
-		gbs[nth - 1] = (double) st.st_size / t[passes / 2] / 1e9;
+		gbs[nth - 1] = (double) size / t[passes / 2] / 1e9;
 	}
 	printf("first pass: %.3f s (page tables and page cache)\n", first);
 	printf("file read bandwidth: 1 thread %.1f GB/s, 2 threads %.1f GB/s\n", gbs[0], gbs[1]);
-	{
-		double		macs;
-		double		bytes = token_weight_bytes(argv[1], &macs);
-
-		printf("weights read per token: %.0f bytes (each matrix once, one token_embd row)\n", bytes);
-		printf("multiply-adds per prompt token: %.0f (the layers' products)\n", macs);
-	}
-	munmap((void *) base, (size_t) st.st_size);
-	close(fd);
+	printf("weights read per token: %.0f bytes (each matrix once, one token_embd row)\n", bytes);
+	printf("multiply-adds per prompt token: %.0f (the layers' products)\n", macs);
+	p3_model_free(m);
 	return 0;
 }
