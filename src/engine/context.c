@@ -775,9 +775,11 @@ attention_task(void *arg, int ith, int nth)
 			for (int32_t d = 0; d < hd; d++)
 				q16[d] = q[d] * scale;
 			round_f16_inplace(k, q16, hd);
-			for (int32_t j = 0; j <= pos; j++)
-				scores[j] = ggml ? k->ggml_dot_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd)
-					: k->dot_f32_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd);
+			if (ggml)
+				k->ggml_dot_f16_keys(q16, kbase, kv_row, pos + 1, hd, scores);
+			else
+				for (int32_t j = 0; j <= pos; j++)
+					scores[j] = k->dot_f32_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd);
 		}
 		if (ggml)
 			k->ggml_softmax(scores, pos + 1);

@@ -1409,6 +1409,117 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
 		out[t] = acc[t] - accm[t];
 }
 
+/*
+ * ggml_dot_f16 against 16 keys at once.  ggml adds the leftover elements of
+ * a row (past the whole chunks of 64) one by one into a double: a chain of
+ * dependent adds that costs more than the rest of the dot for a head of 96.
+ * Here each key's chunks and lane sum are ggml_dot_f16's (ggml_dot_chunks,
+ * vf_hsum_dot); the leftover products (f16 times f16-valued q: exact in
+ * float, as ggml computes them) of 16 keys are transposed so that key j is
+ * lane j, and the 16 double sums advance together, element after element in
+ * ggml's order.  Every lane does the same operations as ggml_dot_f16 on its
+ * key: the same bits.
+ */
+
+/* r[i] lane j <- r[j] lane i (a 16 x 16 transpose: 4 x 4 blocks in the 128-bit lanes, then the lanes) */
+static void
+transpose16x16(__m512 r[16])
+{
+	__m512		t[16];
+
+	for (int k = 0; k < 4; k++)
+	{
+		t[4 * k] = _mm512_unpacklo_ps(r[4 * k], r[4 * k + 1]);
+		t[4 * k + 1] = _mm512_unpackhi_ps(r[4 * k], r[4 * k + 1]);
+		t[4 * k + 2] = _mm512_unpacklo_ps(r[4 * k + 2], r[4 * k + 3]);
+		t[4 * k + 3] = _mm512_unpackhi_ps(r[4 * k + 2], r[4 * k + 3]);
+	}
+	/* s[4k + m] 128-bit lane L: rows 4k .. 4k + 3 of column 4L + m */
+	for (int k = 0; k < 4; k++)
+	{
+		r[4 * k] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+		r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+		r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+		r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+	}
+	for (int m = 0; m < 4; m++)
+	{
+		__m512		ab_lo = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x44);
+		__m512		ab_hi = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xEE);
+		__m512		cd_lo = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x44);
+		__m512		cd_hi = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xEE);
+
+		t[m] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88);	/* column m */
+		t[4 + m] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD);	/* column 4 + m */
+		t[8 + m] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88);
+		t[12 + m] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);
+	}
+	memcpy(r, t, sizeof(t));
+}
+
+/*
+ * 16 keys (rows k + j * stride, j < 16; nk < 16 repeats the last); prefetch:
+ * the next 16 rows follow (the cache rows of a sequence are far apart, and
+ * the dot waits on their loads otherwise)
+ */
+static void
+dot_f16_keys16(const float *q, const uint8_t *k, size_t stride, int nk, int64_t n, float *out, bool prefetch)
+{
+	int64_t		np = n & ~(int64_t) 63;
+	int			nchunk = (int) ((n - np + 15) / 16);
+	double		head[16];
+	__m512		prod[4][16];	/* [chunk][key]: the leftover products of elements np + 16 chunk + lane */
+	__m512d		lo,
+				hi;
+
+	for (int j = 0; j < 16; j++)
+	{
+		const uint16_t *kr = (const uint16_t *) (const void *) (k + (size_t) (j < nk ? j : nk - 1) * stride);
+
+		if (prefetch)
+			for (int64_t b = 0; b < 2 * n; b += 64)		/* the same key of the next 16 */
+				_mm_prefetch((const char *) kr + 16 * stride + b, _MM_HINT_T0);
+		head[j] = (double) vf_hsum_dot(ggml_dot_chunks(q, kr, np, true));
+		for (int c = 0; c < nchunk; c++)
+		{
+			int64_t		i = np + 16 * c;
+			int			r = n - i < 16 ? (int) (n - i) : 16;
+
+			prod[c][j] = _mm512_mul_ps(vf_load_f16_part(kr + i, r), vf_load_part(q + i, r));
+		}
+	}
+	lo = _mm512_loadu_pd(head);
+	hi = _mm512_loadu_pd(head + 8);
+	for (int c = 0; c < nchunk; c++)
+	{
+		int64_t		i0 = np + 16 * c;
+		int			r = n - i0 < 16 ? (int) (n - i0) : 16;
+
+		transpose16x16(prod[c]);
+		for (int i = 0; i < r; i++)
+		{
+			lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(prod[c][i])));
+			hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(prod[c][i], 1)));
+		}
+	}
+	_mm256_mask_storeu_ps(out, (__mmask8) (nk >= 8 ? 0xFF : (1u << nk) - 1), _mm512_cvtpd_ps(lo));
+	if (nk > 8)
+		_mm256_mask_storeu_ps(out + 8, (__mmask8) ((1u << (nk - 8)) - 1), _mm512_cvtpd_ps(hi));
+}
+
+static void
+ggml_dot_f16_keys16(const float *q, const uint8_t *k, size_t stride, int32_t nkeys, int64_t n, float *out)
+{
+	if ((n & 63) == 0)
+	{
+		ggml_dot_f16_keys_each(q, k, stride, nkeys, n, out);
+		return;
+	}
+	for (int32_t j = 0; j < nkeys; j += 16)
+		dot_f16_keys16(q, k + (size_t) j * stride, stride, nkeys - j < 16 ? (int) (nkeys - j) : 16, n, out + j,
+					   nkeys - j >= 32);
+}
+
 DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)
 DEF_VEC_WRAPPERS(Q3_K, vec_dot_q3_k_nt)
 DEF_VEC_WRAPPERS(Q2_K, vec_dot_q2_k_nt)
@@ -1421,6 +1532,7 @@ p3_kernels_fill_avx512(P3KernelSet *k)
 {
 	k->name = "avx512";
 	X86_FILL_SET(k);
+	k->ggml_dot_f16_keys = ggml_dot_f16_keys16;
 	p3_gemm_fill_avx512(k);
 }
 

@@ -124,6 +124,13 @@ ggml_dot_f16_ref(const float *q, const uint16_t *k, int64_t n)
 }
 
 static void
+ggml_dot_f16_keys_ref(const float *q, const uint8_t *k, size_t stride, int32_t nkeys, int64_t n, float *out)
+{
+	for (int32_t j = 0; j < nkeys; j++)
+		out[j] = ggml_dot_f16_ref(q, (const uint16_t *) (const void *) (k + (size_t) j * stride), n);
+}
+
+static void
 ggml_vp_f16_ref(float *out, const float *p, const uint8_t *v, size_t stride,
 				int32_t npos, int32_t hd, float *slots)
 {
@@ -227,6 +234,7 @@ static const P3KernelSet reference_set = {
 	.axpy_f32 = axpy_f32_ref,
 	.ggml_dot_f16 = ggml_dot_f16_ref,
 	.ggml_vp_f16 = ggml_vp_f16_ref,
+	.ggml_dot_f16_keys = ggml_dot_f16_keys_ref,
 	.ggml_dot_f32 = ggml_dot_f32_ref,
 	.ggml_vp_f32 = ggml_vp_f32_ref,
 	.ggml_softmax = p3_softmax,

@@ -672,15 +672,15 @@ ggml_tree(float *r, size_t stride, int64_t n, bool hadd_tail)
 
 /*
  * ggml_vec_dot_f16 (k f16) and ggml_vec_dot_f32 (k f32): the same chunks,
- * accumulators and reduction; the leftover elements added in double (f16)
- * or in float (f32, see below).
+ * accumulators and reduction (ggml_dot_chunks: the np = n rounded down to
+ * 4 VL elements into one register, before its lane sum); the leftover
+ * elements added in double (f16) or in float (f32, see below).
  */
-INLINE float
-ggml_dot_any(const float *q, const void *k, int64_t n, const bool f16)
+INLINE vfloat
+ggml_dot_chunks(const float *q, const void *k, int64_t np, const bool f16)
 {
 	const uint16_t *k16 = k;
 	const float *k32 = k;
-	int64_t		np = n & ~(int64_t) (4 * VL - 1);
 	vfloat		a0 = vf_zero(),
 				a1 = vf_zero(),
 				a2 = vf_zero(),
@@ -696,7 +696,17 @@ ggml_dot_any(const float *q, const void *k, int64_t n, const bool f16)
 	}
 #undef KROW
 	/* ggml: acc0 + acc2, acc1 + acc3, then together */
-	a0 = (a0 + a2) + (a1 + a3);
+	return (a0 + a2) + (a1 + a3);
+}
+
+INLINE float
+ggml_dot_any(const float *q, const void *k, int64_t n, const bool f16)
+{
+	const uint16_t *k16 = k;
+	const float *k32 = k;
+	int64_t		np = n & ~(int64_t) (4 * VL - 1);
+	vfloat		a0 = ggml_dot_chunks(q, k, np, f16);
+
 	if (f16)
 	{
 		double		sum = vf_hsum_dot(a0);
@@ -742,6 +752,14 @@ ggml_dot_f32(const float *q, const float *k, int64_t n)
 	return ggml_dot_any(q, k, n, false);
 }
 
+/* ggml_dot_f16 of q and each of nkeys rows k + j * stride (the avx512 set has a faster one) */
+static void
+ggml_dot_f16_keys_each(const float *q, const uint8_t *k, size_t stride, int32_t nkeys, int64_t n, float *out)
+{
+	for (int32_t j = 0; j < nkeys; j++)
+		out[j] = ggml_dot_f16(q, (const uint16_t *) (const void *) (k + (size_t) j * stride), n);
+}
+
 INLINE void
 ggml_vp_any(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
 			float *slots, const bool f16)
@@ -757,6 +775,11 @@ ggml_vp_any(float *out, const float *p, const uint8_t *v, size_t stride, int32_t
 		const float *v32 = (const float *) (v + (size_t) j * stride);
 		vfloat		pj = vf_set1(p[j]);
 		int32_t		d = 0;
+
+		/* the rows are far apart (a cache row of every head): ask for one 8 ahead */
+		if (j + 8 < npos)
+			for (int32_t b = 0; b < hd * (f16 ? 2 : 4); b += 64)
+				_mm_prefetch((const char *) (v + (size_t) (j + 8) * stride) + b, _MM_HINT_T0);
 
 		for (; d < dv; d += VL)
 			vf_store(s + d, vf_fmadd(f16 ? vf_load_f16(v16 + d) : vf_load(v32 + d), pj, vf_load(s + d)));
@@ -861,6 +884,7 @@ ggml_swiglu(float *y, const float *gate, const float *up, int64_t n)
 		(k)->axpy_f32 = axpy_f32; \
 		(k)->ggml_dot_f16 = ggml_dot_f16; \
 		(k)->ggml_vp_f16 = ggml_vp_f16; \
+		(k)->ggml_dot_f16_keys = ggml_dot_f16_keys_each; \
 		(k)->ggml_dot_f32 = ggml_dot_f32; \
 		(k)->ggml_vp_f32 = ggml_vp_f32; \
 		(k)->ggml_softmax = ggml_softmax; \

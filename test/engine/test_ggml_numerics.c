@@ -193,6 +193,51 @@ test_dot_f16(void)
 	}
 }
 
+/*
+ * The scores of a query against a run of keys (ggml_dot_f16_keys): for
+ * every set the bits of ggml_dot_f16 on each key, for head sizes with and
+ * without leftover elements, runs of keys that are and are not a multiple
+ * of 16, and rows at a stride with other data between them.
+ */
+static void
+test_dot_f16_keys(void)
+{
+	static const int heads[] = {1, 16, 32, 64, 80, 96, 100, 127, 128, 160, 200};
+	static const int runs[] = {1, 7, 8, 9, 15, 16, 17, 31, 40, 65};
+	enum {MAXH = 200, STRIDE = 2 * MAXH + 6, MAXK = 65};
+	static uint16_t kc[MAXK * STRIDE];
+
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+
+		rng = 21;
+		for (size_t i = 0; i < sizeof(kc) / sizeof(kc[0]); i++)
+			kc[i] = rh();
+		for (size_t h = 0; h < sizeof(heads) / sizeof(heads[0]); h++)
+			for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++)
+			{
+				int			n = heads[h],
+							nk = runs[r];
+				float		qf[MAXH],
+							got[MAXK + 1];
+
+				for (int i = 0; i < n; i++)
+					qf[i] = p3_fp16_to_fp32(rh());
+				got[nk] = 12345.0f;
+				k->ggml_dot_f16_keys(qf, (const uint8_t *) kc, STRIDE * sizeof(uint16_t), nk, n, got);
+				CHECK_MSG(got[nk] == 12345.0f, "%s ggml_dot_f16_keys wrote past key %d", k->name, nk);
+				for (int j = 0; j < nk; j++)
+				{
+					float		e = k->ggml_dot_f16(qf, kc + (size_t) j * STRIDE, n);
+
+					CHECK_MSG(bits(got[j]) == bits(e), "%s ggml_dot_f16_keys head %d, %d keys, key %d: %.9g, ggml_dot_f16 %.9g",
+							  k->name, n, nk, j, got[j], e);
+				}
+			}
+	}
+}
+
 /* V·p as over ggml's transposed V (n_kv a multiple of 256, zeros past npos) */
 static void
 emu_vp(float *out, const float *p, const uint16_t *v, int32_t npos, int32_t hd, int W)
@@ -745,6 +790,7 @@ main(void)
 			sets[nsets++] = k;
 	}
 	RUN(test_dot_f16);
+	RUN(test_dot_f16_keys);
 	RUN(test_vp_f16);
 	RUN(test_f32_cache);
 	RUN(test_float_dots);
