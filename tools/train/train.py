@@ -179,6 +179,21 @@ def evaluate(model, held, cmap, rest, bs=16):
     return {k: (v[1] / v[0], v[2] / v[3], v[0]) for k, v in stats.items()}
 
 
+def remap_state(state, old_used, used):
+    """A checkpoint's weights for a (larger) corpus: ids both corpora use keep
+    their rows; an id new to this corpus starts from the old "rest" row, which
+    is the row it had in the file exported from the checkpoint.  So resuming
+    on more data starts from exactly the model that was exported."""
+    if old_used == used:
+        return state
+    old = {t: i for i, t in enumerate(old_used)}
+    rows = torch.tensor([old.get(t, len(old_used)) for t in used] + [len(old_used)])
+    state = dict(state)
+    for k in ("tok_embd.weight", "output.weight"):
+        state[k] = state[k][rows].clone()
+    return state
+
+
 def save(model, cfg, used, opt_step, path, extra):
     tmp = path + ".tmp"
     torch.save({"cfg": cfg.__dict__, "used": used, "state": model.state_dict(), "step": opt_step,
@@ -230,14 +245,13 @@ def main():
     warmup = 100
     if a.resume:
         ck = torch.load(a.resume, map_location="cpu")
-        if ck["used"] != used:
-            raise SystemExit("--resume: the checkpoint was trained on another corpus")
         cfg = Cfg(**ck["cfg"])
         warmup = 20
     model = Model(cfg, len(used))
     if a.resume:
-        model.load_state_dict(ck["state"])
-        say("resumed from %s (step %s)" % (a.resume, ck["step"]))
+        model.load_state_dict(remap_state(ck["state"], ck["used"], used))
+        say("resumed from %s (step %s); %d ids new to this corpus start from the rest row"
+            % (a.resume, ck["step"], len(set(used) - set(ck["used"]))))
     n_params = sum(p.numel() for p in model.parameters())
     full = n_params + 2 * (N_VOCAB - len(used) - 1) * cfg.n_embd
     say("data: %d train, %d held-out samples; %d ids used; %d trained parameters, %d in the exported file"
