@@ -458,7 +458,8 @@ def task_extract(rng, doc):
     ans = "{" + ",".join(parts) + "}"
     return {"task": "extract", "schema_json": short_form_schema(fields), "short_form": short_form_text(fields),
             "system": SYS_EXTRACT, "doc": text, "answer": ans, "mode": "n",
-            "meta": {"expected": {k: answer[k] for k in order}, "kind": kind}}
+            "meta": {"expected": {k: answer[k] for k in order}, "kind": kind,
+                     "enum": [f[0] for f in fields if isinstance(f[1], list)]}}
 
 
 def task_classify(rng, doc):
@@ -601,8 +602,27 @@ def task_generate(rng, doc):
             "meta": {"question": q}}
 
 
-TASKS = [(task_extract, 0.42), (task_classify, 0.16), (task_summarize, 0.22), (task_describe, 0.12),
-         (task_generate, 0.08)]
+QUOTE_QUESTIONS = ["Quote the %s exactly as the document writes it.", "What is the %s? Copy it from the document.",
+                   "Copy the %s from the document, nothing else."]
+
+
+def task_quote(rng, doc):
+    """A value copied from the document as it is written there (a span of
+    the document's own tokens): practice for the copying extraction needs."""
+    kind, text, facts, _, _, ents = doc
+    spans = [(n.replace("_", " "), v) for n, (v, _) in facts.items() if isinstance(v, str) and v and v in text]
+    spans += [(n, v) for n, v in ents.items() if isinstance(v, str) and v and v in text]
+    if not spans:
+        return task_generate(rng, doc)
+    what, val = rng.choice(spans)
+    q = rng.choice(QUOTE_QUESTIONS) % what
+    user = (q + "\n\n" + text) if rng.random() < 0.6 else (text + "\n\n" + q)
+    return {"task": "quote", "system": "", "instruction": "", "doc": user, "answer": val, "mode": "p",
+            "meta": {"question": q}}
+
+
+TASKS = [(task_extract, 0.40), (task_classify, 0.14), (task_summarize, 0.18), (task_describe, 0.10),
+         (task_generate, 0.06), (task_quote, 0.12)]
 
 
 def make_sample(rng):
@@ -673,8 +693,83 @@ def finish(samples):
         p, a = line.split("|")
         s["prompt"] = [int(x) for x in p.split()]
         s["answer_ids"] = [int(x) for x in a.split()]
+        if s["task"] == "extract":
+            s["answer_ids"] = copy_tokens(s, pieces())
         res.append(s)
     return res
+
+
+_PIECES = []
+
+
+def pieces():
+    """The vocabulary's pieces (id -> text), from the vocabulary GGUF."""
+    if not _PIECES:
+        sys.path.insert(0, os.path.join(ROOT, "test", "reference"))
+        import phi3_ref
+        g = phi3_ref.GGUF(os.path.join(ROOT, "test", "data", "ggml-vocab-phi-3.gguf"))
+        _PIECES.extend(g.meta["tokenizer.ggml.tokens"])
+        _PIECES.append({t: i for i, t in enumerate(_PIECES)})
+    return _PIECES
+
+
+def copy_tokens(s, pc):
+    """
+    The extraction answer with every string value the document contains
+    tokenized as a copy of the document's own tokens: in the document a
+    value follows a space ("▁OR", "D", ...), in the JSON a quote, where the
+    canonical tokens of the same text can differ ("ORD").  Any tokens of
+    the right bytes satisfy the constrained decoder, so the answer is
+    trained as the document's run with its first piece's twin without the
+    "▁" ("OR", "D", ...): the value is copied token for token, the first
+    one mapped.  Values whose run or twin is missing keep the canonical
+    tokens; so do enum fields (the decoder completes those itself).
+    """
+    index = pc[-1]
+    text_of = lambda i: pc[i].replace("\u2581", " ")
+    ans = s["answer_ids"]
+    offs, t = [], 0
+    for i in ans:
+        offs.append(t)
+        t += len(text_of(i))
+    offs.append(t)
+    ans_text = "".join(text_of(i) for i in ans)
+    prompt = s["prompt"]
+    ptext = [text_of(i) for i in prompt]
+    for key, v in s["meta"]["expected"].items():
+        if not isinstance(v, str) or not v or key in s["meta"].get("enum", []):
+            continue
+        at = ans_text.find('"%s":"%s"' % (key, v))
+        if at < 0:
+            continue
+        a0 = at + len(key) + 4
+        if a0 not in offs or a0 + len(v) not in offs:
+            continue
+        ia, ib = offs.index(a0), offs.index(a0 + len(v))
+        run = None
+        for p0 in range(len(prompt)):
+            if not ptext[p0].startswith(" "):
+                continue
+            acc, q = "", p0
+            while q < len(prompt) and len(acc) < len(v) + 1:
+                acc += ptext[q]
+                q += 1
+            if acc == " " + v:
+                first = pc[prompt[p0]][1:]
+                if first == "":
+                    run = prompt[p0 + 1:q]
+                elif first in index:
+                    run = [index[first]] + prompt[p0 + 1:q]
+                break
+        if run:
+            ans = ans[:ia] + run + ans[ib:]
+            offs, t = [], 0
+            for i in ans:
+                offs.append(t)
+                t += len(text_of(i))
+            offs.append(t)
+            ans_text = "".join(text_of(i) for i in ans)
+    return ans
 
 
 def main():
