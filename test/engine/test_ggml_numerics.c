@@ -260,13 +260,13 @@ emu_vp(float *out, const float *p, const uint16_t *v, int32_t npos, int32_t hd, 
 static void
 test_vp_f16(void)
 {
-	static const int32_t hds[4] = {4, 16, 96, 100};
+	static const int32_t hds[5] = {4, 16, 96, 100, 160};	/* 160: more than 8 registers of a head */
 	static const int32_t nps[6] = {1, 5, 64, 65, 200, 513};
-	float	   *slots = malloc(P3_GGML_VP_SLOTS * 100 * sizeof(float));
-	uint16_t   *v = malloc(513 * 100 * sizeof(uint16_t));
+	float	   *slots = malloc(P3_GGML_VP_SLOTS * 160 * sizeof(float));
+	uint16_t   *v = malloc(513 * 160 * sizeof(uint16_t));
 	float		p[513],
-				got[100],
-				emu[100];
+				got[160],
+				emu[160];
 
 	for (int s = 0; s < nsets; s++)
 	{
@@ -284,7 +284,7 @@ test_vp_f16(void)
 		k->ggml_vp_f16(got, p, (const uint8_t *) v, 4 * sizeof(uint16_t), 200, 4, slots);
 		if (W)
 			check_pins("ggml_vp_f16", k->name, got, W == 16 ? pin_vp_f16_avx512 : pin_vp_f16_avx2, 4);
-		for (int h = 0; h < 4; h++)
+		for (int h = 0; h < 5; h++)
 			for (int c = 0; c < 6; c++)
 			{
 				int32_t		hd = hds[h],
