@@ -621,8 +621,24 @@ def task_quote(rng, doc):
             "meta": {"question": q}}
 
 
-TASKS = [(task_extract, 0.40), (task_classify, 0.14), (task_summarize, 0.18), (task_describe, 0.10),
-         (task_generate, 0.06), (task_quote, 0.12)]
+REPEAT_ASKS = ["Repeat the following text exactly.", "Copy this text word for word.", "Write this text again, unchanged."]
+
+
+def task_repeat(rng, doc):
+    """A span of the document written again: pure copying, which the model
+    can only learn by attending back to the document token by token (the
+    mechanism extraction, quotes and summaries need to take values from
+    the document instead of inventing likely ones)."""
+    words = doc[1].split()
+    n = rng.randint(4, min(30, len(words)))
+    at = rng.randint(0, len(words) - n)
+    span = " ".join(words[at:at + n])
+    return {"task": "repeat", "system": "", "instruction": "", "doc": rng.choice(REPEAT_ASKS) + "\n\n" + span,
+            "answer": span, "mode": "p", "meta": {}}
+
+
+TASKS = [(task_extract, 0.34), (task_classify, 0.10), (task_summarize, 0.14), (task_describe, 0.08),
+         (task_generate, 0.04), (task_quote, 0.12), (task_repeat, 0.18)]
 
 
 def make_sample(rng):
