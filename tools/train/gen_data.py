@@ -710,26 +710,37 @@ def finish(samples):
         s["prompt"] = [int(x) for x in p.split()]
         s["answer_ids"] = [int(x) for x in a.split()]
         if s["task"] == "extract":
-            s["answer_ids"] = copy_tokens(s, pieces())
+            s["answer_ids"] = copy_tokens(s, *vocab())
         res.append(s)
     return res
 
 
-_PIECES = []
+_VOCAB = None
 
 
-def pieces():
-    """The vocabulary's pieces (id -> text), from the vocabulary GGUF."""
-    if not _PIECES:
+def vocab():
+    """The vocabulary's pieces (id -> text) and their ids (text -> id), from the vocabulary GGUF."""
+    global _VOCAB
+    if _VOCAB is None:
         sys.path.insert(0, os.path.join(ROOT, "test", "reference"))
         import phi3_ref
         g = phi3_ref.GGUF(os.path.join(ROOT, "test", "data", "ggml-vocab-phi-3.gguf"))
-        _PIECES.extend(g.meta["tokenizer.ggml.tokens"])
-        _PIECES.append({t: i for i, t in enumerate(_PIECES)})
-    return _PIECES
+        pieces = list(g.meta["tokenizer.ggml.tokens"])
+        _VOCAB = (pieces, {t: i for i, t in enumerate(pieces)})
+    return _VOCAB
 
 
-def copy_tokens(s, pc):
+def token_offsets(ids, text_of):
+    """The text of a token run and the offset of every token boundary in it."""
+    offs, t = [], 0
+    for i in ids:
+        offs.append(t)
+        t += len(text_of(i))
+    offs.append(t)
+    return offs, "".join(text_of(i) for i in ids)
+
+
+def copy_tokens(s, pc, index):
     """
     The extraction answer with every string value the document contains
     tokenized as a copy of the document's own tokens: in the document a
@@ -741,15 +752,9 @@ def copy_tokens(s, pc):
     one mapped.  Values whose run or twin is missing keep the canonical
     tokens; so do enum fields (the decoder completes those itself).
     """
-    index = pc[-1]
     text_of = lambda i: pc[i].replace("\u2581", " ")
     ans = s["answer_ids"]
-    offs, t = [], 0
-    for i in ans:
-        offs.append(t)
-        t += len(text_of(i))
-    offs.append(t)
-    ans_text = "".join(text_of(i) for i in ans)
+    offs, ans_text = token_offsets(ans, text_of)
     prompt = s["prompt"]
     ptext = [text_of(i) for i in prompt]
     for key, v in s["meta"]["expected"].items():
@@ -779,12 +784,7 @@ def copy_tokens(s, pc):
                 break
         if run:
             ans = ans[:ia] + run + ans[ib:]
-            offs, t = [], 0
-            for i in ans:
-                offs.append(t)
-                t += len(text_of(i))
-            offs.append(t)
-            ans_text = "".join(text_of(i) for i in ans)
+            offs, ans_text = token_offsets(ans, text_of)
     return ans
 
 
