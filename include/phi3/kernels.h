@@ -204,10 +204,10 @@ typedef struct P3KernelSet
 	 *       the rest zeros): position j in lane j % VL of accumulator
 	 *       (j / VL) % 4; slots holds P3_GGML_VP_SLOTS * hd floats;
 	 *   ggml_dot_f16_keys(q, k, stride, nkeys, n, out)  out[j] =
- *       ggml_dot_f16(q, k + j * stride, n) for j < nkeys, the same bits (the
- *       scores of a query against a run of cached keys; the avx512 set adds
- *       the leftover elements of 16 keys at once, one key per lane);
- *   ggml_dot_f32, ggml_vp_f32  the same over an f32 k row / f32 V rows
+	 *       ggml_dot_f16(q, k + j * stride, n) for j < nkeys, the same bits (the
+	 *       scores of a query against a run of cached keys; the avx512 set adds
+	 *       the leftover elements of 16 keys at once, one key per lane);
+	 *   ggml_dot_f32, ggml_vp_f32  the same over an f32 k row / f32 V rows
 	 *       (ggml_vec_dot_f32: the leftover elements added in float);
 	 *   ggml_softmax(x, n)  ggml_soft_max_f32 without mask or scale: exp(x -
 	 *       max) by ggml_v_expf in groups of VL (each group summed by the
