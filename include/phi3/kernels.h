@@ -203,11 +203,18 @@ typedef struct P3KernelSet
 	 *       transposed V of n_kv >= npos positions (n_kv a multiple of 256,
 	 *       the rest zeros): position j in lane j % VL of accumulator
 	 *       (j / VL) % 4; slots holds P3_GGML_VP_SLOTS * hd floats;
+	 *   ggml_vp_f16_acc(slots, p, v, stride, j0, n, hd), ggml_vp_finish(out,
+	 *       slots, hd)  the same in pieces: _acc adds positions j0 .. j0 + n - 1
+	 *       (rows v + (j - j0) * stride, probabilities p[j - j0]) to slots,
+	 *       which the caller zeroed (P3_GGML_VP_SLOTS * hd floats), pieces in
+	 *       increasing j; _finish writes out.  Zeroing, pieces that cover
+	 *       0 .. npos - 1, then _finish give ggml_vp_f16's bits (a KV cache
+	 *       stored in blocks is summed block by block);
 	 *   ggml_dot_f16_keys(q, k, stride, nkeys, n, out)  out[j] =
 	 *       ggml_dot_f16(q, k + j * stride, n) for j < nkeys, the same bits (the
 	 *       scores of a query against a run of cached keys; the avx512 set adds
 	 *       the leftover elements of 16 keys at once, one key per lane);
-	 *   ggml_dot_f32, ggml_vp_f32  the same over an f32 k row / f32 V rows
+	 *   ggml_dot_f32, ggml_vp_f32, ggml_vp_f32_acc  the same over an f32 k row / f32 V rows
 	 *       (ggml_vec_dot_f32: the leftover elements added in float);
 	 *   ggml_softmax(x, n)  ggml_soft_max_f32 without mask or scale: exp(x -
 	 *       max) by ggml_v_expf in groups of VL (each group summed by the
@@ -223,6 +230,11 @@ typedef struct P3KernelSet
 	float		(*ggml_dot_f32) (const float *q, const float *k, int64_t n);
 	void		(*ggml_vp_f32) (float *out, const float *p, const uint8_t *v, size_t stride,
 								int32_t npos, int32_t hd, float *slots);
+	void		(*ggml_vp_f16_acc) (float *slots, const float *p, const uint8_t *v, size_t stride,
+									int32_t j0, int32_t n, int32_t hd);
+	void		(*ggml_vp_f32_acc) (float *slots, const float *p, const uint8_t *v, size_t stride,
+									int32_t j0, int32_t n, int32_t hd);
+	void		(*ggml_vp_finish) (float *out, float *slots, int32_t hd);
 	void		(*ggml_softmax) (float *x, int64_t n);
 	void		(*ggml_swiglu) (float *y, const float *gate, const float *up, int64_t n);
 } P3KernelSet;

@@ -22,7 +22,14 @@
  * the thread count.
  *
  * KV cache: per sequence and layer, K and V arrays of cap positions ×
- * n_embd_kv values, each an anonymous mapping.  cap grows in steps of
+ * n_embd_kv values, each an anonymous mapping, stored in blocks of
+ * KV_BLOCK positions, head-major inside a block (kv_at): the keys of one
+ * head that attention reads one after the other lie together, one head's
+ * block of 16 rows in one or two pages, where position-major rows (6 KiB
+ * each for Phi-3-mini) put every key of a head in its own page and into a
+ * few of the cache's sets.  Blocks are one cache line longer than their
+ * values, so a head's rows of successive blocks spread over every set.
+ * cap grows in steps of
  * KV_GROW_STEP positions as the sequence grows (mremap, not a copy), never
  * beyond n_ctx, and p3_kv_trim shrinks it again, returning the memory.  A sequence also records its token ids and, per position,
  * whether the long LongRoPE factors rotated it, so callers can reuse a
@@ -44,8 +51,9 @@
 #include "phi3/kernels_dispatch.h"
 #include "phi3/threadpool.h"
 
-#define KV_GROW_STEP	256
-#define KV_TRIM_STEP	16		/* p3_kv_trim keeps whole multiples of this */
+#define KV_BLOCK		16		/* positions per block of a KV array */
+#define KV_GROW_STEP	256		/* a multiple of KV_BLOCK */
+#define KV_TRIM_STEP	16		/* p3_kv_trim keeps whole multiples of this (of KV_BLOCK) */
 #define MAX_BATCH		4096
 
 typedef struct P3Sequence
@@ -55,8 +63,8 @@ typedef struct P3Sequence
 	int32_t		rope_len_hint;	/* p3_seq_set_rope_len */
 	int32_t    *tokens;			/* (cap) token at each position */
 	uint8_t    *is_long;		/* (cap) position rotated with the long factors */
-	void	  **k;				/* (n_layer) each (cap, n_embd_kv) of kv type */
-	void	  **v;				/* (n_layer) each (cap, n_embd_kv) */
+	void	  **k;				/* (n_layer) each (cap / KV_BLOCK blocks, n_head_kv, KV_BLOCK, head_dim) of kv type, see kv_at */
+	void	  **v;				/* (n_layer) the same */
 } P3Sequence;
 
 struct P3Context
@@ -67,6 +75,8 @@ struct P3Context
 	P3ThreadPool *pool;
 	int			n_threads;
 	size_t		kv_elem;		/* bytes per cached value */
+	size_t		kv_head;		/* bytes of one head's row: head_dim values */
+	size_t		kv_block;		/* bytes of a block: KV_BLOCK positions of every head, plus a line */
 
 	P3AbortFn	abort_fn;
 	void	   *abort_user;
@@ -215,6 +225,8 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 	ctx->n_threads = p.n_threads;
 	ctx->kernels = p.matmul == P3_MATMUL_REFERENCE ? p3_kernels_reference() : p3_kernels_best();
 	ctx->kv_elem = p.kv_type == P3_KV_F16 ? 2 : 4;
+	ctx->kv_head = (size_t) hp->head_dim * ctx->kv_elem;
+	ctx->kv_block = (size_t) KV_BLOCK * (size_t) hp->n_head_kv * ctx->kv_head + 64;
 	ctx->n_qkv = hp->n_embd + 2 * hp->n_embd_kv;
 	B = p.n_batch;
 
@@ -289,6 +301,21 @@ kv_map_size(size_t bytes)
 	return (bytes + page - 1) / page * page;
 }
 
+/* bytes of a KV array of cap positions (whole blocks) */
+static size_t
+kv_bytes(const P3Context *ctx, int32_t cap)
+{
+	return (size_t) ((cap + KV_BLOCK - 1) / KV_BLOCK) * ctx->kv_block;
+}
+
+/* the row of KV head g at position j in a layer's K or V array */
+static inline uint8_t *
+kv_at(const P3Context *ctx, void *arr, int32_t j, int32_t g)
+{
+	return (uint8_t *) arr + (size_t) (j / KV_BLOCK) * ctx->kv_block +
+		((size_t) g * KV_BLOCK + (size_t) (j % KV_BLOCK)) * ctx->kv_head;
+}
+
 /* Resize a KV array from old_bytes to new_bytes (either may be 0); NULL with *ok false on failure. */
 static void *
 kv_resize(void *old, size_t old_bytes, size_t new_bytes, bool *ok)
@@ -318,16 +345,17 @@ kv_resize(void *old, size_t old_bytes, size_t new_bytes, bool *ok)
 }
 
 static void
-free_sequence(P3Sequence *s, int32_t n_layer, size_t row)
+free_sequence(const P3Context *ctx, P3Sequence *s)
 {
+	int32_t		n_layer = ctx->model->hp.n_layer;
 	bool		ok;
 
 	if (s->k)
 		for (int32_t l = 0; l < n_layer; l++)
-			(void) kv_resize(s->k[l], (size_t) s->cap * row, 0, &ok);
+			(void) kv_resize(s->k[l], kv_bytes(ctx, s->cap), 0, &ok);
 	if (s->v)
 		for (int32_t l = 0; l < n_layer; l++)
-			(void) kv_resize(s->v[l], (size_t) s->cap * row, 0, &ok);
+			(void) kv_resize(s->v[l], kv_bytes(ctx, s->cap), 0, &ok);
 	free(s->k);
 	free(s->v);
 	free(s->tokens);
@@ -343,8 +371,7 @@ p3_context_free(P3Context *ctx)
 	p3_threadpool_free(ctx->pool);
 	if (ctx->seqs)
 		for (int32_t s = 0; s < ctx->params.n_seq; s++)
-			free_sequence(&ctx->seqs[s], ctx->model->hp.n_layer,
-						  (size_t) ctx->model->hp.n_embd_kv * ctx->kv_elem);
+			free_sequence(ctx, &ctx->seqs[s]);
 	free(ctx->seqs);
 	free(ctx->x);
 	free(ctx->xn);
@@ -414,9 +441,8 @@ static bool
 seq_set_cap(P3Context *ctx, P3Sequence *s, int32_t cap)
 {
 	const P3HParams *hp = &ctx->model->hp;
-	size_t		row = (size_t) hp->n_embd_kv * ctx->kv_elem;
-	size_t		old_bytes = (size_t) s->cap * row;
-	size_t		new_bytes = (size_t) cap * row;
+	size_t		old_bytes = kv_bytes(ctx, s->cap);
+	size_t		new_bytes = kv_bytes(ctx, cap);
 	int32_t		done = 0;
 	bool		ok = true;
 
@@ -479,7 +505,6 @@ seq_reserve(P3Context *ctx, P3Sequence *s, int32_t need, P3Error *err)
 {
 	const P3HParams *hp = &ctx->model->hp;
 	int32_t		cap;
-	size_t		row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 
 	if (need <= s->cap)
 		return P3_OK;
@@ -488,7 +513,7 @@ seq_reserve(P3Context *ctx, P3Sequence *s, int32_t need, P3Error *err)
 		cap = ctx->params.n_ctx;
 	if (!seq_set_cap(ctx, s, cap))
 		return p3_error(err, P3_ERR_NOMEM, "out of memory growing the KV cache to %d positions (%zu bytes)",
-						(int) cap, (size_t) cap * row * 2 * (size_t) hp->n_layer);
+						(int) cap, kv_bytes(ctx, cap) * 2 * (size_t) hp->n_layer);
 	return P3_OK;
 }
 
@@ -518,11 +543,10 @@ size_t
 p3_kv_memory(const P3Context *ctx)
 {
 	const P3HParams *hp = &ctx->model->hp;
-	size_t		row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	size_t		total = 0;
 
 	for (int32_t s = 0; s < ctx->params.n_seq; s++)
-		total += 2 * (size_t) hp->n_layer * kv_map_size((size_t) ctx->seqs[s].cap * row) +
+		total += 2 * (size_t) hp->n_layer * kv_map_size(kv_bytes(ctx, ctx->seqs[s].cap)) +
 			(size_t) ctx->seqs[s].cap * (sizeof(int32_t) + 1);
 	return total;
 }
@@ -578,13 +602,24 @@ p3_seq_set_rope_len(P3Context *ctx, int32_t seq, int32_t len)
 		ctx->seqs[seq].rope_len_hint = len > 0 ? len : 0;
 }
 
+/* positions 0 .. len - 1 of a K or V array: whole blocks, then each head's rows of the last one */
+static void
+kv_copy(const P3Context *ctx, void *dst, void *src, int32_t len)
+{
+	int32_t		full = len / KV_BLOCK * KV_BLOCK;
+
+	memcpy(dst, src, (size_t) (full / KV_BLOCK) * ctx->kv_block);
+	if (len > full)
+		for (int32_t g = 0; g < ctx->model->hp.n_head_kv; g++)
+			memcpy(kv_at(ctx, dst, full, g), kv_at(ctx, src, full, g), (size_t) (len - full) * ctx->kv_head);
+}
+
 P3Status
 p3_kv_seq_copy(P3Context *ctx, int32_t src, int32_t dst, int32_t len, P3Error *err)
 {
 	const P3HParams *hp = &ctx->model->hp;
 	P3Sequence *s;
 	P3Sequence *d;
-	size_t		row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	P3Status	st;
 
 	if (!seq_ok(ctx, src) || !seq_ok(ctx, dst))
@@ -608,8 +643,8 @@ p3_kv_seq_copy(P3Context *ctx, int32_t src, int32_t dst, int32_t len, P3Error *e
 		memcpy(d->is_long, s->is_long, (size_t) len);
 		for (int32_t l = 0; l < hp->n_layer; l++)
 		{
-			memcpy(d->k[l], s->k[l], (size_t) len * row);
-			memcpy(d->v[l], s->v[l], (size_t) len * row);
+			kv_copy(ctx, d->k[l], s->k[l], len);
+			kv_copy(ctx, d->v[l], s->v[l], len);
 		}
 	}
 	d->len = len;
@@ -736,7 +771,6 @@ attention_task(void *arg, int ith, int nth)
 	float	   *q16 = acc + hd;		/* (head_dim) q * scale rounded to f16 (f16 cache) */
 	float	   *slots = q16 + hd;	/* (P3_GGML_VP_SLOTS * head_dim) ggml_vp_f16's accumulators */
 	bool		ggml = ggml_numerics(ctx);
-	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	int64_t		p0,
 				p1;
 
@@ -752,58 +786,77 @@ attention_task(void *arg, int ith, int nth)
 		int32_t		i = (int32_t) (pair % job->n);
 		int32_t		h = (int32_t) (pair / job->n);
 		int32_t		g = h / group;
-		int32_t		pos = ctx->chunk_pos[i];
+		int32_t		npos = ctx->chunk_pos[i] + 1;
 		const P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
-		const uint8_t *kbase = (const uint8_t *) s->k[job->layer] + (size_t) g * hd * ctx->kv_elem;
-		const uint8_t *vbase = (const uint8_t *) s->v[job->layer] + (size_t) g * hd * ctx->kv_elem;
+		void	   *karr = s->k[job->layer];
+		void	   *varr = s->v[job->layer];
 		const float *q = ctx->qkv + (size_t) i * ctx->n_qkv + (size_t) h * hd;
 		float	   *out = ctx->attn + (size_t) i * hp->n_embd + (size_t) h * hd;
 
-		if (ctx->kv_elem == 4 && ggml)
-		{
-			/* ggml multiplies k by q already scaled */
+		/* q as the products take it (see above) */
+		if (ggml || ctx->kv_elem == 2)
 			for (int32_t d = 0; d < hd; d++)
 				q16[d] = q[d] * scale;
-			for (int32_t j = 0; j <= pos; j++)
-				scores[j] = k->ggml_dot_f32(q16, (const float *) (kbase + (size_t) j * kv_row), hd);
-		}
-		else if (ctx->kv_elem == 4)
-			for (int32_t j = 0; j <= pos; j++)
-				scores[j] = k->dot_f32_f32(q, (const float *) (kbase + (size_t) j * kv_row), hd) * scale;
-		else
-		{
-			for (int32_t d = 0; d < hd; d++)
-				q16[d] = q[d] * scale;
-			round_f16_inplace(k, q16, hd);
-			if (ggml)
-				k->ggml_dot_f16_keys(q16, kbase, kv_row, pos + 1, hd, scores);
-			else
-				for (int32_t j = 0; j <= pos; j++)
-					scores[j] = k->dot_f32_f16(q16, (const uint16_t *) (kbase + (size_t) j * kv_row), hd);
-		}
-		if (ggml)
-			k->ggml_softmax(scores, pos + 1);
-		else
-			p3_softmax(scores, pos + 1);
 		if (ctx->kv_elem == 2)
-			round_f16_inplace(k, scores, pos + 1);
+			round_f16_inplace(k, q16, hd);
 
-		if (ggml)
+		/* scores, a block of the cache at a time */
+		for (int32_t j0 = 0; j0 < npos; j0 += KV_BLOCK)
 		{
-			(ctx->kv_elem == 2 ? k->ggml_vp_f16 : k->ggml_vp_f32) (out, scores, vbase, kv_row, pos + 1, hd, slots);
-			continue;
-		}
-		memset(acc, 0, (size_t) hd * sizeof(float));
-		for (int32_t j = 0; j <= pos; j++)
-		{
-			const void *vr = vbase + (size_t) j * kv_row;
+			int32_t		nb = npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK;
+			const uint8_t *kb = kv_at(ctx, karr, j0, g);
+			float	   *sc = scores + j0;
 
-			if (ctx->kv_elem == 4)
-				k->axpy_f32(acc, scores[j], vr, hd);
+			if (ctx->kv_elem == 2 && ggml)
+				k->ggml_dot_f16_keys(q16, kb, ctx->kv_head, nb, hd, sc);
 			else
-				k->axpy_f16(acc, scores[j], vr, hd);
+				for (int32_t j = 0; j < nb; j++)
+				{
+					const uint8_t *kr = kb + (size_t) j * ctx->kv_head;
+
+					if (ctx->kv_elem == 2)
+						sc[j] = k->dot_f32_f16(q16, (const uint16_t *) (const void *) kr, hd);
+					else if (ggml)	/* ggml multiplies k by q already scaled */
+						sc[j] = k->ggml_dot_f32(q16, (const float *) (const void *) kr, hd);
+					else
+						sc[j] = k->dot_f32_f32(q, (const float *) (const void *) kr, hd) * scale;
+				}
 		}
-		memcpy(out, acc, (size_t) hd * sizeof(float));
+		if (ggml)
+			k->ggml_softmax(scores, npos);
+		else
+			p3_softmax(scores, npos);
+		if (ctx->kv_elem == 2)
+			round_f16_inplace(k, scores, npos);
+
+		/* output = V · p, a block at a time */
+		if (ggml)
+			memset(slots, 0, (size_t) P3_GGML_VP_SLOTS * (size_t) hd * sizeof(float));
+		else
+			memset(acc, 0, (size_t) hd * sizeof(float));
+		for (int32_t j0 = 0; j0 < npos; j0 += KV_BLOCK)
+		{
+			int32_t		nb = npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK;
+			const uint8_t *vb = kv_at(ctx, varr, j0, g);
+
+			if (ggml)
+				(ctx->kv_elem == 2 ? k->ggml_vp_f16_acc : k->ggml_vp_f32_acc) (slots, scores + j0, vb, ctx->kv_head,
+																			  j0, nb, hd);
+			else
+				for (int32_t j = 0; j < nb; j++)
+				{
+					const void *vr = vb + (size_t) j * ctx->kv_head;
+
+					if (ctx->kv_elem == 4)
+						k->axpy_f32(acc, scores[j0 + j], vr, hd);
+					else
+						k->axpy_f16(acc, scores[j0 + j], vr, hd);
+				}
+		}
+		if (ggml)
+			k->ggml_vp_finish(out, slots, hd);
+		else
+			memcpy(out, acc, (size_t) hd * sizeof(float));
 	}
 }
 
@@ -843,14 +896,12 @@ rope_store(P3Context *ctx, int32_t l, int32_t i)
 {
 	const P3HParams *hp = &ctx->model->hp;
 	int32_t		hd = hp->head_dim;
-	size_t		kv_row = (size_t) hp->n_embd_kv * ctx->kv_elem;
 	float	   *q = ctx->qkv + (size_t) i * ctx->n_qkv;
 	float	   *kk = q + hp->n_embd;
 	float	   *vv = kk + hp->n_embd_kv;
 	const float *cs = ctx->rope_cs + (size_t) i * hp->n_rot;
 	P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
-	uint8_t    *kdst = (uint8_t *) s->k[l] + (size_t) ctx->chunk_pos[i] * kv_row;
-	uint8_t    *vdst = (uint8_t *) s->v[l] + (size_t) ctx->chunk_pos[i] * kv_row;
+	int32_t		pos = ctx->chunk_pos[i];
 
 	void		(*rope) (float *, int32_t, const float *) = ggml_numerics(ctx) ? p3_rope_neox_ggml : p3_rope_neox;
 
@@ -858,15 +909,21 @@ rope_store(P3Context *ctx, int32_t l, int32_t i)
 		rope(q + (size_t) h * hd, hp->n_rot, cs);
 	for (int32_t h = 0; h < hp->n_head_kv; h++)
 		rope(kk + (size_t) h * hd, hp->n_rot, cs);
-	if (ctx->kv_elem == 2)
+	for (int32_t g = 0; g < hp->n_head_kv; g++)
 	{
-		ctx->kernels->quantize[P3_TYPE_F16](kk, kdst, hp->n_embd_kv);
-		ctx->kernels->quantize[P3_TYPE_F16](vv, vdst, hp->n_embd_kv);
-	}
-	else
-	{
-		memcpy(kdst, kk, kv_row);
-		memcpy(vdst, vv, kv_row);
+		uint8_t    *kdst = kv_at(ctx, s->k[l], pos, g);
+		uint8_t    *vdst = kv_at(ctx, s->v[l], pos, g);
+
+		if (ctx->kv_elem == 2)
+		{
+			ctx->kernels->quantize[P3_TYPE_F16](kk + (size_t) g * hd, kdst, hd);
+			ctx->kernels->quantize[P3_TYPE_F16](vv + (size_t) g * hd, vdst, hd);
+		}
+		else
+		{
+			memcpy(kdst, kk + (size_t) g * hd, ctx->kv_head);
+			memcpy(vdst, vv + (size_t) g * hd, ctx->kv_head);
+		}
 	}
 }
 

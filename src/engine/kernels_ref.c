@@ -12,6 +12,7 @@
 #include "phi3/kernels.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Per-type wrappers binding the type argument of the quant.h functions. */
 #define REF_WRAPPERS(T) \
@@ -130,23 +131,60 @@ ggml_dot_f16_keys_ref(const float *q, const uint8_t *k, size_t stride, int32_t n
 		out[j] = ggml_dot_f16_ref(q, (const uint16_t *) (const void *) (k + (size_t) j * stride), n);
 }
 
+/*
+ * V·p in pieces: ggml_vp_*_acc adds positions j0 .. j0 + n - 1 (rows v +
+ * (j - j0) * stride, probabilities p[j - j0]) to slots, zeroed by the
+ * caller; ggml_vp_finish writes the sums.  The generic C sums in one
+ * double per dimension, position by position: slots holds hd doubles.
+ */
 static void
-ggml_vp_f16_ref(float *out, const float *p, const uint8_t *v, size_t stride,
-				int32_t npos, int32_t hd, float *slots)
+ggml_vp_f16_acc_ref(float *slots, const float *p, const uint8_t *v, size_t stride,
+					int32_t j0, int32_t n, int32_t hd)
 {
 	double	   *acc = (double *) (void *) slots;	/* hd doubles: 2 hd <= P3_GGML_VP_SLOTS hd floats */
 
-	for (int32_t d = 0; d < hd; d++)
-		acc[d] = 0.0;
-	for (int32_t j = 0; j < npos; j++)
+	(void) j0;
+	for (int32_t j = 0; j < n; j++)
 	{
 		const uint16_t *vr = (const uint16_t *) (v + (size_t) j * stride);
 
 		for (int32_t d = 0; d < hd; d++)
 			acc[d] += (double) (p3_fp16_to_fp32(vr[d]) * p[j]);
 	}
+}
+
+static void
+ggml_vp_f32_acc_ref(float *slots, const float *p, const uint8_t *v, size_t stride,
+					int32_t j0, int32_t n, int32_t hd)
+{
+	double	   *acc = (double *) (void *) slots;
+
+	(void) j0;
+	for (int32_t j = 0; j < n; j++)
+	{
+		const float *vr = (const float *) (v + (size_t) j * stride);
+
+		for (int32_t d = 0; d < hd; d++)
+			acc[d] += (double) (vr[d] * p[j]);
+	}
+}
+
+static void
+ggml_vp_finish_ref(float *out, float *slots, int32_t hd)
+{
+	const double *acc = (const double *) (void *) slots;
+
 	for (int32_t d = 0; d < hd; d++)
 		out[d] = (float) acc[d];
+}
+
+static void
+ggml_vp_f16_ref(float *out, const float *p, const uint8_t *v, size_t stride,
+				int32_t npos, int32_t hd, float *slots)
+{
+	memset(slots, 0, (size_t) hd * sizeof(double));
+	ggml_vp_f16_acc_ref(slots, p, v, stride, 0, npos, hd);
+	ggml_vp_finish_ref(out, slots, hd);
 }
 
 static float
@@ -163,19 +201,9 @@ static void
 ggml_vp_f32_ref(float *out, const float *p, const uint8_t *v, size_t stride,
 				int32_t npos, int32_t hd, float *slots)
 {
-	double	   *acc = (double *) (void *) slots;
-
-	for (int32_t d = 0; d < hd; d++)
-		acc[d] = 0.0;
-	for (int32_t j = 0; j < npos; j++)
-	{
-		const float *vr = (const float *) (v + (size_t) j * stride);
-
-		for (int32_t d = 0; d < hd; d++)
-			acc[d] += (double) (vr[d] * p[j]);
-	}
-	for (int32_t d = 0; d < hd; d++)
-		out[d] = (float) acc[d];
+	memset(slots, 0, (size_t) hd * sizeof(double));
+	ggml_vp_f32_acc_ref(slots, p, v, stride, 0, npos, hd);
+	ggml_vp_finish_ref(out, slots, hd);
 }
 
 static void
@@ -237,6 +265,9 @@ static const P3KernelSet reference_set = {
 	.ggml_dot_f16_keys = ggml_dot_f16_keys_ref,
 	.ggml_dot_f32 = ggml_dot_f32_ref,
 	.ggml_vp_f32 = ggml_vp_f32_ref,
+	.ggml_vp_f16_acc = ggml_vp_f16_acc_ref,
+	.ggml_vp_f32_acc = ggml_vp_f32_acc_ref,
+	.ggml_vp_finish = ggml_vp_finish_ref,
 	.ggml_softmax = p3_softmax,
 	.ggml_swiglu = ggml_swiglu_ref,
 };

@@ -760,26 +760,31 @@ ggml_dot_f16_keys_each(const float *q, const uint8_t *k, size_t stride, int32_t 
 		out[j] = ggml_dot_f16(q, (const uint16_t *) (const void *) (k + (size_t) j * stride), n);
 }
 
+/*
+ * V·p in ggml_vec_dot_f16's order over the transposed V: position j in
+ * lane j % VL of accumulator (j / VL) % 4, kept as slot row j % (4 VL)
+ * (slots zeroed by the caller); positions j0 .. j0 + n - 1 here, rows v +
+ * (j - j0) * stride, so a cache of blocks is summed block by block.
+ */
 INLINE void
-ggml_vp_any(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
-			float *slots, const bool f16)
+ggml_vp_acc_any(float *slots, const float *p, const uint8_t *v, size_t stride, int32_t j0, int32_t n,
+				int32_t hd, const bool f16)
 {
-	const int	ns = 4 * VL;	/* slot j % ns: lane j % VL of accumulator (j / VL) % 4 */
+	const int	ns = 4 * VL;
 	int32_t		dv = hd - hd % VL;
 
-	memset(slots, 0, (size_t) ns * (size_t) hd * sizeof(float));
-	for (int32_t j = 0; j < npos; j++)
+	for (int32_t jj = 0; jj < n; jj++)
 	{
-		float	   *s = slots + (size_t) (j % ns) * (size_t) hd;
-		const uint16_t *v16 = (const uint16_t *) (v + (size_t) j * stride);
-		const float *v32 = (const float *) (v + (size_t) j * stride);
-		vfloat		pj = vf_set1(p[j]);
+		float	   *s = slots + (size_t) ((j0 + jj) % ns) * (size_t) hd;
+		const uint16_t *v16 = (const uint16_t *) (v + (size_t) jj * stride);
+		const float *v32 = (const float *) (v + (size_t) jj * stride);
+		vfloat		pj = vf_set1(p[jj]);
 		int32_t		d = 0;
 
-		/* the rows are far apart (a cache row of every head): ask for one 8 ahead */
-		if (j + 8 < npos)
+		/* the rows may be far apart (a cache row of every head): ask for one 8 ahead */
+		if (jj + 8 < n)
 			for (int32_t b = 0; b < hd * (f16 ? 2 : 4); b += 64)
-				_mm_prefetch((const char *) (v + (size_t) (j + 8) * stride) + b, _MM_HINT_T0);
+				_mm_prefetch((const char *) (v + (size_t) (jj + 8) * stride) + b, _MM_HINT_T0);
 
 		for (; d < dv; d += VL)
 			vf_store(s + d, vf_fmadd(f16 ? vf_load_f16(v16 + d) : vf_load(v32 + d), pj, vf_load(s + d)));
@@ -787,7 +792,24 @@ ggml_vp_any(float *out, const float *p, const uint8_t *v, size_t stride, int32_t
 			vf_store_part(s + d, vf_fmadd(f16 ? vf_load_f16_part(v16 + d, hd - d) : vf_load_part(v32 + d, hd - d),
 										  pj, vf_load_part(s + d, hd - d)), hd - d);
 	}
-	/* acc0 + acc2, acc1 + acc3, then together: slot l (l < VL) holds lane l */
+}
+
+static void
+ggml_vp_f16_acc(float *slots, const float *p, const uint8_t *v, size_t stride, int32_t j0, int32_t n, int32_t hd)
+{
+	ggml_vp_acc_any(slots, p, v, stride, j0, n, hd, true);
+}
+
+static void
+ggml_vp_f32_acc(float *slots, const float *p, const uint8_t *v, size_t stride, int32_t j0, int32_t n, int32_t hd)
+{
+	ggml_vp_acc_any(slots, p, v, stride, j0, n, hd, false);
+}
+
+/* the sums of the slots: acc0 + acc2, acc1 + acc3, then together, then ggml's lane tree */
+static void
+ggml_vp_finish(float *out, float *slots, int32_t hd)
+{
 	for (int l = 0; l < VL; l++)
 	{
 		float	   *s0 = slots + (size_t) l * hd;
@@ -805,14 +827,18 @@ static void
 ggml_vp_f16(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
 			float *slots)
 {
-	ggml_vp_any(out, p, v, stride, npos, hd, slots, true);
+	memset(slots, 0, (size_t) 4 * VL * (size_t) hd * sizeof(float));
+	ggml_vp_acc_any(slots, p, v, stride, 0, npos, hd, true);
+	ggml_vp_finish(out, slots, hd);
 }
 
 static void
 ggml_vp_f32(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
 			float *slots)
 {
-	ggml_vp_any(out, p, v, stride, npos, hd, slots, false);
+	memset(slots, 0, (size_t) 4 * VL * (size_t) hd * sizeof(float));
+	ggml_vp_acc_any(slots, p, v, stride, 0, npos, hd, false);
+	ggml_vp_finish(out, slots, hd);
 }
 
 static void
@@ -887,6 +913,9 @@ ggml_swiglu(float *y, const float *gate, const float *up, int64_t n)
 		(k)->ggml_dot_f16_keys = ggml_dot_f16_keys_each; \
 		(k)->ggml_dot_f32 = ggml_dot_f32; \
 		(k)->ggml_vp_f32 = ggml_vp_f32; \
+		(k)->ggml_vp_f16_acc = ggml_vp_f16_acc; \
+		(k)->ggml_vp_f32_acc = ggml_vp_f32_acc; \
+		(k)->ggml_vp_finish = ggml_vp_finish; \
 		(k)->ggml_softmax = ggml_softmax; \
 		(k)->ggml_swiglu = ggml_swiglu; \
 		(k)->dot_f32[P3_TYPE_F32] = dot_f32_F32; \

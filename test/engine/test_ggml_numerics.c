@@ -302,6 +302,18 @@ test_vp_f16(void)
 				for (int32_t d = 0; d < hd; d++)
 					CHECK_MSG(bits(got[d]) == bits(emu[d]), "%s ggml_vp_f16 hd %d npos %d dim %d: %.9g, ggml's order %.9g",
 							  k->name, hd, np, d, got[d], emu[d]);
+				/* the same in pieces (the cache's blocks of 16, and odd pieces) */
+				for (int32_t piece = 16; piece <= 23; piece += 7)
+				{
+					memset(slots, 0, P3_GGML_VP_SLOTS * (size_t) hd * sizeof(float));
+					for (int32_t j0 = 0; j0 < np; j0 += piece)
+						k->ggml_vp_f16_acc(slots, p + j0, (const uint8_t *) (v + (size_t) j0 * hd), (size_t) hd * sizeof(uint16_t),
+										   j0, np - j0 < piece ? np - j0 : piece, hd);
+					k->ggml_vp_finish(got, slots, hd);
+					for (int32_t d = 0; d < hd; d++)
+						CHECK_MSG(bits(got[d]) == bits(emu[d]), "%s ggml_vp_f16_acc pieces of %d, hd %d npos %d dim %d: %.9g, ggml's order %.9g",
+								  k->name, piece, hd, np, d, got[d], emu[d]);
+				}
 			}
 	}
 	free(slots);
@@ -427,6 +439,14 @@ test_f32_cache(void)
 		}
 		if (W)
 			check_pins("ggml_vp_f32", k->name, got, W == 16 ? pin_vp_f32_avx512 : pin_vp_f32_avx2, 4);
+		/* the same in pieces of 16 */
+		memset(slots, 0, P3_GGML_VP_SLOTS * 4 * sizeof(float));
+		for (int32_t j0 = 0; j0 < 200; j0 += 16)
+			k->ggml_vp_f32_acc(slots, p + j0, (const uint8_t *) (v + (size_t) j0 * 4), 4 * sizeof(float), j0,
+							   200 - j0 < 16 ? 200 - j0 : 16, 4);
+		k->ggml_vp_finish(got, slots, 4);
+		for (int d = 0; d < 4; d++)
+			CHECK_MSG(bits(got[d]) == bits(emu[d]), "%s ggml_vp_f32_acc dim %d: %.9g, ggml's order %.9g", k->name, d, got[d], emu[d]);
 	}
 	free(slots);
 }
