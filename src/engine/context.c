@@ -27,8 +27,9 @@
  * head that attention reads one after the other lie together, one head's
  * block of 16 rows in one or two pages, where position-major rows (6 KiB
  * each for Phi-3-mini) put every key of a head in its own page and into a
- * few of the cache's sets.  Blocks are one cache line longer than their
- * values, so a head's rows of successive blocks spread over every set.
+ * few of the cache's sets.  Blocks of 16 KiB or more are one cache line
+ * longer than their values, so a head's rows of successive blocks spread
+ * over every set (small models' blocks are left unpadded).
  * cap grows in steps of
  * KV_GROW_STEP positions as the sequence grows (mremap, not a copy), never
  * beyond n_ctx, and p3_kv_trim shrinks it again, returning the memory.  A sequence also records its token ids and, per position,
@@ -76,7 +77,7 @@ struct P3Context
 	int			n_threads;
 	size_t		kv_elem;		/* bytes per cached value */
 	size_t		kv_head;		/* bytes of one head's row: head_dim values */
-	size_t		kv_block;		/* bytes of a block: KV_BLOCK positions of every head, plus a line */
+	size_t		kv_block;		/* bytes of a block: KV_BLOCK positions of every head (plus a line, see top) */
 
 	P3AbortFn	abort_fn;
 	void	   *abort_user;
@@ -226,7 +227,9 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 	ctx->kernels = p.matmul == P3_MATMUL_REFERENCE ? p3_kernels_reference() : p3_kernels_best();
 	ctx->kv_elem = p.kv_type == P3_KV_F16 ? 2 : 4;
 	ctx->kv_head = (size_t) hp->head_dim * ctx->kv_elem;
-	ctx->kv_block = (size_t) KV_BLOCK * (size_t) hp->n_head_kv * ctx->kv_head + 64;
+	ctx->kv_block = (size_t) KV_BLOCK * (size_t) hp->n_head_kv * ctx->kv_head;
+	if (ctx->kv_block >= 16384)
+		ctx->kv_block += 64;	/* one line more: a head's rows of successive blocks spread over every set */
 	ctx->n_qkv = hp->n_embd + 2 * hp->n_embd_kv;
 	B = p.n_batch;
 
