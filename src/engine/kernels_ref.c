@@ -138,35 +138,38 @@ ggml_dot_f16_keys_ref(const float *q, const uint8_t *k, size_t stride, int32_t n
  * double per dimension, position by position: slots holds hd doubles.
  */
 static void
-ggml_vp_f16_acc_ref(float *slots, const float *p, const uint8_t *v, size_t stride,
-					int32_t j0, int32_t n, int32_t hd)
+ggml_vp_acc_ref(float *slots, const float *p, const uint8_t *v, size_t stride, int32_t n, int32_t hd, bool f16)
 {
 	double	   *acc = (double *) (void *) slots;	/* hd doubles: 2 hd <= P3_GGML_VP_SLOTS hd floats */
 
-	(void) j0;
 	for (int32_t j = 0; j < n; j++)
 	{
-		const uint16_t *vr = (const uint16_t *) (v + (size_t) j * stride);
+		const uint8_t *vr = v + (size_t) j * stride;
 
 		for (int32_t d = 0; d < hd; d++)
-			acc[d] += (double) (p3_fp16_to_fp32(vr[d]) * p[j]);
+		{
+			float		x = f16 ? p3_fp16_to_fp32(((const uint16_t *) (const void *) vr)[d])
+				: ((const float *) (const void *) vr)[d];
+
+			acc[d] += (double) (x * p[j]);
+		}
 	}
+}
+
+static void
+ggml_vp_f16_acc_ref(float *slots, const float *p, const uint8_t *v, size_t stride,
+					int32_t j0, int32_t n, int32_t hd)
+{
+	(void) j0;
+	ggml_vp_acc_ref(slots, p, v, stride, n, hd, true);
 }
 
 static void
 ggml_vp_f32_acc_ref(float *slots, const float *p, const uint8_t *v, size_t stride,
 					int32_t j0, int32_t n, int32_t hd)
 {
-	double	   *acc = (double *) (void *) slots;
-
 	(void) j0;
-	for (int32_t j = 0; j < n; j++)
-	{
-		const float *vr = (const float *) (v + (size_t) j * stride);
-
-		for (int32_t d = 0; d < hd; d++)
-			acc[d] += (double) (vr[d] * p[j]);
-	}
+	ggml_vp_acc_ref(slots, p, v, stride, n, hd, false);
 }
 
 static void
