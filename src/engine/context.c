@@ -54,7 +54,7 @@
 
 #define KV_BLOCK		16		/* positions per block of a KV array */
 #define KV_GROW_STEP	256		/* a multiple of KV_BLOCK */
-#define KV_TRIM_STEP	16		/* p3_kv_trim keeps whole multiples of this (of KV_BLOCK) */
+#define KV_TRIM_STEP	16		/* p3_kv_trim keeps whole multiples of this */
 #define MAX_BATCH		4096
 
 typedef struct P3Sequence
