@@ -741,6 +741,64 @@ round_f16_inplace(const P3KernelSet *k, float *x, int64_t n)
 }
 
 /*
+ * The scores of q against the nb keys of one block of the cache (rows kb +
+ * j * kv_head), in the operands and order attention_task describes: q16 is
+ * q * scale (rounded to f16 for the f16 cache), q itself for the f32 dot.
+ */
+static void
+block_scores(const P3Context *ctx, const float *q, const float *q16, const uint8_t *kb, int32_t nb, float *sc)
+{
+	const P3KernelSet *k = ctx->kernels;
+	int32_t		hd = ctx->model->hp.head_dim;
+	float		scale = 1.0f / sqrtf((float) hd);	/* as attention_task's */
+	bool		ggml = ggml_numerics(ctx);
+
+	if (ctx->kv_elem == 2 && ggml)
+	{
+		k->ggml_dot_f16_keys(q16, kb, ctx->kv_head, nb, hd, sc);
+		return;
+	}
+	for (int32_t j = 0; j < nb; j++)
+	{
+		const uint8_t *kr = kb + (size_t) j * ctx->kv_head;
+
+		if (ctx->kv_elem == 2)
+			sc[j] = k->dot_f32_f16(q16, (const uint16_t *) (const void *) kr, hd);
+		else if (ggml)			/* ggml multiplies k by q already scaled */
+			sc[j] = k->ggml_dot_f32(q16, (const float *) (const void *) kr, hd);
+		else
+			sc[j] = k->dot_f32_f32(q, (const float *) (const void *) kr, hd) * scale;
+	}
+}
+
+/*
+ * Positions j0 .. j0 + nb - 1 of V · p, one block of the cache (rows vb +
+ * j * kv_head, probabilities p): into ggml's slots, or into the float
+ * accumulator position by position (acc: the one or the other, zeroed).
+ */
+static void
+block_vp(const P3Context *ctx, const float *p, const uint8_t *vb, int32_t j0, int32_t nb, float *acc)
+{
+	const P3KernelSet *k = ctx->kernels;
+	int32_t		hd = ctx->model->hp.head_dim;
+
+	if (ggml_numerics(ctx))
+	{
+		(ctx->kv_elem == 2 ? k->ggml_vp_f16_acc : k->ggml_vp_f32_acc) (acc, p, vb, ctx->kv_head, j0, nb, hd);
+		return;
+	}
+	for (int32_t j = 0; j < nb; j++)
+	{
+		const void *vr = vb + (size_t) j * ctx->kv_head;
+
+		if (ctx->kv_elem == 4)
+			k->axpy_f32(acc, p[j], vr, hd);
+		else
+			k->axpy_f16(acc, p[j], vr, hd);
+	}
+}
+
+/*
  * Worker: causal attention for its share of the (token, head) pairs.
  * Scores and the output accumulate in f32, reading K and V rows in the
  * cache's type (f16 or f32) directly.
@@ -805,26 +863,8 @@ attention_task(void *arg, int ith, int nth)
 
 		/* scores, a block of the cache at a time */
 		for (int32_t j0 = 0; j0 < npos; j0 += KV_BLOCK)
-		{
-			int32_t		nb = npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK;
-			const uint8_t *kb = kv_at(ctx, karr, j0, g);
-			float	   *sc = scores + j0;
-
-			if (ctx->kv_elem == 2 && ggml)
-				k->ggml_dot_f16_keys(q16, kb, ctx->kv_head, nb, hd, sc);
-			else
-				for (int32_t j = 0; j < nb; j++)
-				{
-					const uint8_t *kr = kb + (size_t) j * ctx->kv_head;
-
-					if (ctx->kv_elem == 2)
-						sc[j] = k->dot_f32_f16(q16, (const uint16_t *) (const void *) kr, hd);
-					else if (ggml)	/* ggml multiplies k by q already scaled */
-						sc[j] = k->ggml_dot_f32(q16, (const float *) (const void *) kr, hd);
-					else
-						sc[j] = k->dot_f32_f32(q, (const float *) (const void *) kr, hd) * scale;
-				}
-		}
+			block_scores(ctx, q, q16, kv_at(ctx, karr, j0, g), npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK,
+						 scores + j0);
 		if (ggml)
 			k->ggml_softmax(scores, npos);
 		else
@@ -838,24 +878,8 @@ attention_task(void *arg, int ith, int nth)
 		else
 			memset(acc, 0, (size_t) hd * sizeof(float));
 		for (int32_t j0 = 0; j0 < npos; j0 += KV_BLOCK)
-		{
-			int32_t		nb = npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK;
-			const uint8_t *vb = kv_at(ctx, varr, j0, g);
-
-			if (ggml)
-				(ctx->kv_elem == 2 ? k->ggml_vp_f16_acc : k->ggml_vp_f32_acc) (slots, scores + j0, vb, ctx->kv_head,
-																			  j0, nb, hd);
-			else
-				for (int32_t j = 0; j < nb; j++)
-				{
-					const void *vr = vb + (size_t) j * ctx->kv_head;
-
-					if (ctx->kv_elem == 4)
-						k->axpy_f32(acc, scores[j0 + j], vr, hd);
-					else
-						k->axpy_f16(acc, scores[j0 + j], vr, hd);
-				}
-		}
+			block_vp(ctx, scores + j0, kv_at(ctx, varr, j0, g), j0, npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK,
+					 ggml ? slots : acc);
 		if (ggml)
 			k->ggml_vp_finish(out, slots, hd);
 		else
