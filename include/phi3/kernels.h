@@ -210,10 +210,12 @@ typedef struct P3KernelSet
 	 *       increasing j; _finish writes out.  Zeroing, pieces that cover
 	 *       0 .. npos - 1, then _finish give ggml_vp_f16's bits (a KV cache
 	 *       stored in blocks is summed block by block);
-	 *   ggml_dot_f16_keys(q, k, stride, nkeys, n, out)  out[j] =
-	 *       ggml_dot_f16(q, k + j * stride, n) for j < nkeys, the same bits (the
-	 *       scores of a query against a run of cached keys; the avx512 set adds
-	 *       the leftover elements of 16 keys at once, one key per lane);
+	 *   ggml_dot_f16_keys(q, qstride, nq, k, stride, nkeys, n, out, ostride)
+	 *       out[i * ostride + j] = ggml_dot_f16(q + i * qstride, k + j * stride,
+	 *       n) for i < nq, j < nkeys, the same bits (the scores of nq queries
+	 *       of one head against a run of cached keys; the avx512 set
+	 *       transposes 16 keys once for all the queries, so that ggml's sums
+	 *       run one key per lane);
 	 *   ggml_dot_f32, ggml_vp_f32, ggml_vp_f32_acc  the same over an f32 k row / f32 V rows
 	 *       (ggml_vec_dot_f32: the leftover elements added in float);
 	 *   ggml_softmax(x, n)  ggml_soft_max_f32 without mask or scale: exp(x -
@@ -225,8 +227,8 @@ typedef struct P3KernelSet
 	float		(*ggml_dot_f16) (const float *q, const uint16_t *k, int64_t n);
 	void		(*ggml_vp_f16) (float *out, const float *p, const uint8_t *v, size_t stride,
 								int32_t npos, int32_t hd, float *slots);
-	void		(*ggml_dot_f16_keys) (const float *q, const uint8_t *k, size_t stride, int32_t nkeys,
-									  int64_t n, float *out);
+	void		(*ggml_dot_f16_keys) (const float *q, size_t qstride, int32_t nq, const uint8_t *k,
+									  size_t stride, int32_t nkeys, int64_t n, float *out, size_t ostride);
 	float		(*ggml_dot_f32) (const float *q, const float *k, int64_t n);
 	void		(*ggml_vp_f32) (float *out, const float *p, const uint8_t *v, size_t stride,
 								int32_t npos, int32_t hd, float *slots);

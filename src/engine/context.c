@@ -54,6 +54,7 @@
 
 #define KV_BLOCK		16		/* positions per block of a KV array */
 #define KV_GROW_STEP	256		/* a multiple of KV_BLOCK */
+#define ATT_GROUP		32		/* queries of one head whose scores are computed together */
 #define KV_TRIM_STEP	16		/* p3_kv_trim keeps whole multiples of this */
 #define MAX_BATCH		4096
 
@@ -94,8 +95,10 @@ struct P3Context
 	float	   *gate_up;		/* (n_batch, 2 * n_ff) */
 	float	   *act;			/* (n_batch, n_ff) silu(gate) ⊙ up */
 	float	   *rope_cs;		/* (n_batch, n_rot) cos/sin pairs per token */
-	float	   *att_scratch;	/* (n_threads, n_ctx + (2 + P3_GGML_VP_SLOTS) head_dim) scores, output, f16 q, V·p slots */
+	float	   *att_scratch;	/* per thread: (ATT_GROUP, att_scores) scores, (ATT_GROUP, head_dim) scaled q, then
+								 * (head_dim) output, (P3_GGML_VP_SLOTS, head_dim) V·p slots */
 	size_t		att_scratch_floats;
+	size_t		att_scores;		/* n_ctx rounded up to a whole block */
 	float	   *mm_scratch;		/* (n_threads, mm_scratch_floats) decoded weight rows */
 	size_t		mm_scratch_floats;
 	void	   *act_q;			/* quantized activations of a chunk */
@@ -246,7 +249,9 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 
 	max_n_in = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
 	ctx->mm_scratch_floats = p3_matmul_scratch_per_thread(max_n_in);
-	ctx->att_scratch_floats = (size_t) p.n_ctx + (2 + P3_GGML_VP_SLOTS) * (size_t) hp->head_dim + 16;
+	ctx->att_scores = ((size_t) p.n_ctx + KV_BLOCK - 1) / KV_BLOCK * KV_BLOCK;
+	ctx->att_scratch_floats = ATT_GROUP * (ctx->att_scores + (size_t) hp->head_dim) +
+		(1 + P3_GGML_VP_SLOTS) * (size_t) hp->head_dim + 16;
 	ctx->act_q_bytes = max_act_bytes(model, B);
 
 	ctx->x = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
@@ -741,12 +746,16 @@ round_f16_inplace(const P3KernelSet *k, float *x, int64_t n)
 }
 
 /*
- * The scores of q against the nb keys of one block of the cache (rows kb +
- * j * kv_head), in the operands and order attention_task describes: q16 is
- * q * scale (rounded to f16 for the f16 cache), q itself for the f32 dot.
+ * The scores of nq queries of one head against the nb keys of one block of
+ * the cache (rows kb + j * kv_head), query i's into sc + i * att_scores, in
+ * the operands and order attention_task describes: q16 (nq rows of
+ * head_dim) is q * scale (rounded to f16 for the f16 cache), q (rows
+ * n_qkv apart) itself for the f32 dot.  nb keys for every query: a query
+ * whose position is before some of them gets scores it does not use.
  */
 static void
-block_scores(const P3Context *ctx, const float *q, const float *q16, const uint8_t *kb, int32_t nb, float *sc)
+block_scores(const P3Context *ctx, const float *q, const float *q16, int32_t nq, const uint8_t *kb, int32_t nb,
+			 float *sc)
 {
 	const P3KernelSet *k = ctx->kernels;
 	int32_t		hd = ctx->model->hp.head_dim;
@@ -755,20 +764,24 @@ block_scores(const P3Context *ctx, const float *q, const float *q16, const uint8
 
 	if (ctx->kv_elem == 2 && ggml)
 	{
-		k->ggml_dot_f16_keys(q16, kb, ctx->kv_head, nb, hd, sc);
+		k->ggml_dot_f16_keys(q16, (size_t) hd, nq, kb, ctx->kv_head, nb, hd, sc, ctx->att_scores);
 		return;
 	}
-	for (int32_t j = 0; j < nb; j++)
-	{
-		const uint8_t *kr = kb + (size_t) j * ctx->kv_head;
+	for (int32_t i = 0; i < nq; i++)
+		for (int32_t j = 0; j < nb; j++)
+		{
+			const uint8_t *kr = kb + (size_t) j * ctx->kv_head;
+			const float *qi = q + (size_t) i * ctx->n_qkv;
+			const float *q16i = q16 + (size_t) i * hd;
+			float	   *out = sc + (size_t) i * ctx->att_scores + j;
 
-		if (ctx->kv_elem == 2)
-			sc[j] = k->dot_f32_f16(q16, (const uint16_t *) (const void *) kr, hd);
-		else if (ggml)			/* ggml multiplies k by q already scaled */
-			sc[j] = k->ggml_dot_f32(q16, (const float *) (const void *) kr, hd);
-		else
-			sc[j] = k->dot_f32_f32(q, (const float *) (const void *) kr, hd) * scale;
-	}
+			if (ctx->kv_elem == 2)
+				*out = k->dot_f32_f16(q16i, (const uint16_t *) (const void *) kr, hd);
+			else if (ggml)		/* ggml multiplies k by q already scaled */
+				*out = k->ggml_dot_f32(q16i, (const float *) (const void *) kr, hd);
+			else
+				*out = k->dot_f32_f32(qi, (const float *) (const void *) kr, hd) * scale;
+		}
 }
 
 /*
@@ -799,7 +812,7 @@ block_vp(const P3Context *ctx, const float *p, const uint8_t *vb, int32_t j0, in
 }
 
 /*
- * Worker: causal attention for its share of the (token, head) pairs.
+ * Causal attention of (token, head) pairs.
  * Scores and the output accumulate in f32, reading K and V rows in the
  * cache's type (f16 or f32) directly.
  *
@@ -816,61 +829,59 @@ block_vp(const P3Context *ctx, const float *p, const uint8_t *vb, int32_t j0, in
  * ggml_vp_f32; V·p as over ggml's transposed V; with the f32 cache q is
  * scaled before its product, as ggml does); with f32 activations libm's
  * expf and the set's float dots, V·p position by position.
+ *
+ * attention_group does nq successive tokens i0 .. i0 + nq - 1 of one
+ * sequence for head h: the scores of all of them a block of keys at a
+ * time (the block read once), then each one's softmax and V·p.
  */
 static void
-attention_task(void *arg, int ith, int nth)
+attention_group(P3Context *ctx, int32_t layer, int ith, int32_t h, int32_t i0, int32_t nq)
 {
-	const AttentionJob *job = arg;
-	P3Context  *ctx = job->ctx;
 	const P3HParams *hp = &ctx->model->hp;
 	const P3KernelSet *k = ctx->kernels;
 	int32_t		hd = hp->head_dim;
-	int32_t		group = hp->n_head / hp->n_head_kv;
+	int32_t		g = h / (hp->n_head / hp->n_head_kv);
 	float		scale = 1.0f / sqrtf((float) hd);
-	float	   *scores = ctx->att_scratch + (size_t) ith * ctx->att_scratch_floats;
-	float	   *acc = scores + ctx->params.n_ctx;	/* (head_dim) output accumulator */
-	float	   *q16 = acc + hd;		/* (head_dim) q * scale rounded to f16 (f16 cache) */
-	float	   *slots = q16 + hd;	/* (P3_GGML_VP_SLOTS * head_dim) ggml_vp_f16's accumulators */
+	float	   *scores = ctx->att_scratch + (size_t) ith * ctx->att_scratch_floats;	/* (nq, att_scores) */
+	float	   *q16 = scores + ATT_GROUP * ctx->att_scores;	/* (nq, head_dim) q * scale, f16-rounded for f16 */
+	float	   *acc = q16 + ATT_GROUP * (size_t) hd;	/* (head_dim) output accumulator */
+	float	   *slots = acc + hd;	/* (P3_GGML_VP_SLOTS, head_dim) ggml_vp_f16's accumulators */
 	bool		ggml = ggml_numerics(ctx);
-	int64_t		p0,
-				p1;
+	const P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i0]];
+	const float *q = ctx->qkv + (size_t) i0 * ctx->n_qkv + (size_t) h * hd;	/* query t at q + t * n_qkv */
+	int32_t		maxpos = 0;
 
-	/*
-	 * Pairs head-major: a worker takes all the chunk's tokens of a head
-	 * before the next head, so a head's K and V rows (a prompt chunk's
-	 * tokens share them) stay in its cache instead of being read again
-	 * from memory for every token of a long prompt.
-	 */
-	p3_split_range((int64_t) job->n * hp->n_head, ith, nth, &p0, &p1);
-	for (int64_t pair = p0; pair < p1; pair++)
+	/* q as the products take it (see above) */
+	for (int32_t t = 0; t < nq; t++)
 	{
-		int32_t		i = (int32_t) (pair % job->n);
-		int32_t		h = (int32_t) (pair / job->n);
-		int32_t		g = h / group;
-		int32_t		npos = ctx->chunk_pos[i] + 1;
-		const P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i]];
-		void	   *karr = s->k[job->layer];
-		void	   *varr = s->v[job->layer];
-		const float *q = ctx->qkv + (size_t) i * ctx->n_qkv + (size_t) h * hd;
-		float	   *out = ctx->attn + (size_t) i * hp->n_embd + (size_t) h * hd;
+		float	   *qt = q16 + (size_t) t * hd;
 
-		/* q as the products take it (see above) */
 		if (ggml || ctx->kv_elem == 2)
 			for (int32_t d = 0; d < hd; d++)
-				q16[d] = q[d] * scale;
+				qt[d] = q[(size_t) t * ctx->n_qkv + d] * scale;
 		if (ctx->kv_elem == 2)
-			round_f16_inplace(k, q16, hd);
+			round_f16_inplace(k, qt, hd);
+		if (ctx->chunk_pos[i0 + t] + 1 > maxpos)
+			maxpos = ctx->chunk_pos[i0 + t] + 1;
+	}
 
-		/* scores, a block of the cache at a time */
-		for (int32_t j0 = 0; j0 < npos; j0 += KV_BLOCK)
-			block_scores(ctx, q, q16, kv_at(ctx, karr, j0, g), npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK,
-						 scores + j0);
+	/* scores, a block of the cache at a time for all nq queries */
+	for (int32_t j0 = 0; j0 < maxpos; j0 += KV_BLOCK)
+		block_scores(ctx, q, q16, nq, kv_at(ctx, s->k[layer], j0, g), maxpos - j0 < KV_BLOCK ? maxpos - j0 : KV_BLOCK,
+					 scores + j0);
+
+	for (int32_t t = 0; t < nq; t++)
+	{
+		int32_t		npos = ctx->chunk_pos[i0 + t] + 1;
+		float	   *sc = scores + (size_t) t * ctx->att_scores;
+		float	   *out = ctx->attn + (size_t) (i0 + t) * hp->n_embd + (size_t) h * hd;
+
 		if (ggml)
-			k->ggml_softmax(scores, npos);
+			k->ggml_softmax(sc, npos);
 		else
-			p3_softmax(scores, npos);
+			p3_softmax(sc, npos);
 		if (ctx->kv_elem == 2)
-			round_f16_inplace(k, scores, npos);
+			round_f16_inplace(k, sc, npos);
 
 		/* output = V · p, a block at a time */
 		if (ggml)
@@ -878,12 +889,43 @@ attention_task(void *arg, int ith, int nth)
 		else
 			memset(acc, 0, (size_t) hd * sizeof(float));
 		for (int32_t j0 = 0; j0 < npos; j0 += KV_BLOCK)
-			block_vp(ctx, scores + j0, kv_at(ctx, varr, j0, g), j0, npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK,
+			block_vp(ctx, sc + j0, kv_at(ctx, s->v[layer], j0, g), j0, npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK,
 					 ggml ? slots : acc);
 		if (ggml)
 			k->ggml_vp_finish(out, slots, hd);
 		else
 			memcpy(out, acc, (size_t) hd * sizeof(float));
+	}
+}
+
+/* Worker: its share of the (token, head) pairs, in groups (attention_group) */
+static void
+attention_task(void *arg, int ith, int nth)
+{
+	const AttentionJob *job = arg;
+	P3Context  *ctx = job->ctx;
+	int64_t		p0,
+				p1,
+				m;
+
+	/*
+	 * Pairs head-major: a worker takes all the chunk's tokens of a head
+	 * before the next head, so a head's K and V rows (a prompt chunk's
+	 * tokens share them) stay in its cache instead of being read again
+	 * from memory for every token of a long prompt; and it takes up to
+	 * ATT_GROUP successive tokens of a sequence at once, whose scores
+	 * read each block of keys once for all of them.
+	 */
+	p3_split_range((int64_t) job->n * ctx->model->hp.n_head, ith, nth, &p0, &p1);
+	for (int64_t pair = p0; pair < p1; pair += m)
+	{
+		int32_t		i = (int32_t) (pair % job->n);
+		int32_t		h = (int32_t) (pair / job->n);
+
+		for (m = 1; m < ATT_GROUP && pair + m < p1 && i + m < job->n &&
+			 ctx->chunk_seq[i + m] == ctx->chunk_seq[i]; m++)
+			;
+		attention_group(ctx, job->layer, ith, h, i, (int32_t) m);
 	}
 }
 

@@ -1422,7 +1422,7 @@ vec_dot_q2_k_nt(const void *vw, const void *va, size_t stride, int64_t n, float 
  */
 
 /* r[i] lane j <- r[j] lane i (a 16 x 16 transpose: 4 x 4 blocks in the 128-bit lanes, then the lanes) */
-static void
+INLINE void
 transpose16x16(__m512 r[16])
 {
 	__m512		t[16];
@@ -1507,17 +1507,163 @@ dot_f16_keys16(const float *q, const uint8_t *k, size_t stride, int nk, int64_t 
 		_mm256_mask_storeu_ps(out + 8, (__mmask8) ((1u << (nk - 8)) - 1), _mm512_cvtpd_ps(hi));
 }
 
-static void
-ggml_dot_f16_keys16(const float *q, const uint8_t *k, size_t stride, int32_t nkeys, int64_t n, float *out)
+/*
+ * Several queries against the same keys (a prompt chunk's tokens of one
+ * head): the 16 keys are converted and transposed once (keys16_columns:
+ * column c holds element c of every key, key j in lane j), and for each
+ * query ggml_vec_dot_f16's sums become whole-register operations, one key
+ * per lane, with no lane sum per key (keys16_dot).  Per key and query the
+ * operations are ggml_dot_f16's, in its order:
+ *   accumulator a < 4, lane l: an fma chain over the chunks t of 64
+ *     elements, element 64 t + 16 a + l (the first fma on zero);
+ *   s_l = (acc0 + acc2) + (acc1 + acc3) in lane l;
+ *   the lane sum of s as _mm512_reduce_add_ps takes it: s_l + s_(l+8),
+ *     then + 4, + 2, + 1;
+ *   that float in a double, then each leftover element (past the chunks)
+ *     added in order: an f16 value times an f16-valued q is exact in float
+ *     and in double, so one double fma rounds as ggml's add of their float
+ *     product does.
+ * Heads of up to KEYS_MAXH elements (larger ones take dot_f16_keys16).
+ */
+#define KEYS_MAXH 256
+
+/* kt[c][j] = key j's element c (c < np), kd[c - np][j] the same in double (c >= np); nk < 16 repeats the last key */
+INLINE void
+keys16_columns(const uint8_t *k, size_t stride, int nk, int64_t n, float *kt, double *kd)
 {
-	if ((n & 63) == 0)
+	int64_t		np = n & ~(int64_t) 63;
+
+	for (int64_t c0 = 0; c0 < n; c0 += 16)
 	{
-		ggml_dot_f16_keys_each(q, k, stride, nkeys, n, out);
+		int			r = n - c0 < 16 ? (int) (n - c0) : 16;
+		__m512		col[16];
+
+		for (int j = 0; j < 16; j++)
+			col[j] = vf_load_f16_part((const uint16_t *) (const void *) (k + (size_t) (j < nk ? j : nk - 1) * stride) + c0, r);
+		transpose16x16(col);
+		for (int c = 0; c < r; c++)
+		{
+			if (c0 < np)		/* np is a multiple of 64: a group of 16 is all chunk or all leftover */
+				_mm512_store_ps(kt + (c0 + c) * 16, col[c]);
+			else
+			{
+				_mm512_store_pd(kd + (c0 + c - np) * 16, _mm512_cvtps_pd(_mm512_castps512_ps256(col[c])));
+				_mm512_store_pd(kd + (c0 + c - np) * 16 + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(col[c], 1)));
+			}
+		}
+	}
+}
+
+/* s_l of the comment above: lane l of ggml's four accumulators, combined, for 16 keys */
+INLINE __m512
+keys16_lane(const float *q, const float *kt, int64_t np, int l)
+{
+	__m512		a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+
+#pragma GCC unroll 4
+	for (int64_t t = 0; t < np; t += 64)
+#pragma GCC unroll 4
+		for (int i = 0; i < 4; i++)
+		{
+			int64_t		c = t + 16 * i + l;
+
+			a[i] = _mm512_fmadd_ps(_mm512_load_ps(kt + c * 16), _mm512_set1_ps(q[c]), a[i]);
+		}
+	return _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+}
+
+/* the scores of NQ (1 or 2) queries against 16 transposed keys; nk of them stored in out + i * ostride */
+INLINE void
+keys16_dot(const float *q, size_t qstride, const int NQ, const float *kt, const double *kd, int64_t n, int nk,
+		   float *out, size_t ostride)
+{
+	int64_t		np = n & ~(int64_t) 63;
+	__m512d		lo[2],
+				hi[2];
+
+	for (int i = 0; i < NQ; i++)
+	{
+		const float *qi = q + (size_t) i * qstride;
+		__m512		t6[4];
+
+		/* (s_l + s_(l+8)) + (s_(l+4) + s_(l+12)), l < 4: the first two levels of the lane sum */
+#pragma GCC unroll 4
+		for (int l = 0; l < 4; l++)
+			t6[l] = _mm512_add_ps(_mm512_add_ps(keys16_lane(qi, kt, np, l), keys16_lane(qi, kt, np, l + 8)),
+								  _mm512_add_ps(keys16_lane(qi, kt, np, l + 4), keys16_lane(qi, kt, np, l + 12)));
+		t6[0] = _mm512_add_ps(_mm512_add_ps(t6[0], t6[2]), _mm512_add_ps(t6[1], t6[3]));
+		lo[i] = _mm512_cvtps_pd(_mm512_castps512_ps256(t6[0]));
+		hi[i] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(t6[0], 1));
+	}
+#pragma GCC unroll 32
+	for (int64_t c = np; c < n; c++)
+#pragma GCC unroll 2
+		for (int i = 0; i < NQ; i++)
+		{
+			__m512d		qc = _mm512_set1_pd((double) q[(size_t) i * qstride + c]);
+
+			lo[i] = _mm512_fmadd_pd(_mm512_load_pd(kd + (c - np) * 16), qc, lo[i]);
+			hi[i] = _mm512_fmadd_pd(_mm512_load_pd(kd + (c - np) * 16 + 8), qc, hi[i]);
+		}
+	for (int i = 0; i < NQ; i++)
+	{
+		float	   *o = out + (size_t) i * ostride;
+
+		_mm256_mask_storeu_ps(o, (__mmask8) (nk >= 8 ? 0xFF : (1u << nk) - 1), _mm512_cvtpd_ps(lo[i]));
+		if (nk > 8)
+			_mm256_mask_storeu_ps(o + 8, (__mmask8) ((1u << (nk - 8)) - 1), _mm512_cvtpd_ps(hi[i]));
+	}
+}
+
+/* a block of 16 keys (nk of them) against nq queries; n a constant where inlined for a head size */
+INLINE void
+keys16_block(const float *q, size_t qstride, int32_t nq, const float *kt, const double *kd, const int64_t n, int nk,
+			 float *out, size_t ostride)
+{
+	int32_t		i = 0;
+
+	for (; i + 2 <= nq; i += 2)
+		keys16_dot(q + (size_t) i * qstride, qstride, 2, kt, kd, n, nk, out + (size_t) i * ostride, ostride);
+	if (i < nq)
+		keys16_dot(q + (size_t) i * qstride, qstride, 1, kt, kd, n, nk, out + (size_t) i * ostride, ostride);
+}
+
+static void
+ggml_dot_f16_keys16(const float *q, size_t qstride, int32_t nq, const uint8_t *k, size_t stride, int32_t nkeys,
+					int64_t n, float *out, size_t ostride)
+{
+	float		kt[KEYS_MAXH * 16] __attribute__((aligned(64)));
+	double		kd[64 * 16] __attribute__((aligned(64)));
+
+	if (n > KEYS_MAXH || nq == 1)
+	{
+		if ((n & 63) == 0)
+		{
+			ggml_dot_f16_keys_each(q, qstride, nq, k, stride, nkeys, n, out, ostride);
+			return;
+		}
+		for (int32_t i = 0; i < nq; i++)
+			for (int32_t j = 0; j < nkeys; j += 16)
+				dot_f16_keys16(q + (size_t) i * qstride, k + (size_t) j * stride, stride,
+							   nkeys - j < 16 ? (int) (nkeys - j) : 16, n, out + (size_t) i * ostride + j,
+							   nkeys - j >= 32);
 		return;
 	}
 	for (int32_t j = 0; j < nkeys; j += 16)
-		dot_f16_keys16(q, k + (size_t) j * stride, stride, nkeys - j < 16 ? (int) (nkeys - j) : 16, n, out + j,
-					   nkeys - j >= 32);
+	{
+		int			nk = nkeys - j < 16 ? (int) (nkeys - j) : 16;
+
+		if (n == 96)			/* Phi-3's heads: the loops unrolled */
+		{
+			keys16_columns(k + (size_t) j * stride, stride, nk, 96, kt, kd);
+			keys16_block(q, qstride, nq, kt, kd, 96, nk, out + j, ostride);
+		}
+		else
+		{
+			keys16_columns(k + (size_t) j * stride, stride, nk, n, kt, kd);
+			keys16_block(q, qstride, nq, kt, kd, n, nk, out + j, ostride);
+		}
+	}
 }
 
 DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)

@@ -125,10 +125,13 @@ ggml_dot_f16_ref(const float *q, const uint16_t *k, int64_t n)
 }
 
 static void
-ggml_dot_f16_keys_ref(const float *q, const uint8_t *k, size_t stride, int32_t nkeys, int64_t n, float *out)
+ggml_dot_f16_keys_ref(const float *q, size_t qstride, int32_t nq, const uint8_t *k, size_t stride,
+					  int32_t nkeys, int64_t n, float *out, size_t ostride)
 {
-	for (int32_t j = 0; j < nkeys; j++)
-		out[j] = ggml_dot_f16_ref(q, (const uint16_t *) (const void *) (k + (size_t) j * stride), n);
+	for (int32_t i = 0; i < nq; i++)
+		for (int32_t j = 0; j < nkeys; j++)
+			out[(size_t) i * ostride + j] =
+				ggml_dot_f16_ref(q + (size_t) i * qstride, (const uint16_t *) (const void *) (k + (size_t) j * stride), n);
 }
 
 /*

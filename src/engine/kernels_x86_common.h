@@ -752,12 +752,15 @@ ggml_dot_f32(const float *q, const float *k, int64_t n)
 	return ggml_dot_any(q, k, n, false);
 }
 
-/* ggml_dot_f16 of q and each of nkeys rows k + j * stride (the avx512 set has a faster one) */
+/* ggml_dot_f16 of each query and each of nkeys rows k + j * stride (the avx512 set has a faster one) */
 static void
-ggml_dot_f16_keys_each(const float *q, const uint8_t *k, size_t stride, int32_t nkeys, int64_t n, float *out)
+ggml_dot_f16_keys_each(const float *q, size_t qstride, int32_t nq, const uint8_t *k, size_t stride,
+					   int32_t nkeys, int64_t n, float *out, size_t ostride)
 {
-	for (int32_t j = 0; j < nkeys; j++)
-		out[j] = ggml_dot_f16(q, (const uint16_t *) (const void *) (k + (size_t) j * stride), n);
+	for (int32_t i = 0; i < nq; i++)
+		for (int32_t j = 0; j < nkeys; j++)
+			out[(size_t) i * ostride + j] =
+				ggml_dot_f16(q + (size_t) i * qstride, (const uint16_t *) (const void *) (k + (size_t) j * stride), n);
 }
 
 /*

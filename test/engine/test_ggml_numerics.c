@@ -194,17 +194,20 @@ test_dot_f16(void)
 }
 
 /*
- * The scores of a query against a run of keys (ggml_dot_f16_keys): for
- * every set the bits of ggml_dot_f16 on each key, for head sizes with and
- * without leftover elements, runs of keys that are and are not a multiple
- * of 16, and rows at a stride with other data between them.
+ * The scores of queries against a run of keys (ggml_dot_f16_keys): for
+ * every set the bits of ggml_dot_f16 on each query and key, for head sizes
+ * with and without leftover elements (and past the avx512 set's transposed
+ * path, 256), runs of keys that are and are not a multiple of 16, 1 to 5
+ * queries at a stride, rows at a stride with other data between them, and
+ * nothing written past a query's keys.
  */
 static void
 test_dot_f16_keys(void)
 {
-	static const int heads[] = {1, 16, 32, 64, 80, 96, 100, 127, 128, 160, 200};
+	static const int heads[] = {1, 16, 32, 64, 80, 96, 100, 127, 128, 160, 200, 256, 300};
 	static const int runs[] = {1, 7, 8, 9, 15, 16, 17, 31, 40, 65};
-	enum {MAXH = 200, STRIDE = 2 * MAXH + 6, MAXK = 65};
+	static const int queries[] = {1, 2, 3, 5};
+	enum {MAXH = 300, STRIDE = 2 * MAXH + 6, MAXK = 65, MAXQ = 5, QSTRIDE = MAXH + 3, OSTRIDE = MAXK + 2};
 	static uint16_t kc[MAXK * STRIDE];
 
 	for (int s = 0; s < nsets; s++)
@@ -216,25 +219,35 @@ test_dot_f16_keys(void)
 			kc[i] = rh();
 		for (size_t h = 0; h < sizeof(heads) / sizeof(heads[0]); h++)
 			for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++)
-			{
-				int			n = heads[h],
-							nk = runs[r];
-				float		qf[MAXH],
-							got[MAXK + 1];
-
-				for (int i = 0; i < n; i++)
-					qf[i] = p3_fp16_to_fp32(rh());
-				got[nk] = 12345.0f;
-				k->ggml_dot_f16_keys(qf, (const uint8_t *) kc, STRIDE * sizeof(uint16_t), nk, n, got);
-				CHECK_MSG(got[nk] == 12345.0f, "%s ggml_dot_f16_keys wrote past key %d", k->name, nk);
-				for (int j = 0; j < nk; j++)
+				for (size_t m = 0; m < sizeof(queries) / sizeof(queries[0]); m++)
 				{
-					float		e = k->ggml_dot_f16(qf, kc + (size_t) j * STRIDE, n);
+					int			n = heads[h],
+								nk = runs[r],
+								nq = queries[m];
+					static float qf[MAXQ * QSTRIDE],
+								got[MAXQ * OSTRIDE];
 
-					CHECK_MSG(bits(got[j]) == bits(e), "%s ggml_dot_f16_keys head %d, %d keys, key %d: %.9g, ggml_dot_f16 %.9g",
-							  k->name, n, nk, j, got[j], e);
+					for (int i = 0; i < nq * QSTRIDE; i++)
+						qf[i] = p3_fp16_to_fp32(rh());
+					for (int i = 0; i < MAXQ * OSTRIDE; i++)
+						got[i] = 12345.0f;
+					k->ggml_dot_f16_keys(qf, QSTRIDE, nq, (const uint8_t *) kc, STRIDE * sizeof(uint16_t), nk, n,
+										 got, OSTRIDE);
+					for (int i = 0; i < nq; i++)
+					{
+						for (int j = nk; j < OSTRIDE; j++)
+							CHECK_MSG(got[i * OSTRIDE + j] == 12345.0f, "%s ggml_dot_f16_keys wrote past key %d of query %d",
+									  k->name, nk, i);
+						for (int j = 0; j < nk; j++)
+						{
+							float		e = k->ggml_dot_f16(qf + i * QSTRIDE, kc + (size_t) j * STRIDE, n);
+
+							CHECK_MSG(bits(got[i * OSTRIDE + j]) == bits(e),
+									  "%s ggml_dot_f16_keys head %d, %d keys, %d queries, query %d key %d: %.9g, ggml_dot_f16 %.9g",
+									  k->name, n, nk, nq, i, j, got[i * OSTRIDE + j], e);
+						}
+					}
 				}
-			}
 	}
 }
 
