@@ -210,6 +210,13 @@ typedef struct P3KernelSet
 	 *       increasing j; _finish writes out.  Zeroing, pieces that cover
 	 *       0 .. npos - 1, then _finish give ggml_vp_f16's bits (a KV cache
 	 *       stored in blocks is summed block by block);
+	 *   ggml_vp_f16_blocks(out, ostride, p, pstride, npos, nq, v, blk, bstride,
+	 *       rstride, hd, slots)  ggml_vp_f16 for each of nq queries of one head
+	 *       over a cache stored in blocks: query i's output at out + i *
+	 *       ostride, its probabilities at p + i * pstride for positions j <
+	 *       npos[i], position j's row at v + (j / blk) * bstride + (j % blk) *
+	 *       rstride; slots holds P3_GGML_VP_QUERIES * P3_GGML_VP_SLOTS * hd
+	 *       floats (the avx512 set sums four queries at once in registers);
 	 *   ggml_dot_f16_keys(q, qstride, nq, k, stride, nkeys, n, out, ostride)
 	 *       out[i * ostride + j] = ggml_dot_f16(q + i * qstride, k + j * stride,
 	 *       n) for i < nq, j < nkeys, the same bits (the scores of nq queries
@@ -237,12 +244,17 @@ typedef struct P3KernelSet
 	void		(*ggml_vp_f32_acc) (float *slots, const float *p, const uint8_t *v, size_t stride,
 									int32_t j0, int32_t n, int32_t hd);
 	void		(*ggml_vp_finish) (float *out, float *slots, int32_t hd);
+	void		(*ggml_vp_f16_blocks) (float *out, size_t ostride, const float *p, size_t pstride,
+									   const int32_t *npos, int32_t nq, const uint8_t *v, int32_t blk,
+									   size_t bstride, size_t rstride, int32_t hd, float *slots);
 	void		(*ggml_softmax) (float *x, int64_t n);
 	void		(*ggml_swiglu) (float *y, const float *gate, const float *up, int64_t n);
 } P3KernelSet;
 
 /* scratch rows ggml_vp_f16 needs (4 accumulators of up to 16 lanes) */
 #define P3_GGML_VP_SLOTS 64
+/* queries whose slots ggml_vp_f16_blocks keeps at once */
+#define P3_GGML_VP_QUERIES 4
 
 /* The reference set (scalar, every CPU; the sets of phi3/kernels_dispatch.h start from it). */
 const P3KernelSet *p3_kernels_reference(void);

@@ -96,7 +96,7 @@ struct P3Context
 	float	   *act;			/* (n_batch, n_ff) silu(gate) ⊙ up */
 	float	   *rope_cs;		/* (n_batch, n_rot) cos/sin pairs per token */
 	float	   *att_scratch;	/* per thread: (ATT_GROUP, att_scores) scores, (ATT_GROUP, head_dim) scaled q, then
-								 * (head_dim) output, (P3_GGML_VP_SLOTS, head_dim) V·p slots */
+								 * (head_dim) output, (P3_GGML_VP_QUERIES, P3_GGML_VP_SLOTS, head_dim) V·p slots */
 	size_t		att_scratch_floats;
 	size_t		att_scores;		/* n_ctx rounded up to a whole block */
 	float	   *mm_scratch;		/* (n_threads, mm_scratch_floats) decoded weight rows */
@@ -251,7 +251,7 @@ p3_context_new(const P3Model *model, const P3ContextParams *params,
 	ctx->mm_scratch_floats = p3_matmul_scratch_per_thread(max_n_in);
 	ctx->att_scores = ((size_t) p.n_ctx + KV_BLOCK - 1) / KV_BLOCK * KV_BLOCK;
 	ctx->att_scratch_floats = ATT_GROUP * (ctx->att_scores + (size_t) hp->head_dim) +
-		(1 + P3_GGML_VP_SLOTS) * (size_t) hp->head_dim + 16;
+		(1 + P3_GGML_VP_QUERIES * P3_GGML_VP_SLOTS) * (size_t) hp->head_dim + 16;
 	ctx->act_q_bytes = max_act_bytes(model, B);
 
 	ctx->x = scratch_alloc(ctx, (size_t) B * hp->n_embd, sizeof(float));
@@ -845,10 +845,12 @@ attention_group(P3Context *ctx, int32_t layer, int ith, int32_t h, int32_t i0, i
 	float	   *scores = ctx->att_scratch + (size_t) ith * ctx->att_scratch_floats;	/* (nq, att_scores) */
 	float	   *q16 = scores + ATT_GROUP * ctx->att_scores;	/* (nq, head_dim) q * scale, f16-rounded for f16 */
 	float	   *acc = q16 + ATT_GROUP * (size_t) hd;	/* (head_dim) output accumulator */
-	float	   *slots = acc + hd;	/* (P3_GGML_VP_SLOTS, head_dim) ggml_vp_f16's accumulators */
+	float	   *slots = acc + hd;	/* (P3_GGML_VP_QUERIES, P3_GGML_VP_SLOTS, head_dim) ggml_vp_f16's accumulators */
 	bool		ggml = ggml_numerics(ctx);
 	const P3Sequence *s = &ctx->seqs[ctx->chunk_seq[i0]];
 	const float *q = ctx->qkv + (size_t) i0 * ctx->n_qkv + (size_t) h * hd;	/* query t at q + t * n_qkv */
+	float	   *out0 = ctx->attn + (size_t) i0 * hp->n_embd + (size_t) h * hd;	/* token t's at out0 + t * n_embd */
+	int32_t		npos[ATT_GROUP];
 	int32_t		maxpos = 0;
 
 	/* q as the products take it (see above) */
@@ -861,8 +863,9 @@ attention_group(P3Context *ctx, int32_t layer, int ith, int32_t h, int32_t i0, i
 				qt[d] = q[(size_t) t * ctx->n_qkv + d] * scale;
 		if (ctx->kv_elem == 2)
 			round_f16_inplace(k, qt, hd);
-		if (ctx->chunk_pos[i0 + t] + 1 > maxpos)
-			maxpos = ctx->chunk_pos[i0 + t] + 1;
+		npos[t] = ctx->chunk_pos[i0 + t] + 1;
+		if (npos[t] > maxpos)
+			maxpos = npos[t];
 	}
 
 	/* scores, a block of the cache at a time for all nq queries */
@@ -872,24 +875,34 @@ attention_group(P3Context *ctx, int32_t layer, int ith, int32_t h, int32_t i0, i
 
 	for (int32_t t = 0; t < nq; t++)
 	{
-		int32_t		npos = ctx->chunk_pos[i0 + t] + 1;
 		float	   *sc = scores + (size_t) t * ctx->att_scores;
-		float	   *out = ctx->attn + (size_t) (i0 + t) * hp->n_embd + (size_t) h * hd;
 
 		if (ggml)
-			k->ggml_softmax(sc, npos);
+			k->ggml_softmax(sc, npos[t]);
 		else
-			p3_softmax(sc, npos);
+			p3_softmax(sc, npos[t]);
 		if (ctx->kv_elem == 2)
-			round_f16_inplace(k, sc, npos);
+			round_f16_inplace(k, sc, npos[t]);
+	}
 
-		/* output = V · p, a block at a time */
+	/* output = V · p: llama.cpp's f16 case for all the tokens at once, else a token and a block at a time */
+	if (ggml && ctx->kv_elem == 2)
+	{
+		k->ggml_vp_f16_blocks(out0, (size_t) hp->n_embd, scores, ctx->att_scores, npos, nq, kv_at(ctx, s->v[layer], 0, g),
+							  KV_BLOCK, ctx->kv_block, ctx->kv_head, hd, slots);
+		return;
+	}
+	for (int32_t t = 0; t < nq; t++)
+	{
+		float	   *sc = scores + (size_t) t * ctx->att_scores;
+		float	   *out = out0 + (size_t) t * hp->n_embd;
+
 		if (ggml)
 			memset(slots, 0, (size_t) P3_GGML_VP_SLOTS * (size_t) hd * sizeof(float));
 		else
 			memset(acc, 0, (size_t) hd * sizeof(float));
-		for (int32_t j0 = 0; j0 < npos; j0 += KV_BLOCK)
-			block_vp(ctx, sc + j0, kv_at(ctx, s->v[layer], j0, g), j0, npos - j0 < KV_BLOCK ? npos - j0 : KV_BLOCK,
+		for (int32_t j0 = 0; j0 < npos[t]; j0 += KV_BLOCK)
+			block_vp(ctx, sc + j0, kv_at(ctx, s->v[layer], j0, g), j0, npos[t] - j0 < KV_BLOCK ? npos[t] - j0 : KV_BLOCK,
 					 ggml ? slots : acc);
 		if (ggml)
 			k->ggml_vp_finish(out, slots, hd);

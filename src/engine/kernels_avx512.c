@@ -1666,6 +1666,102 @@ ggml_dot_f16_keys16(const float *q, size_t qstride, int32_t nq, const uint8_t *k
 	}
 }
 
+/*
+ * V·p of the tokens of one head over a cache in blocks, four queries at a
+ * time with the sums in registers.  ggml_vp_f16_acc keeps slot j % 64 of a
+ * position j in memory and loads and stores its row for every position;
+ * here, for each slot s and a range of 96 dimensions, the positions s,
+ * s + 64, s + 128, ... of four queries are summed in 4 x 6 registers and
+ * stored once (slots no position reaches are stored as zeros), and each
+ * row of V is converted once for the four.  Every slot's sum is the same
+ * fma chain over the same positions in the same increasing order: the same
+ * bits as zeroing, ggml_vp_f16_acc and ggml_vp_finish.
+ */
+#define VP_DIMS 96				/* dimensions per pass: 6 registers of 16 */
+
+INLINE __mmask16
+lanes_upto(int64_t r)
+{
+	return r >= 16 ? (__mmask16) 0xFFFF : r <= 0 ? (__mmask16) 0 : (__mmask16) ((1u << r) - 1);
+}
+
+/* slots of queries i < nq (<= 4) at slots + i * sstride: the 64 slot rows of dimensions d0 .. d0 + 95 */
+static void
+vp_slots4(float *slots, size_t sstride, const float *p, size_t pstride, const int32_t *npos, int32_t nq,
+		  const uint8_t *v, int32_t blk, size_t bstride, size_t rstride, int32_t hd, int32_t d0)
+{
+	int32_t		n[4],
+				maxn = 0;
+	__mmask16	m[6];
+	int			nbytes = 2 * (hd - d0 < VP_DIMS ? hd - d0 : VP_DIMS);
+
+	for (int i = 0; i < 4; i++)
+	{
+		n[i] = i < nq ? npos[i] : 0;
+		maxn = n[i] > maxn ? n[i] : maxn;
+	}
+	for (int c = 0; c < 6; c++)
+		m[c] = lanes_upto(hd - d0 - 16 * c);
+	for (int32_t s = 0; s < P3_GGML_VP_SLOTS; s++)
+	{
+		__m512		acc[4][6];
+
+#pragma GCC unroll 24
+		for (int e = 0; e < 24; e++)
+			acc[e / 6][e % 6] = _mm512_setzero_ps();
+		for (int32_t j = s; j < maxn; j += P3_GGML_VP_SLOTS)
+		{
+			const uint16_t *row = (const uint16_t *) (const void *) (v + (size_t) (j / blk) * bstride +
+																	 (size_t) (j % blk) * rstride) + d0;
+			__m512		x[6];
+
+			if (j + P3_GGML_VP_SLOTS < maxn)	/* the slot's next row, 64 positions (four blocks) on */
+			{
+				int32_t		jn = j + P3_GGML_VP_SLOTS;
+				const char *next = (const char *) (v + (size_t) (jn / blk) * bstride + (size_t) (jn % blk) * rstride) + 2 * d0;
+
+				for (int b = 0; b < nbytes; b += 64)
+					_mm_prefetch(next + b, _MM_HINT_T0);
+			}
+#pragma GCC unroll 6
+			for (int c = 0; c < 6; c++)
+				x[c] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[c], row + 16 * c));
+#pragma GCC unroll 4
+			for (int i = 0; i < 4; i++)
+				if (j < n[i])
+				{
+					__m512		pj = _mm512_set1_ps(p[(size_t) i * pstride + j]);
+
+#pragma GCC unroll 6
+					for (int c = 0; c < 6; c++)
+						acc[i][c] = _mm512_fmadd_ps(x[c], pj, acc[i][c]);
+				}
+		}
+#pragma GCC unroll 24
+		for (int e = 0; e < 24; e++)
+			if (e / 6 < nq)
+				_mm512_mask_storeu_ps(slots + (size_t) (e / 6) * sstride + (size_t) s * hd + d0 + 16 * (e % 6), m[e % 6],
+									  acc[e / 6][e % 6]);
+	}
+}
+
+static void
+ggml_vp_f16_blocks4(float *out, size_t ostride, const float *p, size_t pstride, const int32_t *npos, int32_t nq,
+					const uint8_t *v, int32_t blk, size_t bstride, size_t rstride, int32_t hd, float *slots)
+{
+	size_t		sstride = (size_t) P3_GGML_VP_SLOTS * hd;
+
+	for (int32_t i0 = 0; i0 < nq; i0 += 4)
+	{
+		int32_t		m = nq - i0 < 4 ? nq - i0 : 4;
+
+		for (int32_t d0 = 0; d0 < hd; d0 += VP_DIMS)
+			vp_slots4(slots, sstride, p + (size_t) i0 * pstride, pstride, npos + i0, m, v, blk, bstride, rstride, hd, d0);
+		for (int32_t i = 0; i < m; i++)
+			ggml_vp_finish(out + (size_t) (i0 + i) * ostride, slots + (size_t) i * sstride, hd);
+	}
+}
+
 DEF_VEC_WRAPPERS(IQ4_XS, vec_dot_iq4_xs_nt)
 DEF_VEC_WRAPPERS(Q3_K, vec_dot_q3_k_nt)
 DEF_VEC_WRAPPERS(Q2_K, vec_dot_q2_k_nt)
@@ -1679,6 +1775,7 @@ p3_kernels_fill_avx512(P3KernelSet *k)
 	k->name = "avx512";
 	X86_FILL_SET(k);
 	k->ggml_dot_f16_keys = ggml_dot_f16_keys16;
+	k->ggml_vp_f16_blocks = ggml_vp_f16_blocks4;
 	p3_gemm_fill_avx512(k);
 }
 

@@ -193,6 +193,21 @@ ggml_vp_f16_ref(float *out, const float *p, const uint8_t *v, size_t stride,
 	ggml_vp_finish_ref(out, slots, hd);
 }
 
+static void
+ggml_vp_f16_blocks_ref(float *out, size_t ostride, const float *p, size_t pstride, const int32_t *npos,
+					   int32_t nq, const uint8_t *v, int32_t blk, size_t bstride, size_t rstride, int32_t hd,
+					   float *slots)
+{
+	for (int32_t i = 0; i < nq; i++)
+	{
+		memset(slots, 0, (size_t) hd * sizeof(double));
+		for (int32_t j0 = 0; j0 < npos[i]; j0 += blk)
+			ggml_vp_f16_acc_ref(slots, p + (size_t) i * pstride + j0, v + (size_t) (j0 / blk) * bstride, rstride, j0,
+								npos[i] - j0 < blk ? npos[i] - j0 : blk, hd);
+		ggml_vp_finish_ref(out + (size_t) i * ostride, slots, hd);
+	}
+}
+
 static float
 ggml_dot_f32_ref(const float *q, const float *k, int64_t n)
 {
@@ -274,6 +289,7 @@ static const P3KernelSet reference_set = {
 	.ggml_vp_f16_acc = ggml_vp_f16_acc_ref,
 	.ggml_vp_f32_acc = ggml_vp_f32_acc_ref,
 	.ggml_vp_finish = ggml_vp_finish_ref,
+	.ggml_vp_f16_blocks = ggml_vp_f16_blocks_ref,
 	.ggml_softmax = p3_softmax,
 	.ggml_swiglu = ggml_swiglu_ref,
 };

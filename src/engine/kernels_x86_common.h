@@ -826,6 +826,22 @@ ggml_vp_finish(float *out, float *slots, int32_t hd)
 	memcpy(out, slots, (size_t) hd * sizeof(float));
 }
 
+/* ggml_vp_f16 of each query over a cache in blocks: zeroed slots, a block's piece at a time (the avx512 set has a faster one) */
+static void
+ggml_vp_f16_blocks_each(float *out, size_t ostride, const float *p, size_t pstride, const int32_t *npos,
+						int32_t nq, const uint8_t *v, int32_t blk, size_t bstride, size_t rstride, int32_t hd,
+						float *slots)
+{
+	for (int32_t i = 0; i < nq; i++)
+	{
+		memset(slots, 0, (size_t) 4 * VL * (size_t) hd * sizeof(float));
+		for (int32_t j0 = 0; j0 < npos[i]; j0 += blk)
+			ggml_vp_acc_any(slots, p + (size_t) i * pstride + j0, v + (size_t) (j0 / blk) * bstride, rstride, j0,
+							npos[i] - j0 < blk ? npos[i] - j0 : blk, hd, true);
+		ggml_vp_finish(out + (size_t) i * ostride, slots, hd);
+	}
+}
+
 static void
 ggml_vp_f16(float *out, const float *p, const uint8_t *v, size_t stride, int32_t npos, int32_t hd,
 			float *slots)
@@ -919,6 +935,7 @@ ggml_swiglu(float *y, const float *gate, const float *up, int64_t n)
 		(k)->ggml_vp_f16_acc = ggml_vp_f16_acc; \
 		(k)->ggml_vp_f32_acc = ggml_vp_f32_acc; \
 		(k)->ggml_vp_finish = ggml_vp_finish; \
+		(k)->ggml_vp_f16_blocks = ggml_vp_f16_blocks_each; \
 		(k)->ggml_softmax = ggml_softmax; \
 		(k)->ggml_swiglu = ggml_swiglu; \
 		(k)->dot_f32[P3_TYPE_F32] = dot_f32_F32; \

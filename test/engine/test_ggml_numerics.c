@@ -333,6 +333,77 @@ test_vp_f16(void)
 	free(v);
 }
 
+/*
+ * V·p of several tokens over a cache stored in blocks (ggml_vp_f16_blocks,
+ * attention_group's f16 case): every query's output the bits of ggml's
+ * order, for 1 to 6 queries (past the avx512 set's four at once) with
+ * different position counts, blocks of 16 and of 5 rows with other heads'
+ * rows between them, head sizes below, at and past 96 (the avx512 set's
+ * pass), and nothing written past a query's output.
+ */
+static void
+test_vp_f16_blocks(void)
+{
+	static const int32_t hds[] = {4, 16, 96, 100, 200};
+	static const int32_t blks[] = {16, 5};
+	static const int32_t counts[][6] = {{1}, {65, 64}, {200, 201, 202}, {7, 513, 64, 1}, {130, 131, 132, 133, 134},
+	{3, 80, 64, 65, 300, 2}};
+	enum {MAXH = 200, MAXP = 513, HEADS = 3, OSTRIDE = MAXH + 5};
+	uint16_t   *cache = malloc((size_t) MAXP * HEADS * MAXH * sizeof(uint16_t));
+	uint16_t   *rows = malloc((size_t) MAXP * MAXH * sizeof(uint16_t));
+	float	   *slots = malloc((size_t) P3_GGML_VP_QUERIES * P3_GGML_VP_SLOTS * MAXH * sizeof(float));
+	static float p[6 * MAXP],
+				got[6 * OSTRIDE],
+				emu[MAXH];
+
+	for (int s = 0; s < nsets; s++)
+	{
+		const P3KernelSet *k = sets[s];
+		int			W = set_lanes(k);
+
+		for (size_t h = 0; h < sizeof(hds) / sizeof(hds[0]); h++)
+			for (size_t b = 0; b < sizeof(blks) / sizeof(blks[0]); b++)
+				for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++)
+				{
+					int32_t		hd = hds[h],
+								blk = blks[b],
+								nq = 0,
+								npos[6];
+					size_t		rstride = (size_t) hd * sizeof(uint16_t),
+								bstride = (size_t) blk * HEADS * rstride;
+
+					for (int i = 0; i < 6 && counts[c][i] > 0; i++)
+						npos[nq++] = counts[c][i];
+					rng = 300 + (uint32_t) (h * 100 + b * 10 + c);
+					for (size_t e = 0; e < (size_t) MAXP * HEADS * MAXH; e++)
+						cache[e] = rh();
+					for (int i = 0; i < 6 * MAXP; i++)
+						p[i] = p3_fp16_to_fp32(rh() & 0x3fff);
+					for (int i = 0; i < 6 * OSTRIDE; i++)
+						got[i] = 12345.0f;
+					/* head 1 of the cache; the rows of position j, contiguous, for ggml's order */
+					for (int32_t j = 0; j < MAXP; j++)
+						memcpy(rows + (size_t) j * hd, (const uint8_t *) cache + (size_t) (j / blk) * bstride +
+							   ((size_t) blk + (size_t) (j % blk)) * rstride, rstride);
+					k->ggml_vp_f16_blocks(got, OSTRIDE, p, MAXP, npos, nq, (const uint8_t *) cache + (size_t) blk * rstride,
+										  blk, bstride, rstride, hd, slots);
+					for (int i = 0; i < nq; i++)
+					{
+						emu_vp(emu, p + (size_t) i * MAXP, rows, npos[i], hd, W);
+						for (int32_t d = 0; d < hd; d++)
+							CHECK_MSG(bits(got[i * OSTRIDE + d]) == bits(emu[d]),
+									  "%s ggml_vp_f16_blocks hd %d blk %d, %d queries, query %d (%d positions) dim %d: %.9g, ggml's order %.9g",
+									  k->name, hd, blk, nq, i, npos[i], d, got[i * OSTRIDE + d], emu[d]);
+						for (int32_t d = hd; d < OSTRIDE; d++)
+							CHECK_MSG(got[i * OSTRIDE + d] == 12345.0f, "%s ggml_vp_f16_blocks wrote past dim %d", k->name, hd);
+					}
+				}
+	}
+	free(slots);
+	free(rows);
+	free(cache);
+}
+
 /* the float dots of F16 / F32 weights: ggml_vec_dot_f16 / _f32 over whole chunks (reduce4's order) */
 static void
 test_float_dots(void)
@@ -825,6 +896,7 @@ main(void)
 	RUN(test_dot_f16);
 	RUN(test_dot_f16_keys);
 	RUN(test_vp_f16);
+	RUN(test_vp_f16_blocks);
 	RUN(test_f32_cache);
 	RUN(test_float_dots);
 	RUN(test_softmax_swiglu);
