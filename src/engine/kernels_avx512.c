@@ -1678,6 +1678,7 @@ ggml_dot_f16_keys16(const float *q, size_t qstride, int32_t nq, const uint8_t *k
  * bits as zeroing, ggml_vp_f16_acc and ggml_vp_finish.
  */
 #define VP_DIMS 96				/* dimensions per pass: 6 registers of 16 */
+_Static_assert(P3_GGML_VP_QUERIES == 4, "vp_slots4 keeps four queries' slots (the scratch attention_group gives it)");
 
 INLINE __mmask16
 lanes_upto(int64_t r)
@@ -1751,9 +1752,9 @@ ggml_vp_f16_blocks4(float *out, size_t ostride, const float *p, size_t pstride, 
 {
 	size_t		sstride = (size_t) P3_GGML_VP_SLOTS * hd;
 
-	for (int32_t i0 = 0; i0 < nq; i0 += 4)
+	for (int32_t i0 = 0; i0 < nq; i0 += P3_GGML_VP_QUERIES)
 	{
-		int32_t		m = nq - i0 < 4 ? nq - i0 : 4;
+		int32_t		m = nq - i0 < P3_GGML_VP_QUERIES ? nq - i0 : P3_GGML_VP_QUERIES;
 
 		for (int32_t d0 = 0; d0 < hd; d0 += VP_DIMS)
 			vp_slots4(slots, sstride, p + (size_t) i0 * pstride, pstride, npos + i0, m, v, blk, bstride, rstride, hd, d0);
